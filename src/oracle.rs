@@ -1,0 +1,101 @@
+//! Open vSwitch's own encoder and decoder as a test oracle: `ovs-ofctl -mmmmm parse-flow` prints
+//! the FLOW_MOD bytes OVS builds for a flow text, `ovs-ofctl ofp-print` decodes any bytes.
+//!
+//! Used by tests and tools only; it runs `ovs-ofctl` as a child process, so nothing on a shard
+//! may call it. Not part of the sans-IO codec.
+
+use std::process::Command;
+
+/// What OVS makes of a flow text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OvsFlow {
+    /// The `OFPT_FLOW_MOD ...` line OVS prints for it (ofp-print form), without a trailing newline.
+    pub text: String,
+    /// The FLOW_MOD bytes, xid included (OVS uses xid 1... for parse-flow).
+    pub bytes: Vec<u8>,
+}
+
+/// Runs `ovs-ofctl -O OpenFlow13 -mmmmm parse-flow TEXT`. `Err` holds OVS's error message.
+pub fn parse_flow(flow: &str) -> Result<OvsFlow, String> {
+    parse_flow_with(flow, &[])
+}
+
+/// Like [`parse_flow`] with extra `ovs-ofctl` arguments placed before the command
+/// (e.g. `["--strict"]`); the command is `parse-flow`.
+pub fn parse_flow_with(flow: &str, extra: &[&str]) -> Result<OvsFlow, String> {
+    let out = Command::new("ovs-ofctl")
+        .args(["-O", "OpenFlow13", "-mmmmm"])
+        .args(extra)
+        .args(["parse-flow", flow])
+        .output()
+        .map_err(|e| format!("cannot run ovs-ofctl: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    let mut text = None;
+    let mut bytes = Vec::new();
+    for line in stdout.lines() {
+        if line.starts_with("OFPT_") || line.starts_with("NXT_") || line.starts_with("ONFT_") {
+            text.get_or_insert_with(|| line.to_string());
+        } else if let Some(hex) = hexdump_line(line) {
+            bytes.extend(hex);
+        }
+    }
+    let text = text.ok_or_else(|| format!("no message line in ovs-ofctl output: {stdout}"))?;
+    Ok(OvsFlow { text, bytes })
+}
+
+/// Parses one line of OVS's hex dump (`00000010  00 00 ...-00 00 |...|`) into its bytes.
+fn hexdump_line(line: &str) -> Option<Vec<u8>> {
+    let (offset, rest) = line.split_once("  ")?;
+    if offset.len() != 8 || !offset.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let hex_part = rest.split('|').next()?;
+    let cleaned: String = hex_part.chars().map(|c| if c == '-' { ' ' } else { c }).collect();
+    crate::openflow::wire::from_hex(&cleaned)
+}
+
+/// Runs `ovs-ofctl ofp-print HEX` and returns what it prints (trailing white space trimmed).
+/// `Err` holds OVS's error output when it exits non-zero.
+pub fn ofp_print(bytes: &[u8]) -> Result<String, String> {
+    ofp_print_with(bytes, &[])
+}
+
+/// Like [`ofp_print`] with extra arguments before `ofp-print` (e.g. `["--verbosity=2"]`... as
+/// accepted by ovs-ofctl).
+pub fn ofp_print_with(bytes: &[u8], extra: &[&str]) -> Result<String, String> {
+    let hex = crate::openflow::wire::to_hex(bytes);
+    let out = Command::new("ovs-ofctl")
+        .args(extra)
+        .args(["ofp-print", &hex])
+        .output()
+        .map_err(|e| format!("cannot run ovs-ofctl: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+}
+
+/// Whether `ovs-ofctl` can be run here (tests say clearly when it cannot).
+pub fn available() -> bool {
+    Command::new("ovs-ofctl").arg("--version").output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oracle_reads_ovs_bytes() {
+        assert!(available(), "ovs-ofctl is needed: scripts/test.sh installs Open vSwitch");
+        let f = parse_flow("table=3,priority=100,tcp,actions=drop").unwrap();
+        assert!(f.text.starts_with("OFPT_FLOW_MOD (OF1.3)"), "{}", f.text);
+        assert_eq!(f.bytes[0], 4);
+        assert_eq!(u16::from_be_bytes([f.bytes[2], f.bytes[3]]) as usize, f.bytes.len());
+        let printed = ofp_print(&f.bytes).unwrap();
+        assert!(printed.contains("priority=100,tcp"), "{printed}");
+        assert!(parse_flow("tcp,bogus=1,actions=drop").is_err());
+    }
+}

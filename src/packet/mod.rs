@@ -1,0 +1,1 @@
+//! Zero-copy views and builders for the packets a controller sees in a Packet-In.

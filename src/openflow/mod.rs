@@ -1,8 +1,12 @@
 //! OpenFlow 1.3 with Open vSwitch's Nicira and ONF extensions, sans IO: bytes in, typed messages
 //! out and back, and flows as `ovs-ofctl` text both ways. No sockets, no clock, no runtime here.
 
+pub mod action;
 pub mod error;
 pub mod field;
+pub mod instruction;
+pub mod message;
+pub mod oxm;
 pub mod wire;
 
 pub use error::{DecodeError, ErrorCode, TextError};

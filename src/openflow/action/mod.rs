@@ -1,6 +1,9 @@
 //! PLACEHOLDER (owned by the actions helper): OpenFlow and Nicira actions.
 pub mod ct;
+pub mod bundle;
+pub mod conjunction;
 pub mod learn;
+pub mod multipath;
 
 use super::wire::Reader;
 use super::DecodeError;

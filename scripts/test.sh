@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test of shardflow on this machine: installs Open vSwitch from Debian's packages when
+# it is missing (the tests use a real OVS), captures fresh OpenFlow messages from a real OVS, then
+# runs the whole cargo test suite (unit, golden-vs-OVS, integration, fuzz-seed smoke).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v ovs-vswitchd >/dev/null || ! command -v ovs-ofctl >/dev/null; then
+    echo "== installing Open vSwitch (Debian packages)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openvswitch-switch >/dev/null
+fi
+ovs-ofctl --version | head -1
+
+echo "== capturing OpenFlow messages from a real OVS"
+# Decoder tests read these next to the committed ones (tests/golden/messages).
+scripts/capture-ovs-messages.py target/ovs-captures
+
+echo "== cargo test"
+cargo test --workspace --locked "$@"

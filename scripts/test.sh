@@ -5,13 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-
-if ! command -v ovs-vswitchd >/dev/null || ! command -v ovs-ofctl >/dev/null; then
-    echo "== installing Open vSwitch (Debian packages)"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openvswitch-switch >/dev/null
-fi
+scripts/install-ovs.sh
 ovs-ofctl --version | head -1
 
 echo "== capturing OpenFlow messages from a real OVS"

@@ -5,3 +5,5 @@ pub mod openflow;
 pub mod packet;
 #[doc(hidden)]
 pub mod oracle;
+#[doc(hidden)]
+pub mod fuzzing;

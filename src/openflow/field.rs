@@ -114,12 +114,23 @@ pub struct FieldDef {
 }
 
 impl FieldDef {
-    /// The header OVS writes for this field in OpenFlow 1.3.
+    /// The header OVS writes for this field in OpenFlow 1.3: the OXM header when the field has
+    /// one usable in 1.3, else the NXM header. (`xreg` keeps its OpenFlow 1.5 OXM header here,
+    /// as OVS writes it in actions; in a 1.3 match OVS splits it into registers instead.)
     pub fn header13(&self) -> Hdr {
         match (self.oxm13, self.nxm) {
             (Some(h), _) => h,
             (None, Some(h)) => h,
-            (None, None) => unreachable!("every field in the table has a header"),
+            (None, None) => self.oxm15().unwrap_or(Hdr::nxm(OXM_EXPERIMENTER, 0)),
+        }
+    }
+
+    /// The OXM header OVS assigns from OpenFlow 1.5 on to a field that has an NXM header for
+    /// 1.3 (accepted when decoding, never written in 1.3).
+    pub fn oxm15(&self) -> Option<Hdr> {
+        match self.name {
+            "dp_hash" => Some(Hdr::exp(NX_EXP, 0)),
+            _ => None,
         }
     }
 }
@@ -167,7 +178,7 @@ impl Field {
     pub fn from_header(hdr: Hdr) -> Option<Field> {
         FIELDS
             .iter()
-            .position(|d| d.nxm == Some(hdr) || d.oxm13 == Some(hdr))
+            .position(|d| d.nxm == Some(hdr) || d.oxm13 == Some(hdr) || d.oxm15() == Some(hdr))
             .map(|i| Field(i as u16))
     }
 
@@ -237,13 +248,10 @@ const fn ox(f: u8) -> Option<Hdr> {
 const fn onf(f: u8) -> Option<Hdr> {
     Some(Hdr::exp(ONF_EXP, f))
 }
-const fn nxox(f: u8) -> Option<Hdr> {
-    Some(Hdr::exp(NX_EXP, f))
-}
 const NONE: Option<Hdr> = None;
 
 fields! {
-    DP_HASH: "dp_hash" [] "NXM_NX_DP_HASH", nxm nx(35), oxm nxox(0), 4/32, true, Hex, None, false;
+    DP_HASH: "dp_hash" [] "NXM_NX_DP_HASH", nxm nx(35), oxm NONE, 4/32, true, Hex, None, false;
     RECIRC_ID: "recirc_id" [] "NXM_NX_RECIRC_ID", nxm nx(36), oxm NONE, 4/32, false, Decimal, None, false;
     CONJ_ID: "conj_id" [] "NXM_NX_CONJ_ID", nxm nx(37), oxm NONE, 4/32, false, Decimal, None, false;
     TUN_ID: "tun_id" ["tunnel_id"] "NXM_NX_TUN_ID", nxm nx(16), oxm ox(38), 8/64, true, Hex, None, true;
@@ -302,11 +310,12 @@ fields! {
     ETH_DST: "eth_dst" ["dl_dst"] "NXM_OF_ETH_DST", nxm of(1), oxm ox(3), 6/48, true, Ethernet, None, true;
     ETH_TYPE: "eth_type" ["dl_type"] "NXM_OF_ETH_TYPE", nxm of(3), oxm ox(5), 2/16, false, Hex, None, false;
     VLAN_TCI: "vlan_tci" [] "NXM_OF_VLAN_TCI", nxm of(4), oxm NONE, 2/16, true, Hex, None, true;
-    VLAN_VID: "vlan_vid" ["dl_vlan"] "OXM_OF_VLAN_VID", nxm NONE, oxm ox(6), 2/13, true, Decimal, None, true;
-    VLAN_PCP: "vlan_pcp" ["dl_vlan_pcp"] "OXM_OF_VLAN_PCP", nxm NONE, oxm ox(7), 1/3, false, Decimal, Vlan, true;
+    VLAN_VID: "vlan_vid" [] "OXM_OF_VLAN_VID", nxm NONE, oxm ox(6), 2/13, true, Decimal, None, true;
+    VLAN_PCP: "vlan_pcp" [] "OXM_OF_VLAN_PCP", nxm NONE, oxm ox(7), 1/3, false, Decimal, Vlan, true;
     MPLS_LABEL: "mpls_label" [] "OXM_OF_MPLS_LABEL", nxm NONE, oxm ox(34), 4/20, false, Decimal, Mpls, true;
     MPLS_TC: "mpls_tc" [] "OXM_OF_MPLS_TC", nxm NONE, oxm ox(35), 1/3, false, Decimal, Mpls, true;
     MPLS_BOS: "mpls_bos" [] "OXM_OF_MPLS_BOS", nxm NONE, oxm ox(36), 1/1, false, Decimal, Mpls, false;
+    MPLS_TTL: "mpls_ttl" [] "NXM_NX_MPLS_TTL", nxm nx(30), oxm NONE, 1/8, false, Decimal, Mpls, true;
     IPV4_SRC: "ip_src" ["nw_src"] "NXM_OF_IP_SRC", nxm of(7), oxm ox(11), 4/32, true, Ipv4, Ipv4, true;
     IPV4_DST: "ip_dst" ["nw_dst"] "NXM_OF_IP_DST", nxm of(8), oxm ox(12), 4/32, true, Ipv4, Ipv4, true;
     IPV6_SRC: "ipv6_src" [] "NXM_NX_IPV6_SRC", nxm nx(19), oxm ox(26), 16/128, true, Ipv6, Ipv6, true;
@@ -444,6 +453,7 @@ impl fmt::Display for Subfield {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -456,10 +466,10 @@ mod tests {
             for n in std::iter::once(d.name).chain(std::iter::once(d.wire_name)).chain(d.aliases.iter().copied()) {
                 assert!(names.insert(n), "name {n} twice");
             }
-            for h in [d.nxm, d.oxm13].into_iter().flatten() {
+            for h in [d.nxm, d.oxm13, d.oxm15()].into_iter().flatten() {
                 assert!(hdrs.insert(h), "header {h:?} twice");
             }
-            assert!(d.nxm.is_some() || d.oxm13.is_some(), "{} has no header", d.name);
+            assert!(d.nxm.is_some() || d.oxm13.is_some() || d.oxm15().is_some(), "{} has no header", d.name);
         }
     }
 
@@ -472,5 +482,68 @@ mod tests {
         assert_eq!(Field::CT_STATE.def().header13().word(4, true), 0x0001_d308);
         assert_eq!(Subfield { field: Field::reg(0), ofs: 0, n_bits: 16 }.to_string(), "NXM_NX_REG0[0..15]");
         assert_eq!(Subfield::whole(Field::IPV4_SRC).to_string(), "NXM_OF_IP_SRC[]");
+    }
+
+    /// Every field's wire name and NXM/OXM header, checked against OVS: the source of a
+    /// `move` action is written with the field's NXM header (its OXM header when it has no NXM
+    /// one), so OVS's bytes for `move:NAME[0..0]->NXM_NX_REG0[0..0]` show the header it assigns.
+    #[test]
+    fn headers_match_ovs() {
+        let mut problems = Vec::new();
+        let mut checked = 0;
+        for f in Field::all() {
+            let d = f.def();
+            let pre = match d.prereq {
+                Prereq::None => "",
+                Prereq::Vlan => "dl_vlan=1,",
+                Prereq::Arp => "arp,",
+                Prereq::Ip | Prereq::Ipv4 | Prereq::Ipv4OrIpv6AnyIp => "ip,",
+                Prereq::Ipv6 => "ipv6,",
+                Prereq::Mpls => "mpls,",
+                Prereq::Tcp | Prereq::TcpOrUdpOrSctp => "tcp,",
+                Prereq::Udp => "udp,",
+                Prereq::Sctp => "sctp,",
+                Prereq::Icmpv4 => "icmp,",
+                Prereq::Icmpv6 => "icmp6,",
+                Prereq::Nd | Prereq::NdSolicit => "icmp6,icmp_type=135,",
+                Prereq::NdAdvert => "icmp6,icmp_type=136,",
+                Prereq::Ct => "ip,ct_state=+trk+est,",
+            };
+            let text = format!("{pre}actions=move:{}[0..0]->NXM_NX_REG0[0..0]", d.wire_name);
+            let ovs = match crate::oracle::parse_flow(&text) {
+                Ok(o) => o,
+                Err(e) => {
+                    problems.push(format!("{}: OVS refuses {text}: {e}", d.name));
+                    continue;
+                }
+            };
+            let b = &ovs.bytes;
+            let match_len = u16::from_be_bytes([b[50], b[51]]) as usize;
+            let at = 48 + crate::openflow::wire::pad8(match_len) + 8 + 16;
+            let hdr = d.nxm.or(d.oxm13).or(d.oxm15()).unwrap_or(Hdr::nxm(0, 0));
+            let mut want = Vec::new();
+            hdr.put(&mut want, d.bytes, false);
+            let got = &b[at..(at + want.len()).min(b.len())];
+            if got != want.as_slice() {
+                problems.push(format!(
+                    "{}: OVS writes header {} for {}, the table says {}",
+                    d.name,
+                    crate::openflow::wire::to_hex(got),
+                    d.wire_name,
+                    crate::openflow::wire::to_hex(&want)
+                ));
+            }
+            checked += 1;
+            // The text name and aliases name the same field for OVS.
+            for n in std::iter::once(d.name).chain(d.aliases.iter().copied()) {
+                let t = format!("{pre}actions=move:{n}[0..0]->NXM_NX_REG0[0..0]");
+                match crate::oracle::parse_flow(&t) {
+                    Ok(o) if o.bytes == ovs.bytes => {}
+                    Ok(_) => problems.push(format!("{}: OVS reads name {n} as another field", d.name)),
+                    Err(e) => problems.push(format!("{}: OVS does not know the name {n}: {e}", d.name)),
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{checked} checked; problems:\n{}", problems.join("\n"));
     }
 }

@@ -7,6 +7,8 @@ pub mod field;
 pub mod instruction;
 pub mod message;
 pub mod oxm;
+pub mod flow;
+pub mod text;
 pub mod wire;
 
 pub use error::{DecodeError, ErrorCode, TextError};

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Writes the fuzz targets' seed corpora (fuzz/corpus/<target>/) from the golden files:
+# captured OpenFlow messages and golden FLOW_MODs for openflow_decode, golden flow texts for
+# flow_text, and frames from the packet builders (through a tiny test) for packet_parse.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+C=fuzz/corpus
+mkdir -p "$C/openflow_decode" "$C/flow_text" "$C/packet_parse"
+for f in tests/golden/messages/*.hex; do
+    xxd -r -p "$f" > "$C/openflow_decode/$(basename "$f" .hex)"
+done
+cargo build --quiet --bin shardflow
+n=0
+for f in tests/golden/*.flows; do
+    while IFS= read -r line; do
+        line=${line%% # *}
+        [ -z "${line// }" ] && continue
+        case "$line" in \#*) continue ;; esac
+        n=$((n + 1))
+        printf '%s' "$line" > "$C/flow_text/golden-$n"
+        # The same flow as OVS encodes it seeds the decoder.
+        target/debug/shardflow flow encode "$line" 2>/dev/null | xxd -r -p > "$C/openflow_decode/flow-$n" || true
+    done < "$f"
+done
+SHARDFLOW_FUZZ_FRAMES="$PWD/$C/packet_parse" cargo test --quiet --test fuzz_seeds packet_parse >/dev/null
+echo "seeds: $(ls $C/openflow_decode | wc -l) messages, $(ls $C/flow_text | wc -l) flow texts, $(ls $C/packet_parse | wc -l) frames"

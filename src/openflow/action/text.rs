@@ -263,7 +263,12 @@ fn set_field_text(arg: &str, out: &mut Vec<Action>) -> Result<(), TextError> {
     if !field.def().writable {
         return Err(TextError::new(name, "is read-only"));
     }
-    let (value, mask) = parse_value(field, v)?;
+    let (value, mut mask) = parse_value(field, v)?;
+    // A plain flag list (`oam`) sets the whole field in OVS; only `+oam`/`-oam` or `/mask` are
+    // partial. The shared value parser gives a mask for both, so tell them apart here.
+    if field.def().format == crate::openflow::field::Format::TunnelFlags && !v.contains(['+', '-', '/']) {
+        mask = None;
+    }
     check_value(field, &value)?;
     if field == Field::VLAN_VID && mask.is_none() && value.to_u128() & 0x1000 == 0 {
         // OVS writes it, then refuses it when decoding (OFPBAC_BAD_SET_ARGUMENT).

@@ -3,6 +3,10 @@
 
 pub mod openflow;
 pub mod packet;
+pub mod config;
+pub mod control;
+pub mod pipeline;
+pub mod daemon;
 #[doc(hidden)]
 pub mod oracle;
 #[doc(hidden)]

@@ -1,12 +1,45 @@
-//! shardflow's thread-per-core layer: which shard (pinned executor) owns a key.
+//! shardflow's thread-per-core layer: pinned executors, the messages between them, and the
+//! per-shard state they own.
 //!
-//! Keys arrive as stable 64-bit hashes (for connections, `shardflow::packet::ConnKey::hash64`,
-//! which is the same on every process and machine); [`shard_of`] places them with jump
-//! consistent hashing so that growing the pool moves as few keys as possible.
+//! # The model
+//! A [`Pool`] runs one glommio executor per shard, each on its own thread and, when CPUs are
+//! given, pinned to one core. Work is divided by key, not shared: a connection's key hashes
+//! (`shardflow::packet::ConnKey::hash64`, direction-free and the same on every process) to one
+//! shard with [`shard_of`], jump consistent hashing, so growing the pool moves few keys.
+//!
+//! | state | where it lives | why no lock |
+//! | --- | --- | --- |
+//! | switch connections | the shard that accepted them | only its executor reads/writes the socket |
+//! | [`FlowTable`] of installed flows | the shard owning the connection key | one owner, `!Sync` use |
+//! | [`HotSynCache`] of hot targets | the shard owning the connection key | both directions hash to it |
+//! | inboxes ([`Mesh`]) | shared, one bounded flume channel per shard | channels are the only shared state |
+//!
+//! A shard that sees work for a key it does not own (a packet-in that arrived on another
+//! shard's switch connection, a REST request on the control thread) sends it to the owner
+//! through the [`Mesh`]: the owner applies it to its own state. No state is ever touched by two
+//! threads, so the tables are plain `HashMap`s and nothing waits on a lock; the only cross-core
+//! cost is the channel hand-off. The channels are bounded: a slow shard slows its producers
+//! down instead of queueing without limit.
+//!
+//! Shard code must never block its executor: no blocking IO, no `std::sync::Mutex`, no sleep.
+//! Each executor registers `io_memory` bytes of locked memory: a service unit needs
+//! `LimitMEMLOCK` of at least `shards * io_memory` (glommio's floor is 512 KiB per executor).
 
+mod flow_table;
+mod hot_syn;
 mod jump;
+mod mesh;
+mod pool;
+mod procfs;
+#[cfg(test)]
+mod testgen;
 
+pub use flow_table::{FlowEntry, FlowTable};
+pub use hot_syn::HotSynCache;
 pub use jump::jump_consistent_hash;
+pub use mesh::{Mesh, MeshError};
+pub use pool::{Pool, PoolConfig, PoolError, ShardCtx, ShardFailure, DEFAULT_IO_MEMORY, MIN_IO_MEMORY};
+pub use procfs::{memlock_limit, parse_cpu_list, process_allowed_cpus, thread_allowed_cpus};
 
 use std::fmt;
 

@@ -22,7 +22,7 @@ pub const NXM_NX: u16 = 0x0001;
 pub const OXM_BASIC: u16 = 0x8000;
 pub const OXM_EXPERIMENTER: u16 = 0xffff;
 pub const ONF_EXP: u32 = 0x4f4e_4600;
-pub const NX_EXP: u32 = 0x0000_2320;
+pub const NX_EXP: u32 = super::error::NX_VENDOR_ID;
 
 impl Hdr {
     pub const fn nxm(class: u16, field: u8) -> Hdr {
@@ -429,12 +429,14 @@ pub struct Subfield {
 }
 
 impl Subfield {
-    /// The whole field.
+    /// The whole field: all its meaningful bits, as OVS counts them (`mf_field.n_bits`: 12 for
+    /// tcp_flags, 6 for ip_dscp, 13 for vlan_vid), not its wire width.
     pub fn whole(field: Field) -> Subfield {
-        Subfield { field, ofs: 0, n_bits: field.bytes() as u16 * 8 }
+        Subfield { field, ofs: 0, n_bits: field.bits() }
     }
+    /// Whether this covers all the field's meaningful bits (printed `NAME[]`).
     pub fn is_whole(&self) -> bool {
-        self.ofs == 0 && self.n_bits == self.field.bytes() as u16 * 8
+        self.ofs == 0 && self.n_bits >= self.field.bits()
     }
 }
 
@@ -482,6 +484,14 @@ mod tests {
         assert_eq!(Field::CT_STATE.def().header13().word(4, true), 0x0001_d308);
         assert_eq!(Subfield { field: Field::reg(0), ofs: 0, n_bits: 16 }.to_string(), "NXM_NX_REG0[0..15]");
         assert_eq!(Subfield::whole(Field::IPV4_SRC).to_string(), "NXM_OF_IP_SRC[]");
+        // OVS counts meaningful bits: tcp_flags is 12 bits wide on a 16-bit wire field.
+        let flags = Field::from_name("tcp_flags").unwrap();
+        assert_eq!(Subfield::whole(flags).n_bits, 12);
+        assert_eq!(Subfield::whole(flags).to_string(), "NXM_NX_TCP_FLAGS[]");
+        assert_eq!(Subfield { field: flags, ofs: 0, n_bits: 12 }.to_string(), "NXM_NX_TCP_FLAGS[]");
+        assert_eq!(Subfield { field: flags, ofs: 0, n_bits: 11 }.to_string(), "NXM_NX_TCP_FLAGS[0..10]");
+        assert_eq!(Subfield::whole(Field::from_name("ip_dscp").unwrap()).n_bits, 6);
+        assert_eq!(Subfield::whole(Field::from_name("vlan_vid").unwrap()).n_bits, 13);
     }
 
     /// Every field's wire name and NXM/OXM header, checked against OVS: the source of a

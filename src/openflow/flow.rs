@@ -431,7 +431,10 @@ fn split_actions(text: &str) -> (&str, Option<&str>) {
             b')' => depth -= 1,
             _ => {}
         }
-        if depth == 0 && text[i..].starts_with("actions") {
+        // Compare bytes, not `text[i..]`: `i` walks bytes and may sit inside a multi-byte char
+        // (fuzz finding flow_text crash-1b7af...). A match starts and ends on ASCII, so the
+        // slices below are on char boundaries.
+        if depth == 0 && bytes[i..].starts_with(b"actions") {
             let before_ok = i == 0 || matches!(bytes[i - 1], b',' | b' ' | b'\t');
             let rest = text[i + 7..].trim_start();
             if before_ok {
@@ -449,6 +452,19 @@ fn split_actions(text: &str) -> (&str, Option<&str>) {
 mod tests {
     use super::*;
     use crate::oracle;
+
+    /// Fuzz finding (flow_text crash-1b7af...): a multi-byte char just before `actions` made the
+    /// splitter slice inside it and panic. Any UTF-8 must be an error at worst.
+    #[test]
+    fn split_actions_on_multibyte_text() {
+        assert_eq!(split_actions("actions\u{d5}esubmit:3"), ("actions\u{d5}esubmit:3", None));
+        assert_eq!(split_actions("ip,\u{e9}actions=drop"), ("ip,\u{e9}actions=drop", None));
+        assert_eq!(split_actions("ip,\u{e9},actions=drop"), ("ip,\u{e9},", Some("drop")));
+        for t in ["actions\u{d5}esubmit:3", "\u{1f600}actions=\u{1f600}", "ip,nw_src=\u{e9}\u{e9},actions=output:\u{e9}"] {
+            assert!(FlowMod::parse(t, FlowModCommand::Add).is_err());
+            crate::fuzzing::flow_text(t.as_bytes());
+        }
+    }
 
     fn check(text: &str) {
         let ovs = oracle::parse_flow(text).unwrap_or_else(|e| panic!("OVS refuses {text}: {e}"));

@@ -6,6 +6,23 @@
 
 use super::error::{DecodeError, ErrorCode};
 
+/// A NUL-padded fixed-size string field (`ofp_port.name`, `ofp_desc.mfr_desc`, ...) from text: at
+/// most `N - 1` bytes of `s`, then NULs.
+pub fn fixed_str<const N: usize>(s: &str) -> [u8; N] {
+    let mut out = [0u8; N];
+    for (d, b) in out.iter_mut().zip(s.bytes().take(N.saturating_sub(1))) {
+        *d = b;
+    }
+    out
+}
+
+/// A fixed-size string field as OVS prints it (`%.*s`): the bytes up to the first NUL, here as
+/// lossy UTF-8. The field itself is kept raw so that bytes after the NUL survive a re-encode.
+pub fn fixed_str_text(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
 /// A cursor over borrowed bytes whose every read is bounds-checked.
 #[derive(Debug, Clone, Copy)]
 pub struct Reader<'a> {
@@ -182,6 +199,7 @@ pub fn from_hex(s: &str) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

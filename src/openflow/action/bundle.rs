@@ -6,7 +6,8 @@
 //! bytes (32 bytes so far), then n_slaves u16 port numbers, padded to 8. OVS 3.1 prints the list
 //! as `members:1,2` and accepts `slaves:` as the old spelling.
 
-use super::learn::nx_field::{checked_subfield, field_from_word, fmt_subfield, format_value, nxm_word, ofs_nbits, parse_nx_subfield, parse_value, put_field, unpack_ofs_nbits};
+use super::value::ofs_nbits;
+use super::nx_field::{checked_subfield, field_from_word, format_value, nxm_word, parse_nx_subfield, parse_value, put_field, unpack_ofs_nbits};
 use super::multipath::HashFields;
 use crate::openflow::field::{Field, Subfield, Value};
 use crate::openflow::wire::{pad_to_8, patch_u16, Reader};
@@ -204,7 +205,7 @@ impl fmt::Display for Bundle {
         let kw = if self.dst.is_some() { "bundle_load" } else { "bundle" };
         write!(f, "{kw}({},{},{},ofport,", self.fields.name(), self.basis, self.algorithm.name())?;
         if let Some(sf) = &self.dst {
-            write!(f, "{},", fmt_subfield(sf))?;
+            write!(f, "{},", sf)?;
         }
         f.write_str("members:")?;
         let ports: Vec<String> = self.members.iter().map(|p| port_text(*p)).collect();
@@ -215,7 +216,7 @@ impl fmt::Display for Bundle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::openflow::action::learn::nx_testutil::*;
+    use crate::openflow::action::nx_testutil::*;
 
     fn decode_nx(b: &[u8]) -> Result<Bundle, DecodeError> {
         let (subtype, mut r) = nx_body(b)?;

@@ -3,15 +3,15 @@
 //! Wire layout after the 10-byte NX header: clause (u8, 0-based), n_clauses (u8), id (u32);
 //! 16 bytes in all. Text counts clauses from 1.
 
-use crate::openflow::wire::{Reader};
+use crate::openflow::wire::Reader;
 use crate::openflow::{DecodeError, ErrorCode, TextError};
 use std::fmt;
 
 pub const NXAST_CONJUNCTION: u16 = 34;
 
-/// NXBAC_BAD_CONJUNCTION: the Nicira error (experimenter 0x2320, code 34) OVS answers a bad
-/// clause count or index with in OpenFlow 1.2 and later.
-pub const BAD_CONJUNCTION: ErrorCode = ErrorCode { etype: 0xffff, code: 34, experimenter: 0x2320 };
+/// NXBAC_BAD_CONJUNCTION: the Nicira error (NX1.2+ code 15, experimenter 0x2320) OVS answers a
+/// bad conjunction with.
+pub const BAD_CONJUNCTION: ErrorCode = ErrorCode::NX_BAD_ACTION_BAD_CONJUNCTION;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conjunction {
@@ -101,7 +101,7 @@ impl fmt::Display for Conjunction {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::openflow::action::learn::nx_testutil::*;
+    use crate::openflow::action::nx_testutil::*;
 
     fn decode_nx(b: &[u8]) -> Result<Conjunction, DecodeError> {
         let (subtype, mut r) = nx_body(b)?;

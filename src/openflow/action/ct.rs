@@ -12,8 +12,10 @@
 //! Printing follows OVS: a leading `nat` among the nested actions is printed outside `exec(...)`,
 //! and `nat` flags and ports are only printed along with an address range.
 
-use super::learn::nx_field::{checked_subfield, field_from_word, fmt_subfield, ofs_nbits, parse_subfield, put_field};
-use super::{format_actions, parse_actions, Action};
+use super::value::ofs_nbits;
+use crate::openflow::text::parse_subfield;
+use super::nx_field::{checked_subfield, field_from_word, put_field};
+use super::{format_actions, Action};
 use crate::openflow::field::{Field, Subfield};
 use crate::openflow::wire::{pad_to_8, patch_u16, Reader};
 use crate::openflow::{DecodeError, ErrorCode, TextError};
@@ -233,7 +235,7 @@ impl Ct {
                     }
                 }
                 "nat" => ct.actions.push(Action::Nat(Nat::parse(value)?)),
-                "exec" => ct.actions.extend(parse_actions(value)?),
+                "exec" => ct.actions.extend(super::text::parse_nested(value, &Default::default())?),
                 _ => return Err(TextError::new(item, "invalid argument to \"ct\" action")),
             }
         }
@@ -283,7 +285,7 @@ impl fmt::Display for Ct {
             parts.push(format!("table={}", self.recirc_table));
         }
         match &self.zone {
-            CtZone::Field(sf) => parts.push(format!("zone={}", fmt_subfield(sf))),
+            CtZone::Field(sf) => parts.push(format!("zone={}", sf)),
             CtZone::Immediate(0) => {}
             CtZone::Immediate(z) => parts.push(format!("zone={z}")),
         }
@@ -472,8 +474,10 @@ fn parse_nat_range(s: &str) -> Result<(NatRange, Option<PortRange>), TextError> 
                 Some((a, b)) => (a, Some(b)),
                 None => (addrs, None),
             };
-            let min: Ipv4Addr = a.parse().map_err(|_| bad())?;
-            let max = b.map(|b| b.parse::<Ipv4Addr>()).transpose().map_err(|_| bad())?;
+            // OVS reads nat addresses with `ip_parse` (octets as decimal: `10.0.05.2` is fine).
+            let v4 = |t: &str| crate::openflow::text::value::parse_ipv4(t).map(Ipv4Addr::from).map_err(|_| bad());
+            let min = v4(a)?;
+            let max = b.map(v4).transpose()?;
             (NatRange::V4 { min, max }, ports)
         }
     };
@@ -558,7 +562,7 @@ impl fmt::Display for Nat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::openflow::action::learn::nx_testutil::*;
+    use crate::openflow::action::nx_testutil::*;
 
     fn decode_nx(b: &[u8]) -> Result<Ct, DecodeError> {
         let (subtype, mut r) = nx_body(b)?;

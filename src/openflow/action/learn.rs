@@ -10,13 +10,7 @@
 //! (field header + ofs, nothing for output). A zero u16 or the end ends the list; the rest up to
 //! the 8-byte boundary must be zero.
 
-#[path = "nx_field.rs"]
-pub mod nx_field;
-#[cfg(test)]
-#[path = "nx_testutil.rs"]
-pub(crate) mod nx_testutil;
-
-use self::nx_field::{checked_subfield, fmt_subfield, format_hex, format_value, is_whole, parse_int, parse_nx_subfield, parse_value, put_field, read_field};
+use super::nx_field::{checked_subfield, format_hex, format_value, parse_int, parse_nx_subfield, parse_value, put_field, read_field};
 use crate::openflow::field::{Subfield, Value};
 use crate::openflow::wire::{pad_to_8, patch_u16, Reader};
 use crate::openflow::{DecodeError, ErrorCode, TextError};
@@ -36,6 +30,8 @@ const DST_MASK: u16 = 3 << 11;
 const DST_LOAD: u16 = 1 << 11;
 const DST_OUTPUT: u16 = 2 << 11;
 const N_BITS_MASK: u16 = 0x3ff;
+/// Spec header bits that mean nothing (OVS ignores them).
+const IGNORED_BITS: u16 = !(N_BITS_MASK | SRC_IMMEDIATE | DST_MASK);
 
 /// OVS's default priority for a learned flow (OFP_DEFAULT_PRIORITY); not printed.
 pub const DEFAULT_PRIORITY: u16 = 0x8000;
@@ -81,6 +77,9 @@ impl Default for Learn {
 /// One learn spec: where `n_bits` bits come from and where they go in the learned flow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LearnSpec {
+    /// Header bits no spec field uses (bits 10, 14 and 15). OVS ignores them on decode (header
+    /// `0xc430` is accepted as `0x0030`); we keep them so decode -> encode is lossless.
+    pub ignored_bits: u16,
     pub src: LearnSrc,
     pub dst: LearnDst,
 }
@@ -163,7 +162,9 @@ impl Learn {
         }
         while r.remaining() >= 2 && r.peek_u16(0)? != 0 {
             let header = r.u16()?;
-            if header & !(N_BITS_MASK | SRC_IMMEDIATE | DST_MASK) != 0 || header & DST_MASK == DST_MASK {
+            // Like OVS's `learn_pull_spec`, only a reserved destination type is refused; other
+            // unused header bits are ignored (and kept, see `LearnSpec::ignored_bits`).
+            if header & DST_MASK == DST_MASK {
                 return Err(bad(r, format!("bad learn spec header {header:#06x}")));
             }
             let n_bits = header & N_BITS_MASK;
@@ -192,7 +193,7 @@ impl Learn {
                     if kind == DST_LOAD { LearnDst::Load(sf) } else { LearnDst::Match(sf) }
                 }
             };
-            l.specs.push(LearnSpec { src, dst });
+            l.specs.push(LearnSpec { ignored_bits: header & IGNORED_BITS, src, dst });
         }
         if r.take_rest().iter().any(|b| *b != 0) {
             return Err(bad(r, "non-zero bytes after the last spec".into()));
@@ -232,7 +233,7 @@ impl Learn {
             }
         }
         for spec in &self.specs {
-            let mut header = spec.n_bits() & N_BITS_MASK;
+            let mut header = (spec.n_bits() & N_BITS_MASK) | (spec.ignored_bits & IGNORED_BITS);
             header |= match spec.src {
                 LearnSrc::Field(_) => 0,
                 LearnSrc::Immediate { .. } => SRC_IMMEDIATE,
@@ -319,7 +320,7 @@ impl Learn {
                 }
                 "load" => l.specs.push(parse_load(item, value)?),
                 "output" => {
-                    l.specs.push(LearnSpec { src: LearnSrc::Field(parse_nx_subfield(value)?), dst: LearnDst::Output })
+                    l.specs.push(LearnSpec { ignored_bits: 0, src: LearnSrc::Field(parse_nx_subfield(value)?), dst: LearnDst::Output })
                 }
                 _ => l.specs.push(parse_match(item, name, value)?),
             }
@@ -332,7 +333,7 @@ impl Learn {
 fn parse_match(item: &str, name: &str, value: &str) -> Result<LearnSpec, TextError> {
     let dst = parse_nx_subfield(name).map_err(|e| TextError::new(item, format!("unknown keyword or field: {}", e.reason)))?;
     if value.is_empty() {
-        return Ok(LearnSpec { src: LearnSrc::Field(dst), dst: LearnDst::Match(dst) });
+        return Ok(LearnSpec { ignored_bits: 0, src: LearnSrc::Field(dst), dst: LearnDst::Match(dst) });
     }
     if let Ok(src) = parse_nx_subfield(value) {
         if src.n_bits != dst.n_bits {
@@ -341,9 +342,9 @@ fn parse_match(item: &str, name: &str, value: &str) -> Result<LearnSpec, TextErr
                 format!("bit widths of {name} ({}) and {value} ({}) differ", dst.n_bits, src.n_bits),
             ));
         }
-        return Ok(LearnSpec { src: LearnSrc::Field(src), dst: LearnDst::Match(dst) });
+        return Ok(LearnSpec { ignored_bits: 0, src: LearnSrc::Field(src), dst: LearnDst::Match(dst) });
     }
-    let bytes = if is_whole(&dst) {
+    let bytes = if dst.is_whole() {
         let v = parse_value(dst.field, value)?;
         v.as_bytes().to_vec()
     } else {
@@ -353,7 +354,7 @@ fn parse_match(item: &str, name: &str, value: &str) -> Result<LearnSpec, TextErr
         }
         b
     };
-    Ok(LearnSpec { src: immediate(dst.n_bits, &bytes), dst: LearnDst::Match(dst) })
+    Ok(LearnSpec { ignored_bits: 0, src: immediate(dst.n_bits, &bytes), dst: LearnDst::Match(dst) })
 }
 
 /// `load:SRC->DST` or `load:VALUE->DST`.
@@ -368,13 +369,13 @@ fn parse_load(item: &str, value: &str) -> Result<LearnSpec, TextError> {
         if dst.n_bits < 128 && v >> dst.n_bits != 0 {
             return Err(TextError::new(item, format!("value does not fit into {} bits", dst.n_bits)));
         }
-        return Ok(LearnSpec { src: immediate(dst.n_bits, &b), dst: LearnDst::Load(dst) });
+        return Ok(LearnSpec { ignored_bits: 0, src: immediate(dst.n_bits, &b), dst: LearnDst::Load(dst) });
     }
     let src = parse_nx_subfield(src)?;
     if src.n_bits != dst.n_bits {
         return Err(TextError::new(item, format!("source ({}) and destination ({}) bit widths differ", src.n_bits, dst.n_bits)));
     }
-    Ok(LearnSpec { src: LearnSrc::Field(src), dst: LearnDst::Load(dst) })
+    Ok(LearnSpec { ignored_bits: 0, src: LearnSrc::Field(src), dst: LearnDst::Load(dst) })
 }
 
 /// An immediate of `n_bits` from a big-endian value (right-aligned into the wire width).
@@ -453,30 +454,30 @@ impl fmt::Display for Learn {
             write!(f, ",limit={}", self.limit)?;
         }
         if let Some(sf) = &self.result_dst {
-            write!(f, ",result_dst={}", fmt_subfield(sf))?;
+            write!(f, ",result_dst={}", sf)?;
         }
         for spec in &self.specs {
             f.write_str(",")?;
             match (&spec.src, &spec.dst) {
                 (LearnSrc::Immediate { n_bits, bytes }, LearnDst::Match(dst)) => {
-                    if is_whole(dst) {
+                    if dst.is_whole() {
                         let v = imm_value(bytes, *n_bits, dst.field.bytes());
                         write!(f, "{}={}", dst.field.name(), format_value(dst.field, &v))?;
                     } else {
-                        write!(f, "{}={}", fmt_subfield(dst), format_hex(bytes))?;
+                        write!(f, "{}={}", dst, format_hex(bytes))?;
                     }
                 }
                 (LearnSrc::Field(src), LearnDst::Match(dst)) => {
-                    f.write_str(&fmt_subfield(dst))?;
+                    write!(f, "{dst}")?;
                     if src.field != dst.field || src.ofs != dst.ofs {
-                        write!(f, "={}", fmt_subfield(src))?;
+                        write!(f, "={}", src)?;
                     }
                 }
                 (LearnSrc::Immediate { bytes, .. }, LearnDst::Load(dst)) => {
-                    write!(f, "load:{}->{}", format_hex(bytes), fmt_subfield(dst))?
+                    write!(f, "load:{}->{}", format_hex(bytes), dst)?
                 }
-                (LearnSrc::Field(src), LearnDst::Load(dst)) => write!(f, "load:{}->{}", fmt_subfield(src), fmt_subfield(dst))?,
-                (LearnSrc::Field(src), LearnDst::Output) => write!(f, "output:{}", fmt_subfield(src))?,
+                (LearnSrc::Field(src), LearnDst::Load(dst)) => write!(f, "load:{}->{}", src, dst)?,
+                (LearnSrc::Field(src), LearnDst::Output) => write!(f, "output:{}", src)?,
                 (LearnSrc::Immediate { bytes, .. }, LearnDst::Output) => write!(f, "output:{}", format_hex(bytes))?,
             }
         }
@@ -487,7 +488,7 @@ impl fmt::Display for Learn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use super::nx_testutil::*;
+    use crate::openflow::action::nx_testutil::*;
 
     const FLOWS: &[&str] = &[
         "tcp,actions=learn(table=6,idle_timeout=10,hard_timeout=20,priority=100,cookie=0x5,fin_idle_timeout=3,fin_hard_timeout=4,send_flow_rem,delete_learned,eth_type=0x800,nw_proto=6,NXM_OF_IP_SRC[]=NXM_OF_IP_DST[],NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=00:11:22:33:44:55,load:NXM_NX_REG1[]->NXM_NX_REG2[],load:0x5->NXM_NX_REG3[],output:NXM_OF_IN_PORT[])",
@@ -525,6 +526,28 @@ mod tests {
         for bad in ["table=255", "load:0x10000->reg0[0..15]", "NXM_OF_IP_SRC[]=NXM_OF_TCP_SRC[]", "bogus=1", "load:reg0[]", "output:nosuch[]"] {
             assert!(Learn::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Found by the byte-mutation test: OVS accepts a spec header with unused bits set (0xc430)
+    /// and prints it as if they were clear; we accept it too and keep the bits.
+    #[test]
+    fn spec_header_unused_bits_are_ignored_like_ovs() {
+        let flow = "actions=learn(table=6,eth_type=0x800)";
+        let mut ovs = crate::oracle::parse_flow(flow).expect("OVS parses it").bytes;
+        let match_len = u16::from_be_bytes([ovs[50], ovs[51]]) as usize;
+        let act = 48 + crate::openflow::wire::pad8(match_len) + 8;
+        assert_eq!(&ovs[act + 32..act + 34], &[0x20, 0x10], "immediate, 16 bits");
+        ovs[act + 32] |= 0xc4;
+        let printed = crate::oracle::ofp_print(&ovs).expect("ofp-print runs");
+        assert!(printed.contains("actions=learn(table=6,eth_type=0x800)") && !printed.contains("error"), "{printed}");
+        let alen = u16::from_be_bytes([ovs[act + 2], ovs[act + 3]]) as usize;
+        let bytes = &ovs[act..act + alen];
+        let l = decode_nx(bytes).expect("accepted like OVS");
+        assert_eq!(l.to_string(), "learn(table=6,eth_type=0x800)");
+        assert_eq!(l.specs[0].ignored_bits, 0xc400);
+        let mut again = Vec::new();
+        l.encode(&mut again);
+        assert_eq!(again, bytes);
     }
 
     #[test]

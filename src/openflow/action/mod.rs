@@ -13,6 +13,9 @@ pub mod controller;
 pub mod ct;
 pub mod learn;
 pub mod multipath;
+pub mod nx_field;
+#[cfg(test)]
+pub(crate) mod nx_testutil;
 pub mod port;
 pub mod text;
 mod value;
@@ -48,7 +51,7 @@ pub const OFPAT_SET_FIELD: u16 = 25;
 pub const OFPAT_EXPERIMENTER: u16 = 0xffff;
 
 /// Nicira's experimenter id.
-pub const NX_VENDOR_ID: u32 = 0x0000_2320;
+pub use super::error::NX_VENDOR_ID;
 
 pub const NXAST_RESUBMIT: u16 = 1;
 pub const NXAST_POP_QUEUE: u16 = 5;

@@ -4,7 +4,8 @@
 //! Wire layout after the 10-byte NX header: fields, basis, pad, algorithm, max_link (n_links - 1)
 //! (u16 each), arg (u32), pad (u16), ofs_nbits (u16), dst (u32 NXM header): 32 bytes in all.
 
-use super::learn::nx_field::{checked_subfield, fmt_subfield, ofs_nbits, parse_nx_subfield, put_field, read_field, unpack_ofs_nbits};
+use super::value::ofs_nbits;
+use super::nx_field::{checked_subfield, parse_nx_subfield, put_field, read_field, unpack_ofs_nbits};
 use crate::openflow::field::Subfield;
 use crate::openflow::wire::Reader;
 use crate::openflow::{DecodeError, ErrorCode, TextError};
@@ -177,7 +178,7 @@ impl fmt::Display for Multipath {
             self.algorithm.name(),
             self.max_link as u32 + 1,
             self.arg,
-            fmt_subfield(&self.dst)
+            self.dst
         )
     }
 }
@@ -185,7 +186,7 @@ impl fmt::Display for Multipath {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::openflow::action::learn::nx_testutil::*;
+    use crate::openflow::action::nx_testutil::*;
 
     fn decode_nx(b: &[u8]) -> Result<Multipath, DecodeError> {
         let (subtype, mut r) = nx_body(b)?;

@@ -2,14 +2,12 @@
 //! (`ct` zones, `learn` specs, `multipath`, `bundle_load`): the header word, the packed
 //! `ofs_nbits`, and the text forms (`NXM_NX_REG0[0..15]`, `0x5`, `eth_type=0x800`).
 //!
-//! Lives beside `learn.rs` (declared from there with `#[path]`) so that the owner of
-//! `action/mod.rs` need not change; it can move into `field.rs` once the match helper's
-//! `parse_subfield` / `format_value` / `parse_value` are in place.
+//! Sub-field text is [`crate::openflow::text::parse_subfield`] and [`Subfield`]'s `Display`;
+//! `ofs_nbits` packing is in `action/value.rs`.
 
-use crate::openflow::field::{Field, Format, Hdr, Subfield, Value, OXM_EXPERIMENTER};
+use crate::openflow::field::{Field, Hdr, Subfield, Value, OXM_EXPERIMENTER};
 use crate::openflow::wire::Reader;
 use crate::openflow::{DecodeError, ErrorCode, TextError};
-use std::net::{Ipv4Addr, Ipv6Addr};
 
 // === wire ===
 
@@ -41,11 +39,6 @@ pub fn field_from_word(word: u32) -> Option<Field> {
     (f.bytes() == (word & 0xff) as usize).then_some(f)
 }
 
-/// Packs a bit offset and width as OVS's `ofs_nbits` (offset << 6 | (n_bits - 1)).
-pub fn ofs_nbits(sf: &Subfield) -> u16 {
-    (sf.ofs << 6) | (sf.n_bits.saturating_sub(1) & 0x3f)
-}
-
 /// Builds a subfield and checks it lies inside the field's meaningful bits (OFPBAC_BAD_SET_LEN
 /// otherwise, as OVS's `mf_check_src` / `mf_check_dst` answer).
 pub fn checked_subfield(r: &Reader<'_>, field: Field, ofs: u16, n_bits: u16) -> Result<Subfield, DecodeError> {
@@ -71,86 +64,16 @@ pub fn put_field(out: &mut Vec<u8>, field: Field) {
 
 // === text ===
 
-/// Parses `NAME`, `NAME[]`, `NAME[N]` or `NAME[LO..HI]` (OVS's `mf_parse_subfield`); NAME is any
-/// field name, NXM/OXM names included.
-pub fn parse_subfield(s: &str) -> Result<Subfield, TextError> {
-    let s = s.trim();
-    let (name, bits) = match s.find('[') {
-        Some(i) => (&s[..i], Some(&s[i..])),
-        None => (s, None),
-    };
-    let field = Field::from_name(name).ok_or_else(|| TextError::new(s, format!("unknown field `{name}'")))?;
-    // OVS measures subfields against the field's meaningful bits (12 for tcp_flags, 6 for
-    // ip_dscp), and a whole field is that many bits.
-    let width = field.bits();
-    let whole = Subfield { field, ofs: 0, n_bits: width };
-    let Some(bits) = bits else { return Ok(whole) };
-    let inner = bits
-        .strip_prefix('[')
-        .and_then(|b| b.strip_suffix(']'))
-        .ok_or_else(|| TextError::new(s, "expected `[...]' after the field name"))?;
-    if inner.is_empty() {
-        return Ok(whole);
-    }
-    let num = |t: &str| t.trim().parse::<u16>().map_err(|_| TextError::new(s, format!("bad bit number `{t}'")));
-    let (lo, hi) = match inner.split_once("..") {
-        Some((a, b)) => (num(a)?, num(b)?),
-        None => {
-            let n = num(inner)?;
-            (n, n)
-        }
-    };
-    if lo > hi {
-        return Err(TextError::new(s, format!("starting bit {lo} is after ending bit {hi}")));
-    }
-    if hi >= width {
-        return Err(TextError::new(s, format!("bit {hi} is out of range for {width}-bit field {name}")));
-    }
-    Ok(Subfield { field, ofs: lo, n_bits: hi - lo + 1 })
-}
-
-/// Whether `sf` covers its whole field (all meaningful bits), as OVS decides when printing.
-pub fn is_whole(sf: &Subfield) -> bool {
-    sf.ofs == 0 && sf.n_bits >= sf.field.bits()
-}
-
-/// OVS's `mf_format_subfield`: `NXM_NX_REG0[]`, `NXM_NX_REG0[5]`, `NXM_NX_REG0[0..15]`, where
-/// "whole" means all of the field's meaningful bits (`NXM_NX_TCP_FLAGS[]` is 12 bits).
-pub fn fmt_subfield(sf: &Subfield) -> String {
-    if is_whole(sf) {
-        format!("{}[]", sf.field.def().wire_name)
-    } else {
-        sf.to_string()
-    }
-}
-
-/// Like [`parse_subfield`], and refuses fields with no 32-bit header (experimenter OXM only).
+/// Like [`crate::openflow::text::parse_subfield`], and refuses fields with no 32-bit header (experimenter OXM only).
 pub fn parse_nx_subfield(s: &str) -> Result<Subfield, TextError> {
-    let sf = parse_subfield(s)?;
+    let sf = crate::openflow::text::parse_subfield(s)?;
     if nxm_word(sf.field).is_none() {
         return Err(TextError::new(s, format!("experimenter OXM field '{}' not supported", sf.field.name())));
     }
     Ok(sf)
 }
 
-/// OVS's `ds_put_hex` / `mf_format_subvalue`: `0x` and the bytes from the first non-zero one,
-/// the first without leading zero; `0` when all are zero.
-pub fn format_hex(bytes: &[u8]) -> String {
-    let mut s = String::new();
-    for b in bytes {
-        if s.is_empty() {
-            if *b != 0 {
-                s = format!("0x{b:x}");
-            }
-        } else {
-            s.push_str(&format!("{b:02x}"));
-        }
-    }
-    if s.is_empty() {
-        s.push('0');
-    }
-    s
-}
+pub use crate::openflow::text::value::format_hex;
 
 /// Parses an integer the way OVS's `parse_int_string` does: `0x` hex of any length, else a
 /// decimal that fits 64 bits. Returns the big-endian value in `n_bytes` bytes; errors when it
@@ -184,152 +107,23 @@ pub fn parse_int(s: &str, n_bytes: usize) -> Result<Vec<u8>, TextError> {
     }
 }
 
-/// OpenFlow 1.0 port names as OVS prints them (16-bit ports).
-const PORT_NAMES: &[(u16, &str)] = &[
-    (0xfff8, "IN_PORT"),
-    (0xfff9, "TABLE"),
-    (0xfffa, "NORMAL"),
-    (0xfffb, "FLOOD"),
-    (0xfffc, "ALL"),
-    (0xfffd, "CONTROLLER"),
-    (0xfffe, "LOCAL"),
-    (0xffff, "ANY"),
-    (0xfff7, "UNSET"),
-];
-
-/// A whole-field value in the field's own text form (OVS's `mf_format` without a mask).
+/// A whole-field value as `learn` prints an immediate (OVS's `mf_format` without a mask).
 pub fn format_value(field: Field, v: &Value) -> String {
-    let b = v.as_bytes();
-    match field.def().format {
-        Format::Decimal => v.to_u128().to_string(),
-        Format::Ethernet if b.len() == 6 => {
-            b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
-        }
-        Format::Ipv4 if b.len() == 4 => Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string(),
-        Format::Ipv6 if b.len() == 16 => Ipv6Addr::from(v.to_u128()).to_string(),
-        Format::TcpFlags => format_flags(v.to_u128() as u32, TCP_FLAG_NAMES),
-        Format::TunnelFlags => format_flags(v.to_u128() as u32, &[(1, "oam")]),
-        Format::CtState => format_flags(v.to_u128() as u32, CT_STATE_NAMES),
-        Format::Frag => match v.to_u128() & 3 {
-            0 => "no".into(),
-            1 => "first".into(),
-            3 => "later".into(),
-            _ => "<error>".into(),
-        },
-        Format::Port16 | Format::Port32 => {
-            let n = v.to_u128();
-            let n16 = if field.def().format == Format::Port32 && n >= 0xffff_ff00 { n - 0xffff_0000 } else { n };
-            PORT_NAMES
-                .iter()
-                .find(|(p, _)| *p as u128 == n16)
-                .map(|(_, name)| name.to_string())
-                .unwrap_or_else(|| n.to_string())
-        }
-        _ => format_hex(b),
-    }
+    crate::openflow::text::format_value(field, v, None)
 }
 
-const TCP_FLAG_NAMES: &[(u32, &str)] = &[
-    (0x001, "fin"),
-    (0x002, "syn"),
-    (0x004, "rst"),
-    (0x008, "psh"),
-    (0x010, "ack"),
-    (0x020, "urg"),
-    (0x040, "ece"),
-    (0x080, "cwr"),
-    (0x100, "ns"),
-    (0x200, "[200]"),
-    (0x400, "[400]"),
-    (0x800, "[800]"),
-];
-
-const CT_STATE_NAMES: &[(u32, &str)] = &[
-    (0x01, "new"),
-    (0x02, "est"),
-    (0x04, "rel"),
-    (0x08, "rpl"),
-    (0x10, "inv"),
-    (0x20, "trk"),
-    (0x40, "snat"),
-    (0x80, "dnat"),
-];
-
-/// OVS's `format_flags` with '|': names from the lowest bit up, `0x..` for unnamed bits, `0`
-/// when none is set.
-fn format_flags(flags: u32, names: &[(u32, &str)]) -> String {
-    if flags == 0 {
-        return "0".into();
-    }
-    let mut parts = Vec::new();
-    for i in 0..32 {
-        let bit = 1u32 << i;
-        if flags & bit != 0 {
-            match names.iter().find(|(b, _)| *b == bit) {
-                Some((_, n)) => parts.push(n.to_string()),
-                None => parts.push(format!("{bit:#x}")),
-            }
-        }
-    }
-    parts.join("|")
-}
-
-/// The inverse of [`format_flags`]: names or numbers joined by '|'.
-fn parse_flags(s: &str, names: &[(u32, &str)]) -> Option<u32> {
-    s.split('|').try_fold(0u32, |acc, part| {
-        let part = part.trim();
-        let bit = match names.iter().find(|(_, n)| *n == part) {
-            Some((b, _)) => *b,
-            None => {
-                let b = parse_int(part, 4).ok()?;
-                u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-            }
-        };
-        Some(acc | bit)
-    })
-}
-
-/// Parses a whole-field value in the field's own text form (OVS's `mf_parse_value`), for the
-/// formats `learn` immediates use: integers, Ethernet, IPv4, IPv6 and port names.
+/// Parses a `learn` immediate (OVS's `mf_parse` with an all-ones mask required: "wildcards not
+/// allowed here").
 pub fn parse_value(field: Field, s: &str) -> Result<Value, TextError> {
-    let n = field.bytes();
-    let t = s.trim();
-    let bad = |what: &str| TextError::new(s, format!("{}: {what}", field.name()));
-    let v = match field.def().format {
-        Format::Ethernet => {
-            let parts: Vec<&str> = t.split(':').collect();
-            if parts.len() != 6 {
-                return Err(bad("invalid Ethernet address"));
-            }
-            let mut out = [0u8; 6];
-            for (o, p) in out.iter_mut().zip(parts) {
-                *o = u8::from_str_radix(p, 16).map_err(|_| bad("invalid Ethernet address"))?;
-            }
-            Value::new(&out)
-        }
-        Format::Ipv4 => Value::new(&t.parse::<Ipv4Addr>().map_err(|_| bad("invalid IP address"))?.octets()),
-        Format::Ipv6 => Value::new(&t.parse::<Ipv6Addr>().map_err(|_| bad("invalid IPv6 address"))?.octets()),
-        Format::TcpFlags => Some(Value::from_u128(parse_flags(t, TCP_FLAG_NAMES).ok_or_else(|| bad("invalid TCP flags"))? as u128, n)),
-        Format::TunnelFlags => Some(Value::from_u128(parse_flags(t, &[(1, "oam")]).ok_or_else(|| bad("invalid tunnel flags"))? as u128, n)),
-        Format::Frag => match t {
-            "no" => Some(Value::from_u128(0, n)),
-            "first" => Some(Value::from_u128(1, n)),
-            "later" => Some(Value::from_u128(3, n)),
-            _ => Value::new(&parse_int(t, n).map_err(|_| bad("invalid fragment type"))?),
-        },
-        Format::Port16 | Format::Port32 => match PORT_NAMES.iter().find(|(_, name)| *name == t) {
-            Some((p, _)) => {
-                let p = if n == 4 { *p as u128 + 0xffff_0000 } else { *p as u128 };
-                Some(Value::from_u128(p, n))
-            }
-            None => Value::new(&parse_int(t, n).map_err(|_| bad("invalid port"))?),
-        },
-        _ => Value::new(&parse_int(t, n).map_err(|e| bad(&e.reason))?),
+    let v = match crate::openflow::text::parse_value(field, s.trim())? {
+        (v, None) => v,
+        (v, Some(m)) if m.is_all_ones() => v,
+        _ => return Err(TextError::new(s, format!("{}: wildcards not allowed here", field.name()))),
     };
-    let v = v.ok_or_else(|| bad("value too long"))?;
+    // The immediate fills the field's meaningful bits only (13 for vlan_vid).
     let spare = field.bytes() as u32 * 8 - field.bits() as u32;
     if spare > 0 && spare < 128 && v.to_u128() >> field.bits() != 0 {
-        return Err(bad("value does not fit the field"));
+        return Err(TextError::new(s, format!("{}: value does not fit the field", field.name())));
     }
     Ok(v)
 }
@@ -340,6 +134,7 @@ mod tests {
 
     #[test]
     fn subfields_parse_like_ovs() {
+        use crate::openflow::text::parse_subfield;
         let sf = parse_subfield("NXM_NX_REG0[0..15]").expect("test input is valid");
         assert_eq!(sf.to_string(), "NXM_NX_REG0[0..15]");
         assert_eq!(parse_subfield("reg1[3]").expect("test input is valid").to_string(), "NXM_NX_REG1[3]");
@@ -347,7 +142,7 @@ mod tests {
         assert_eq!(parse_subfield("reg0[]").expect("test input is valid"), Subfield::whole(Field::reg(0)));
         let flags = parse_subfield("tcp_flags").expect("test input is valid");
         assert_eq!(flags.n_bits, 12);
-        assert_eq!(fmt_subfield(&flags), "NXM_NX_TCP_FLAGS[]");
+        assert_eq!(flags.to_string(), "NXM_NX_TCP_FLAGS[]");
         assert!(parse_subfield("tcp_flags[12]").is_err());
         assert!(parse_subfield("reg0[0..32]").is_err());
         assert!(parse_subfield("reg0[5..3]").is_err());

@@ -92,7 +92,7 @@ fn ct_learn_golden_flows_match_ovs() {
     // `Learn::decode_subtype`; until action/mod.rs does, those flows are skipped (said loudly).
     let learn2_routed = {
         let mut b = Vec::new();
-        super::Learn::parse("limit=1").map(|l| l.encode(&mut b)).ok();
+        super::learn::Learn::parse("limit=1").map(|l| l.encode(&mut b)).ok();
         matches!(crate::openflow::action::Action::decode(&b), Ok(crate::openflow::action::Action::Learn(_)))
     };
     let mut failures = Vec::new();
@@ -170,7 +170,7 @@ fn decoders_never_panic() {
     put(&|b| ct.iter().for_each(|c| c.encode(b)));
     let nat = Nat::parse("dst=[fe80::1]-[fe80::9]:80-90,persistent");
     put(&|b| nat.iter().for_each(|c| c.encode(b)));
-    let learn = super::Learn::parse("table=6,limit=3,result_dst=reg0[1],eth_type=0x800,NXM_OF_IP_SRC[]=NXM_OF_IP_DST[],load:0x5->reg1[],output:reg2[0..15]");
+    let learn = super::learn::Learn::parse("table=6,limit=3,result_dst=reg0[1],eth_type=0x800,NXM_OF_IP_SRC[]=NXM_OF_IP_DST[],load:0x5->reg1[],output:reg2[0..15]");
     put(&|b| learn.iter().for_each(|c| c.encode(b)));
     let mp = Multipath::parse("multipath", "eth_src,0,hrw,2,0,reg0[0..15]");
     put(&|b| mp.iter().for_each(|c| c.encode(b)));
@@ -202,14 +202,14 @@ fn decoders_never_panic() {
         let r = || Reader::new(b, "fuzz", ErrorCode::BAD_ACTION_BAD_LEN);
         let _ = Ct::decode(&mut r());
         let _ = Nat::decode(&mut r());
-        let _ = super::Learn::decode_subtype(16, &mut r());
-        let _ = super::Learn::decode_subtype(45, &mut r());
+        let _ = super::learn::Learn::decode_subtype(16, &mut r());
+        let _ = super::learn::Learn::decode_subtype(45, &mut r());
         let _ = Multipath::decode(10, &mut r());
         let _ = Bundle::decode(12, &mut r());
         let _ = Bundle::decode(13, &mut r());
         let _ = Conjunction::decode(34, &mut r());
         // Whatever decodes must print and re-encode without panicking.
-        if let Ok(l) = super::Learn::decode_subtype(45, &mut r()) {
+        if let Ok(l) = super::learn::Learn::decode_subtype(45, &mut r()) {
             let _ = l.to_string();
             l.encode(&mut Vec::new());
         }

@@ -21,17 +21,9 @@ pub const OFPP11_OFFSET: u32 = 0xffff_0000;
 pub const OFPP11_CONTROLLER: u32 = OFPP11_OFFSET + OFPP_CONTROLLER as u32;
 pub const OFPP11_IN_PORT: u32 = OFPP11_OFFSET + OFPP_IN_PORT as u32;
 
-const NAMES: &[(u16, &str)] = &[
-    (OFPP_IN_PORT, "IN_PORT"),
-    (OFPP_TABLE, "TABLE"),
-    (OFPP_NORMAL, "NORMAL"),
-    (OFPP_FLOOD, "FLOOD"),
-    (OFPP_ALL, "ALL"),
-    (OFPP_CONTROLLER, "CONTROLLER"),
-    (OFPP_LOCAL, "LOCAL"),
-    // OVS prints OFPP_NONE as ANY (and reads NONE too).
-    (OFPP_NONE, "ANY"),
-];
+/// The reserved port names are the match parser's (`text::value::PORT_NAMES`; OVS prints
+/// OFPP_NONE as ANY and reads NONE too).
+use crate::openflow::text::value::PORT_NAMES as NAMES;
 
 /// Name of a reserved 16-bit port (`IN_PORT`, `LOCAL`, ...), if it is one.
 pub fn reserved_name(port: u16) -> Option<&'static str> {
@@ -40,33 +32,20 @@ pub fn reserved_name(port: u16) -> Option<&'static str> {
 
 /// OVS's text for a 16-bit port: a reserved name or the decimal number.
 pub fn format_port16(port: u16) -> String {
-    match reserved_name(port) {
-        Some(n) => n.to_string(),
-        None => port.to_string(),
-    }
+    crate::openflow::text::format_port(port)
 }
 
 /// Maps an OpenFlow 1.1+ port number onto OVS's 16-bit space (like `ofputil_port_from_ofp11`):
 /// numbers below 0xff00 are themselves, `0xffffff00..` are the reserved ports, others are
 /// rejected with `OFPBAC_BAD_OUT_PORT`, as OVS does.
 pub fn port_from_ofp11(port: u32, what: &'static str) -> Result<u16, DecodeError> {
-    if port < OFPP_MAX as u32 {
-        Ok(port as u16)
-    } else if port >= OFPP11_OFFSET + OFPP_MAX as u32 {
-        Ok((port - OFPP11_OFFSET) as u16)
-    } else {
-        Err(DecodeError::new(ErrorCode::BAD_ACTION_BAD_OUT_PORT, what, format!("port {port:#x} out of range")))
-    }
+    crate::openflow::text::value::port_from_ofp11(port).ok_or_else(|| {
+        DecodeError::new(ErrorCode::BAD_ACTION_BAD_OUT_PORT, what, format!("port {port:#x} out of range"))
+    })
 }
 
 /// The inverse of [`port_from_ofp11`].
-pub fn port_to_ofp11(port: u16) -> u32 {
-    if port >= OFPP_MAX {
-        port as u32 + OFPP11_OFFSET
-    } else {
-        port as u32
-    }
-}
+pub use crate::openflow::text::value::port_to_ofp11;
 
 /// Parses a port as `ofputil_port_from_string` does (no port-name map): a reserved name in any
 /// case (`in_port`, `LOCAL`, `ANY` or `NONE` for OFPP_NONE), or a number below 0xff00, or a 32-bit
@@ -120,14 +99,7 @@ pub fn parse_dec(s: &str) -> Option<u64> {
 /// Decimal, `0x` hex or (leading 0) octal as `strtoull(..., 0)` reads it; OVS reads most
 /// action arguments this way (`group:010` is group 8).
 pub fn parse_u64(s: &str) -> Option<u64> {
-    let s = s.trim();
-    if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        u64::from_str_radix(h, 16).ok()
-    } else if s.len() > 1 && s.starts_with('0') {
-        u64::from_str_radix(&s[1..], 8).ok()
-    } else {
-        s.parse().ok()
-    }
+    crate::openflow::text::parse_number(s.trim()).ok().and_then(|v| u64::try_from(v).ok())
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@
 use std::fmt;
 
 use super::port::{self, parse_u16, parse_u32, parse_u8, OFPP_CONTROLLER, OFPP_IN_PORT, OFPP_MAX};
-use super::value::{self, format_value, parse_subfield, parse_value};
+use super::value::{self, format_value, parse_value};
+use crate::openflow::text::parse_subfield;
+use crate::openflow::text::value::parse_ipv4_strict;
 use super::{bundle, conjunction, ct, learn, multipath, Action, Controller};
 use crate::openflow::{Field, Subfield, TextError, Value};
 
@@ -45,19 +47,19 @@ impl fmt::Display for Action {
             Action::OutputTrunc { port, max_len } => {
                 write!(f, "output(port={},max_len={max_len})", port::format_port16(*port))
             }
-            Action::OutputReg { src, .. } => write!(f, "output:{}", value::fmt_subfield(src)),
+            Action::OutputReg { src, .. } => write!(f, "output:{}", src),
             Action::Group(g) => write!(f, "group:{g}"),
             Action::SetField { field, value } => {
                 write!(f, "set_field:{}->{}", format_value(*field, value, None), field.name())
             }
             Action::RegLoad { dst, value } => {
-                write!(f, "load:{}->{}", value::hex(*value as u128), value::fmt_subfield(dst))
+                write!(f, "load:{}->{}", value::hex(*value as u128), dst)
             }
             Action::RegLoad2 { field, value, mask } => {
                 write!(f, "set_field:{}->{}", format_value(*field, value, mask.as_ref()), field.name())
             }
             Action::RegMove { src, dst } => {
-                write!(f, "move:{}->{}", value::fmt_subfield(src), value::fmt_subfield(dst))
+                write!(f, "move:{}->{}", src, dst)
             }
             Action::PushVlan(e) => write!(f, "push_vlan:{e:#06x}"),
             Action::PopVlan => f.write_str("pop_vlan"),
@@ -107,8 +109,8 @@ impl fmt::Display for Action {
             }
             Action::Controller(c) => c.fmt(f),
             Action::Clone(acts) => write!(f, "clone({})", format_actions(acts)),
-            Action::StackPush(sf) => write!(f, "push:{}", value::fmt_subfield(sf)),
-            Action::StackPop(sf) => write!(f, "pop:{}", value::fmt_subfield(sf)),
+            Action::StackPush(sf) => write!(f, "push:{}", sf),
+            Action::StackPop(sf) => write!(f, "pop:{}", sf),
             Action::Sample(smp) => {
                 write!(
                     f,
@@ -126,7 +128,7 @@ impl fmt::Display for Action {
                 f.write_str(")")
             }
             Action::CheckPktLarger { pkt_len, dst } => {
-                write!(f, "check_pkt_larger({pkt_len})->{}", value::fmt_subfield(dst))
+                write!(f, "check_pkt_larger({pkt_len})->{}", dst)
             }
             Action::Ct(a) => a.fmt(f),
             Action::Nat(a) => a.fmt(f),
@@ -203,6 +205,16 @@ pub fn parse_actions(s: &str) -> Result<Vec<Action>, TextError> {
 
 /// [`parse_actions`] knowing what the flow matches.
 pub fn parse_actions_in(s: &str, ctx: &ParseContext) -> Result<Vec<Action>, TextError> {
+    let out = parse_nested(s, ctx)?;
+    // OVS's `ofpacts_verify_nested`: `nat` only means something inside `ct(...)`.
+    if out.iter().any(|a| matches!(a, Action::Nat(_))) {
+        return Err(TextError::new(s, "Cannot have NAT action outside of \"ct\" action"));
+    }
+    Ok(out)
+}
+
+/// The action list inside `ct(exec(...))`, where `nat` is allowed (`ct` checks the rest).
+pub(crate) fn parse_nested(s: &str, ctx: &ParseContext) -> Result<Vec<Action>, TextError> {
     let items = split_top_level(s);
     let mut out = Vec::new();
     let mut saw_drop = false;
@@ -263,12 +275,7 @@ fn set_field_text(arg: &str, out: &mut Vec<Action>) -> Result<(), TextError> {
     if !field.def().writable {
         return Err(TextError::new(name, "is read-only"));
     }
-    let (value, mut mask) = parse_value(field, v)?;
-    // A plain flag list (`oam`) sets the whole field in OVS; only `+oam`/`-oam` or `/mask` are
-    // partial. The shared value parser gives a mask for both, so tell them apart here.
-    if field.def().format == crate::openflow::field::Format::TunnelFlags && !v.contains(['+', '-', '/']) {
-        mask = None;
-    }
+    let (value, mask) = parse_value(field, v)?;
     check_value(field, &value)?;
     if field == Field::VLAN_VID && mask.is_none() && value.to_u128() & 0x1000 == 0 {
         // OVS writes it, then refuses it when decoding (OFPBAC_BAD_SET_ARGUMENT).
@@ -544,8 +551,9 @@ fn parse_one(key: &str, arg: &str, ctx: &ParseContext, out: &mut Vec<Action>) ->
         // Old spellings that OpenFlow 1.3 expresses as set_field.
         "mod_dl_src" => Action::SetField { field: Field::ETH_SRC, value: parse_field_value(Field::ETH_SRC, arg)? },
         "mod_dl_dst" => Action::SetField { field: Field::ETH_DST, value: parse_field_value(Field::ETH_DST, arg)? },
-        "mod_nw_src" => Action::SetField { field: Field::IPV4_SRC, value: parse_field_value(Field::IPV4_SRC, arg)? },
-        "mod_nw_dst" => Action::SetField { field: Field::IPV4_DST, value: parse_field_value(Field::IPV4_DST, arg)? },
+        // OVS reads these with `inet_pton` (`str_to_ip`), stricter than a match's `ip_parse`.
+        "mod_nw_src" => Action::SetField { field: Field::IPV4_SRC, value: Value::from_u128(u32::from_be_bytes(parse_ipv4_strict(arg)?) as u128, 4) },
+        "mod_nw_dst" => Action::SetField { field: Field::IPV4_DST, value: Value::from_u128(u32::from_be_bytes(parse_ipv4_strict(arg)?) as u128, 4) },
         "mod_nw_tos" => {
             let tos = need(parse_u8(arg), arg, "TOS")?;
             if tos & 3 != 0 {

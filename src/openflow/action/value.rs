@@ -2,8 +2,7 @@
 //!
 //! The text side (`set_field:10.0.0.1->ip_src`, `load:0x1->NXM_NX_REG0[0..3]`) follows OVS's
 //! `mf_format` / `mf_parse` / `mf_parse_subfield` for the formats a writable field can have.
-//! Value text comes from [`crate::openflow::text`]; sub-fields are parsed here because OVS
-//! measures `FIELD[]` by the field's meaningful bits (12 for tcp_flags), not its wire width.
+//! Value and sub-field text come from [`crate::openflow::text`] and [`Subfield`]'s `Display`.
 
 use crate::openflow::field::{Hdr, OXM_EXPERIMENTER};
 use crate::openflow::wire::Reader;
@@ -85,64 +84,9 @@ pub fn check_subfield(sf: Subfield, r: &Reader<'_>) -> Result<Subfield, DecodeEr
 
 // === text ===
 
-/// Prints a sub-field like OVS's `mf_format_subfield`: `[]` when it covers the field's
-/// meaningful bits (12 for tcp_flags, not the 16 of its wire width).
-pub fn fmt_subfield(sf: &Subfield) -> String {
-    let name = sf.field.def().wire_name;
-    if sf.ofs == 0 && sf.n_bits == sf.field.bits() {
-        format!("{name}[]")
-    } else if sf.n_bits == 1 {
-        format!("{name}[{}]", sf.ofs)
-    } else {
-        format!("{name}[{}..{}]", sf.ofs, sf.ofs + sf.n_bits - 1)
-    }
-}
-
-/// Parses `NAME[]`, `NAME[N]`, `NAME[A..B]` or a bare `NAME` (the whole field).
-pub fn parse_subfield(s: &str) -> Result<Subfield, TextError> {
-    let s = s.trim();
-    let (name, bits) = match s.find('[') {
-        Some(i) => {
-            let inner = s[i + 1..].strip_suffix(']').ok_or_else(|| TextError::new(s, "missing `]'"))?;
-            (&s[..i], Some(inner))
-        }
-        None => (s, None),
-    };
-    let field = Field::from_name(name).ok_or_else(|| TextError::new(name, "unknown field"))?;
-    let width = field.bits() as u32;
-    let (ofs, end) = match bits {
-        None | Some("") => (0, width - 1),
-        Some(b) => match b.split_once("..") {
-            Some((a, z)) => (
-                a.parse::<u32>().map_err(|_| TextError::new(s, "bad bit offset"))?,
-                z.parse::<u32>().map_err(|_| TextError::new(s, "bad bit offset"))?,
-            ),
-            None => {
-                let n = b.parse::<u32>().map_err(|_| TextError::new(s, "bad bit offset"))?;
-                (n, n)
-            }
-        },
-    };
-    if end < ofs || end >= width {
-        return Err(TextError::new(s, format!("bits out of range for {width}-bit field")));
-    }
-    Ok(Subfield { field, ofs: ofs as u16, n_bits: (end - ofs + 1) as u16 })
-}
-
 /// Parses an unsigned integer of up to 128 bits (decimal, `0x` hex or leading-0 octal).
 pub fn parse_u128(s: &str) -> Option<u128> {
-    let s = s.trim();
-    if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        if h.is_empty() {
-            return None;
-        }
-        u128::from_str_radix(h, 16).ok()
-    } else if s.len() > 1 && s.starts_with('0') {
-        // `strtoull(..., 0)`: a leading 0 means octal, as in OVS's `load:071->...`.
-        u128::from_str_radix(&s[1..], 8).ok()
-    } else {
-        s.parse().ok()
-    }
+    crate::openflow::text::parse_number(s.trim()).ok()
 }
 
 /// Parses `VALUE` or `VALUE/MASK` in the field's text format (mask `None` when absent): the
@@ -153,11 +97,7 @@ pub fn parse_value(field: Field, s: &str) -> Result<(Value, Option<Value>), Text
 
 /// `%#x`-style hex of a value: `0` for zero, else `0x..` without leading zeros.
 pub fn hex(v: u128) -> String {
-    if v == 0 {
-        "0".to_string()
-    } else {
-        format!("{v:#x}")
-    }
+    crate::openflow::text::value::format_hex(&v.to_be_bytes())
 }
 
 /// Prints a value (and mask) the way `mf_format` does for the field.
@@ -172,6 +112,7 @@ mod tests {
 
     #[test]
     fn subfields() {
+        use crate::openflow::text::parse_subfield;
         let sf = parse_subfield("NXM_NX_REG0[0..15]").unwrap();
         assert_eq!((sf.field, sf.ofs, sf.n_bits), (Field::reg(0), 0, 16));
         assert!(parse_subfield("reg0[]").unwrap().is_whole());

@@ -10,7 +10,7 @@ use super::text::{duration_text, match_text, port_text};
 use crate::openflow::error::ErrorCode;
 use crate::openflow::instruction::{format_instructions, Instruction};
 use crate::openflow::oxm::Match;
-use crate::openflow::wire::{patch_u16, Reader};
+use crate::openflow::wire::{fixed_str, fixed_str_text, patch_u16, Reader};
 use crate::openflow::DecodeError;
 
 /// `OFPMPF_REQ_MORE` / `OFPMPF_REPLY_MORE`: more parts follow.
@@ -284,52 +284,55 @@ impl MultipartRequest {
 /// OFPMP_DESC reply: fixed-width NUL-padded strings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Desc {
-    pub mfr_desc: String,
-    pub hw_desc: String,
-    pub sw_desc: String,
-    pub serial_num: String,
-    pub dp_desc: String,
+    /// The fixed-size, NUL-padded fields are kept raw: a switch may send any bytes (not UTF-8,
+    /// junk after the NUL) and decode -> encode must give them back. [`Desc::new`] builds them
+    /// from text; they print as OVS prints them (up to the first NUL).
+    pub mfr_desc: [u8; DESC_STR_LEN],
+    pub hw_desc: [u8; DESC_STR_LEN],
+    pub sw_desc: [u8; DESC_STR_LEN],
+    pub serial_num: [u8; SERIAL_NUM_LEN],
+    pub dp_desc: [u8; DESC_STR_LEN],
 }
 
 const DESC_STR_LEN: usize = 256;
 const SERIAL_NUM_LEN: usize = 32;
 
-fn get_str(r: &mut Reader<'_>, n: usize) -> Result<String, DecodeError> {
-    let b = r.bytes(n)?;
-    let end = b.iter().position(|&c| c == 0).unwrap_or(n);
-    Ok(String::from_utf8_lossy(&b[..end]).into_owned())
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str, n: usize) {
-    let b = s.as_bytes();
-    let k = b.len().min(n - 1);
-    out.extend_from_slice(&b[..k]);
-    out.resize(out.len() + (n - k), 0);
-}
-
 impl Desc {
+    /// A description from text (each field truncated to fit with its NUL).
+    pub fn new(mfr: &str, hw: &str, sw: &str, serial: &str, dp: &str) -> Desc {
+        Desc {
+            mfr_desc: fixed_str(mfr),
+            hw_desc: fixed_str(hw),
+            sw_desc: fixed_str(sw),
+            serial_num: fixed_str(serial),
+            dp_desc: fixed_str(dp),
+        }
+    }
+
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Desc {
-            mfr_desc: get_str(r, DESC_STR_LEN)?,
-            hw_desc: get_str(r, DESC_STR_LEN)?,
-            sw_desc: get_str(r, DESC_STR_LEN)?,
-            serial_num: get_str(r, SERIAL_NUM_LEN)?,
-            dp_desc: get_str(r, DESC_STR_LEN)?,
+            mfr_desc: r.array()?,
+            hw_desc: r.array()?,
+            sw_desc: r.array()?,
+            serial_num: r.array()?,
+            dp_desc: r.array()?,
         })
     }
 
     pub fn encode(&self, out: &mut Vec<u8>) {
-        put_str(out, &self.mfr_desc, DESC_STR_LEN);
-        put_str(out, &self.hw_desc, DESC_STR_LEN);
-        put_str(out, &self.sw_desc, DESC_STR_LEN);
-        put_str(out, &self.serial_num, SERIAL_NUM_LEN);
-        put_str(out, &self.dp_desc, DESC_STR_LEN);
+        for f in [&self.mfr_desc[..], &self.hw_desc, &self.sw_desc, &self.serial_num, &self.dp_desc] {
+            out.extend_from_slice(f);
+        }
     }
 
     fn fmt(&self) -> String {
         format!(
             "\nManufacturer: {}\nHardware: {}\nSoftware: {}\nSerial Num: {}\nDP Description: {}",
-            self.mfr_desc, self.hw_desc, self.sw_desc, self.serial_num, self.dp_desc
+            fixed_str_text(&self.mfr_desc),
+            fixed_str_text(&self.hw_desc),
+            fixed_str_text(&self.sw_desc),
+            fixed_str_text(&self.serial_num),
+            fixed_str_text(&self.dp_desc)
         )
     }
 }
@@ -694,7 +697,8 @@ fn fmt_tables(v: &[TableStats]) -> String {
 /// What a multipart reply carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MultipartReplyBody {
-    Desc(Desc),
+    /// Boxed: its five fixed-size string fields make it 1 KiB.
+    Desc(Box<Desc>),
     Flow(Vec<FlowStats>),
     Aggregate(AggregateStats),
     Table(Vec<TableStats>),
@@ -809,7 +813,7 @@ impl MultipartReply {
         let flags = r.u16()?;
         r.skip(4)?;
         let body = match t {
-            mp_type::DESC => B::Desc(Desc::decode(r)?),
+            mp_type::DESC => B::Desc(Box::new(Desc::decode(r)?)),
             mp_type::FLOW => B::Flow(sized_entries(r, 0, FlowStats::decode)?),
             mp_type::AGGREGATE => {
                 let a = AggregateStats { packet_count: r.u64()?, byte_count: r.u64()?, flow_count: r.u32()? };

@@ -6,7 +6,7 @@ use crate::openflow::oxm::Match;
 use crate::openflow::wire::{pad8, pad_to_8, patch_u16, Reader};
 use crate::openflow::DecodeError;
 
-pub const NX_VENDOR_ID: u32 = 0x0000_2320;
+pub use crate::openflow::error::NX_VENDOR_ID;
 pub const NXT_SET_PACKET_IN_FORMAT: u32 = 16;
 pub const NXT_SET_CONTROLLER_ID: u32 = 20;
 pub const NXT_RESUME: u32 = 28;

@@ -2,7 +2,7 @@
 //! table-side sibling.
 
 use super::text::{bit_names, port_text};
-use crate::openflow::wire::Reader;
+use crate::openflow::wire::{fixed_str, fixed_str_text, Reader};
 use crate::openflow::DecodeError;
 
 const CONFIG_NAMES: &[&str] = &["PORT_DOWN", "", "NO_RECV", "", "", "NO_FWD", "NO_PACKET_IN"];
@@ -66,14 +66,10 @@ impl Port {
 
     /// A port with the given number and name and everything else zero.
     pub fn new(port_no: u32, name: &str) -> Port {
-        let mut n = [0u8; 16];
-        for (d, s) in n.iter_mut().zip(name.bytes().take(15)) {
-            *d = s;
-        }
         Port {
             port_no,
             hw_addr: [0; 6],
-            name: n,
+            name: fixed_str(name),
             config: 0,
             state: 0,
             curr: 0,
@@ -87,8 +83,7 @@ impl Port {
 
     /// The name up to its first NUL (lossy UTF-8).
     pub fn name_str(&self) -> String {
-        let end = self.name.iter().position(|&b| b == 0).unwrap_or(16);
-        String::from_utf8_lossy(&self.name[..end]).into_owned()
+        fixed_str_text(&self.name)
     }
 
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {

@@ -375,13 +375,7 @@ fn multipart_requests() {
 #[test]
 fn multipart_replies() {
     use MultipartReplyBody as B;
-    let desc = Desc {
-        mfr_desc: "Nicira, Inc.".into(),
-        hw_desc: "Open vSwitch".into(),
-        sw_desc: "3.1.0".into(),
-        serial_num: "None".into(),
-        dp_desc: "None".into(),
-    };
+    let desc = Desc::new("Nicira, Inc.", "Open vSwitch", "3.1.0", "None", "None");
     let fs = FlowStats {
         table_id: 0,
         duration_sec: 10,
@@ -430,7 +424,7 @@ fn multipart_replies() {
     };
     let ps_local = PortStats { port_no: 0xffff_fffe, rx_crc_err: u64::MAX, duration_sec: u32::MAX, ..ps };
     for (flags, body) in [
-        (0, B::Desc(desc)),
+        (0, B::Desc(Box::new(desc))),
         (1, B::Flow(vec![fs, fs2])),
         (0, B::Flow(vec![fs3])),
         (0, B::Flow(vec![])),
@@ -815,4 +809,25 @@ fn error_carrying_a_truncated_flow_mod() {
     assert!(req.len() > 64);
     check(&Message::Error(ErrorMsg::for_request(ErrorCode::FLOW_MOD_FAILED_TABLE_FULL, &req)));
     check(&Message::Error(ErrorMsg { code: ErrorCode::BAD_ACTION_BAD_OUT_PORT, data: req }));
+}
+
+/// Fuzz finding (openflow_decode crash-73cca...): a DESC reply whose fixed strings are not UTF-8
+/// and carry bytes after their NUL must come back byte for byte, and print up to the NUL as OVS.
+#[test]
+fn desc_reply_raw_strings_round_trip() {
+    let mut desc = Desc::new("Nicira,", "Open vSwitch", "3.1.0", "", "");
+    desc.dp_desc[0] = 0xff; // not UTF-8
+    desc.dp_desc[5] = 0x13; // junk after the NUL
+    desc.mfr_desc[200] = 0xc3;
+    let msg = Message::MultipartReply(MultipartReply::new(MultipartReplyBody::Desc(Box::new(desc))));
+    let mut bytes = Vec::new();
+    encode_version(&msg, 4, 0x6b, &mut bytes);
+    let (h, back) = decode(&bytes).unwrap();
+    assert_eq!(back, msg);
+    let mut again = Vec::new();
+    encode_version(&back, 4, 0x6b, &mut again);
+    assert_eq!(again, bytes);
+    let text = ofp_print(&h, &back);
+    assert!(text.contains("Manufacturer: Nicira,\n"), "{text}");
+    crate::fuzzing::openflow_decode(&bytes);
 }

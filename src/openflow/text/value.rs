@@ -43,7 +43,7 @@ const FRAG_NAMES: &[(&str, u8, u8)] =
     &[("no", 0, 3), ("yes", 1, 1), ("first", 1, 3), ("later", 3, 3), ("not_later", 0, 2)];
 
 /// Reserved OpenFlow 1.0 port numbers and their names (OVS `ofputil_port_to_string`).
-const PORT_NAMES: &[(u16, &str)] = &[
+pub(crate) const PORT_NAMES: &[(u16, &str)] = &[
     (0xfff8, "IN_PORT"),
     (0xfff9, "TABLE"),
     (0xfffa, "NORMAL"),
@@ -56,14 +56,25 @@ const PORT_NAMES: &[(u16, &str)] = &[
 
 // === formatting ===
 
-/// OVS `ds_put_hex`: `0x` and the value without leading zeros, or `0`.
+/// OVS `ds_put_hex`: `0x` and the value without leading zeros, or `0`. Any length (learn
+/// immediates can be far wider than 128 bits).
 pub(crate) fn put_hex(s: &mut String, bytes: &[u8]) {
-    let v = bytes.iter().fold(0u128, |a, b| (a << 8) | *b as u128);
-    if v == 0 {
-        s.push('0');
-    } else {
-        s.push_str(&format!("{v:#x}"));
+    match bytes.iter().position(|b| *b != 0) {
+        None => s.push('0'),
+        Some(i) => {
+            s.push_str(&format!("{:#x}", bytes[i]));
+            for b in &bytes[i + 1..] {
+                s.push_str(&format!("{b:02x}"));
+            }
+        }
     }
+}
+
+/// [`put_hex`] into a new string.
+pub fn format_hex(bytes: &[u8]) -> String {
+    let mut s = String::new();
+    put_hex(&mut s, bytes);
+    s
 }
 
 /// A 16-bit OpenFlow 1.0 port number as OVS prints it (`LOCAL`, `CONTROLLER`, `3`).
@@ -327,6 +338,13 @@ fn err(token: &str, reason: impl Into<String>) -> TextError {
     TextError::new(token, reason)
 }
 
+/// An IPv4 address as OVS's `inet_pton` reads it (`mod_nw_src:`, `mod_nw_dst:`): no leading
+/// zeros in an octet (`10.0.05.2` is refused there, while [`parse_ipv4`], the `ip_parse` of
+/// matches, `set_field`, `learn` and `nat`, reads it as 10.0.5.2).
+pub(crate) fn parse_ipv4_strict(s: &str) -> Result<[u8; 4], TextError> {
+    s.parse::<std::net::Ipv4Addr>().map(|a| a.octets()).map_err(|_| err(s, "could not convert to IP address"))
+}
+
 /// Parses an unsigned integer the way C `strtoull(s, NULL, 0)` does (`0x` hex, leading-`0` octal,
 /// decimal), up to 128 bits.
 pub fn parse_number(s: &str) -> Result<u128, TextError> {
@@ -473,6 +491,11 @@ fn parse_flags(field: Field, s: &str, names: &[(u32, &str)], allowed: u32) -> Re
             Some((v, m)) => (parse_number(v)?, Some(parse_number(m)?)),
             None => (parse_number(s)?, None),
         };
+        // OVS's `parse_flags`: a numeric value or mask with bits outside the known flags is
+        // refused (`tun_flags=0x1/0x3`, `tcp_flags=0x1001`: "unknown tunnel flag(s)").
+        if v & !(allowed as u128) != 0 || m.is_some_and(|m| m & !(allowed as u128) != 0) {
+            return Err(err(s, format!("unknown {} flag(s)", field.name())));
+        }
         let (v, m) = (v as u32, m.map(|m| m as u32));
         return Ok((v, m.unwrap_or(u32::MAX), m.is_none()));
     }
@@ -595,7 +618,11 @@ pub fn parse_value(field: Field, s: &str) -> Result<(Value, Option<Value>), Text
             let value = Value::from_u128(v as u128, len);
             let mask = if exact && m == u32::MAX {
                 None
-            } else if exact && def.format == Format::TcpFlags && m == allowed {
+            } else if exact && matches!(def.format, Format::TcpFlags | Format::TunnelFlags) && m == allowed {
+                // `syn|ack` is an exact match for OVS. So is a plain `oam`, unlike `+oam`
+                // (which only touches that bit): `set_field:oam->tun_flags` stays a set_field,
+                // `set_field:+oam->tun_flags` becomes a load. (A match narrows both to the
+                // public flag bit, so they read the same there.)
                 // `syn|ack` is an exact match for OVS.
                 None
             } else {
@@ -610,8 +637,11 @@ pub fn parse_value(field: Field, s: &str) -> Result<(Value, Option<Value>), Text
     Ok(out)
 }
 
-/// Parses a sub-field: `NXM_NX_REG0[0..15]`, `reg0[]`, `reg0[5]`, or a bare field name (whole).
+/// Parses a sub-field like OVS's `mf_parse_subfield`: `NXM_NX_REG0[0..15]`, `reg0[]`,
+/// `reg0[5]`, or a bare field name (whole). Bits are counted against the field's meaningful bits
+/// (`tcp_flags[]` is 12 bits, `tcp_flags[12]` is out of range), as OVS does.
 pub fn parse_subfield(s: &str) -> Result<Subfield, TextError> {
+    let s = s.trim();
     let (name, range) = match s.find('[') {
         Some(i) => {
             let r = s[i + 1..].strip_suffix(']').ok_or_else(|| err(s, "missing ] in sub-field"))?;
@@ -619,26 +649,26 @@ pub fn parse_subfield(s: &str) -> Result<Subfield, TextError> {
         }
         None => (s, None),
     };
-    let field = Field::from_name(name).ok_or_else(|| err(s, format!("unknown field `{name}`")))?;
-    let width = field.bytes() as u16 * 8;
-    let (ofs, n_bits) = match range {
-        None | Some("") => (0, width),
+    let field = Field::from_name(name).ok_or_else(|| err(s, format!("unknown field `{name}'")))?;
+    let width = field.bits();
+    let num = |t: &str| t.trim().parse::<u16>().map_err(|_| err(s, format!("bad bit number `{t}'")));
+    let (lo, hi) = match range {
+        None | Some("") => return Ok(Subfield::whole(field)),
         Some(r) => match r.split_once("..") {
-            Some((a, b)) => {
-                let a: u16 = a.parse().map_err(|_| err(s, "bad bit offset"))?;
-                let b: u16 = b.parse().map_err(|_| err(s, "bad bit offset"))?;
-                if b < a {
-                    return Err(err(s, "bit range ends before it starts"));
-                }
-                (a, b - a + 1)
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => {
+                let n = num(r)?;
+                (n, n)
             }
-            None => (r.parse().map_err(|_| err(s, "bad bit offset"))?, 1),
         },
     };
-    if ofs as u32 + n_bits as u32 > width as u32 {
-        return Err(err(s, format!("bits {}..{} out of range for {}-bit field", ofs, ofs + n_bits - 1, width)));
+    if lo > hi {
+        return Err(err(s, format!("starting bit {lo} is after ending bit {hi}")));
     }
-    Ok(Subfield { field, ofs, n_bits })
+    if hi >= width {
+        return Err(err(s, format!("bit {hi} is out of range for {width}-bit field {name}")));
+    }
+    Ok(Subfield { field, ofs: lo, n_bits: hi - lo + 1 })
 }
 
 #[cfg(test)]
@@ -694,6 +724,22 @@ mod tests {
         assert_eq!(v(Field::IP_FRAG, "first"), "first");
         assert_eq!(v(Field::IP_FRAG, "not_later"), "not_later");
         assert_eq!(v(Field::TUN_FLAGS, "+oam"), "oam");
+        // A plain `oam` is exact, `+oam` masked (as OVS: set_field vs load).
+        assert_eq!(parse_value(Field::TUN_FLAGS, "oam").unwrap().1, None);
+        assert!(parse_value(Field::TUN_FLAGS, "+oam").unwrap().1.is_some());
+        assert_eq!(parse_value(Field::TUN_FLAGS, "0x1").unwrap().1, None);
+        // Bits beyond the known flags are refused, like OVS.
+        for bad in ["0x1/0x3", "0x3", "2"] {
+            assert!(parse_value(Field::TUN_FLAGS, bad).is_err(), "{bad}");
+        }
+        assert!(parse_value(Field::TCP_FLAGS, "0x1001").is_err());
+        assert!(parse_value(Field::TCP_FLAGS, "0x1/0xffff").is_err());
+        assert!(parse_value(Field::CT_STATE, "0x100").is_err());
+        assert!(parse_value(Field::TCP_FLAGS, "0xfff").is_ok());
+        // ip_parse reads octets as decimal, leading zeros and all; inet_pton does not.
+        assert_eq!(v(Field::IPV4_SRC, "10.0.05.2"), "10.0.5.2");
+        assert!(parse_ipv4_strict("10.0.05.2").is_err());
+        assert_eq!(parse_ipv4_strict("10.0.5.2").unwrap(), [10, 0, 5, 2]);
         assert!(parse_value(Field::CT_STATE, "+bogus").is_err());
     }
 
@@ -706,5 +752,13 @@ mod tests {
         assert_eq!(parse_subfield("reg0[5]").unwrap().to_string(), "NXM_NX_REG0[5]");
         assert!(parse_subfield("reg0[30..40]").is_err());
         assert!(parse_subfield("nosuch[]").is_err());
+        let flags = parse_subfield("tcp_flags").unwrap();
+        assert_eq!(flags.n_bits, 12);
+        assert_eq!(flags.to_string(), "NXM_NX_TCP_FLAGS[]");
+        assert_eq!(parse_subfield("NXM_NX_TCP_FLAGS[]").unwrap(), flags);
+        assert!(parse_subfield("tcp_flags[12]").is_err());
+        assert!(parse_subfield("reg0[5..3]").is_err());
+        assert!(parse_subfield("reg0[0..15").is_err());
+        assert_eq!(parse_subfield("ip_dscp[]").unwrap().n_bits, 6);
     }
 }

@@ -1,0 +1,72 @@
+//! `shardflow run`: configuration (file, then env, then flags), validated before any port is
+//! bound; then the daemon until SIGTERM/SIGINT.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use shardflow::config::{self, Config, LogFormat, Mode, Overrides};
+
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
+    /// TOML configuration file (also SHARDFLOW_CONFIG). See docs/config.md.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Number of shards (pinned executors). Default: one per available core.
+    #[arg(long)]
+    shards: Option<usize>,
+    /// CPUs to pin the shards to, e.g. `0-1` or `0,2`.
+    #[arg(long, value_parser = config::parse_cpu_list)]
+    cpus: Option<Vec<usize>>,
+    /// Address the OpenFlow listeners bind (default 127.0.0.1).
+    #[arg(long)]
+    listen: Option<IpAddr>,
+    /// First OpenFlow port; shard i listens on base-port + i (default 6653).
+    #[arg(long)]
+    base_port: Option<u16>,
+    /// `fanout` (one controller connection per shard) or `single` (one port, handoff).
+    #[arg(long)]
+    mode: Option<Mode>,
+    /// HTTP endpoint for /healthz, /metrics and the REST API (default 127.0.0.1:9464).
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Log level or filter directive (default info; also RUST_LOG).
+    #[arg(long)]
+    log_level: Option<String>,
+    /// `plain` or `json`.
+    #[arg(long)]
+    log_format: Option<LogFormat>,
+}
+
+pub fn run(args: RunArgs) -> ExitCode {
+    let flags = Overrides {
+        config: args.config,
+        shards: args.shards,
+        cpus: args.cpus,
+        listen: args.listen,
+        base_port: args.base_port,
+        mode: args.mode,
+        http: args.http,
+        log_level: args.log_level,
+        log_format: args.log_format,
+    };
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let path = config::config_path(&env, &flags);
+    let cfg = match Config::load(path.as_deref(), &env, &flags).and_then(|c| c.validate().map(|_| c)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("shardflow: bad configuration: {e}");
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
+    super::init_logging(&cfg.log.level, cfg.log.format);
+    match shardflow::daemon::run(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("shardflow: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

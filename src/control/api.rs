@@ -1,0 +1,247 @@
+//! What the HTTP layer asks of the daemon: the [`ControlApi`] trait and its request and
+//! response types.
+//!
+//! The HTTP server is blocking (tiny_http) and runs on its own threads, never on a shard, so the
+//! trait's methods are blocking too: the daemon implements them by sending a request to the
+//! owning shard (flume) and waiting for the answer until `deadline`. The HTTP layer parses and
+//! validates everything first (dpid, flow text, query), so an implementation sees only
+//! well-formed requests.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::openflow::flow::{FlowMod, FlowModCommand};
+
+// === dpid ===
+
+/// An OpenFlow datapath id. Prints and serialises as 16 hex digits, like OVS
+/// (`0000000000000001`); parses with or without `0x`, and with `:` separators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Dpid(pub u64);
+
+impl fmt::Display for Dpid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl FromStr for Dpid {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Dpid, String> {
+        let digits = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
+        let digits: String = digits.chars().filter(|c| *c != ':').collect();
+        if digits.is_empty() || digits.len() > 16 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(format!("bad dpid {s:?}: expected up to 16 hex digits, e.g. 0000000000000001"));
+        }
+        u64::from_str_radix(&digits, 16).map(Dpid).map_err(|e| format!("bad dpid {s:?}: {e}"))
+    }
+}
+
+impl Serialize for Dpid {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Dpid {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Dpid, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+// === responses ===
+
+/// One connected switch (`GET /v1/switches`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SwitchInfo {
+    pub dpid: Dpid,
+    /// The shard that owns the switch's primary connection.
+    pub shard: usize,
+    /// The switch's address, `ip:port`.
+    pub peer: String,
+    /// Seconds since the handshake completed.
+    pub connected_secs: u64,
+    pub n_tables: u8,
+    /// Number of controller connections of this switch (one per shard in fanout mode).
+    pub connections: usize,
+}
+
+/// Per-shard statistics (`GET /v1/shards`). Fields the daemon has no value for stay 0; more
+/// can be carried in `extra` without changing this type.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShardStats {
+    pub shard: usize,
+    /// Pinned CPU, if any.
+    pub cpu: Option<usize>,
+    pub switches: usize,
+    pub packet_ins: u64,
+    pub handoffs_in: u64,
+    pub handoffs_out: u64,
+    pub flow_mods: u64,
+    pub flows_cached: u64,
+    pub decision_p50_us: f64,
+    pub decision_p99_us: f64,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// What a flow-mod or delete request did (`POST`/`DELETE .../flows`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowModReply {
+    /// Flow mods the switch accepted (confirmed by a barrier or bundle commit).
+    pub applied: usize,
+    /// Whether they went in one atomic bundle.
+    pub bundle: bool,
+}
+
+// === requests ===
+
+/// The flow-mod command of `POST .../flows?command=...`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowCommand {
+    Add,
+    Modify,
+    ModifyStrict,
+    Delete,
+    DeleteStrict,
+}
+
+impl FromStr for FlowCommand {
+    type Err = String;
+    fn from_str(s: &str) -> Result<FlowCommand, String> {
+        Ok(match s {
+            "add" => FlowCommand::Add,
+            "modify" => FlowCommand::Modify,
+            "modify_strict" => FlowCommand::ModifyStrict,
+            "delete" => FlowCommand::Delete,
+            "delete_strict" => FlowCommand::DeleteStrict,
+            _ => {
+                return Err(format!(
+                    "bad command {s:?}: expected add, modify, modify_strict, delete or delete_strict"
+                ))
+            }
+        })
+    }
+}
+
+impl From<FlowCommand> for FlowModCommand {
+    fn from(c: FlowCommand) -> FlowModCommand {
+        match c {
+            FlowCommand::Add => FlowModCommand::Add,
+            FlowCommand::Modify => FlowModCommand::Modify,
+            FlowCommand::ModifyStrict => FlowModCommand::ModifyStrict,
+            FlowCommand::Delete => FlowModCommand::Delete,
+            FlowCommand::DeleteStrict => FlowModCommand::DeleteStrict,
+        }
+    }
+}
+
+/// Which flows `DELETE .../flows` removes: those whose cookie matches under the mask, in
+/// `table` (all tables if `None`). With no query at all this deletes every flow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteFilter {
+    pub cookie: u64,
+    pub cookie_mask: u64,
+    pub table: Option<u8>,
+}
+
+impl DeleteFilter {
+    /// The equivalent non-strict DELETE flow mod (table `OFPTT_ALL` when `table` is `None`).
+    pub fn to_flow_mod(&self) -> FlowMod {
+        let mut fm = FlowMod::new(FlowModCommand::Delete);
+        fm.cookie = self.cookie;
+        fm.cookie_mask = self.cookie_mask;
+        fm.table_id = self.table.unwrap_or(0xff);
+        fm
+    }
+}
+
+// === errors ===
+
+/// Why the daemon could not serve a request. The HTTP layer maps each to a status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// 503: the daemon is starting or stopping.
+    #[error("not ready: {0}")]
+    NotReady(String),
+    /// 404: no switch with this dpid is connected.
+    #[error("unknown switch {0}")]
+    UnknownSwitch(Dpid),
+    /// 502: the switch answered with an OpenFlow error (`name` like `OFPBAC_BAD_OUT_PORT`).
+    #[error("switch refused: {name}: {detail}")]
+    Refused { name: String, detail: String },
+    /// 504: no answer before the deadline.
+    #[error("timed out waiting for the switch")]
+    Timeout,
+    /// 502: anything else between us and the switch (connection lost, shard gone).
+    #[error("{0}")]
+    Failed(String),
+}
+
+// === the trait ===
+
+/// The daemon's side of the REST API. Called on the HTTP threads (several at once), never on a
+/// shard; each call must return by `deadline` (answer [`ApiError::Timeout`] then).
+pub trait ControlApi: Send + Sync {
+    /// `Ok(())` when the daemon serves traffic, else why not (for `/healthz`).
+    fn ready(&self) -> Result<(), String>;
+    /// The connected switches.
+    fn switches(&self, deadline: Instant) -> Result<Vec<SwitchInfo>, ApiError>;
+    /// The switch's flows, one `ovs-ofctl dump-flows` line each.
+    fn dump_flows(&self, dpid: Dpid, deadline: Instant) -> Result<Vec<String>, ApiError>;
+    /// Send `flows` (already parsed with `command`) to the switch; with `bundle`, in one atomic
+    /// bundle so that either all or none apply.
+    fn flow_mods(
+        &self,
+        dpid: Dpid,
+        command: FlowCommand,
+        flows: Vec<FlowMod>,
+        bundle: bool,
+        deadline: Instant,
+    ) -> Result<FlowModReply, ApiError>;
+    /// Delete the flows selected by `filter`.
+    fn delete_flows(
+        &self,
+        dpid: Dpid,
+        filter: DeleteFilter,
+        deadline: Instant,
+    ) -> Result<FlowModReply, ApiError>;
+    /// Per-shard statistics.
+    fn shards(&self, deadline: Instant) -> Result<Vec<ShardStats>, ApiError>;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dpid_forms() {
+        assert_eq!("0000000000000001".parse::<Dpid>().unwrap(), Dpid(1));
+        assert_eq!("0x1a".parse::<Dpid>().unwrap(), Dpid(0x1a));
+        assert_eq!("00:00:00:00:00:00:00:ff".parse::<Dpid>().unwrap(), Dpid(0xff));
+        assert_eq!("FFFFFFFFFFFFFFFF".parse::<Dpid>().unwrap(), Dpid(u64::MAX));
+        for bad in ["", "0x", "xyz", "10000000000000000", "-1", "0x 1"] {
+            assert!(bad.parse::<Dpid>().is_err(), "{bad:?}");
+        }
+        assert_eq!(Dpid(1).to_string(), "0000000000000001");
+        assert_eq!(serde_json::to_string(&Dpid(0xab)).unwrap(), "\"00000000000000ab\"");
+        let back: Dpid = serde_json::from_str("\"0xab\"").unwrap();
+        assert_eq!(back, Dpid(0xab));
+    }
+
+    #[test]
+    fn delete_filter_flow_mod() {
+        let fm = DeleteFilter { cookie: 5, cookie_mask: 0xff, table: None }.to_flow_mod();
+        assert_eq!(fm.command, FlowModCommand::Delete);
+        assert_eq!((fm.cookie, fm.cookie_mask, fm.table_id), (5, 0xff, 0xff));
+        let fm = DeleteFilter { table: Some(3), ..Default::default() }.to_flow_mod();
+        assert_eq!(fm.table_id, 3);
+    }
+}

@@ -1,0 +1,113 @@
+//! The daemon's side of the REST API: called on the HTTP threads, it asks the shard that holds
+//! a switch's connection (through the mesh) and waits for the answer until the deadline.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use shards::{Mesh, ShardId};
+
+use crate::config::Config;
+use crate::control::api::{
+    ApiError, ControlApi, DeleteFilter, Dpid, FlowCommand, FlowModReply, ShardStats, SwitchInfo,
+};
+use crate::openflow::flow::FlowMod;
+
+use super::{dpid_hash, Command, CommandReply, Registry, ShardMsg};
+
+pub struct DaemonApi {
+    registry: Arc<Registry>,
+    mesh: Mesh<ShardMsg>,
+    cfg: Arc<Config>,
+}
+
+impl DaemonApi {
+    pub fn new(registry: Arc<Registry>, mesh: Mesh<ShardMsg>, cfg: Arc<Config>) -> DaemonApi {
+        DaemonApi { registry, mesh, cfg }
+    }
+
+    /// The shard to ask about `dpid`: its hash owner when that shard has a connection to it,
+    /// else the lowest shard that has one.
+    fn shard_for(&self, dpid: u64) -> Result<usize, ApiError> {
+        let shards = self.registry.shards_of(dpid);
+        if shards.is_empty() {
+            return Err(ApiError::UnknownSwitch(Dpid(dpid)));
+        }
+        let owner = shards::shard_of(dpid_hash(dpid), self.cfg.shards.count);
+        Ok(if shards.contains(&owner) { owner } else { shards[0] })
+    }
+
+    fn ask(&self, dpid: u64, cmd: Command, deadline: Instant) -> Result<CommandReply, ApiError> {
+        let shard = self.shard_for(dpid)?;
+        let (tx, rx) = flume::bounded(1);
+        self.mesh
+            .send_blocking_to(ShardId(shard), ShardMsg::Command { dpid, cmd, reply: tx })
+            .map_err(|e| ApiError::Failed(e.to_string()))?;
+        match rx.recv_deadline(deadline) {
+            Ok(r) => r,
+            Err(flume::RecvTimeoutError::Timeout) => Err(ApiError::Timeout),
+            Err(flume::RecvTimeoutError::Disconnected) => Err(ApiError::Failed("shard dropped the request".into())),
+        }
+    }
+}
+
+impl ControlApi for DaemonApi {
+    fn ready(&self) -> Result<(), String> {
+        self.registry.ready()
+    }
+
+    fn switches(&self, _deadline: Instant) -> Result<Vec<SwitchInfo>, ApiError> {
+        let n = self.cfg.shards.count;
+        Ok(self.registry.switch_infos(|dpid, shards| {
+            let owner = shards::shard_of(dpid_hash(dpid), n);
+            if shards.contains(&owner) {
+                Some(owner)
+            } else {
+                shards.iter().copied().min()
+            }
+        }))
+    }
+
+    fn dump_flows(&self, dpid: Dpid, deadline: Instant) -> Result<Vec<String>, ApiError> {
+        match self.ask(dpid.0, Command::DumpFlows, deadline)? {
+            CommandReply::Flows(f) => Ok(f),
+            CommandReply::Applied(_) => Err(ApiError::Failed("unexpected reply".into())),
+        }
+    }
+
+    fn flow_mods(
+        &self,
+        dpid: Dpid,
+        _command: FlowCommand,
+        flows: Vec<FlowMod>,
+        bundle: bool,
+        deadline: Instant,
+    ) -> Result<FlowModReply, ApiError> {
+        match self.ask(dpid.0, Command::FlowMods { mods: flows, bundle }, deadline)? {
+            CommandReply::Applied(n) => Ok(FlowModReply { applied: n, bundle }),
+            CommandReply::Flows(_) => Err(ApiError::Failed("unexpected reply".into())),
+        }
+    }
+
+    fn delete_flows(&self, dpid: Dpid, filter: DeleteFilter, deadline: Instant) -> Result<FlowModReply, ApiError> {
+        match self.ask(dpid.0, Command::FlowMods { mods: vec![filter.to_flow_mod()], bundle: false }, deadline)? {
+            CommandReply::Applied(n) => Ok(FlowModReply { applied: n, bundle: false }),
+            CommandReply::Flows(_) => Err(ApiError::Failed("unexpected reply".into())),
+        }
+    }
+
+    fn shards(&self, deadline: Instant) -> Result<Vec<ShardStats>, ApiError> {
+        let mut out = Vec::new();
+        for s in 0..self.cfg.shards.count {
+            let (tx, rx) = flume::bounded(1);
+            self.mesh
+                .send_blocking_to(ShardId(s), ShardMsg::Stats { reply: tx })
+                .map_err(|e| ApiError::Failed(e.to_string()))?;
+            match rx.recv_deadline(deadline) {
+                Ok(st) => out.push(st),
+                Err(flume::RecvTimeoutError::Timeout) => return Err(ApiError::Timeout),
+                Err(_) => return Err(ApiError::NotReady(format!("shard {s} is not running"))),
+            }
+        }
+        Ok(out)
+    }
+}

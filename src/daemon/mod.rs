@@ -1,0 +1,197 @@
+//! The daemon: pinned glommio shards serving switch connections, a control thread (tokio) with
+//! the HTTP endpoint, and the messages between them.
+//!
+//! Start-up order matters: the configuration is validated and every port probed before anything
+//! binds; the control plane comes next (so a signal during start-up is honoured); then the shards.
+
+mod api;
+mod conn;
+mod io;
+mod registry;
+mod shard;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use shards::{shard_of, Mesh, Pool, PoolConfig, ShardId};
+
+use crate::config::{Config, ConfigError, Mode};
+use crate::control::api::ApiError;
+use crate::control::metrics::Metrics;
+use crate::control::signal::{ShutdownReason, ShutdownSignal, ShutdownTrigger};
+use crate::control::ControlPlane;
+use crate::openflow::flow::FlowMod;
+use crate::openflow::message::Message;
+use crate::packet::ConnKey;
+
+pub use conn::OpError;
+pub use registry::Registry;
+pub use shard::{conn_key_text, flow_stats_line};
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("metrics: {0}")]
+    Metrics(String),
+    #[error("control plane: {0}")]
+    Control(String),
+    #[error("shards: {0}")]
+    Shards(String),
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl DaemonError {
+    /// sysexits-style status: 64 for configuration errors, 70 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            DaemonError::Config(e) => e.exit_code(),
+            _ => 70,
+        }
+    }
+}
+
+/// A packet-in of a connection that another shard owns (single-connection mode).
+#[derive(Debug, Clone)]
+pub struct Handoff {
+    pub from: ShardId,
+    pub conn: u64,
+    pub dpid: u64,
+    pub key: ConnKey,
+}
+
+/// An operation the control thread asks of the shard that holds a switch's connection.
+#[derive(Debug)]
+pub enum Command {
+    FlowMods { mods: Vec<FlowMod>, bundle: bool },
+    DumpFlows,
+}
+
+#[derive(Debug)]
+pub enum CommandReply {
+    Applied(usize),
+    Flows(Vec<String>),
+}
+
+/// What travels between shards, and from the control thread to a shard.
+pub enum ShardMsg {
+    Handoff(Handoff),
+    /// The owner's answer to a handoff: messages to send on connection `conn` of the receiver.
+    Answer { conn: u64, messages: Vec<Message> },
+    Command { dpid: u64, cmd: Command, reply: flume::Sender<Result<CommandReply, ApiError>> },
+    Stats { reply: flume::Sender<crate::control::api::ShardStats> },
+}
+
+/// What every shard and the control thread share (all of it `Sync`, none of it locked on the
+/// packet path).
+pub struct Shared {
+    pub cfg: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    pub registry: Arc<Registry>,
+    pub mesh: Mesh<ShardMsg>,
+    pub shutdown: ShutdownSignal,
+    trigger: ShutdownTrigger,
+    /// Cookie generation of this run.
+    pub generation: u16,
+    fatal_reason: std::sync::OnceLock<String>,
+}
+
+impl Shared {
+    pub fn listen_addr(&self, shard: usize) -> SocketAddr {
+        match self.cfg.openflow.mode {
+            Mode::Fanout => self.cfg.openflow_addr(shard),
+            // One port: every shard binds it (SO_REUSEPORT) and the kernel spreads connections.
+            Mode::Single => self.cfg.openflow_addr(0),
+        }
+    }
+
+    /// The shard whose connection to `dpid` installs its flows and serves its commands: the
+    /// dpid's hash owner if it has a connection, else the lowest shard that has one.
+    pub fn primary_shard(&self, dpid: u64, candidates: &[usize]) -> Option<usize> {
+        let n = self.cfg.shards.count;
+        let owner = shard_of(dpid_hash(dpid), n);
+        match self.cfg.openflow.mode {
+            Mode::Fanout => Some(owner),
+            Mode::Single => candidates.iter().copied().min(),
+        }
+        .filter(|s| candidates.contains(s) || self.cfg.openflow.mode == Mode::Fanout)
+    }
+
+    /// Stops the daemon from inside (a shard that cannot listen).
+    pub fn fatal(&self, why: String) {
+        tracing::error!("{why}");
+        let _ = self.fatal_reason.set(why);
+        self.trigger.trigger(ShutdownReason::Fatal);
+    }
+}
+
+/// A stable hash of a datapath id (for the owner of a switch).
+pub fn dpid_hash(dpid: u64) -> u64 {
+    crate::packet::key::fmix64(dpid)
+}
+
+/// Runs the daemon until SIGTERM/SIGINT or a fatal error.
+pub fn run(cfg: Config) -> Result<(), DaemonError> {
+    cfg.validate()?;
+    cfg.check_ports_free()?;
+    let cfg = Arc::new(cfg);
+    let n = cfg.shards.count;
+    let metrics = Arc::new(Metrics::new().map_err(|e| DaemonError::Metrics(e.to_string()))?);
+    let registry = Arc::new(Registry::new(n));
+    let mesh: Mesh<ShardMsg> = Mesh::new(n, 4096);
+    let generation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_secs() & 0xffff) as u16)
+        .unwrap_or(1)
+        .max(1);
+
+    // The control plane needs the API, the API needs the shutdown signal of the control plane:
+    // the API learns the shared state once it exists.
+    let api = Arc::new(api::DaemonApi::new(registry.clone(), mesh.clone(), cfg.clone()));
+    let control = ControlPlane::start(&cfg, metrics.clone(), api.clone()).map_err(|e| DaemonError::Control(e.to_string()))?;
+    tracing::info!(http = %control.http_addr(), shards = n, mode = %cfg.openflow.mode, "shardflow starting");
+
+    let shared = Arc::new(Shared {
+        cfg: cfg.clone(),
+        metrics,
+        registry,
+        mesh,
+        shutdown: control.shutdown_signal(),
+        trigger: control.shutdown_trigger(),
+        generation,
+        fatal_reason: std::sync::OnceLock::new(),
+    });
+    let pool_cfg = PoolConfig {
+        shards: n,
+        cpus: cfg.shards.cpus.clone(),
+        io_memory: cfg.shards.io_memory,
+        spin_before_park: cfg.shards.spin_before_park(),
+        name: "shardflow".to_string(),
+    };
+    let pool = {
+        let shared = shared.clone();
+        Pool::start(&pool_cfg, move |ctx| shard::main(ctx, shared.clone()))
+    };
+    let pool = match pool {
+        Ok(p) => p,
+        Err(e) => {
+            control.shutdown();
+            let _ = control.join();
+            return Err(DaemonError::Shards(e.to_string()));
+        }
+    };
+    let pool_result = pool.join();
+    // The shards end only on shutdown; make sure the control plane follows.
+    control.shutdown();
+    let reason = control.join().map_err(|e| DaemonError::Control(e.to_string()))?;
+    pool_result.map_err(|e| DaemonError::Shards(e.to_string()))?;
+    tracing::info!("shardflow stopped: {reason:?}");
+    match reason {
+        ShutdownReason::Fatal => {
+            Err(DaemonError::Fatal(shared.fatal_reason.get().cloned().unwrap_or_else(|| "fatal error".into())))
+        }
+        _ => Ok(()),
+    }
+}

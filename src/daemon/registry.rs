@@ -1,0 +1,120 @@
+//! What the control thread may read about the shards without asking them: the connected
+//! switches (a `DashMap`, written only on connect and disconnect, never per packet) and
+//! readiness.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+
+use crate::control::api::{Dpid, SwitchInfo};
+
+/// One controller connection of a switch.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub shard: usize,
+    pub conn: u64,
+    pub peer: SocketAddr,
+    pub connected_at: Instant,
+    pub n_tables: u8,
+}
+
+/// A connected switch.
+#[derive(Debug, Clone, Default)]
+pub struct SwitchRecord {
+    pub conns: Vec<ConnInfo>,
+    /// Handshake-to-dispatch-flows-committed time of the latest install.
+    pub pipeline_installed_in: Option<Duration>,
+}
+
+#[derive(Debug, Default)]
+pub struct Registry {
+    switches: DashMap<u64, SwitchRecord>,
+    shards_up: AtomicUsize,
+    n_shards: usize,
+}
+
+impl Registry {
+    pub fn new(n_shards: usize) -> Registry {
+        Registry { switches: DashMap::new(), shards_up: AtomicUsize::new(0), n_shards }
+    }
+
+    pub fn shard_up(&self) {
+        self.shards_up.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn shard_down(&self) {
+        self.shards_up.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    pub fn ready(&self) -> Result<(), String> {
+        let up = self.shards_up.load(Ordering::SeqCst);
+        if up == self.n_shards {
+            Ok(())
+        } else {
+            Err(format!("{up} of {} shards listening", self.n_shards))
+        }
+    }
+
+    pub fn connected(&self, dpid: u64, info: ConnInfo) {
+        let mut rec = self.switches.entry(dpid).or_default();
+        rec.conns.retain(|c| !(c.shard == info.shard && c.conn == info.conn));
+        rec.conns.push(info);
+    }
+
+    pub fn disconnected(&self, dpid: u64, shard: usize, conn: u64) {
+        let empty = match self.switches.get_mut(&dpid) {
+            Some(mut rec) => {
+                rec.conns.retain(|c| !(c.shard == shard && c.conn == conn));
+                rec.conns.is_empty()
+            }
+            None => false,
+        };
+        if empty {
+            self.switches.remove_if(&dpid, |_, r| r.conns.is_empty());
+        }
+    }
+
+    pub fn pipeline_installed(&self, dpid: u64, took: Duration) {
+        if let Some(mut rec) = self.switches.get_mut(&dpid) {
+            rec.pipeline_installed_in = Some(took);
+        }
+    }
+
+    /// The shards that have a connection to `dpid`, in shard order.
+    pub fn shards_of(&self, dpid: u64) -> Vec<usize> {
+        let mut v: Vec<usize> = self.switches.get(&dpid).map(|r| r.conns.iter().map(|c| c.shard).collect()).unwrap_or_default();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    pub fn switch_infos(&self, primary_shard: impl Fn(u64, &[usize]) -> Option<usize>) -> Vec<SwitchInfo> {
+        let mut out: Vec<SwitchInfo> = self
+            .switches
+            .iter()
+            .filter_map(|e| {
+                let dpid = *e.key();
+                let rec = e.value();
+                let shards: Vec<usize> = rec.conns.iter().map(|c| c.shard).collect();
+                let shard = primary_shard(dpid, &shards)?;
+                let c = rec.conns.iter().find(|c| c.shard == shard)?;
+                Some(SwitchInfo {
+                    dpid: Dpid(dpid),
+                    shard,
+                    peer: c.peer.to_string(),
+                    connected_secs: c.connected_at.elapsed().as_secs(),
+                    n_tables: c.n_tables,
+                    connections: rec.conns.len(),
+                })
+            })
+            .collect();
+        out.sort_by_key(|s| s.dpid);
+        out
+    }
+
+    pub fn pipeline_time(&self, dpid: u64) -> Option<Duration> {
+        self.switches.get(&dpid).and_then(|r| r.pipeline_installed_in)
+    }
+}

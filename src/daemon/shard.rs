@@ -1,0 +1,520 @@
+//! A shard: one pinned glommio executor with its listener, its switch connections, and the
+//! state it alone owns (the connections whose packet-ins it decides, their counters, the
+//! hot-SYN cache). Nothing here is shared with another thread except through the mesh inbox.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::net::TcpListener;
+use hdrhistogram::Histogram;
+use shards::{shard_of, FlowTable, HotSynCache, ShardCtx, ShardId};
+
+use crate::config::Mode;
+use crate::control::api::{ApiError, ShardStats};
+use crate::control::metrics::ShardMetrics;
+use crate::openflow::field::Field;
+use crate::openflow::flow::FlowMod;
+use crate::openflow::message::multipart::{FlowStatsRequest, MultipartReplyBody, MultipartRequest, MultipartRequestBody};
+use crate::openflow::message::{Message, PacketIn};
+use crate::openflow::session::{CloseReason, Event, PacketInFormat, SessionConfig};
+use crate::packet::{ConnKey, FlowKey};
+use crate::pipeline::{cookie, dispatch};
+
+use super::conn::{Conn, OpError};
+use super::registry::ConnInfo;
+use super::{Command, CommandReply, Handoff, ShardMsg, Shared};
+
+/// What a shard knows about a connection whose packet-ins it decides.
+#[derive(Debug, Clone, Default)]
+pub struct ConnRecord {
+    /// Packet-ins in the key's forward (canonical) direction and the reverse one.
+    pub forward: u64,
+    pub reverse: u64,
+    /// How many of them arrived on another shard and were handed over.
+    pub handed_over: u64,
+}
+
+const KEY_IDLE: Duration = Duration::from_secs(300);
+const HOT_SYN_CAPACITY: usize = 65_536;
+const HOT_SYN_TTL: Duration = Duration::from_secs(30);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+pub struct Shard {
+    pub ctx: ShardCtx,
+    shared: Arc<Shared>,
+    metrics: ShardMetrics,
+    conns: RefCell<HashMap<u64, Rc<Conn>>>,
+    by_dpid: RefCell<HashMap<u64, u64>>,
+    keys: RefCell<FlowTable<ConnKey, ConnRecord>>,
+    /// A SYN from A to B:port marks B:port hot for A (used by the Packet-In decision).
+    pub hot_syn: RefCell<HotSynCache<ConnKey>>,
+    decision_us: RefCell<Histogram<u64>>,
+    next_conn: Cell<u64>,
+    packet_ins: Cell<u64>,
+    handoffs_in: Cell<u64>,
+    handoffs_out: Cell<u64>,
+    flow_mods: Cell<u64>,
+}
+
+/// The shard's main task: listen, accept, serve the inbox, until shutdown.
+pub async fn main(ctx: ShardCtx, shared: Arc<Shared>) {
+    let metrics = shared.metrics.shard(ctx.id.0, ctx.n_shards);
+    let shard = Rc::new(Shard {
+        ctx,
+        shared: shared.clone(),
+        metrics,
+        conns: RefCell::new(HashMap::new()),
+        by_dpid: RefCell::new(HashMap::new()),
+        keys: RefCell::new(FlowTable::new()),
+        hot_syn: RefCell::new(HotSynCache::new(HOT_SYN_CAPACITY, HOT_SYN_TTL)),
+        decision_us: RefCell::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds")),
+        next_conn: Cell::new(0),
+        packet_ins: Cell::new(0),
+        handoffs_in: Cell::new(0),
+        handoffs_out: Cell::new(0),
+        flow_mods: Cell::new(0),
+    });
+    let addr = shared.listen_addr(ctx.id.0);
+    let listener = match TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(shard = ctx.id.0, %addr, "cannot listen: {e}");
+            shared.fatal(format!("shard {} cannot listen on {addr}: {e}", ctx.id.0));
+            return;
+        }
+    };
+    tracing::info!(shard = ctx.id.0, %addr, "listening for switches");
+    shared.registry.shard_up();
+
+    let inbox = glommio::spawn_local({
+        let shard = shard.clone();
+        async move { shard.serve_inbox().await }
+    })
+    .detach();
+    let expiry = glommio::spawn_local({
+        let shard = shard.clone();
+        async move { shard.expire_loop().await }
+    })
+    .detach();
+
+    let accept = {
+        let shard = shard.clone();
+        async move {
+            loop {
+                match listener.accept().await {
+                    Ok(stream) => shard.clone().serve(stream),
+                    Err(e) => {
+                        tracing::warn!(shard = shard.ctx.id.0, "accept failed: {e}");
+                        glommio::timer::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+    };
+    futures_lite::future::race(accept, shared.shutdown.wait()).await;
+
+    // Shutdown: no new switches; let in-flight operations finish, then close cleanly.
+    tracing::info!(shard = ctx.id.0, "shutting down");
+    shared.registry.shard_down();
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while Instant::now() < deadline && shard.conns.borrow().values().any(|c| c.pending_ops() > 0) {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    let conns: Vec<Rc<Conn>> = shard.conns.borrow().values().cloned().collect();
+    for c in &conns {
+        c.close(CloseReason::Local("controller shutting down".into()));
+    }
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < deadline && !shard.conns.borrow().is_empty() {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    drop(inbox);
+    drop(expiry);
+}
+
+impl Shard {
+    fn id(&self) -> usize {
+        self.ctx.id.0
+    }
+
+    fn session_config(&self) -> SessionConfig {
+        let of = &self.shared.cfg.openflow;
+        SessionConfig {
+            echo_interval: of.echo_interval(),
+            request_timeout: of.request_timeout(),
+            controller_id: match of.mode {
+                Mode::Fanout => Some(dispatch::controller_id(self.id())),
+                Mode::Single => None,
+            },
+            packet_in_format: PacketInFormat::Standard,
+            ..SessionConfig::default()
+        }
+    }
+
+    /// Serves one accepted switch connection until it closes.
+    fn serve(self: Rc<Self>, stream: glommio::net::TcpStream) {
+        let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let _ = stream.set_nodelay(true);
+        let id = ((self.id() as u64) << 48) | self.next_conn.replace(self.next_conn.get() + 1);
+        let (conn, tasks) = Conn::new(id, peer, self.session_config());
+        self.conns.borrow_mut().insert(id, conn.clone());
+        tracing::debug!(shard = self.id(), %peer, conn = id, "switch connected");
+        let (rd, wr) = Conn::tasks(stream);
+        let (kick_rx, rearm_rx) = tasks.into_parts();
+        let shard = self.clone();
+        glommio::spawn_local(async move {
+            let on_events = |evs: Vec<Event>| {
+                for ev in evs {
+                    shard.on_event(&conn, ev);
+                }
+            };
+            let writer = conn.write_loop(wr, kick_rx);
+            let timer = conn.timer_loop(rearm_rx, on_events);
+            let reader = conn.read_loop(rd, on_events);
+            futures_lite::future::zip(writer, futures_lite::future::zip(timer, reader)).await;
+            shard.conns.borrow_mut().remove(&conn.id);
+            if let Some(dpid) = conn.dpid() {
+                if shard.by_dpid.borrow().get(&dpid) == Some(&conn.id) {
+                    shard.by_dpid.borrow_mut().remove(&dpid);
+                }
+                shard.shared.registry.disconnected(dpid, shard.id(), conn.id);
+                shard.metrics.switch_connections.dec();
+                shard.metrics.session_event("disconnected");
+            }
+            tracing::info!(shard = shard.id(), %peer, dpid = ?conn.dpid().map(|d| format!("{d:016x}")), "switch disconnected");
+        })
+        .detach();
+    }
+
+    fn on_event(self: &Rc<Self>, conn: &Rc<Conn>, ev: Event) {
+        match ev {
+            Event::Ready { datapath_id } => self.on_ready(conn, datapath_id),
+            Event::PacketIn(pi) => self.on_packet_in(conn, pi),
+            Event::PacketIn2(p) => {
+                if let Some(data) = p.packet {
+                    let pi = PacketIn {
+                        buffer_id: p.buffer_id.unwrap_or(u32::MAX),
+                        total_len: p.full_len.unwrap_or(data.len() as u32) as u16,
+                        reason: p.reason.unwrap_or(0),
+                        table_id: p.table_id.unwrap_or(0),
+                        cookie: p.cookie.unwrap_or(0),
+                        r#match: p.metadata.unwrap_or_default(),
+                        data,
+                    };
+                    self.on_packet_in(conn, pi);
+                }
+            }
+            Event::Closed { reason } => {
+                self.metrics.session_event(reason.label());
+                tracing::info!(shard = self.id(), peer = %conn.peer, "session closed: {reason}");
+            }
+            Event::Error { xid, error } => {
+                self.metrics.openflow_error(&error.code.to_string());
+                tracing::warn!(shard = self.id(), peer = %conn.peer, xid, "switch error: {}", error.code);
+            }
+            other => tracing::trace!(shard = self.id(), "session event {other:?}"),
+        }
+    }
+
+    fn on_ready(self: &Rc<Self>, conn: &Rc<Conn>, dpid: u64) {
+        let ready_at = Instant::now();
+        self.by_dpid.borrow_mut().insert(dpid, conn.id);
+        self.shared.registry.connected(
+            dpid,
+            ConnInfo { shard: self.id(), conn: conn.id, peer: conn.peer, connected_at: ready_at, n_tables: conn.n_tables() },
+        );
+        self.metrics.switch_connections.inc();
+        self.metrics.session_event("connected");
+        tracing::info!(shard = self.id(), peer = %conn.peer, dpid = %format!("{dpid:016x}"), "switch ready");
+        // One connection per switch installs the dispatch flows: the dpid's primary shard.
+        if self.shared.primary_shard(dpid, &[self.id()]) != Some(self.id()) {
+            return;
+        }
+        let (shard, conn) = (self.clone(), conn.clone());
+        glommio::spawn_local(async move {
+            let of = &shard.shared.cfg.openflow;
+            let flows = match dispatch::flows(of.mode, shard.ctx.n_shards, shard.shared.generation) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::error!("dispatch flows do not parse: {e}");
+                    return;
+                }
+            };
+            let n = flows.len() as u64;
+            let msgs: Vec<Message> = flows.into_iter().map(Message::FlowMod).collect();
+            match conn.bundle(msgs).await {
+                Ok(()) => {
+                    let took = ready_at.elapsed();
+                    shard.metrics.flow_mods_n("ok", n);
+                    shard.metrics.observe_flow_install(took);
+                    shard.flow_mods.set(shard.flow_mods.get() + n);
+                    shard.shared.registry.pipeline_installed(dpid, took);
+                    tracing::info!(
+                        shard = shard.id(),
+                        dpid = %format!("{dpid:016x}"),
+                        "dispatch pipeline installed {:.3} ms after the handshake",
+                        took.as_secs_f64() * 1e3
+                    );
+                }
+                Err(e) => {
+                    shard.metrics.flow_mods_n("error", n);
+                    tracing::error!(shard = shard.id(), dpid = %format!("{dpid:016x}"), "installing the dispatch flows failed: {e}");
+                }
+            }
+        })
+        .detach();
+    }
+
+    // === packet-in path ===
+
+    fn on_packet_in(self: &Rc<Self>, conn: &Rc<Conn>, pi: PacketIn) {
+        let t0 = Instant::now();
+        self.packet_ins.set(self.packet_ins.get() + 1);
+        let in_port = pi.r#match.get(Field::IN_PORT_OXM).map(|e| e.value.to_u128() as u32).unwrap_or(0);
+        let key = match FlowKey::extract(in_port, &pi.data) {
+            Ok(k) => k,
+            Err(e) => {
+                self.metrics.packet_in("invalid");
+                tracing::debug!(shard = self.id(), "unparsable packet-in: {e}");
+                return;
+            }
+        };
+        let kind = if key.is_arp() {
+            "arp"
+        } else {
+            match key.ip_proto {
+                6 => "tcp",
+                17 => "udp",
+                132 => "sctp",
+                1 => "icmp",
+                58 => "icmpv6",
+                _ if key.is_ip() => "ip_other",
+                _ => "other",
+            }
+        };
+        self.metrics.packet_in(kind);
+        let ck = key.conn_key();
+        let owner = match self.shared.cfg.openflow.mode {
+            // The switch already hashed the connection to this shard.
+            Mode::Fanout => self.id(),
+            Mode::Single => shard_of(ck.hash64(), self.ctx.n_shards),
+        };
+        if owner == self.id() {
+            let answer = self.decide(ck, false);
+            conn.send_all(&answer);
+        } else {
+            self.handoffs_out.set(self.handoffs_out.get() + 1);
+            self.metrics.handoff(owner);
+            let h = Handoff { from: self.ctx.id, conn: conn.id, dpid: conn.dpid().unwrap_or(0), key: ck };
+            let mesh = self.shared.mesh.clone();
+            // Await room in the owner's inbox (backpressure) without holding up this shard.
+            glommio::spawn_local(async move {
+                if let Err(e) = mesh.send_to(ShardId(owner), ShardMsg::Handoff(h)).await {
+                    tracing::warn!("handoff to shard {owner} failed: {e}");
+                }
+            })
+            .detach();
+        }
+        let us = t0.elapsed().as_micros().max(1) as u64;
+        let _ = self.decision_us.borrow_mut().record(us.min(60_000_000));
+        self.metrics.observe_decision(t0.elapsed());
+    }
+
+    /// The decision for a packet-in of connection `key`, on the shard that owns it. Records the
+    /// connection; the policy (cni-ctl, embedded default) decides flows in a later stage, so the
+    /// answer is empty for now.
+    fn decide(&self, key: ConnKey, handed_over: bool) -> Vec<Message> {
+        let now = Instant::now();
+        let mut keys = self.keys.borrow_mut();
+        if keys.get(&key).is_none() {
+            let conn_cookie = cookie::make(self.shared.generation, cookie::Category::Connection, key.hash64());
+            keys.insert(key, ConnRecord::default(), conn_cookie, now);
+        } else {
+            keys.touch(&key, now, 1, 0);
+        }
+        if let Some(e) = keys.get_mut(&key) {
+            if key.is_forward() {
+                e.value.forward += 1;
+            } else {
+                e.value.reverse += 1;
+            }
+            if handed_over {
+                e.value.handed_over += 1;
+            }
+        }
+        Vec::new()
+    }
+
+    // === inbox ===
+
+    async fn serve_inbox(self: Rc<Self>) {
+        let inbox = self.shared.mesh.inbox(self.ctx.id);
+        while let Ok(msg) = inbox.recv_async().await {
+            match msg {
+                ShardMsg::Handoff(h) => {
+                    self.handoffs_in.set(self.handoffs_in.get() + 1);
+                    let messages = self.decide(h.key, true);
+                    let back = ShardMsg::Answer { conn: h.conn, messages };
+                    if h.from == self.ctx.id {
+                        self.on_answer(back);
+                    } else if let Err(e) = self.shared.mesh.send_to(h.from, back).await {
+                        tracing::warn!("answer to shard {} failed: {e}", h.from.0);
+                    }
+                }
+                msg @ ShardMsg::Answer { .. } => self.on_answer(msg),
+                ShardMsg::Command { dpid, cmd, reply } => {
+                    let shard = self.clone();
+                    glommio::spawn_local(async move {
+                        let r = shard.command(dpid, cmd).await;
+                        let _ = reply.send_async(r).await;
+                    })
+                    .detach();
+                }
+                ShardMsg::Stats { reply } => {
+                    let _ = reply.send_async(self.stats()).await;
+                }
+            }
+        }
+    }
+
+    fn on_answer(&self, msg: ShardMsg) {
+        if let ShardMsg::Answer { conn, messages } = msg {
+            if messages.is_empty() {
+                return;
+            }
+            if let Some(c) = self.conns.borrow().get(&conn) {
+                c.send_all(&messages);
+            }
+        }
+    }
+
+    async fn command(self: &Rc<Self>, dpid: u64, cmd: Command) -> Result<CommandReply, ApiError> {
+        let conn_id = self.by_dpid.borrow().get(&dpid).copied();
+        let conn = conn_id.and_then(|id| self.conns.borrow().get(&id).cloned());
+        let Some(conn) = conn else {
+            return Err(ApiError::UnknownSwitch(crate::control::api::Dpid(dpid)));
+        };
+        match cmd {
+            Command::FlowMods { mods, bundle } => {
+                let n = mods.len();
+                let t0 = Instant::now();
+                let msgs: Vec<Message> = mods.into_iter().map(Message::FlowMod).collect();
+                let r = if bundle { conn.bundle(msgs).await } else { conn.apply(&msgs).await };
+                match r {
+                    Ok(()) => {
+                        self.metrics.flow_mods_n("ok", n as u64);
+                        self.metrics.observe_flow_install(t0.elapsed());
+                        self.flow_mods.set(self.flow_mods.get() + n as u64);
+                        Ok(CommandReply::Applied(n))
+                    }
+                    Err(e) => {
+                        self.metrics.flow_mods_n("error", n as u64);
+                        if let Some(name) = e.error_name() {
+                            self.metrics.openflow_error(&name);
+                        }
+                        Err(op_to_api(e))
+                    }
+                }
+            }
+            Command::DumpFlows => {
+                let req = MultipartRequest::new(MultipartRequestBody::Flow(FlowStatsRequest::default()));
+                let reply = conn.request(&Message::MultipartRequest(req)).await.map_err(op_to_api)?;
+                let mut lines = Vec::new();
+                for m in reply {
+                    if let Message::MultipartReply(r) = m {
+                        if let MultipartReplyBody::Flow(flows) = r.body {
+                            for fs in flows {
+                                lines.push(flow_stats_line(&fs));
+                            }
+                        }
+                    }
+                }
+                Ok(CommandReply::Flows(lines))
+            }
+        }
+    }
+
+    fn stats(&self) -> ShardStats {
+        let h = self.decision_us.borrow();
+        let keys = self.keys.borrow();
+        let mut extra = std::collections::BTreeMap::new();
+        // The connections this shard decides, for operators and tests (bounded).
+        let conns: Vec<serde_json::Value> = keys
+            .iter()
+            .take(1000)
+            .map(|(k, e)| {
+                serde_json::json!({
+                    "key": conn_key_text(k),
+                    "forward": e.value.forward,
+                    "reverse": e.value.reverse,
+                    "handed_over": e.value.handed_over,
+                })
+            })
+            .collect();
+        extra.insert("connections".to_string(), serde_json::Value::Array(conns));
+        extra.insert("hot_syn".to_string(), serde_json::json!(self.hot_syn.borrow().len()));
+        ShardStats {
+            shard: self.id(),
+            cpu: self.shared.cfg.shards.cpus.as_ref().and_then(|c| c.get(self.id()).copied()),
+            switches: self.by_dpid.borrow().len(),
+            packet_ins: self.packet_ins.get(),
+            handoffs_in: self.handoffs_in.get(),
+            handoffs_out: self.handoffs_out.get(),
+            flow_mods: self.flow_mods.get(),
+            flows_cached: keys.len() as u64,
+            decision_p50_us: if h.is_empty() { 0.0 } else { h.value_at_quantile(0.5) as f64 },
+            decision_p99_us: if h.is_empty() { 0.0 } else { h.value_at_quantile(0.99) as f64 },
+            extra,
+        }
+    }
+
+    async fn expire_loop(self: Rc<Self>) {
+        loop {
+            glommio::timer::sleep(Duration::from_secs(5)).await;
+            let now = Instant::now();
+            let gone = self.keys.borrow_mut().expire_idle_at_most(now, KEY_IDLE, 10_000).len();
+            self.hot_syn.borrow_mut().purge_expired(now);
+            if gone > 0 {
+                tracing::debug!(shard = self.id(), gone, "idle connections expired");
+            }
+        }
+    }
+}
+
+/// `proto lo-addr:port <-> hi-addr:port`, the canonical (direction-free) order.
+pub fn conn_key_text(k: &ConnKey) -> String {
+    let ep = |e: crate::packet::key::Endpoint| match e.addr {
+        crate::packet::key::ConnAddr::Ip(std::net::IpAddr::V6(a)) => format!("[{a}]:{}", e.port),
+        crate::packet::key::ConnAddr::Ip(a) => format!("{a}:{}", e.port),
+        crate::packet::key::ConnAddr::Mac(m) => format!("{m}"),
+    };
+    format!("{:?}/{} {} <-> {}", k.family(), k.proto(), ep(k.lo()), ep(k.hi()))
+}
+
+fn op_to_api(e: OpError) -> ApiError {
+    match e {
+        OpError::Refused { index, error } => {
+            ApiError::Refused { name: error.code.to_string(), detail: format!("flow {} of the request", index + 1) }
+        }
+        OpError::Timeout => ApiError::Timeout,
+        other => ApiError::Failed(other.to_string()),
+    }
+}
+
+/// A flow of a flow-stats reply as `ovs-ofctl dump-flows --no-stats` prints it.
+pub fn flow_stats_line(fs: &crate::openflow::message::multipart::FlowStats) -> String {
+    let mut fm = FlowMod::new(crate::openflow::flow::FlowModCommand::Add);
+    fm.cookie = fs.cookie;
+    fm.table_id = fs.table_id;
+    fm.priority = fs.priority;
+    fm.idle_timeout = fs.idle_timeout;
+    fm.hard_timeout = fs.hard_timeout;
+    fm.flags = fs.flags;
+    fm.r#match = fs.r#match.clone();
+    fm.instructions = fs.instructions.clone();
+    fm.to_flow_text()
+}

@@ -1,0 +1,80 @@
+//! Packet-in fan-out: which controller connection (and so which shard) gets a table miss.
+//!
+//! In fan-out mode the daemon has one controller connection per shard on every bridge, each
+//! named with `NXT_SET_CONTROLLER_ID` = shard + 1. The table-miss flow hashes the packet with
+//! `multipath(symmetric_l3l4+udp, ...)`, which gives both directions of a connection the same
+//! value, into [`HASH_REG`], and the dispatch table sends the packet-in to `controller(id=K+1)`.
+//! So a connection's packet-ins, in both directions, reach one shard and never cross cores.
+//! (A `controller()` inside a group bucket is silently dropped by OVS, hence multipath + a table.)
+//!
+//! In single mode there is one connection (controller id 0) and a plain `CONTROLLER` output;
+//! the receiving shard hands a packet-in to the shard that owns its key.
+
+use crate::openflow::flow::{FlowMod, FlowModCommand};
+use crate::openflow::TextError;
+
+use super::cookie::{self, Category};
+pub use crate::config::Mode;
+
+/// The table the table-miss flow resubmits to after hashing.
+pub const DISPATCH_TABLE: u8 = 250;
+/// Where the symmetric hash lands (`NXM_NX_REG15[0..15]`): kept out of reg0-reg7, which the
+/// pipeline uses.
+pub const HASH_REG: &str = "NXM_NX_REG15[0..15]";
+
+/// The controller id of shard `shard` (ids start at 1: 0 means "unnamed" to OVS).
+pub const fn controller_id(shard: usize) -> u16 {
+    shard as u16 + 1
+}
+
+/// The dispatch flows as text, in `ovs-ofctl` syntax (documentation and tests print these).
+pub fn flow_texts(mode: Mode, shards: usize, generation: u16) -> Vec<String> {
+    let c = |obj: u64| format!("{:#x}", cookie::make(generation, Category::Dispatch, obj));
+    match mode {
+        Mode::Single => vec![format!("table=0,priority=0,cookie={},actions=controller", c(0))],
+        Mode::Fanout => {
+            let mut v = vec![format!(
+                "table=0,priority=0,cookie={},actions=multipath(symmetric_l3l4+udp,0,hrw,{shards},0,{HASH_REG}),resubmit(,{DISPATCH_TABLE})",
+                c(0)
+            )];
+            for k in 0..shards {
+                v.push(format!(
+                    "table={DISPATCH_TABLE},priority=10,cookie={},reg15={k},actions=controller(id={})",
+                    c(k as u64 + 1),
+                    controller_id(k)
+                ));
+            }
+            v
+        }
+    }
+}
+
+/// The dispatch flows, ready to send (ADD: installing them again is harmless).
+pub fn flows(mode: Mode, shards: usize, generation: u16) -> Result<Vec<FlowMod>, TextError> {
+    flow_texts(mode, shards, generation).iter().map(|t| FlowMod::parse(t, FlowModCommand::Add)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oracle;
+
+    #[test]
+    fn dispatch_flows_are_what_ovs_encodes() {
+        for (mode, n) in [(Mode::Fanout, 2), (Mode::Fanout, 5), (Mode::Single, 3)] {
+            let texts = flow_texts(mode, n, 3);
+            assert_eq!(texts.len(), if mode == Mode::Fanout { n + 1 } else { 1 });
+            for (t, fm) in texts.iter().zip(flows(mode, n, 3).unwrap()) {
+                let ovs = oracle::parse_flow(t).unwrap_or_else(|e| panic!("OVS refuses {t}: {e}"));
+                let ours = fm.encode(u32::from_be_bytes([ovs.bytes[4], ovs.bytes[5], ovs.bytes[6], ovs.bytes[7]]));
+                assert_eq!(ours, ovs.bytes, "{t}");
+            }
+        }
+    }
+
+    #[test]
+    fn controller_ids_start_at_one() {
+        assert_eq!(controller_id(0), 1);
+        assert_eq!(controller_id(3), 4);
+    }
+}

@@ -69,6 +69,9 @@ pub struct SwitchInfo {
     pub n_tables: u8,
     /// Number of controller connections of this switch (one per shard in fanout mode).
     pub connections: usize,
+    /// Milliseconds from the handshake to the dispatch flows committed on the switch.
+    #[serde(default)]
+    pub pipeline_installed_ms: Option<f64>,
 }
 
 /// Per-shard statistics (`GET /v1/shards`). Fields the daemon has no value for stay 0; more

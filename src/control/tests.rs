@@ -73,6 +73,7 @@ impl ControlApi for FakeApi {
             connected_secs: 3,
             n_tables: 254,
             connections: 2,
+            pipeline_installed_ms: Some(1.5),
         }])
     }
 

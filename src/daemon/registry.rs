@@ -107,6 +107,7 @@ impl Registry {
                     connected_secs: c.connected_at.elapsed().as_secs(),
                     n_tables: c.n_tables,
                     connections: rec.conns.len(),
+                    pipeline_installed_ms: rec.pipeline_installed_in.map(|d| d.as_secs_f64() * 1e3),
                 })
             })
             .collect();

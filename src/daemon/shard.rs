@@ -492,7 +492,17 @@ pub fn conn_key_text(k: &ConnKey) -> String {
         crate::packet::key::ConnAddr::Ip(a) => format!("{a}:{}", e.port),
         crate::packet::key::ConnAddr::Mac(m) => format!("{m}"),
     };
-    format!("{:?}/{} {} <-> {}", k.family(), k.proto(), ep(k.lo()), ep(k.hi()))
+    let proto = match (k.family(), k.proto()) {
+        (crate::packet::key::ConnFamily::Arp, _) => "arp".to_string(),
+        (crate::packet::key::ConnFamily::L2, _) => "l2".to_string(),
+        (_, 6) => "tcp".to_string(),
+        (_, 17) => "udp".to_string(),
+        (_, 132) => "sctp".to_string(),
+        (_, 1) => "icmp".to_string(),
+        (_, 58) => "icmpv6".to_string(),
+        (_, p) => format!("ip/{p}"),
+    };
+    format!("{proto} {} <-> {}", ep(k.lo()), ep(k.hi()))
 }
 
 fn op_to_api(e: OpError) -> ApiError {

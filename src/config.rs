@@ -547,7 +547,7 @@ impl Config {
                 Mode::Fanout => format!("openflow.base_port (shard {i})"),
                 Mode::Single => "openflow.base_port".to_string(),
             };
-            probe(addr).map_err(|source| ConfigError::PortInUse { key, addr, source })?;
+            probe_openflow(addr).map_err(|source| ConfigError::PortInUse { key, addr, source })?;
         }
         if self.http.listen.port() != 0 {
             probe(self.http.listen).map_err(|source| ConfigError::PortInUse {
@@ -562,6 +562,34 @@ impl Config {
 
 fn probe(addr: SocketAddr) -> std::io::Result<()> {
     TcpListener::bind(addr).map(drop)
+}
+
+/// Whether an OpenFlow port is free for the shards' (SO_REUSEPORT) listeners.
+///
+/// A plain bind fails not only when another process listens there, but also for a minute after
+/// this daemon's own previous run: its closed switch connections linger in TIME-WAIT, and they
+/// inherited SO_REUSEPORT (not SO_REUSEADDR) from glommio's listener. Those do not stop the
+/// shards from binding again, so when the bind fails, the port counts as taken only if
+/// something accepts a connection on it.
+fn probe_openflow(addr: SocketAddr) -> std::io::Result<()> {
+    match TcpListener::bind(addr) {
+        Ok(l) => {
+            drop(l);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            let target = if addr.ip().is_unspecified() {
+                SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), addr.port())
+            } else {
+                addr
+            };
+            match std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_millis(500)) {
+                Ok(_) => Err(e),
+                Err(_) => Ok(()),
+            }
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn parse_num<T: FromStr>(s: &str) -> Result<T, String> {

@@ -46,6 +46,33 @@ pub fn parse_flow_with(flow: &str, extra: &[&str]) -> Result<OvsFlow, String> {
     Ok(OvsFlow { text, bytes })
 }
 
+/// Runs `ovs-ofctl -O OpenFlow13 -mmmmm parse-group TEXT` (what `add-group` would send).
+/// `text` is all OVS prints for the message (`OFPT_GROUP_MOD (OF1.3) (xid=0x1):\n ADD group_id=...`,
+/// lines joined by `\n`), `bytes` the GROUP_MOD. `Err` holds OVS's error message.
+pub fn parse_group(group: &str) -> Result<OvsFlow, String> {
+    let out = Command::new("ovs-ofctl")
+        .args(["-O", "OpenFlow13", "-mmmmm", "parse-group", group])
+        .output()
+        .map_err(|e| format!("cannot run ovs-ofctl: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    let mut lines: Vec<&str> = Vec::new();
+    let mut bytes = Vec::new();
+    for line in stdout.lines() {
+        if let Some(hex) = hexdump_line(line) {
+            bytes.extend(hex);
+        } else if !lines.is_empty() || line.starts_with("OFPT_") {
+            lines.push(line);
+        }
+    }
+    if lines.is_empty() {
+        return Err(format!("no message line in ovs-ofctl output: {stdout}"));
+    }
+    Ok(OvsFlow { text: lines.join("\n"), bytes })
+}
+
 /// Parses one line of OVS's hex dump (`00000010  00 00 ...-00 00 |...|`) into its bytes.
 fn hexdump_line(line: &str) -> Option<Vec<u8>> {
     let (offset, rest) = line.split_once("  ")?;
@@ -97,5 +124,16 @@ mod tests {
         let printed = ofp_print(&f.bytes).unwrap();
         assert!(printed.contains("priority=100,tcp"), "{printed}");
         assert!(parse_flow("tcp,bogus=1,actions=drop").is_err());
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn oracle_reads_ovs_group_mods() {
+        assert!(available(), "ovs-ofctl is needed: scripts/test.sh installs Open vSwitch");
+        let g = parse_group("group_id=1,type=all,bucket=output:1").unwrap();
+        assert_eq!(g.text, "OFPT_GROUP_MOD (OF1.3) (xid=0x1):\n ADD group_id=1,type=all,bucket=actions=output:1");
+        assert_eq!(g.bytes[1], 15);
+        assert_eq!(u16::from_be_bytes([g.bytes[2], g.bytes[3]]) as usize, g.bytes.len());
+        assert!(parse_group("group_id=1,type=bogus").is_err());
     }
 }

@@ -10,7 +10,6 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use shardflow::openflow::flow::{FlowMod, FlowModCommand};
 use shardflow::openflow::message::bundle::{ctrl_type, BUNDLE_ATOMIC, BUNDLE_ORDERED};
 use shardflow::openflow::message::multipart::{
     FlowStats, FlowStatsRequest, MultipartReplyBody, MultipartRequest, MultipartRequestBody, MULTIPART_MORE,
@@ -204,16 +203,8 @@ impl Switch {
 /// unless `stats`.
 pub fn flow_stats_text(fs: &FlowStats, stats: bool) -> String {
     if stats {
-        return fs.fmt();
+        fs.fmt()
+    } else {
+        shardflow::daemon::flow_stats_line(fs)
     }
-    let mut fm = FlowMod::new(FlowModCommand::Add);
-    fm.cookie = fs.cookie;
-    fm.table_id = fs.table_id;
-    fm.priority = fs.priority;
-    fm.idle_timeout = fs.idle_timeout;
-    fm.hard_timeout = fs.hard_timeout;
-    fm.flags = fs.flags;
-    fm.r#match = fs.r#match.clone();
-    fm.instructions = fs.instructions.clone();
-    fm.to_flow_text()
 }

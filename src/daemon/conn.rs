@@ -163,7 +163,9 @@ impl Conn {
         rx.recv_async().await.map_err(|_| OpError::Closed("connection dropped".into()))?
     }
 
-    /// Applies `msgs` atomically and in order in one ONF bundle: all or nothing.
+    /// Applies `msgs` atomically and in order in one ONF bundle: all or nothing. OVS checks the
+    /// bundled messages at commit time and answers the failing one's xid before failing the
+    /// commit, so the adds are tracked together with the commit: the error names the message.
     pub async fn bundle(&self, msgs: Vec<Message>) -> Result<(), OpError> {
         let id = self.bundle_ids.get().wrapping_add(1);
         self.bundle_ids.set(id);
@@ -174,12 +176,35 @@ impl Conn {
             .into_iter()
             .map(|m| Message::BundleAdd(BundleAdd { bundle_id: id, flags, message: Box::new(m), properties: vec![] }))
             .collect();
-        if let Err(e) = self.apply(&adds).await {
-            // Leave nothing half-open on the switch.
-            let _ = self.expect_ctrl(ctrl(ctrl_type::DISCARD_REQUEST), ctrl_type::DISCARD_REPLY).await;
-            return Err(e);
+        let commit = self.request_after(&adds, &ctrl(ctrl_type::COMMIT_REQUEST)).await;
+        match commit {
+            Ok(reply) => match reply.first() {
+                Some(Message::BundleControl(c)) if c.ctrl_type == ctrl_type::COMMIT_REPLY => Ok(()),
+                other => Err(OpError::Unexpected(format!("bundle commit answered with {other:?}"))),
+            },
+            Err(e) => {
+                // A failed commit discards the bundle; an add that failed may leave it open.
+                let _ = self.expect_ctrl(ctrl(ctrl_type::DISCARD_REQUEST), ctrl_type::DISCARD_REPLY).await;
+                Err(e)
+            }
         }
-        self.expect_ctrl(ctrl(ctrl_type::COMMIT_REQUEST), ctrl_type::COMMIT_REPLY).await
+    }
+
+    /// Sends `pre` and then the request `msg`; completes with `msg`'s reply, or fails with the
+    /// first OFPT_ERROR about any of them (`index` counts in `pre`, then `msg`).
+    async fn request_after(&self, pre: &[Message], msg: &Message) -> Result<Vec<Message>, OpError> {
+        let rx = {
+            let mut s = self.session.borrow_mut();
+            if s.is_closed() {
+                return Err(OpError::Closed("session closed".into()));
+            }
+            let mut xids: Vec<u32> = pre.iter().map(|m| s.send(m)).collect();
+            let xid = s.request(msg, Instant::now());
+            xids.push(xid);
+            self.track(xid, xids)
+        };
+        self.wake();
+        rx.recv_async().await.map_err(|_| OpError::Closed("connection dropped".into()))?
     }
 
     async fn expect_ctrl(&self, msg: Message, want: u16) -> Result<(), OpError> {

@@ -501,6 +501,17 @@ fn value_is_valid(field: Field, value: &Value) -> bool {
     bits >= field.bytes() * 8 || v >> bits == 0
 }
 
+/// OVS's `match_set_*` keep only the meaningful bits of an exact value of these narrow fields
+/// (`nw_ecn=5` is `nw_ecn=1`, `mpls_bos=3` is `mpls_bos=1`, `vlan_pcp=8` is `vlan_pcp=0`).
+fn narrow_like_ovs(f: Field, v: Value, exact: bool) -> Value {
+    let truncates = [Field::VLAN_VID, Field::VLAN_PCP, Field::MPLS_LABEL, Field::MPLS_TC, Field::MPLS_BOS, Field::IP_DSCP, Field::IP_ECN];
+    if !exact || !truncates.contains(&f) {
+        return v;
+    }
+    let bits = f.bits() as u32;
+    Value::from_u128(v.to_u128() & ((1u128 << bits) - 1), f.bytes())
+}
+
 fn put_width(out: &mut Vec<u8>, v: &Value, width: usize) {
     if v.len() == width {
         out.extend_from_slice(v.as_bytes());
@@ -704,7 +715,7 @@ impl fmt::Display for Match {
                 ETH_TYPE_IP => {
                     let w = match ip_proto {
                         Some(1) => Some("icmp"),
-                        Some(2) => Some("igmp"),
+                        // No `igmp`: OVS 3.1 prints `ip,nw_proto=2` (and does not read `igmp`).
                         Some(6) => Some("tcp"),
                         Some(17) => Some("udp"),
                         Some(132) => Some("sctp"),
@@ -1013,11 +1024,9 @@ impl MatchParser {
                 self.tci = Some(((t & !0x1fff) | (v & m), (tm & !0x1fff) | m));
             }
             "nw_tos" => {
+                // OVS's `match_set_nw_dscp` keeps the DSCP bits: `nw_tos=7` is `nw_tos=4`.
                 let (v, _) = u16_of(Field::IP_DSCP_SHIFTED, val)?;
-                if v & 3 != 0 {
-                    return Err(terr(&item(), "nw_tos has its low (ECN) bits set"));
-                }
-                self.m.set(Field::IP_DSCP, Value::from_u128((v >> 2) as u128, 1), None);
+                self.m.set(Field::IP_DSCP, Value::from_u128(((v & 0xfc) >> 2) as u128, 1), None);
             }
             "nw_src" | "ip_src" | "nw_dst" | "ip_dst" | "arp_spa" | "arp_tpa" => {
                 let (v, m) = parse_value(Field::IPV4_SRC, val).map_err(|e| terr(&item(), e.reason))?;
@@ -1053,6 +1062,12 @@ impl MatchParser {
                 }
                 let f = Field::from_name(key).ok_or_else(|| terr(key, format!("unknown field {key}")))?;
                 let (v, m) = parse_value(f, val).map_err(|e| terr(&item(), e.reason))?;
+                let v = narrow_like_ovs(f, v, m.is_none());
+                // What still does not fit the field would make a FLOW_MOD no switch accepts
+                // (OVS itself writes `ipv6_label=0x100001` and then cannot decode it): refuse.
+                if !value_is_valid(f, &v) || m.as_ref().is_some_and(|m| !value_is_valid(f, m)) {
+                    return Err(terr(&item(), format!("value too large for field {}", f.name())));
+                }
                 self.m.set(f, v, m);
             }
         }
@@ -1328,5 +1343,34 @@ mod tests {
         assert!(Match::parse("tp_dst=80").is_err());
         assert!(Match::parse("ip,nw_src=1.2.3").is_err());
         assert!(Match::parse("igmp").is_err());
+    }
+
+    /// Fuzz finding (flow_text crash-82e5...): `nw_ecn=5` gave a FLOW_MOD that does not decode
+    /// (OFPBMC_BAD_VALUE). OVS keeps the meaningful bits of narrow fields when it reads text.
+    #[test]
+    fn narrow_fields_keep_their_bits_like_ovs() {
+        for (text, want) in [
+            ("ip,nw_ecn=5", "ip,nw_ecn=1"),
+            ("ip,nw_ecn=7", "ip,nw_ecn=3"),
+            ("ip,nw_tos=7", "ip,nw_tos=4"),
+            ("ip,ip_dscp=65", "ip,nw_tos=4"),
+            ("mpls,mpls_bos=3", "mpls,mpls_bos=1"),
+            ("mpls,mpls_tc=8", "mpls,mpls_tc=0"),
+        ] {
+            assert_eq!(Match::parse(text).unwrap().to_string(), want, "{text}");
+            let ovs = crate::oracle::parse_flow(&format!("{text},actions=drop")).unwrap();
+            assert!(ovs.text.contains(&format!(" {want} ")), "{}", ovs.text);
+        }
+        assert!(Match::parse("ipv6,ipv6_label=0x100001").is_err());
+        crate::fuzzing::flow_text(b"ip,nw_tos=8,nw_ecn=5,nw_ttl=3,actions=drop");
+    }
+
+    /// Fuzz finding (flow_text crash-daac...): `ip,nw_proto=2` printed as `igmp`, which neither
+    /// we nor OVS read back; OVS prints `ip,nw_proto=2`.
+    #[test]
+    fn igmp_prints_as_ip_nw_proto() {
+        let m = Match::parse("ip,nw_proto=2").unwrap();
+        assert_eq!(m.to_string(), "ip,nw_proto=2");
+        crate::fuzzing::flow_text(b"ip,nw_proto=2,actions=drop");
     }
 }

@@ -97,3 +97,238 @@ pub fn read_dir_sorted(dir: &Path) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+// === the shardflow daemon as a child process (tests/daemon_ovs.rs, tests/daemon_config.rs) ===
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Polls `cond` every 50 ms until it holds (true) or `timeout` passes (false).
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// True when 127.0.0.1:`port` can be bound right now (the listener is dropped at once).
+pub fn port_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A base port P in 20000..60000 with P..P+n free, and a different free HTTP port.
+pub fn free_ports(n: u16) -> (u16, u16) {
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+        ^ (u64::from(std::process::id()) << 20);
+    let mut x = seed | 1;
+    let mut next = move || {
+        // xorshift64
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..1000 {
+        let base = 20000 + (next() % 39_900) as u16;
+        let http = 20000 + (next() % 39_990) as u16;
+        if http >= base && http <= base + n {
+            continue;
+        }
+        if (base..=base + n).all(port_free) && port_free(http) {
+            return (base, http);
+        }
+    }
+    panic!("no free ports found");
+}
+
+/// One HTTP/1.1 request over a plain TcpStream (Connection: close); returns (status, body).
+pub fn http_request(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(15)))?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad response {head:?}")))?;
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let body = if chunked { dechunk(rest) } else { rest.to_string() };
+    Ok((status, body))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The `shardflow run` daemon on free ports, stderr captured in a temporary file (printed when
+/// the test fails), killed on drop.
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub base_port: u16,
+    pub http_port: u16,
+    pub shards: u16,
+    pub dir: PathBuf,
+    pub log: PathBuf,
+    exited: Option<ExitStatus>,
+}
+
+impl Daemon {
+    /// `run --shards N` on fresh free ports, plus `extra` args; waits for /healthz 200 (10 s).
+    pub fn start(shards: u16, extra: &[&str]) -> Daemon {
+        let (base, http) = free_ports(shards);
+        Daemon::start_on(shards, base, http, extra)
+    }
+
+    /// Same on given ports (a restart on the ports of a stopped daemon).
+    pub fn start_on(shards: u16, base_port: u16, http_port: u16, extra: &[&str]) -> Daemon {
+        let dir = std::env::temp_dir().join(format!(
+            "shardflow-daemon-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("stderr.log");
+        let err = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_shardflow"))
+            .args(["run", "--shards", &shards.to_string(), "--base-port", &base_port.to_string()])
+            .args(["--http", &format!("127.0.0.1:{http_port}"), "--log-level", "info"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("spawn shardflow");
+        let mut d = Daemon { child: Some(child), base_port, http_port, shards, dir, log, exited: None };
+        let ok = wait_until(Duration::from_secs(10), || {
+            if let Some(c) = d.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    panic!("shardflow exited early ({st}):\n{}", d.stderr());
+                }
+            }
+            matches!(d.try_get("/healthz"), Ok((200, _)))
+        });
+        assert!(ok, "shardflow /healthz not 200 within 10 s:\n{}", d.stderr());
+        d
+    }
+
+    pub fn http_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.http_port)
+    }
+
+    /// The OpenFlow port of shard `i`.
+    pub fn of_port(&self, i: u16) -> u16 {
+        self.base_port + i
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn try_get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        http_request(&self.http_addr(), "GET", path, "")
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_request(&self.http_addr(), "GET", path, "").unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> (u16, String) {
+        http_request(&self.http_addr(), "POST", path, body).unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
+    pub fn delete(&self, path: &str) -> (u16, String) {
+        http_request(&self.http_addr(), "DELETE", path, "").unwrap_or_else(|e| panic!("DELETE {path}: {e}"))
+    }
+
+    /// GET returning parsed JSON, asserting 200.
+    pub fn json(&self, path: &str) -> serde_json::Value {
+        let (st, body) = self.get(path);
+        assert_eq!(st, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+    }
+
+    /// Points `br` of `ovs` at every shard's port (fanout) or at the first one (`single`),
+    /// out-of-band.
+    pub fn attach(&self, ovs: &Ovs, br: &str, single: bool) {
+        let n = if single { 1 } else { self.shards };
+        let mut args: Vec<String> = vec!["set-controller".into(), br.into()];
+        for i in 0..n {
+            args.push(format!("tcp:127.0.0.1:{}", self.of_port(i)));
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        ovs.ok("ovs-vsctl", &refs);
+        let uuids = ovs.ok("ovs-vsctl", &["--bare", "--columns=_uuid", "list", "controller"]);
+        for u in uuids.split_whitespace() {
+            ovs.ok("ovs-vsctl", &["set", "controller", u, "connection_mode=out-of-band"]);
+        }
+    }
+
+    /// SIGTERM, then wait up to `timeout` for the exit; None if it did not exit in time.
+    pub fn stop(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if let Some(st) = self.exited {
+            return Some(st);
+        }
+        let pid = self.pid().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                self.exited = Some(st);
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if self.exited.is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("---- shardflow stderr ({}) ----\n{}", self.log.display(), self.stderr());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,6 +1,6 @@
 //! Groups: GROUP_MOD and the group descriptions and statistics of the multipart replies.
 
-use super::text::{duration_text, port_text};
+use super::text::{duration_text, mod_command_text, port_text};
 use crate::openflow::action::{format_actions, Action};
 use crate::openflow::error::ErrorCode;
 use crate::openflow::wire::{patch_u16, Reader};
@@ -155,12 +155,7 @@ impl GroupMod {
     }
 
     pub fn fmt_body(&self) -> String {
-        let cmd = match self.command {
-            0 => "ADD".to_string(),
-            1 => "MOD".to_string(),
-            2 => "DEL".to_string(),
-            n => format!("cmd:{n}"),
-        };
+        let cmd = mod_command_text(self.command);
         format!("\n {} {}", cmd, fmt_group(self.group_id, self.group_type, &self.buckets))
     }
 }

@@ -1,6 +1,6 @@
 //! Meters: METER_MOD and the meter configurations and statistics of the multipart replies.
 
-use super::text::duration_text;
+use super::text::{duration_text, mod_command_text};
 use crate::openflow::error::ErrorCode;
 use crate::openflow::wire::{patch_u16, Reader};
 use crate::openflow::DecodeError;
@@ -159,12 +159,7 @@ impl MeterMod {
     }
 
     pub fn fmt_body(&self) -> String {
-        let cmd = match self.command {
-            0 => "ADD".to_string(),
-            1 => "MOD".to_string(),
-            2 => "DEL".to_string(),
-            n => format!("cmd:{n}"),
-        };
+        let cmd = mod_command_text(self.command);
         format!(" {} {}", cmd, fmt_config(self.meter_id, self.flags, &self.bands))
     }
 }

@@ -72,6 +72,16 @@ pub fn port_text(port: u32) -> String {
     }
 }
 
+/// The command of a GROUP_MOD or METER_MOD as OVS prints it (`ADD`, `MOD`, `DEL`, `cmd:N`).
+pub fn mod_command_text(command: u16) -> String {
+    match command {
+        0 => "ADD".to_string(),
+        1 => "MOD".to_string(),
+        2 => "DEL".to_string(),
+        n => format!("cmd:{n}"),
+    }
+}
+
 /// OVS's `ofp_print_duration`: seconds, then the nanoseconds with trailing zeros dropped but
 /// at least milliseconds kept (`10.500s`, `10.0000001s`).
 pub fn duration_text(sec: u32, nsec: u32) -> String {

@@ -4,6 +4,8 @@
 //! `FlowMod` in `flow.rs`); this module holds the field-level rules they share with the action
 //! parsers (set_field, learn, move).
 
+pub mod group;
+pub mod meter;
 pub mod value;
 
 pub use value::{

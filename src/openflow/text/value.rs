@@ -536,6 +536,31 @@ fn parse_flags(field: Field, s: &str, names: &[(u32, &str)], allowed: u32) -> Re
     }
 }
 
+/// An IPv4 or IPv6 address with an optional mask: an address (it contains `sep`) or a prefix
+/// length.
+fn ip_value<const N: usize>(
+    s: &str,
+    vs: &str,
+    ms: Option<&str>,
+    sep: char,
+    parse: fn(&str) -> Result<[u8; N], TextError>,
+    what: &str,
+) -> Result<(Value, Option<Value>), TextError> {
+    let v = Value::new(&parse(vs)?).ok_or_else(|| err(s, "bad value"))?;
+    let m = match ms {
+        None => None,
+        Some(m) if m.contains(sep) => Some(Value::new(&parse(m)?).unwrap_or(Value::ones(N))),
+        Some(m) => {
+            let n = parse_number(m)?;
+            if n > N as u128 * 8 {
+                return Err(err(s, format!("invalid {what} prefix length")));
+            }
+            Some(prefix_mask(n as u32, N))
+        }
+    };
+    Ok((v, m))
+}
+
 /// Parses a field value (and `/mask`) as OVS's `mf_parse` does. The mask is `None` for an exact
 /// match; an explicit all-ones mask is kept so that the caller can write it as OVS would.
 pub fn parse_value(field: Field, s: &str) -> Result<(Value, Option<Value>), TextError> {
@@ -566,36 +591,8 @@ pub fn parse_value(field: Field, s: &str) -> Result<(Value, Option<Value>), Text
             let m = ms.map(|m| parse_eth(m).map(|b| Value::new(&b).unwrap_or(Value::ones(6)))).transpose()?;
             (v, m)
         }
-        Format::Ipv4 => {
-            let v = Value::new(&parse_ipv4(vs)?).ok_or_else(|| err(s, "bad value"))?;
-            let m = match ms {
-                None => None,
-                Some(m) if m.contains('.') => Some(Value::new(&parse_ipv4(m)?).unwrap_or(Value::ones(4))),
-                Some(m) => {
-                    let n = parse_number(m)?;
-                    if n > 32 {
-                        return Err(err(s, "invalid IP prefix length"));
-                    }
-                    Some(prefix_mask(n as u32, 4))
-                }
-            };
-            (v, m)
-        }
-        Format::Ipv6 => {
-            let v = Value::new(&parse_ipv6(vs)?).ok_or_else(|| err(s, "bad value"))?;
-            let m = match ms {
-                None => None,
-                Some(m) if m.contains(':') => Some(Value::new(&parse_ipv6(m)?).unwrap_or(Value::ones(16))),
-                Some(m) => {
-                    let n = parse_number(m)?;
-                    if n > 128 {
-                        return Err(err(s, "invalid IPv6 prefix length"));
-                    }
-                    Some(prefix_mask(n as u32, 16))
-                }
-            };
-            (v, m)
-        }
+        Format::Ipv4 => ip_value(s, vs, ms, '.', parse_ipv4, "IP")?,
+        Format::Ipv6 => ip_value(s, vs, ms, ':', parse_ipv6, "IPv6")?,
         Format::Frag => {
             let (_, v, m) = FRAG_NAMES
                 .iter()

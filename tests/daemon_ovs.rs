@@ -620,3 +620,58 @@ fn controller_restart_keeps_flows_and_reconnects() {
     assert_eq!(strip(&after), strip(&before), "before {before:#?}\nafter {after:#?}");
     assert!(after.iter().any(|l| l.contains("cookie=0x77")), "{after:#?}");
 }
+
+// === groups and meters through the FlowManager ===
+
+#[test]
+fn groups_and_meters_over_rest() {
+    let ovs = Ovs::start(&["br0"]);
+    let d = Daemon::start(2, &[]);
+    d.attach(&ovs, "br0", false);
+    wait_switches(&d, &[DPID1], 2, Duration::from_secs(10));
+    let groups = "group_id=1,type=select,bucket=weight:10,actions=output:1,bucket=weight:20,actions=output:2\n\
+                  group_id=2,type=all,bucket=actions=set_field:10.0.0.9->ip_dst,output:2";
+    let (st, body) = d.post(&format!("/v1/switches/{DPID1}/groups?command=add"), groups);
+    assert_eq!(st, 200, "{body}");
+    // What the daemon reads back is what ovs-ofctl reads back.
+    let ovs_groups: BTreeSet<String> = ovs
+        .ok("ovs-ofctl", &["-O", "OpenFlow13", "dump-groups", "br0"])
+        .lines()
+        .filter(|l| l.contains("group_id="))
+        .map(|l| l.trim().to_string())
+        .collect();
+    assert_eq!(ovs_groups.len(), 2, "{ovs_groups:#?}");
+    let ours: BTreeSet<String> = d
+        .json(&format!("/v1/switches/{DPID1}/groups"))
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|v| v.as_str().expect("text").trim().to_string())
+        .collect();
+    assert_eq!(ours, ovs_groups);
+    // A flow may now use group 1 (it was refused before the group existed).
+    let (st, body) = d.post(&format!("/v1/switches/{DPID1}/flows"), "table=8,priority=1,ip,actions=group:1");
+    assert_eq!(st, 200, "{body}");
+
+    let (st, body) = d.post(&format!("/v1/switches/{DPID1}/meters"), "meter=7,kbps,burst,band=type=drop,rate=1000,burst_size=100");
+    assert_eq!(st, 200, "{body}");
+    let meters = d.json(&format!("/v1/switches/{DPID1}/meters"));
+    let m = meters.as_array().expect("a list");
+    assert_eq!(m.len(), 1, "{meters}");
+    assert!(m[0].as_str().unwrap_or("").contains("meter=7"), "{meters}");
+    let dump = ovs.ok("ovs-ofctl", &["-O", "OpenFlow13", "dump-meters", "br0"]);
+    assert!(dump.contains("meter=7 kbps burst") && dump.contains("rate=1000"), "{dump}");
+
+    // A group the switch refuses names OVS's error; deleting one by id works.
+    let (st, body) = d.post(&format!("/v1/switches/{DPID1}/groups?command=modify"), "group_id=99,type=all,bucket=output:1");
+    assert_eq!(st, 502, "{body}");
+    assert!(body.contains("OFPGMFC_UNKNOWN_GROUP"), "{body}");
+    let (st, body) = d.post(&format!("/v1/switches/{DPID1}/groups?command=delete"), "group_id=2");
+    assert_eq!(st, 200, "{body}");
+    let left = ovs.ok("ovs-ofctl", &["-O", "OpenFlow13", "dump-groups", "br0"]);
+    assert!(left.contains("group_id=1") && !left.contains("group_id=2"), "{left}");
+    // Bad text is a 400 naming the line, and nothing reaches the switch.
+    let (st, body) = d.post(&format!("/v1/switches/{DPID1}/meters"), "meter=8,kbps,band=type=drop,rate=1\nmeter=x");
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("line 2"), "{body}");
+}

@@ -15,6 +15,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::openflow::flow::{FlowMod, FlowModCommand};
+use crate::openflow::message::{GroupMod, MeterMod};
 
 // === dpid ===
 
@@ -217,6 +218,26 @@ pub trait ControlApi: Send + Sync {
     ) -> Result<FlowModReply, ApiError>;
     /// Per-shard statistics.
     fn shards(&self, deadline: Instant) -> Result<Vec<ShardStats>, ApiError>;
+    /// Send group mods (`ovs-ofctl add-group` syntax, already parsed); with `bundle`, atomically.
+    fn group_mods(&self, dpid: Dpid, groups: Vec<GroupMod>, bundle: bool, deadline: Instant) -> Result<FlowModReply, ApiError> {
+        let _ = (dpid, groups, bundle, deadline);
+        Err(ApiError::Failed("groups are not supported here".into()))
+    }
+    /// Send meter mods (`ovs-ofctl add-meter` syntax, already parsed).
+    fn meter_mods(&self, dpid: Dpid, meters: Vec<MeterMod>, deadline: Instant) -> Result<FlowModReply, ApiError> {
+        let _ = (dpid, meters, deadline);
+        Err(ApiError::Failed("meters are not supported here".into()))
+    }
+    /// The switch's groups, one `ovs-ofctl dump-groups` line each.
+    fn dump_groups(&self, dpid: Dpid, deadline: Instant) -> Result<Vec<String>, ApiError> {
+        let _ = (dpid, deadline);
+        Err(ApiError::Failed("groups are not supported here".into()))
+    }
+    /// The switch's meters, one `ovs-ofctl dump-meters` entry each.
+    fn dump_meters(&self, dpid: Dpid, deadline: Instant) -> Result<Vec<String>, ApiError> {
+        let _ = (dpid, deadline);
+        Err(ApiError::Failed("meters are not supported here".into()))
+    }
 }
 
 #[cfg(test)]

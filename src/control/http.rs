@@ -161,10 +161,108 @@ pub fn handle(ctx: &HttpContext, method: &Method, url: &str, body: Body, route: 
                 _ => delete_flows(ctx, dpid, query, deadline),
             }
         }
+        ["v1", "switches", dpid, kind @ ("groups" | "meters")] => {
+            *route = if *kind == "groups" { "/v1/switches/{dpid}/groups" } else { "/v1/switches/{dpid}/meters" };
+            if !matches!(method, Method::Get | Method::Post) {
+                return Reply::method_not_allowed("GET, POST");
+            }
+            let dpid: Dpid = match dpid.parse() {
+                Ok(d) => d,
+                Err(e) => return Reply::error(400, e),
+            };
+            let groups = *kind == "groups";
+            match method {
+                Method::Get => {
+                    if let Err(e) = parse_query(query, &[]) {
+                        return Reply::error(400, e);
+                    }
+                    let r = if groups { ctx.api.dump_groups(dpid, deadline) } else { ctx.api.dump_meters(dpid, deadline) };
+                    match r {
+                        Ok(v) => Reply::json(200, &v),
+                        Err(e) => Reply::from_api(e),
+                    }
+                }
+                _ => post_groups_or_meters(ctx, dpid, groups, query, body, deadline),
+            }
+        }
         _ => {
             *route = "other";
             Reply::error(404, format!("no such path {path:?}"))
         }
+    }
+}
+
+/// `POST .../groups` or `.../meters`: one `add-group` / `add-meter` text per line,
+/// `?command=add|modify|delete` (and `bundle=true` for groups).
+fn post_groups_or_meters(ctx: &HttpContext, dpid: Dpid, groups: bool, query: &str, body: Body, deadline: Instant) -> Reply {
+    let allowed: &[&str] = if groups { &["command", "bundle"] } else { &["command"] };
+    let q = match parse_query(query, allowed) {
+        Ok(q) => q,
+        Err(e) => return Reply::error(400, e),
+    };
+    let mut command = "add";
+    let mut bundle = false;
+    for (k, v) in q {
+        match (k, v) {
+            ("command", "add" | "modify" | "delete") => command = v,
+            ("command", _) => return Reply::error(400, format!("bad command {v:?}: expected add, modify or delete")),
+            (_, "true" | "1") => bundle = true,
+            (_, "false" | "0") => bundle = false,
+            _ => return Reply::error(400, format!("bad bundle {v:?}: expected true or false")),
+        }
+    }
+    let text = match body {
+        Body::TooLarge => return Reply::error(413, format!("body larger than {MAX_BODY} bytes")),
+        Body::Bytes(b) => match String::from_utf8(b) {
+            Ok(t) => t,
+            Err(_) => return Reply::error(400, "body is not UTF-8 text"),
+        },
+    };
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    // An empty delete means all of them, as `del-groups BR` / `del-meters BR` send.
+    let lines = if lines.is_empty() && command == "delete" { vec![(1, "")] } else { lines };
+    if lines.is_empty() {
+        return Reply::error(400, "empty body: send one ovs-ofctl group or meter per line");
+    }
+    let r = if groups {
+        use crate::openflow::text::group::{parse_group_mod, GroupCommand};
+        let cmd = match command {
+            "modify" => GroupCommand::Modify,
+            "delete" => GroupCommand::Delete,
+            _ => GroupCommand::Add,
+        };
+        let mut mods = Vec::new();
+        for (n, l) in lines {
+            match parse_group_mod(l, cmd) {
+                Ok(g) => mods.push(g),
+                Err(e) => return Reply::error(400, format!("line {n}: {e}")),
+            }
+        }
+        ctx.api.group_mods(dpid, mods, bundle, deadline)
+    } else {
+        use crate::openflow::text::meter::{parse_meter_mod, MeterCommand};
+        let cmd = match command {
+            "modify" => MeterCommand::Modify,
+            "delete" => MeterCommand::Delete,
+            _ => MeterCommand::Add,
+        };
+        let mut mods = Vec::new();
+        for (n, l) in lines {
+            match parse_meter_mod(l, cmd) {
+                Ok(m) => mods.push(m),
+                Err(e) => return Reply::error(400, format!("line {n}: {e}")),
+            }
+        }
+        ctx.api.meter_mods(dpid, mods, deadline)
+    };
+    match r {
+        Ok(r) => Reply::json(200, &r),
+        Err(e) => Reply::from_api(e),
     }
 }
 

@@ -11,6 +11,7 @@ use crate::control::api::{
     ApiError, ControlApi, DeleteFilter, Dpid, FlowCommand, FlowModReply, ShardStats, SwitchInfo,
 };
 use crate::openflow::flow::FlowMod;
+use crate::openflow::message::{GroupMod, Message, MeterMod};
 
 use super::{dpid_hash, Command, CommandReply, Registry, ShardMsg};
 
@@ -50,6 +51,22 @@ impl DaemonApi {
     }
 }
 
+impl DaemonApi {
+    fn apply(&self, dpid: Dpid, msgs: Vec<Message>, bundle: bool, deadline: Instant) -> Result<FlowModReply, ApiError> {
+        match self.ask(dpid.0, Command::Apply { msgs, bundle }, deadline)? {
+            CommandReply::Applied(n) => Ok(FlowModReply { applied: n, bundle }),
+            CommandReply::Lines(_) => Err(ApiError::Failed("unexpected reply".into())),
+        }
+    }
+
+    fn lines(&self, dpid: Dpid, cmd: Command, deadline: Instant) -> Result<Vec<String>, ApiError> {
+        match self.ask(dpid.0, cmd, deadline)? {
+            CommandReply::Lines(l) => Ok(l),
+            CommandReply::Applied(_) => Err(ApiError::Failed("unexpected reply".into())),
+        }
+    }
+}
+
 impl ControlApi for DaemonApi {
     fn ready(&self) -> Result<(), String> {
         self.registry.ready()
@@ -68,10 +85,23 @@ impl ControlApi for DaemonApi {
     }
 
     fn dump_flows(&self, dpid: Dpid, deadline: Instant) -> Result<Vec<String>, ApiError> {
-        match self.ask(dpid.0, Command::DumpFlows, deadline)? {
-            CommandReply::Flows(f) => Ok(f),
-            CommandReply::Applied(_) => Err(ApiError::Failed("unexpected reply".into())),
-        }
+        self.lines(dpid, Command::DumpFlows, deadline)
+    }
+
+    fn dump_groups(&self, dpid: Dpid, deadline: Instant) -> Result<Vec<String>, ApiError> {
+        self.lines(dpid, Command::DumpGroups, deadline)
+    }
+
+    fn dump_meters(&self, dpid: Dpid, deadline: Instant) -> Result<Vec<String>, ApiError> {
+        self.lines(dpid, Command::DumpMeters, deadline)
+    }
+
+    fn group_mods(&self, dpid: Dpid, groups: Vec<GroupMod>, bundle: bool, deadline: Instant) -> Result<FlowModReply, ApiError> {
+        self.apply(dpid, groups.into_iter().map(Message::GroupMod).collect(), bundle, deadline)
+    }
+
+    fn meter_mods(&self, dpid: Dpid, meters: Vec<MeterMod>, deadline: Instant) -> Result<FlowModReply, ApiError> {
+        self.apply(dpid, meters.into_iter().map(Message::MeterMod).collect(), false, deadline)
     }
 
     fn flow_mods(
@@ -82,17 +112,11 @@ impl ControlApi for DaemonApi {
         bundle: bool,
         deadline: Instant,
     ) -> Result<FlowModReply, ApiError> {
-        match self.ask(dpid.0, Command::FlowMods { mods: flows, bundle }, deadline)? {
-            CommandReply::Applied(n) => Ok(FlowModReply { applied: n, bundle }),
-            CommandReply::Flows(_) => Err(ApiError::Failed("unexpected reply".into())),
-        }
+        self.apply(dpid, flows.into_iter().map(Message::FlowMod).collect(), bundle, deadline)
     }
 
     fn delete_flows(&self, dpid: Dpid, filter: DeleteFilter, deadline: Instant) -> Result<FlowModReply, ApiError> {
-        match self.ask(dpid.0, Command::FlowMods { mods: vec![filter.to_flow_mod()], bundle: false }, deadline)? {
-            CommandReply::Applied(n) => Ok(FlowModReply { applied: n, bundle: false }),
-            CommandReply::Flows(_) => Err(ApiError::Failed("unexpected reply".into())),
-        }
+        self.apply(dpid, vec![Message::FlowMod(filter.to_flow_mod())], false, deadline)
     }
 
     fn shards(&self, deadline: Instant) -> Result<Vec<ShardStats>, ApiError> {

@@ -20,7 +20,6 @@ use crate::control::api::ApiError;
 use crate::control::metrics::Metrics;
 use crate::control::signal::{ShutdownReason, ShutdownSignal, ShutdownTrigger};
 use crate::control::ControlPlane;
-use crate::openflow::flow::FlowMod;
 use crate::openflow::message::Message;
 use crate::packet::ConnKey;
 
@@ -65,14 +64,18 @@ pub struct Handoff {
 /// An operation the control thread asks of the shard that holds a switch's connection.
 #[derive(Debug)]
 pub enum Command {
-    FlowMods { mods: Vec<FlowMod>, bundle: bool },
+    /// Flow, group or meter mods, confirmed by a barrier (or atomically in a bundle).
+    Apply { msgs: Vec<Message>, bundle: bool },
     DumpFlows,
+    DumpGroups,
+    DumpMeters,
 }
 
 #[derive(Debug)]
 pub enum CommandReply {
     Applied(usize),
-    Flows(Vec<String>),
+    /// Lines as `ovs-ofctl dump-flows` / `dump-groups` / `dump-meters` print them.
+    Lines(Vec<String>),
 }
 
 /// What travels between shards, and from the control thread to a shard.

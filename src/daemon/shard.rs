@@ -399,10 +399,9 @@ impl Shard {
             return Err(ApiError::UnknownSwitch(crate::control::api::Dpid(dpid)));
         };
         match cmd {
-            Command::FlowMods { mods, bundle } => {
-                let n = mods.len();
+            Command::Apply { msgs, bundle } => {
+                let n = msgs.len();
                 let t0 = Instant::now();
-                let msgs: Vec<Message> = mods.into_iter().map(Message::FlowMod).collect();
                 let r = if bundle { conn.bundle(msgs).await } else { conn.apply(&msgs).await };
                 match r {
                     Ok(()) => {
@@ -412,7 +411,7 @@ impl Shard {
                         Ok(CommandReply::Applied(n))
                     }
                     Err(e) => {
-                        self.metrics.flow_mods_n("error", n as u64);
+                        self.metrics.flow_mods_n(if e == OpError::Timeout { "timeout" } else { "error" }, n as u64);
                         if let Some(name) = e.error_name() {
                             self.metrics.openflow_error(&name);
                         }
@@ -421,21 +420,51 @@ impl Shard {
                 }
             }
             Command::DumpFlows => {
-                let req = MultipartRequest::new(MultipartRequestBody::Flow(FlowStatsRequest::default()));
-                let reply = conn.request(&Message::MultipartRequest(req)).await.map_err(op_to_api)?;
-                let mut lines = Vec::new();
-                for m in reply {
-                    if let Message::MultipartReply(r) = m {
-                        if let MultipartReplyBody::Flow(flows) = r.body {
-                            for fs in flows {
-                                lines.push(flow_stats_line(&fs));
-                            }
-                        }
+                let body = MultipartRequestBody::Flow(FlowStatsRequest::default());
+                let lines = Self::multipart(&conn, body, |b, out| {
+                    if let MultipartReplyBody::Flow(flows) = b {
+                        out.extend(flows.iter().map(flow_stats_line));
                     }
-                }
-                Ok(CommandReply::Flows(lines))
+                })
+                .await?;
+                Ok(CommandReply::Lines(lines))
+            }
+            Command::DumpGroups => {
+                let lines = Self::multipart(&conn, MultipartRequestBody::GroupDesc, |b, out| {
+                    if let MultipartReplyBody::GroupDesc(groups) = b {
+                        out.extend(groups.iter().map(crate::openflow::text::group::format_group_desc));
+                    }
+                })
+                .await?;
+                Ok(CommandReply::Lines(lines))
+            }
+            Command::DumpMeters => {
+                let body = MultipartRequestBody::MeterConfig { meter_id: 0xffff_ffff };
+                let lines = Self::multipart(&conn, body, |b, out| {
+                    if let MultipartReplyBody::MeterConfig(meters) = b {
+                        out.extend(meters.iter().map(crate::openflow::text::meter::format_meter_config));
+                    }
+                })
+                .await?;
+                Ok(CommandReply::Lines(lines))
             }
         }
+    }
+
+    /// Sends a multipart request and collects lines from every part of the reply.
+    async fn multipart(
+        conn: &Rc<Conn>,
+        body: MultipartRequestBody,
+        mut each: impl FnMut(&MultipartReplyBody, &mut Vec<String>),
+    ) -> Result<Vec<String>, ApiError> {
+        let reply = conn.request(&Message::MultipartRequest(MultipartRequest::new(body))).await.map_err(op_to_api)?;
+        let mut lines = Vec::new();
+        for m in &reply {
+            if let Message::MultipartReply(r) = m {
+                each(&r.body, &mut lines);
+            }
+        }
+        Ok(lines)
     }
 
     fn stats(&self) -> ShardStats {

@@ -117,11 +117,11 @@ mod tests {
     #[test]
     fn oracle_reads_ovs_bytes() {
         assert!(available(), "ovs-ofctl is needed: scripts/test.sh installs Open vSwitch");
-        let f = parse_flow("table=3,priority=100,tcp,actions=drop").unwrap();
+        let f = parse_flow("table=3,priority=100,tcp,actions=drop").expect("OVS parses this flow");
         assert!(f.text.starts_with("OFPT_FLOW_MOD (OF1.3)"), "{}", f.text);
         assert_eq!(f.bytes[0], 4);
         assert_eq!(u16::from_be_bytes([f.bytes[2], f.bytes[3]]) as usize, f.bytes.len());
-        let printed = ofp_print(&f.bytes).unwrap();
+        let printed = ofp_print(&f.bytes).expect("OVS prints its own bytes");
         assert!(printed.contains("priority=100,tcp"), "{printed}");
         assert!(parse_flow("tcp,bogus=1,actions=drop").is_err());
     }

@@ -1,5 +1,6 @@
 //! `shardflow run` refusing a bad configuration before it binds anything: exit statuses and
 //! messages (64 config, 69 port taken, 2 clap usage error).
+#![allow(clippy::unwrap_used)]
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! dispatch pipeline install, the REST FlowManager, bundles, idle echo, a malformed message from
 //! a (fake) switch, fan-out and single-mode connection ownership, and a controller restart.
 //! Each test has its own OVS and daemon on free ports. Run with `--test-threads=2`.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! The fuzz targets' properties (src/fuzzing.rs) over their seed corpus, in the ordinary suite:
 //! every golden message and every truncation and single-byte corruption of it, every golden
 //! flow text, and frames built by the packet builders.
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 
@@ -93,5 +94,24 @@ fn packet_parse_over_built_frames() {
             std::fs::write(Path::new(d).join(format!("frame-{i}")), &seed).unwrap();
         }
         variants(&seed, fuzzing::packet_parse);
+    }
+}
+
+/// Every finding the fuzzers ever saved (`fuzz/artifacts/<target>/`) must stay fixed: each is
+/// replayed through its target's property.
+#[test]
+fn fuzz_findings_stay_fixed() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/artifacts");
+    let targets: [(&str, fn(&[u8])); 3] = [
+        ("openflow_decode", fuzzing::openflow_decode),
+        ("flow_text", fuzzing::flow_text),
+        ("packet_parse", fuzzing::packet_parse),
+    ];
+    for (target, property) in targets {
+        let Ok(dir) = std::fs::read_dir(root.join(target)) else { continue };
+        for entry in dir.filter_map(Result::ok) {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            property(&bytes);
+        }
     }
 }

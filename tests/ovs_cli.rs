@@ -1,5 +1,6 @@
 //! The `shardflow flow` tools against a real Open vSwitch: what shardflow encodes, OVS installs
 //! as meant; what OVS holds, shardflow reads back as OVS prints it.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 

@@ -3,6 +3,7 @@
 //! reply, an error for a bad FLOW_MOD, what OVS does with garbage, and 15 s of idle time.
 //! (A malformed message *from* the switch cannot be produced with OVS; the unit tests in
 //! src/openflow/session/tests.rs cover that.)
+#![allow(clippy::unwrap_used)]
 
 mod support;
 

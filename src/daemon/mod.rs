@@ -144,12 +144,14 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     let metrics = Arc::new(Metrics::new().map_err(|e| DaemonError::Metrics(e.to_string()))?);
     let registry = Arc::new(Registry::new(n));
     let mesh: Mesh<ShardMsg> = Mesh::new(n, 4096);
-    let generation = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| (d.as_secs() & 0xffff) as u16)
-        .unwrap_or(1)
-        .max(1);
-
+    // The cookie generation is a hash of what this configuration installs: a restart with the
+    // same configuration re-installs byte-identical flows (nothing changes on the switch), a
+    // changed one marks the old flows as stale.
+    let generation = {
+        let texts = crate::pipeline::dispatch::flow_texts(cfg.openflow.mode, n, 0).join("\n");
+        let h = crate::packet::key::fnv1a64(texts.as_bytes());
+        ((h ^ (h >> 16) ^ (h >> 32) ^ (h >> 48)) as u16).max(1)
+    };
     // The control plane needs the API, the API needs the shutdown signal of the control plane:
     // the API learns the shared state once it exists.
     let api = Arc::new(api::DaemonApi::new(registry.clone(), mesh.clone(), cfg.clone()));

@@ -64,7 +64,7 @@ mod tests {
         for (mode, n) in [(Mode::Fanout, 2), (Mode::Fanout, 5), (Mode::Single, 3)] {
             let texts = flow_texts(mode, n, 3);
             assert_eq!(texts.len(), if mode == Mode::Fanout { n + 1 } else { 1 });
-            for (t, fm) in texts.iter().zip(flows(mode, n, 3).unwrap()) {
+            for (t, fm) in texts.iter().zip(flows(mode, n, 3).expect("dispatch flows parse")) {
                 let ovs = oracle::parse_flow(t).unwrap_or_else(|e| panic!("OVS refuses {t}: {e}"));
                 let ours = fm.encode(u32::from_be_bytes([ovs.bytes[4], ovs.bytes[5], ovs.bytes[6], ovs.bytes[7]]));
                 assert_eq!(ours, ovs.bytes, "{t}");

@@ -1,4 +1,5 @@
 //! Test support: a private, real Open vSwitch per test (scripts/ovs-sandbox.sh), stopped on drop.
+#![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

@@ -123,4 +123,4 @@ kill -TERM "$DAEMON_PID"
 wait "$DAEMON_PID" && echo "   daemon exited 0" || echo "   daemon exited $?"
 DAEMON_PID=
 echo "   br0 still has $(ovs-ofctl -O OpenFlow13 dump-flows br0 --no-stats | wc -l) flows"
-grep -E "pipeline installed" "$DIR/shardflow.log" | sed -E 's/\x1b\[[0-9;]*m//g; s/^/   log: /' | head -2
+grep -E "pipeline in place" "$DIR/shardflow.log" | sed "s/^/   log: /" | head -2

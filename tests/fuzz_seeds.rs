@@ -102,7 +102,8 @@ fn packet_parse_over_built_frames() {
 #[test]
 fn fuzz_findings_stay_fixed() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/artifacts");
-    let targets: [(&str, fn(&[u8])); 3] = [
+    type Property = fn(&[u8]);
+    let targets: [(&str, Property); 3] = [
         ("openflow_decode", fuzzing::openflow_decode),
         ("flow_text", fuzzing::flow_text),
         ("packet_parse", fuzzing::packet_parse),

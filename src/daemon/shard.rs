@@ -22,6 +22,8 @@ use crate::openflow::message::multipart::{FlowStatsRequest, MultipartReplyBody, 
 use crate::openflow::message::{Message, PacketIn};
 use crate::openflow::session::{CloseReason, Event, PacketInFormat, SessionConfig};
 use crate::packet::{ConnKey, FlowKey};
+use crate::openflow::message::multipart::FlowStats;
+use crate::pipeline::resync::{self, ResyncPolicy};
 use crate::pipeline::{cookie, dispatch};
 
 use super::conn::{Conn, OpError};
@@ -244,9 +246,19 @@ impl Shard {
                     return;
                 }
             };
-            let n = flows.len() as u64;
-            let msgs: Vec<Message> = flows.into_iter().map(Message::FlowMod).collect();
-            match conn.bundle(msgs).await {
+            // Resync rather than reinstall: read what the switch holds (it keeps its flows
+            // across a controller restart), and change only what differs, in one bundle.
+            let actual = match shard.flow_stats(&conn).await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(shard = shard.id(), dpid = %format!("{dpid:016x}"), "reading the flows failed: {e}");
+                    return;
+                }
+            };
+            let plan = resync::plan(&flows, &actual, &ResyncPolicy::only(&[cookie::Category::Dispatch]));
+            let n = (plan.adds.len() + plan.changed.len() + plan.deletes.len()) as u64;
+            let result = if plan.is_empty() { Ok(()) } else { conn.bundle(plan.messages()).await };
+            match result {
                 Ok(()) => {
                     let took = ready_at.elapsed();
                     shard.metrics.flow_mods_n("ok", n);
@@ -256,7 +268,11 @@ impl Shard {
                     tracing::info!(
                         shard = shard.id(),
                         dpid = %format!("{dpid:016x}"),
-                        "dispatch pipeline installed {:.3} ms after the handshake",
+                        added = plan.adds.len(),
+                        replaced = plan.changed.len(),
+                        deleted = plan.deletes.len(),
+                        unchanged = plan.unchanged,
+                        "dispatch pipeline in place {:.3} ms after the handshake",
                         took.as_secs_f64() * 1e3
                     );
                 }
@@ -449,6 +465,21 @@ impl Shard {
                 Ok(CommandReply::Lines(lines))
             }
         }
+    }
+
+    /// Every flow of the switch (OFPMP_FLOW, all parts).
+    async fn flow_stats(&self, conn: &Rc<Conn>) -> Result<Vec<FlowStats>, OpError> {
+        let req = MultipartRequest::new(MultipartRequestBody::Flow(FlowStatsRequest::default()));
+        let reply = conn.request(&Message::MultipartRequest(req)).await?;
+        let mut out = Vec::new();
+        for m in reply {
+            if let Message::MultipartReply(r) = m {
+                if let MultipartReplyBody::Flow(f) = r.body {
+                    out.extend(f);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Sends a multipart request and collects lines from every part of the reply.

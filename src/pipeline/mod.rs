@@ -5,3 +5,5 @@
 
 pub mod cookie;
 pub mod dispatch;
+pub mod default;
+pub mod resync;

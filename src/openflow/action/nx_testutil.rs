@@ -88,20 +88,9 @@ fn ct_learn_golden_flows_match_ovs() {
     use crate::openflow::action::ParseContext;
     use crate::openflow::instruction::{format_instructions, parse_instructions_in, Instruction};
     const GOLDEN: &str = include_str!("../../../tests/golden/ct_learn.flows");
-    // NXAST_LEARN2 (limit=, result_dst=) needs `Action::decode` to route subtype 45 to
-    // `Learn::decode_subtype`; until action/mod.rs does, those flows are skipped (said loudly).
-    let learn2_routed = {
-        let mut b = Vec::new();
-        super::learn::Learn::parse("limit=1").map(|l| l.encode(&mut b)).ok();
-        matches!(crate::openflow::action::Action::decode(&b), Ok(crate::openflow::action::Action::Learn(_)))
-    };
     let mut failures = Vec::new();
     let mut checked = 0;
     for flow in GOLDEN.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        if !learn2_routed && (flow.contains("limit=") || flow.contains("result_dst=")) {
-            eprintln!("SKIPPED until action/mod.rs decodes NXAST_LEARN2 (45): {flow}");
-            continue;
-        }
         checked += 1;
         let ovs = match crate::oracle::parse_flow(flow) {
             Ok(o) => o,

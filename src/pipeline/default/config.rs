@@ -1,0 +1,420 @@
+//! `[pipeline]`: what the default pipeline needs to know about the node, with defaults and
+//! [`PipelineConfig::validate`]. Addresses are written as text (`"10.244.1.0/24"`,
+//! `"10.244.1.1"`, `"02:00:0a:f4:01:01"`); unknown keys are errors.
+//!
+//! ```toml
+//! [pipeline]
+//! pod_cidr = "10.244.1.0/24"          # this node's pod subnet
+//! service_cidr = "10.96.0.0/12"       # cluster services (DNAT flows in table 0)
+//! gateway_ip = "10.244.1.1"           # the pods' default gateway, answered by the ARP responder
+//! gateway_mac = "02:00:0a:f4:01:01"
+//! gateway_port = 2                    # OpenFlow port of the host's gateway interface
+//! uplink_port = 1                     # OpenFlow port of the uplink NIC
+//! # tunnel_port = 3                   # OpenFlow port of the tunnel (geneve/vxlan), if any
+//! pod_zone = 1                        # conntrack zone of pod traffic (table 1)
+//! service_zone = 2                    # conntrack zone of service (DNAT) traffic
+//! learn_idle_timeout = 60             # learned return flows (table 6)
+//! learn_hard_timeout = 0
+//! [[pipeline.local_pods]]
+//! port = 10
+//! ip = "10.244.1.10"
+//! mac = "0a:58:0a:f4:01:0a"
+//! ```
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::packet::MacAddr;
+
+/// Highest OpenFlow port number accepted for a configured port (`OFPP_MAX` of OpenFlow 1.0;
+/// also keeps port numbers inside the 24 bits a cookie's object id has for them).
+pub const MAX_PORT: u32 = 0xfeff;
+
+/// Why a pipeline configuration (or the shard count given with it) cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PipelineError {
+    /// `key` is the configuration key at fault (`pipeline.local_pods[1].ip`).
+    #[error("{key}: {reason}")]
+    Invalid { key: String, reason: String },
+    /// A generated flow text the codec refused (a bug in the generator).
+    #[error("generated flow {flow:?} does not parse: {reason}")]
+    Flow { flow: String, reason: String },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> PipelineError {
+    PipelineError::Invalid { key: key.into(), reason: reason.into() }
+}
+
+// === Ipv4Cidr ===
+
+/// An IPv4 network in CIDR form (`10.244.1.0/24`). The address has no host bits set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ipv4Cidr {
+    addr: Ipv4Addr,
+    prefix: u8,
+}
+
+impl Ipv4Cidr {
+    /// The network `addr/prefix`; `None` if `prefix > 32` or `addr` has host bits set.
+    pub fn new(addr: Ipv4Addr, prefix: u8) -> Option<Ipv4Cidr> {
+        if prefix > 32 {
+            return None;
+        }
+        let c = Ipv4Cidr { addr, prefix };
+        (u32::from(addr) & !c.mask() == 0).then_some(c)
+    }
+
+    pub fn addr(&self) -> Ipv4Addr {
+        self.addr
+    }
+
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// The netmask as a number (`/24` -> `0xffffff00`).
+    pub fn mask(&self) -> u32 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(self.prefix))
+        }
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask() == u32::from(self.addr)
+    }
+
+    /// The last address (the broadcast address of the subnet).
+    pub fn last(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) | !self.mask())
+    }
+
+    /// Whether the two networks share any address.
+    pub fn overlaps(&self, other: &Ipv4Cidr) -> bool {
+        self.contains(other.addr) || other.contains(self.addr)
+    }
+}
+
+impl fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for Ipv4Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Ipv4Cidr, String> {
+        let (a, p) = s.split_once('/').ok_or_else(|| format!("{s:?} is not an IPv4 network (a.b.c.d/len)"))?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| format!("{s:?}: {a:?} is not an IPv4 address"))?;
+        let prefix: u8 =
+            p.parse().ok().filter(|p| *p <= 32).ok_or_else(|| format!("{s:?}: prefix length {p:?} is not 0-32"))?;
+        Ipv4Cidr::new(addr, prefix).ok_or_else(|| {
+            let net = Ipv4Addr::from(u32::from(addr) & Ipv4Cidr { addr, prefix }.mask());
+            format!("{s:?} has host bits set (did you mean {net}/{prefix}?)")
+        })
+    }
+}
+
+impl Serialize for Ipv4Cidr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ipv4Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+// === MAC addresses as text ===
+
+mod mac_text {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(m: &MacAddr, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(m)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MacAddr, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(|_| serde::de::Error::custom(format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)")))
+    }
+}
+
+// === sections ===
+
+/// A pod attached to this node's bridge (static for now; the Tracker fills these later).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalPod {
+    /// The OpenFlow port of the pod's interface.
+    pub port: u32,
+    pub ip: Ipv4Addr,
+    #[serde(with = "mac_text")]
+    pub mac: MacAddr,
+}
+
+/// `[pipeline]`: the node's addresses and ports the default pipeline is built from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// This node's pod subnet.
+    pub pod_cidr: Ipv4Cidr,
+    /// The cluster's service (ClusterIP) range.
+    pub service_cidr: Ipv4Cidr,
+    /// The pods' default gateway (inside `pod_cidr`), answered by the ARP responder.
+    pub gateway_ip: Ipv4Addr,
+    #[serde(with = "mac_text")]
+    pub gateway_mac: MacAddr,
+    /// OpenFlow port of the host's gateway interface.
+    pub gateway_port: u32,
+    /// OpenFlow port of the uplink NIC.
+    pub uplink_port: u32,
+    /// OpenFlow port of the tunnel interface, if the node has one.
+    pub tunnel_port: Option<u32>,
+    /// Pods on this bridge.
+    pub local_pods: Vec<LocalPod>,
+    /// Conntrack zone of pod traffic (table 1).
+    pub pod_zone: u16,
+    /// Conntrack zone of service (DNAT) traffic; used by the policy's table-0 flows.
+    pub service_zone: u16,
+    /// `idle_timeout` of learned return flows (table 6), seconds; 0 = none.
+    pub learn_idle_timeout: u16,
+    /// `hard_timeout` of learned return flows, seconds; 0 = none.
+    pub learn_hard_timeout: u16,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            pod_cidr: Ipv4Cidr { addr: Ipv4Addr::new(10, 244, 0, 0), prefix: 24 },
+            service_cidr: Ipv4Cidr { addr: Ipv4Addr::new(10, 96, 0, 0), prefix: 12 },
+            gateway_ip: Ipv4Addr::new(10, 244, 0, 1),
+            gateway_mac: MacAddr([0x02, 0x00, 0x0a, 0xf4, 0x00, 0x01]),
+            gateway_port: 2,
+            uplink_port: 1,
+            tunnel_port: None,
+            local_pods: Vec::new(),
+            pod_zone: 1,
+            service_zone: 2,
+            learn_idle_timeout: 60,
+            learn_hard_timeout: 0,
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// Checks everything the generator relies on; the error names the key at fault.
+    pub fn validate(&self) -> Result<(), PipelineError> {
+        if self.pod_cidr.prefix() > 30 {
+            return Err(invalid(
+                "pipeline.pod_cidr",
+                format!("{} leaves no room for pods (at most /30)", self.pod_cidr),
+            ));
+        }
+        if self.pod_cidr.overlaps(&self.service_cidr) {
+            return Err(invalid(
+                "pipeline.service_cidr",
+                format!("{} overlaps pipeline.pod_cidr {}", self.service_cidr, self.pod_cidr),
+            ));
+        }
+        let usable = |ip: Ipv4Addr| {
+            if !self.pod_cidr.contains(ip) {
+                Err(format!("{ip} is not inside pipeline.pod_cidr {}", self.pod_cidr))
+            } else if ip == self.pod_cidr.addr() || ip == self.pod_cidr.last() {
+                Err(format!("{ip} is the network or broadcast address of {}", self.pod_cidr))
+            } else {
+                Ok(())
+            }
+        };
+        usable(self.gateway_ip).map_err(|r| invalid("pipeline.gateway_ip", r))?;
+        let unicast = |m: &MacAddr| {
+            if *m == MacAddr::ZERO {
+                Err("the all-zero MAC address is not usable".to_string())
+            } else if m.is_multicast() {
+                Err(format!("{m} is a multicast/broadcast MAC address"))
+            } else {
+                Ok(())
+            }
+        };
+        unicast(&self.gateway_mac).map_err(|r| invalid("pipeline.gateway_mac", r))?;
+
+        // Ports: in range and all distinct.
+        let mut ports: Vec<(String, u32)> = vec![
+            ("pipeline.uplink_port".into(), self.uplink_port),
+            ("pipeline.gateway_port".into(), self.gateway_port),
+        ];
+        if let Some(t) = self.tunnel_port {
+            ports.push(("pipeline.tunnel_port".into(), t));
+        }
+        for (i, p) in self.local_pods.iter().enumerate() {
+            ports.push((format!("pipeline.local_pods[{i}].port"), p.port));
+        }
+        for (i, (key, port)) in ports.iter().enumerate() {
+            if *port == 0 || *port > MAX_PORT {
+                return Err(invalid(key.clone(), format!("{port} is not an OpenFlow port number (1-{MAX_PORT})")));
+            }
+            if let Some((other, _)) = ports[..i].iter().find(|(_, q)| q == port) {
+                return Err(invalid(key.clone(), format!("port {port} is already {other}")));
+            }
+        }
+
+        let mut ips = BTreeSet::from([self.gateway_ip]);
+        let mut macs = BTreeSet::from([self.gateway_mac]);
+        for (i, p) in self.local_pods.iter().enumerate() {
+            usable(p.ip).map_err(|r| invalid(format!("pipeline.local_pods[{i}].ip"), r))?;
+            if !ips.insert(p.ip) {
+                return Err(invalid(
+                    format!("pipeline.local_pods[{i}].ip"),
+                    format!("{} is already the gateway's or another pod's address", p.ip),
+                ));
+            }
+            unicast(&p.mac).map_err(|r| invalid(format!("pipeline.local_pods[{i}].mac"), r))?;
+            if !macs.insert(p.mac) {
+                return Err(invalid(
+                    format!("pipeline.local_pods[{i}].mac"),
+                    format!("{} is already the gateway's or another pod's MAC address", p.mac),
+                ));
+            }
+        }
+
+        if self.pod_zone == 0 {
+            return Err(invalid("pipeline.pod_zone", "must not be 0 (zone 0 is the default zone of everything else)"));
+        }
+        if self.service_zone == 0 {
+            return Err(invalid(
+                "pipeline.service_zone",
+                "must not be 0 (zone 0 is the default zone of everything else)",
+            ));
+        }
+        if self.service_zone == self.pod_zone {
+            return Err(invalid(
+                "pipeline.service_zone",
+                format!("must differ from pipeline.pod_zone ({})", self.pod_zone),
+            ));
+        }
+        if self.learn_idle_timeout == 0 && self.learn_hard_timeout == 0 {
+            return Err(invalid(
+                "pipeline.learn_idle_timeout",
+                "learned return flows need an idle or a hard timeout (both are 0: they would never expire)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_parses_prints_and_contains() {
+        let c: Ipv4Cidr = "10.244.1.0/24".parse().unwrap();
+        assert_eq!(c.to_string(), "10.244.1.0/24");
+        assert!(c.contains(Ipv4Addr::new(10, 244, 1, 200)));
+        assert!(!c.contains(Ipv4Addr::new(10, 244, 2, 1)));
+        assert_eq!(c.last(), Ipv4Addr::new(10, 244, 1, 255));
+        let all: Ipv4Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(Ipv4Addr::new(1, 2, 3, 4)) && all.overlaps(&c));
+        let host: Ipv4Cidr = "10.0.0.7/32".parse().unwrap();
+        assert!(host.contains(Ipv4Addr::new(10, 0, 0, 7)) && !host.contains(Ipv4Addr::new(10, 0, 0, 8)));
+        let svc: Ipv4Cidr = "10.96.0.0/12".parse().unwrap();
+        assert!(!svc.overlaps(&c));
+        for bad in ["10.244.1.0", "10.244.1.0/33", "10.244.1.1/24", "10.244.1/24", "x/8", "10.0.0.0/-1"] {
+            assert!(bad.parse::<Ipv4Cidr>().is_err(), "{bad}");
+        }
+        assert!("10.244.1.1/24".parse::<Ipv4Cidr>().unwrap_err().contains("10.244.1.0/24"));
+    }
+
+    fn key_of(cfg: &PipelineConfig) -> String {
+        match cfg.validate() {
+            Err(PipelineError::Invalid { key, .. }) => key,
+            other => panic!("expected an invalid key, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_validate_and_bad_values_name_their_key() {
+        let ok = PipelineConfig::default();
+        ok.validate().unwrap();
+        let pod = |port, ip: [u8; 4], mac: u8| LocalPod {
+            port,
+            ip: Ipv4Addr::from(ip),
+            mac: MacAddr([0x0a, 0x58, 0, 0, 0, mac]),
+        };
+        let mut c = ok.clone();
+        c.local_pods = vec![pod(10, [10, 244, 0, 10], 10), pod(11, [10, 244, 0, 11], 11)];
+        c.validate().unwrap();
+
+        type Edit = Box<dyn Fn(&mut PipelineConfig)>;
+        let cases: Vec<(&str, Edit)> = vec![
+            ("pipeline.service_cidr", Box::new(|c| c.service_cidr = "10.0.0.0/8".parse().unwrap())),
+            ("pipeline.pod_cidr", Box::new(|c| c.pod_cidr = "10.244.0.0/31".parse().unwrap())),
+            ("pipeline.gateway_ip", Box::new(|c| c.gateway_ip = Ipv4Addr::new(10, 245, 0, 1))),
+            ("pipeline.gateway_ip", Box::new(|c| c.gateway_ip = Ipv4Addr::new(10, 244, 0, 255))),
+            ("pipeline.gateway_mac", Box::new(|c| c.gateway_mac = MacAddr::BROADCAST)),
+            ("pipeline.gateway_port", Box::new(|c| c.gateway_port = c.uplink_port)),
+            ("pipeline.uplink_port", Box::new(|c| c.uplink_port = 0)),
+            ("pipeline.tunnel_port", Box::new(|c| c.tunnel_port = Some(0xff00))),
+            ("pipeline.tunnel_port", Box::new(|c| c.tunnel_port = Some(2))),
+            ("pipeline.local_pods[1].port", Box::new(|c| c.local_pods[1].port = 10)),
+            ("pipeline.local_pods[0].port", Box::new(|c| c.local_pods[0].port = 1)),
+            ("pipeline.local_pods[1].ip", Box::new(|c| c.local_pods[1].ip = Ipv4Addr::new(10, 244, 0, 10))),
+            ("pipeline.local_pods[0].ip", Box::new(|c| c.local_pods[0].ip = Ipv4Addr::new(10, 244, 0, 1))),
+            ("pipeline.local_pods[0].ip", Box::new(|c| c.local_pods[0].ip = Ipv4Addr::new(192, 168, 0, 1))),
+            ("pipeline.local_pods[1].mac", Box::new(|c| c.local_pods[1].mac = c.local_pods[0].mac)),
+            ("pipeline.local_pods[0].mac", Box::new(|c| c.local_pods[0].mac = MacAddr::ZERO)),
+            ("pipeline.pod_zone", Box::new(|c| c.pod_zone = 0)),
+            ("pipeline.service_zone", Box::new(|c| c.service_zone = 0)),
+            ("pipeline.service_zone", Box::new(|c| c.service_zone = c.pod_zone)),
+            ("pipeline.learn_idle_timeout", Box::new(|c| c.learn_idle_timeout = 0)),
+        ];
+        for (key, edit) in cases {
+            let mut bad = c.clone();
+            edit(&mut bad);
+            assert_eq!(key_of(&bad), key, "{bad:?}");
+        }
+        let mut hard_only = c.clone();
+        hard_only.learn_idle_timeout = 0;
+        hard_only.learn_hard_timeout = 300;
+        hard_only.validate().unwrap();
+    }
+
+    #[test]
+    fn reads_toml_with_defaults_and_rejects_unknown_keys() {
+        let c: PipelineConfig = toml::from_str(
+            r#"
+            pod_cidr = "10.244.1.0/24"
+            gateway_ip = "10.244.1.1"
+            gateway_mac = "02:00:0a:f4:01:01"
+            tunnel_port = 3
+            [[local_pods]]
+            port = 10
+            ip = "10.244.1.10"
+            mac = "0a:58:0a:f4:01:0a"
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.pod_cidr.to_string(), "10.244.1.0/24");
+        assert_eq!(c.service_cidr.to_string(), "10.96.0.0/12");
+        assert_eq!(c.tunnel_port, Some(3));
+        assert_eq!(c.local_pods[0].mac.to_string(), "0a:58:0a:f4:01:0a");
+        assert_eq!((c.pod_zone, c.service_zone, c.learn_idle_timeout, c.learn_hard_timeout), (1, 2, 60, 0));
+        // Serializes back to the same text form.
+        let again: PipelineConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(again, c);
+        assert!(toml::from_str::<PipelineConfig>("pod_zone = 1\nbogus = 2").is_err());
+        let e = toml::from_str::<PipelineConfig>("pod_cidr = \"10.244.1.1/24\"").unwrap_err().to_string();
+        assert!(e.contains("host bits"), "{e}");
+        assert!(toml::from_str::<PipelineConfig>("gateway_mac = \"02:00\"").is_err());
+    }
+}

@@ -260,6 +260,9 @@ pub struct Config {
     pub openflow: OpenflowConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
+    /// The default pipeline (docs/pipeline.md). Without this section the daemon installs only
+    /// the packet-in dispatch, so every table miss reaches the shards.
+    pub pipeline: Option<crate::pipeline::default::PipelineConfig>,
 }
 
 /// Command-line overrides; the CLI fills this from clap. `None` leaves the value alone.
@@ -448,6 +451,12 @@ impl Config {
 
     /// Check that the configuration can work on this machine. Every error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(p) = &self.pipeline {
+            p.validate().map_err(|e| match e {
+                crate::pipeline::default::PipelineError::Invalid { key, reason } => ConfigError::Invalid { key, reason },
+                other => ConfigError::invalid("pipeline", other.to_string()),
+            })?;
+        }
         let n = self.shards.count;
         if n == 0 || n > MAX_SHARDS {
             return Err(ConfigError::invalid(

@@ -618,7 +618,7 @@ fn controller_restart_keeps_flows_and_reconnects() {
     eprintln!("reconnected {:?} after the restart", t.elapsed());
     // Same configuration, same cookie generation: the resync finds nothing to change, so the
     // tables are identical, cookies included.
-    assert!(wait_until(Duration::from_secs(5), || d2.stderr().contains("dispatch pipeline in place")), "{}", d2.stderr());
+    assert!(wait_until(Duration::from_secs(5), || d2.stderr().contains("pipeline in place")), "{}", d2.stderr());
     let after = ovs.flows("br0");
     assert_eq!(after, before);
     assert!(d2.stderr().contains("added=0"), "nothing re-added: {}", d2.stderr());

@@ -98,6 +98,8 @@ pub struct Shared {
     trigger: ShutdownTrigger,
     /// Cookie generation of this run.
     pub generation: u16,
+    /// The flows every switch gets: the default pipeline (when configured) and the dispatch.
+    pub desired: Vec<crate::openflow::flow::FlowMod>,
     fatal_reason: std::sync::OnceLock<String>,
 }
 
@@ -130,6 +132,25 @@ impl Shared {
     }
 }
 
+/// The flows of [`desired_flows`] as `ovs-ofctl` text.
+pub fn desired_texts(cfg: &Config, generation: u16) -> Vec<String> {
+    let (mode, n) = (cfg.openflow.mode, cfg.shards.count);
+    match &cfg.pipeline {
+        Some(p) => crate::pipeline::default::flow_texts_mode(p, mode, n, generation),
+        None => crate::pipeline::dispatch::flow_texts(mode, n, generation),
+    }
+}
+
+/// What the daemon keeps on every switch: the default pipeline when `[pipeline]` is configured
+/// (it includes the packet-in dispatch), else the dispatch alone.
+pub fn desired_flows(cfg: &Config, generation: u16) -> Result<Vec<crate::openflow::flow::FlowMod>, String> {
+    let (mode, n) = (cfg.openflow.mode, cfg.shards.count);
+    match &cfg.pipeline {
+        Some(p) => crate::pipeline::default::generate_mode(p, mode, n, generation).map_err(|e| e.to_string()),
+        None => crate::pipeline::dispatch::flows(mode, n, generation).map_err(|e| e.to_string()),
+    }
+}
+
 /// A stable hash of a datapath id (for the owner of a switch).
 pub fn dpid_hash(dpid: u64) -> u64 {
     crate::packet::key::fmix64(dpid)
@@ -147,11 +168,8 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     // The cookie generation is a hash of what this configuration installs: a restart with the
     // same configuration re-installs byte-identical flows (nothing changes on the switch), a
     // changed one marks the old flows as stale.
-    let generation = {
-        let texts = crate::pipeline::dispatch::flow_texts(cfg.openflow.mode, n, 0).join("\n");
-        let h = crate::packet::key::fnv1a64(texts.as_bytes());
-        ((h ^ (h >> 16) ^ (h >> 32) ^ (h >> 48)) as u16).max(1)
-    };
+    let generation = crate::pipeline::resync::generation_of(&desired_texts(&cfg, 0));
+    let desired = desired_flows(&cfg, generation).map_err(DaemonError::Fatal)?;
     // The control plane needs the API, the API needs the shutdown signal of the control plane:
     // the API learns the shared state once it exists.
     let api = Arc::new(api::DaemonApi::new(registry.clone(), mesh.clone(), cfg.clone()));
@@ -166,6 +184,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         shutdown: control.shutdown_signal(),
         trigger: control.shutdown_trigger(),
         generation,
+        desired,
         fatal_reason: std::sync::OnceLock::new(),
     });
     let pool_cfg = PoolConfig {

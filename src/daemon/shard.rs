@@ -238,14 +238,7 @@ impl Shard {
         }
         let (shard, conn) = (self.clone(), conn.clone());
         glommio::spawn_local(async move {
-            let of = &shard.shared.cfg.openflow;
-            let flows = match dispatch::flows(of.mode, shard.ctx.n_shards, shard.shared.generation) {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::error!("dispatch flows do not parse: {e}");
-                    return;
-                }
-            };
+            let flows = &shard.shared.desired;
             // Resync rather than reinstall: read what the switch holds (it keeps its flows
             // across a controller restart), and change only what differs, in one bundle.
             let actual = match shard.flow_stats(&conn).await {
@@ -255,7 +248,7 @@ impl Shard {
                     return;
                 }
             };
-            let plan = resync::plan(&flows, &actual, &ResyncPolicy::only(&[cookie::Category::Dispatch]));
+            let plan = resync::plan(flows, &actual, &ResyncPolicy::only(&[cookie::Category::Dispatch, cookie::Category::Pipeline]));
             let n = (plan.adds.len() + plan.changed.len() + plan.deletes.len()) as u64;
             let result = if plan.is_empty() { Ok(()) } else { conn.bundle(plan.messages()).await };
             match result {
@@ -272,13 +265,13 @@ impl Shard {
                         replaced = plan.changed.len(),
                         deleted = plan.deletes.len(),
                         unchanged = plan.unchanged,
-                        "dispatch pipeline in place {:.3} ms after the handshake",
+                        "pipeline in place {:.3} ms after the handshake",
                         took.as_secs_f64() * 1e3
                     );
                 }
                 Err(e) => {
                     shard.metrics.flow_mods_n("error", n);
-                    tracing::error!(shard = shard.id(), dpid = %format!("{dpid:016x}"), "installing the dispatch flows failed: {e}");
+                    tracing::error!(shard = shard.id(), dpid = %format!("{dpid:016x}"), "installing the pipeline failed: {e}");
                 }
             }
         })

@@ -14,6 +14,9 @@ pub enum Category {
     Pipeline = 0x02,
     /// Per-connection policy flows (table 3, table 0 for services).
     Connection = 0x03,
+    /// Return flows OVS learns in table 6 (`learn()` in table 15): written by the switch, owned
+    /// by their idle timeouts, never deleted by a resync.
+    Learned = 0x04,
     /// Flows added by hand through the REST API or CLI.
     Manual = 0x0f,
 }
@@ -35,6 +38,7 @@ pub fn category(cookie: u64) -> Option<Category> {
         0x01 => Some(Category::Dispatch),
         0x02 => Some(Category::Pipeline),
         0x03 => Some(Category::Connection),
+        0x04 => Some(Category::Learned),
         0x0f => Some(Category::Manual),
         _ => None,
     }

@@ -88,10 +88,10 @@ pub const fn object(table: u8, rule: u8, sub: u32) -> u64 {
     ((table as u64) << 32) | ((rule as u64) << 24) | (sub as u64 & 0xff_ffff)
 }
 
-/// The cookie learned return flows of IP protocol `proto` get (category Pipeline, table 6,
-/// rule [`LEARNED_RULE`]): `cookie=C/-1` in `dump-flows` selects them.
+/// The cookie learned return flows of IP protocol `proto` get (category Learned, so a resync never
+/// deletes them; table 6, rule [`LEARNED_RULE`]): `cookie=C/-1` in `dump-flows` selects them.
 pub const fn learned_cookie(generation: u16, proto: u8) -> u64 {
-    cookie::make(generation, Category::Pipeline, object(table::LEARNED, LEARNED_RULE, proto as u32))
+    cookie::make(generation, Category::Learned, object(table::LEARNED, LEARNED_RULE, proto as u32))
 }
 
 /// Accumulates flow texts in `ovs-ofctl` syntax.
@@ -407,7 +407,7 @@ mod tests {
         let learns: Vec<&String> = texts.iter().filter(|t| t.contains("learn(")).collect();
         assert_eq!(learns.len(), 3);
         assert!(learns[0].contains(
-            "idle_timeout=60,hard_timeout=600,priority=100,cookie=0x1020680000006,eth_type=0x800,nw_proto=6,"
+            "idle_timeout=60,hard_timeout=600,priority=100,cookie=0x1040680000006,eth_type=0x800,nw_proto=6,"
         ));
         assert!(learns[2].contains("nw_proto=132,") && learns[2].contains("OXM_OF_SCTP_SRC[]=OXM_OF_SCTP_DST[]"));
         assert!(learns.iter().all(|t| t.ends_with("output:NXM_OF_IN_PORT[]),resubmit(,5)")));

@@ -7,6 +7,7 @@
 mod api;
 mod conn;
 mod io;
+mod live;
 mod registry;
 mod shard;
 

@@ -27,6 +27,7 @@ use crate::pipeline::resync::{self, ResyncPolicy};
 use crate::pipeline::{cookie, dispatch};
 
 use super::conn::{Conn, OpError};
+use super::live::LiveFlows;
 use super::registry::ConnInfo;
 use super::{Command, CommandReply, Handoff, ShardMsg, Shared};
 
@@ -52,6 +53,8 @@ pub struct Shard {
     conns: RefCell<HashMap<u64, Rc<Conn>>>,
     by_dpid: RefCell<HashMap<u64, u64>>,
     keys: RefCell<FlowTable<ConnKey, ConnRecord>>,
+    /// Flows installed through this shard's FlowManager beyond the pipeline, per switch.
+    live: RefCell<LiveFlows>,
     /// A SYN from A to B:port marks B:port hot for A (used by the Packet-In decision).
     pub hot_syn: RefCell<HotSynCache<ConnKey>>,
     decision_us: RefCell<Histogram<u64>>,
@@ -72,6 +75,7 @@ pub async fn main(ctx: ShardCtx, shared: Arc<Shared>) {
         conns: RefCell::new(HashMap::new()),
         by_dpid: RefCell::new(HashMap::new()),
         keys: RefCell::new(FlowTable::new()),
+        live: RefCell::new(LiveFlows::default()),
         hot_syn: RefCell::new(HotSynCache::new(HOT_SYN_CAPACITY, HOT_SYN_TTL)),
         decision_us: RefCell::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds")),
         next_conn: Cell::new(0),
@@ -248,7 +252,13 @@ impl Shard {
                     return;
                 }
             };
-            let plan = resync::plan(flows, &actual, &ResyncPolicy::only(&[cookie::Category::Dispatch, cookie::Category::Pipeline]));
+            // Connection flows on the switch that this daemon does not know yet (it restarted)
+            // are adopted, not deleted: established connections keep their flows.
+            let adopted = shard.live.borrow_mut().adopt(dpid, resync::adopt(&actual, cookie::Category::Connection));
+            let mut desired = flows.clone();
+            desired.extend(shard.live.borrow().flows(dpid));
+            let policy = ResyncPolicy::only(&[cookie::Category::Dispatch, cookie::Category::Pipeline]);
+            let plan = resync::plan(&desired, &actual, &policy);
             let n = (plan.adds.len() + plan.changed.len() + plan.deletes.len()) as u64;
             let result = if plan.is_empty() { Ok(()) } else { conn.bundle(plan.messages()).await };
             match result {
@@ -265,6 +275,7 @@ impl Shard {
                         replaced = plan.changed.len(),
                         deleted = plan.deletes.len(),
                         unchanged = plan.unchanged,
+                        adopted,
                         "pipeline in place {:.3} ms after the handshake",
                         took.as_secs_f64() * 1e3
                     );
@@ -411,9 +422,10 @@ impl Shard {
             Command::Apply { msgs, bundle } => {
                 let n = msgs.len();
                 let t0 = Instant::now();
-                let r = if bundle { conn.bundle(msgs).await } else { conn.apply(&msgs).await };
+                let r = if bundle { conn.bundle(msgs.clone()).await } else { conn.apply(&msgs).await };
                 match r {
                     Ok(()) => {
+                        self.live.borrow_mut().record(dpid, &msgs);
                         self.metrics.flow_mods_n("ok", n as u64);
                         self.metrics.observe_flow_install(t0.elapsed());
                         self.flow_mods.set(self.flow_mods.get() + n as u64);
@@ -510,6 +522,10 @@ impl Shard {
             .collect();
         extra.insert("connections".to_string(), serde_json::Value::Array(conns));
         extra.insert("hot_syn".to_string(), serde_json::json!(self.hot_syn.borrow().len()));
+        let live = self.live.borrow();
+        let live_flows: serde_json::Map<String, serde_json::Value> =
+            self.by_dpid.borrow().keys().map(|d| (format!("{d:016x}"), serde_json::json!(live.len(*d)))).collect();
+        extra.insert("live_flows".to_string(), serde_json::Value::Object(live_flows));
         ShardStats {
             shard: self.id(),
             cpu: self.shared.cfg.shards.cpus.as_ref().and_then(|c| c.get(self.id()).copied()),

@@ -128,7 +128,7 @@ mod tests {
         // Delete by cookie under a mask, in every table.
         live.record(1, &[fm("cookie=0x0000030000000000/0x0000ff0000000000", FlowModCommand::Delete)]);
         assert_eq!(live.len(1), 1);
-        live.record(1, &[fm("table=4,priority=1,actions=drop", FlowModCommand::DeleteStrict)]);
+        live.record(1, &[fm("table=4,priority=1", FlowModCommand::DeleteStrict)]);
         assert_eq!(live.len(1), 0);
         assert_eq!(live.len(2), 0);
     }

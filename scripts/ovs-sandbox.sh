@@ -6,6 +6,8 @@
 #                                                 bridges (default br0) with dummy ports p1, p2
 #   scripts/ovs-sandbox.sh controllers DIR BRIDGE PORT [PORT...]
 #                                                 point BRIDGE at tcp:127.0.0.1:PORT (one per shard)
+#   scripts/ovs-sandbox.sh restart-vswitchd DIR   stop ovs-vswitchd and start it again on the same
+#                                                 database (its flow tables start empty)
 #   scripts/ovs-sandbox.sh env DIR                print the exports that make ovs-* tools use DIR
 #   scripts/ovs-sandbox.sh down DIR               stop both daemons
 #
@@ -13,7 +15,7 @@
 # so nothing forwards unless a controller (or a test) installs flows.
 set -euo pipefail
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 64; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 64; }
 
 env_for() {
     local dir
@@ -50,9 +52,7 @@ up() {
         --pidfile="$dir/ovsdb-server.pid" --log-file="$dir/ovsdb-server.log" --no-chdir --detach
     wait_for "$dir/db.sock" 50
     ovs-vsctl --db="unix:$dir/db.sock" --no-wait init
-    ovs-vswitchd "unix:$dir/db.sock" --enable-dummy=override --disable-system --disable-system-route \
-        -vconsole:off --pidfile="$dir/ovs-vswitchd.pid" --log-file="$dir/ovs-vswitchd.log" --no-chdir --detach
-    wait_for "$dir/ovs-vswitchd.pid" 50
+    start_vswitchd "$dir"
     local bridges=("$@")
     [ ${#bridges[@]} -eq 0 ] && bridges=(br0)
     local n=0 br
@@ -81,6 +81,30 @@ controllers() {
     done
 }
 
+start_vswitchd() {
+    local dir=$1
+    ovs-vswitchd "unix:$dir/db.sock" --enable-dummy=override --disable-system --disable-system-route \
+        -vconsole:off --pidfile="$dir/ovs-vswitchd.pid" --log-file="$dir/ovs-vswitchd.log" --no-chdir --detach
+    wait_for "$dir/ovs-vswitchd.pid" 50
+}
+
+restart_vswitchd() {
+    local dir pid
+    dir=$(cd "$1" && pwd)
+    eval "$(env_for "$dir")"
+    if [ -e "$dir/ovs-vswitchd.pid" ]; then
+        pid=$(cat "$dir/ovs-vswitchd.pid")
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        rm -f "$dir/ovs-vswitchd.pid"
+    fi
+    start_vswitchd "$dir"
+    # The bridges come back from the database; wait until ovs-vswitchd answers for them.
+    ovs-vsctl --db="unix:$dir/db.sock" --timeout=10 wait-until bridge br0 >/dev/null 2>&1 || true
+    echo "ovs-vswitchd restarted in $dir"
+}
+
 down() {
     local dir=$1 d pid
     [ -d "$dir" ] || return 0
@@ -103,6 +127,7 @@ case "$cmd" in
     up) up "$@" ;;
     controllers) [ $# -ge 3 ] || usage; controllers "$@" ;;
     env) env_for "$1" ;;
+    restart-vswitchd) restart_vswitchd "$1" ;;
     down) down "$1" ;;
     *) usage ;;
 esac

@@ -6,6 +6,7 @@ pub mod packet;
 pub mod config;
 pub mod control;
 pub mod pipeline;
+pub mod policy;
 pub mod daemon;
 #[doc(hidden)]
 pub mod oracle;

@@ -333,3 +333,59 @@ impl Drop for Daemon {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+// === additions for tests/pipeline_daemon.rs ===
+
+impl Ovs {
+    /// `scripts/ovs-sandbox.sh restart-vswitchd DIR`: ovs-vswitchd stops and starts again on the
+    /// same database (its flow tables start empty; ports keep their numbers).
+    pub fn restart_vswitchd(&self) {
+        let out = Command::new(repo().join("scripts/ovs-sandbox.sh"))
+            .arg("restart-vswitchd")
+            .arg(&self.dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "restart-vswitchd failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// The number of records in a classic pcap file (24-byte header, then 16-byte record headers
+/// with incl_len at offset 8, little-endian as OVS writes it); 0 for a missing file. A record
+/// cut short (OVS still writing it) is not counted.
+pub fn pcap_packet_count(path: &Path) -> usize {
+    let b = std::fs::read(path).unwrap_or_default();
+    let mut n = 0;
+    let mut at = 24;
+    while at + 16 <= b.len() {
+        let incl = u32::from_le_bytes([b[at + 8], b[at + 9], b[at + 10], b[at + 11]]) as usize;
+        at += 16;
+        if at + incl > b.len() {
+            break;
+        }
+        at += incl;
+        n += 1;
+    }
+    n
+}
+
+impl Daemon {
+    /// `run --shards N --config FILE` on fresh free ports, FILE holding `toml` (written to a
+    /// temporary file, removed once the daemon answers: it reads the file at start-up only).
+    pub fn start_with_config(shards: u16, toml: &str) -> Daemon {
+        let (base, http) = free_ports(shards);
+        Daemon::start_on_with_config(shards, base, http, toml)
+    }
+
+    /// Same on given ports (a restart on the ports of a stopped daemon).
+    pub fn start_on_with_config(shards: u16, base_port: u16, http_port: u16, toml: &str) -> Daemon {
+        let file = std::env::temp_dir().join(format!(
+            "shardflow-config-{}-{}.toml",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        ));
+        std::fs::write(&file, toml).unwrap();
+        let d = Daemon::start_on(shards, base_port, http_port, &["--config", file.to_str().unwrap()]);
+        let _ = std::fs::remove_file(&file);
+        d
+    }
+}

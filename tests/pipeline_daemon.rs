@@ -62,9 +62,7 @@ impl Expect {
     fn flows(&self) -> Vec<String> {
         let mut v: Vec<String> = shardflow::daemon::desired_texts(&self.cfg, self.generation)
             .iter()
-            .map(|t| {
-                FlowMod::parse(t, FlowModCommand::Add).unwrap_or_else(|e| panic!("{t}: {e}")).to_flow_text()
-            })
+            .map(|t| FlowMod::parse(t, FlowModCommand::Add).unwrap_or_else(|e| panic!("{t}: {e}")).to_flow_text())
             .collect();
         v.sort();
         v
@@ -286,7 +284,13 @@ fn pipeline_installed_in_one_bundle_equals_generator() {
 fn learned_return_flows_with_the_daemon() {
     let (ovs, _d, e) = setup();
     let l4 = [
-        ("tcp", 6u8, "tcp(src=40000,dst=80),tcp_flags(syn)", "tp_src=80,tp_dst=40000", "tcp(src=80,dst=40000),tcp_flags(syn|ack)"),
+        (
+            "tcp",
+            6u8,
+            "tcp(src=40000,dst=80),tcp_flags(syn)",
+            "tp_src=80,tp_dst=40000",
+            "tcp(src=80,dst=40000),tcp_flags(syn|ack)",
+        ),
         ("udp", 17, "udp(src=5353,dst=53)", "tp_src=53,tp_dst=5353", "udp(src=53,dst=5353)"),
         ("sctp", 132, "sctp(src=3868,dst=3869)", "tp_src=3869,tp_dst=3868", "sctp(src=3869,dst=3868)"),
     ];
@@ -362,7 +366,7 @@ fn conntrack_zones_and_nat() {
     // No policy yet: table 6 miss -> ct(zone=1) -> +new -> table 3 miss -> packet-in.
     let pod_a = pcap_of(&ovs, 2);
     let before_a = pcap_packet_count(&pod_a);
-    receive(&ovs, 4, &[syn.clone()]);
+    receive(&ovs, 4, std::slice::from_ref(&syn));
     assert!(
         wait_until(Duration::from_secs(5), || packet_ins_of(&d, &key) >= 1),
         "the shard did not record the pod-to-pod SYN: {}",
@@ -409,15 +413,25 @@ fn conntrack_zones_and_nat() {
     assert_eq!(st, 200, "{body}");
     let t0 = table(&ovs, 0);
     assert!(
-        t0.iter().any(|l| l.contains("priority=150,tcp,nw_dst=10.96.0.10,tp_dst=80 actions=ct(commit,table=5,zone=2,nat(dst=10.244.1.2:8080))")),
+        t0.iter().any(|l| l.contains(
+            "priority=150,tcp,nw_dst=10.96.0.10,tp_dst=80 actions=ct(commit,table=5,zone=2,nat(dst=10.244.1.2:8080))"
+        )),
         "{t0:#?}"
     );
     let before_a = pcap_packet_count(&pod_a);
-    receive(&ovs, 4, &[pkt(4, (POD_B_MAC, GW_MAC), (POD_B_IP, "10.96.0.10"), 6, "tcp(src=44444,dst=80),tcp_flags(syn)")]);
+    receive(
+        &ovs,
+        4,
+        &[pkt(4, (POD_B_MAC, GW_MAC), (POD_B_IP, "10.96.0.10"), 6, "tcp(src=44444,dst=80),tcp_flags(syn)")],
+    );
     assert_eq!(wait_count(&ovs, 2, before_a + 1), before_a + 1, "the DNAT'd SYN reaches pod A");
     let f = frames(&pod_a).pop().unwrap();
     assert_eq!(mac(&f[0..6]), POD_A_MAC);
-    assert_eq!((ip(&f[26..30]), ip(&f[30..34])), (POD_B_IP.to_string(), POD_A_IP.to_string()), "translated destination");
+    assert_eq!(
+        (ip(&f[26..30]), ip(&f[30..34])),
+        (POD_B_IP.to_string(), POD_A_IP.to_string()),
+        "translated destination"
+    );
     assert_eq!(u16::from_be_bytes([f[36], f[37]]), 8080, "translated port");
     assert!(
         wait_until(Duration::from_secs(3), || {
@@ -459,11 +473,17 @@ fn daemon_restart_loses_no_packet() {
     receive(&ovs, 1, &[pkt(1, fwd, addrs, 6, "tcp(src=41000,dst=80),tcp_flags(syn)")]);
     let learned = learned_cookie(e.generation, 6);
     assert!(
-        wait_until(Duration::from_secs(3), || table(&ovs, 6).iter().any(|l| l.contains(&format!("cookie={learned:#x}")))),
+        wait_until(Duration::from_secs(3), || table(&ovs, 6)
+            .iter()
+            .any(|l| l.contains(&format!("cookie={learned:#x}")))),
         "no learned flow"
     );
     let up0 = pcap_packet_count(&pcap_of(&ovs, 1));
-    receive(&ovs, 2, &[pkt(2, (POD_A_MAC, GW_MAC), (POD_A_IP, REMOTE_IP), 6, "tcp(src=80,dst=41000),tcp_flags(syn|ack)")]);
+    receive(
+        &ovs,
+        2,
+        &[pkt(2, (POD_A_MAC, GW_MAC), (POD_A_IP, REMOTE_IP), 6, "tcp(src=80,dst=41000),tcp_flags(syn|ack)")],
+    );
     assert_eq!(wait_count(&ovs, 1, up0 + 1), up0 + 1, "the SYN-ACK follows the learned flow");
     let before = ovs.flows("br0");
     assert_eq!(before.len(), e.flows().len() + 1, "pipeline + one learned flow: {before:#?}");
@@ -484,7 +504,7 @@ fn daemon_restart_loses_no_packet() {
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
                 }
-                let batch: Vec<String> = std::iter::repeat(ack.clone()).take(BATCH).collect();
+                let batch: Vec<String> = std::iter::repeat_n(ack.clone(), BATCH).collect();
                 receive(&ovs, 1, &batch);
                 k += BATCH;
                 sent.store(k, Ordering::SeqCst);
@@ -534,11 +554,16 @@ fn vswitchd_restart_restores_pipeline_and_live_flows() {
     // One learned flow too (OVS forgets it with the restart).
     receive(&ovs, 1, &[pkt(1, (REMOTE_MAC, NODE_MAC), (REMOTE_IP, POD_A_IP), 17, "udp(src=5353,dst=53)")]);
     let learned = e.learned_prefix();
-    assert!(wait_until(Duration::from_secs(3), || table(&ovs, 6).iter().any(|l| l.trim_start().starts_with(&learned))), "no learned flow");
+    assert!(
+        wait_until(Duration::from_secs(3), || table(&ovs, 6).iter().any(|l| l.trim_start().starts_with(&learned))),
+        "no learned flow"
+    );
     let before = ovs.flows("br0");
     assert_eq!(before.len(), e.flows().len() + 3, "{before:#?}");
     let want: Vec<String> = before.iter().filter(|l| !l.trim_start().starts_with(&learned)).cloned().collect();
-    assert!(want.iter().any(|l| l.contains("cookie=0x1030000000001")) && want.iter().any(|l| l.contains("cookie=0x77")));
+    assert!(
+        want.iter().any(|l| l.contains("cookie=0x1030000000001")) && want.iter().any(|l| l.contains("cookie=0x77"))
+    );
 
     // A poller (every 20 ms, from before the restart) sees the tables go (ovs-ofctl failing or
     // empty: the new ovs-vswitchd) and come back whole.
@@ -609,7 +634,8 @@ fn stale_flow_removed_and_missing_readded_in_one_bundle() {
     assert_eq!(ovs.flows("br0"), want);
     let stale = "cookie=0x1234020000000001,table=2,priority=7,ip,actions=drop";
     ovs.ok("ovs-ofctl", &["-O", "OpenFlow13", "add-flow", "br0", stale]);
-    let missing = want.iter().find(|l| l.contains("table=4, priority=50,ip ")).expect("table 4 priority 50 flow").clone();
+    let missing =
+        want.iter().find(|l| l.contains("table=4, priority=50,ip ")).expect("table 4 priority 50 flow").clone();
     ovs.ok("ovs-ofctl", &["-O", "OpenFlow13", "--strict", "del-flows", "br0", "table=4,priority=50,ip"]);
     let changed = ovs.flows("br0");
     assert!(changed.iter().any(|l| l.contains("cookie=0x1234020000000001")), "{changed:#?}");

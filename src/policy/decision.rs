@@ -267,13 +267,12 @@ fn deliver(out: &mut String, loc: Option<Location>, gateway_port: u32, in_port: 
     }
 }
 
-struct Builder<'c> {
-    ctx: &'c DecisionContext<'c>,
+struct Builder {
     cookie: u64,
     out: Vec<String>,
 }
 
-impl Builder<'_> {
+impl Builder {
     /// `table=T,priority=P,cookie=C,idle_timeout=I,[in_port=N,]MATCH,actions=ACTIONS`.
     fn flow(&mut self, tbl: u8, prio: u16, idle: u16, in_port: Option<u32>, dir: &Dir, actions: &str) {
         let mut s = format!("table={tbl},priority={prio},cookie={:#x},idle_timeout={idle},", self.cookie);
@@ -295,7 +294,6 @@ pub fn decision_texts(
 ) -> (Verdict, Vec<String>, Option<PacketOut>) {
     let conn = key.conn_key();
     let mut b = Builder {
-        ctx,
         cookie: cookie::make(ctx.generation, Category::Connection, conn.hash64()),
         out: Vec::with_capacity(2),
     };

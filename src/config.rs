@@ -252,6 +252,54 @@ impl Default for LogConfig {
     }
 }
 
+/// Where Packet-In decisions get their answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicySourceKind {
+    /// Allow everything (Kubernetes without NetworkPolicies).
+    #[default]
+    Embedded,
+    /// A local policy file (`policy.file`).
+    File,
+    /// cni-ctl over gRPC (`policy.cnictl`).
+    Cnictl,
+}
+
+/// `[policy]`: used when the `[pipeline]` section is present (decisions install flows into it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub source: PolicySourceKind,
+    pub file: Option<PathBuf>,
+    /// cni-ctl's address, e.g. `http://127.0.0.1:50051`.
+    pub cnictl: Option<String>,
+    /// Deadline of one cni-ctl query, milliseconds.
+    pub timeout_ms: u64,
+    /// When cni-ctl cannot be reached: allow (true) or drop (false, the default).
+    pub fail_open: bool,
+    /// Idle timeout of an allowed connection's flows, seconds.
+    pub conn_idle_timeout: u16,
+    /// Idle timeout of a denied connection's drop flow, seconds.
+    pub deny_idle_timeout: u16,
+    /// Packets waiting for cni-ctl, per shard, beyond which new ones are dropped (and counted).
+    pub max_pending: usize,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            source: PolicySourceKind::Embedded,
+            file: None,
+            cnictl: None,
+            timeout_ms: 200,
+            fail_open: false,
+            conn_idle_timeout: 300,
+            deny_idle_timeout: 10,
+            max_pending: 10_000,
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -263,6 +311,7 @@ pub struct Config {
     /// The default pipeline (docs/pipeline.md). Without this section the daemon installs only
     /// the packet-in dispatch, so every table miss reaches the shards.
     pub pipeline: Option<crate::pipeline::default::PipelineConfig>,
+    pub policy: PolicyConfig,
 }
 
 /// Command-line overrides; the CLI fills this from clap. `None` leaves the value alone.
@@ -456,6 +505,18 @@ impl Config {
                 crate::pipeline::default::PipelineError::Invalid { key, reason } => ConfigError::Invalid { key, reason },
                 other => ConfigError::invalid("pipeline", other.to_string()),
             })?;
+        }
+        match self.policy.source {
+            PolicySourceKind::File if self.policy.file.is_none() => {
+                return Err(ConfigError::invalid("policy.file", "source = \"file\" needs a policy file"))
+            }
+            PolicySourceKind::Cnictl if self.policy.cnictl.is_none() => {
+                return Err(ConfigError::invalid("policy.cnictl", "source = \"cnictl\" needs cni-ctl's address"))
+            }
+            _ => {}
+        }
+        if self.policy.timeout_ms == 0 {
+            return Err(ConfigError::invalid("policy.timeout_ms", "must be at least 1"));
         }
         let n = self.shards.count;
         if n == 0 || n > MAX_SHARDS {

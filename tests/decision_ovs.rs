@@ -232,7 +232,10 @@ fn pod_to_pod_tcp_is_committed_forwarded_and_its_reply_returns() {
     assert_eq!((f.eth_dst, f.ip_src, f.l4_src), (A_MAC, ip(B_IP), 8080));
     assert_eq!(n_packets(&ovs, 3, rev), 1);
     let ct = conntrack(&ovs, 1);
-    assert!(ct.contains("orig=(src=10.244.1.4,dst=10.244.1.2,sport=8080,dport=33333)") && ct.contains("zone=1"), "{ct}");
+    assert!(
+        ct.contains("orig=(src=10.244.1.4,dst=10.244.1.2,sport=8080,dport=33333)") && ct.contains("zone=1"),
+        "{ct}"
+    );
 }
 
 #[test]
@@ -294,7 +297,10 @@ fn denied_connection_is_dropped_by_its_flow() {
     assert_eq!(packet_in(&ovs, &cfg, 2, &syn, &NetworkPolicy::deny()), Verdict::Deny);
     let drop = "nw_src=10.244.1.2,nw_dst=10.244.1.4,tp_src=33333,tp_dst=9999";
     let dump = ovs.ok("ovs-ofctl", &["-O", "OpenFlow13", "dump-flows", "br0", "table=3", "--no-stats"]);
-    assert!(dump.lines().any(|l| l.contains(drop) && l.contains("idle_timeout=10") && l.ends_with("actions=drop")), "{dump}");
+    assert!(
+        dump.lines().any(|l| l.contains(drop) && l.contains("idle_timeout=10") && l.ends_with("actions=drop")),
+        "{dump}"
+    );
     // The retransmitted SYN reaches the drop flow (table 3) and goes nowhere.
     receive(&ovs, 2, &syn);
     assert!(wait_until(Duration::from_secs(3), || n_packets(&ovs, 3, drop) == 1));
@@ -303,7 +309,10 @@ fn denied_connection_is_dropped_by_its_flow() {
     assert!(!conntrack(&ovs, 1).contains("dport=9999"), "a denied connection was committed");
     // A denied service connection: dropped in table 0 before any conntrack.
     let svc = build::tcp_syn(A_MAC, GW_MAC, ip(A_IP), ip(VIP), 33334, 80);
-    let deny = NetworkPolicy { allowed: false, ..NetworkPolicy::service(vec![Endpoint { ip: ip(B_IP), port: 8080, weight: 1 }]) };
+    let deny = NetworkPolicy {
+        allowed: false,
+        ..NetworkPolicy::service(vec![Endpoint { ip: ip(B_IP), port: 8080, weight: 1 }])
+    };
     assert_eq!(packet_in(&ovs, &cfg, 2, &svc, &deny), Verdict::Deny);
     receive(&ovs, 2, &svc);
     let m = "nw_src=10.244.1.2,nw_dst=10.96.0.10,tp_src=33334,tp_dst=80";

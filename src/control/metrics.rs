@@ -55,6 +55,9 @@ pub struct Metrics {
     pub flow_install_seconds: Histogram,
     /// `shardflow_http_requests_total{route,status}`: the REST/metrics endpoint itself.
     pub http_requests_total: IntCounterVec,
+    /// `shardflow_decisions_total{shard,verdict}`: packet-in decisions (allow, service, deny,
+    /// fail_closed, fail_open, dropped_pending, unsupported).
+    pub decisions_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -103,6 +106,7 @@ impl Metrics {
         registry.register(Box::new(flow_install_seconds.clone()))?;
         let http_requests_total =
             counter("http_requests_total", "HTTP requests served", &["route", "status"])?;
+        let decisions_total = counter("decisions_total", "Packet-in decisions by verdict", &["shard", "verdict"])?;
         Ok(Metrics {
             registry,
             switch_connections,
@@ -114,6 +118,7 @@ impl Metrics {
             packet_in_decision_seconds,
             flow_install_seconds,
             http_requests_total,
+            decisions_total,
         })
     }
 
@@ -218,6 +223,11 @@ impl ShardMetrics {
     /// Count a session event (`connected`, `disconnected`, `handshake_failed`, `echo_timeout`).
     pub fn session_event(&self, event: &str) {
         self.metrics.session_events_total.with_label_values(&[&*self.label, event]).inc();
+    }
+
+    /// Count a packet-in decision by verdict.
+    pub fn decision(&self, verdict: &str) {
+        self.metrics.decisions_total.with_label_values(&[&*self.label, verdict]).inc();
     }
 
     /// Record a packet-in decision latency.

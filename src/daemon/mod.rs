@@ -6,6 +6,7 @@
 
 mod api;
 mod conn;
+pub mod decider;
 mod io;
 mod live;
 mod registry;
@@ -60,6 +61,17 @@ pub struct Handoff {
     pub conn: u64,
     pub dpid: u64,
     pub key: ConnKey,
+    /// What the owner needs to decide (when the pipeline is configured).
+    pub packet: Option<Box<HandoffPacket>>,
+}
+
+/// The packet-in itself, for the owner's decision.
+#[derive(Debug, Clone)]
+pub struct HandoffPacket {
+    pub flow: crate::packet::FlowKey,
+    pub in_port: u32,
+    pub ct_state: u32,
+    pub data: Vec<u8>,
 }
 
 /// An operation the control thread asks of the shard that holds a switch's connection.
@@ -101,6 +113,8 @@ pub struct Shared {
     pub generation: u16,
     /// The flows every switch gets: the default pipeline (when configured) and the dispatch.
     pub desired: Vec<crate::openflow::flow::FlowMod>,
+    /// Where Packet-In decisions get their policy answers.
+    pub answers: Arc<dyn decider::Answers>,
     fatal_reason: std::sync::OnceLock<String>,
 }
 
@@ -130,6 +144,15 @@ impl Shared {
         tracing::error!("{why}");
         let _ = self.fatal_reason.set(why);
         self.trigger.trigger(ShutdownReason::Fatal);
+    }
+}
+
+/// The policy source of the configuration.
+fn policy_answers(cfg: &Config) -> Result<Arc<dyn decider::Answers>, DaemonError> {
+    use crate::config::PolicySourceKind;
+    match cfg.policy.source {
+        PolicySourceKind::Embedded => Ok(Arc::new(decider::AllowAll)),
+        other => Err(DaemonError::Fatal(format!("policy source {other:?} is not wired into the daemon yet"))),
     }
 }
 
@@ -186,6 +209,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         trigger: control.shutdown_trigger(),
         generation,
         desired,
+        answers: policy_answers(&cfg)?,
         fatal_reason: std::sync::OnceLock::new(),
     });
     let pool_cfg = PoolConfig {

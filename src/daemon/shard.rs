@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use glommio::net::TcpListener;
 use hdrhistogram::Histogram;
-use shards::{shard_of, FlowTable, HotSynCache, ShardCtx, ShardId};
+use shards::{shard_of, FlowTable, ShardCtx, ShardId};
 
 use crate::config::Mode;
 use crate::control::api::{ApiError, ShardStats};
@@ -27,9 +27,10 @@ use crate::pipeline::resync::{self, ResyncPolicy};
 use crate::pipeline::{cookie, dispatch};
 
 use super::conn::{Conn, OpError};
+use super::decider::Decider;
 use super::live::LiveFlows;
 use super::registry::ConnInfo;
-use super::{Command, CommandReply, Handoff, ShardMsg, Shared};
+use super::{Command, CommandReply, Handoff, HandoffPacket, ShardMsg, Shared};
 
 /// What a shard knows about a connection whose packet-ins it decides.
 #[derive(Debug, Clone, Default)]
@@ -42,8 +43,6 @@ pub struct ConnRecord {
 }
 
 const KEY_IDLE: Duration = Duration::from_secs(300);
-const HOT_SYN_CAPACITY: usize = 65_536;
-const HOT_SYN_TTL: Duration = Duration::from_secs(30);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 pub struct Shard {
@@ -55,8 +54,8 @@ pub struct Shard {
     keys: RefCell<FlowTable<ConnKey, ConnRecord>>,
     /// Flows installed through this shard's FlowManager beyond the pipeline, per switch.
     live: RefCell<LiveFlows>,
-    /// A SYN from A to B:port marks B:port hot for A (used by the Packet-In decision).
-    pub hot_syn: RefCell<HotSynCache<ConnKey>>,
+    /// Packet-In decisions (cache, hot-SYN cache, policy source), when a pipeline is configured.
+    decider: Option<Rc<Decider>>,
     decision_us: RefCell<Histogram<u64>>,
     next_conn: Cell<u64>,
     packet_ins: Cell<u64>,
@@ -76,7 +75,9 @@ pub async fn main(ctx: ShardCtx, shared: Arc<Shared>) {
         by_dpid: RefCell::new(HashMap::new()),
         keys: RefCell::new(FlowTable::new()),
         live: RefCell::new(LiveFlows::default()),
-        hot_syn: RefCell::new(HotSynCache::new(HOT_SYN_CAPACITY, HOT_SYN_TTL)),
+        decider: shared.cfg.pipeline.as_ref().map(|p| {
+            Rc::new(Decider::new(p.clone(), shared.generation, shared.cfg.policy.clone(), shared.answers.clone()))
+        }),
         decision_us: RefCell::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds")),
         next_conn: Cell::new(0),
         packet_ins: Cell::new(0),
@@ -236,8 +237,27 @@ impl Shard {
         self.metrics.switch_connections.inc();
         self.metrics.session_event("connected");
         tracing::info!(shard = self.id(), peer = %conn.peer, dpid = %format!("{dpid:016x}"), "switch ready");
-        // One connection per switch installs the dispatch flows: the dpid's primary shard.
+        // One connection per switch installs the pipeline: the dpid's primary shard. Every other
+        // shard puts back the connection flows it decided, if the switch lost them (an
+        // ovs-vswitchd restart), without touching anything else.
         if self.shared.primary_shard(dpid, &[self.id()]) != Some(self.id()) {
+            let mine = self.live.borrow().flows(dpid);
+            if mine.is_empty() {
+                return;
+            }
+            let (shard, conn) = (self.clone(), conn.clone());
+            glommio::spawn_local(async move {
+                let Ok(actual) = shard.flow_stats(&conn).await else { return };
+                let plan = resync::plan(&mine, &actual, &ResyncPolicy::none());
+                if !plan.is_empty() {
+                    let n = plan.adds.len() + plan.changed.len();
+                    match conn.bundle(plan.messages()).await {
+                        Ok(()) => tracing::info!(shard = shard.id(), restored = n, "connection flows restored"),
+                        Err(e) => tracing::warn!(shard = shard.id(), "restoring connection flows failed: {e}"),
+                    }
+                }
+            })
+            .detach();
             return;
         }
         let (shard, conn) = (self.clone(), conn.clone());
@@ -323,13 +343,18 @@ impl Shard {
             Mode::Fanout => self.id(),
             Mode::Single => shard_of(ck.hash64(), self.ctx.n_shards),
         };
+        let ct_state = pi.r#match.get(Field::CT_STATE).map(|e| e.value.to_u128() as u32).unwrap_or(0);
+        let packet = (self.decider.is_some() && Decider::supports(&key))
+            .then(|| Box::new(HandoffPacket { flow: key, in_port, ct_state, data: pi.data }));
         if owner == self.id() {
-            let answer = self.decide(ck, false);
-            conn.send_all(&answer);
+            self.record(ck, false);
+            if let Some(p) = packet {
+                self.decide_and_send(p, conn.id, t0);
+            }
         } else {
             self.handoffs_out.set(self.handoffs_out.get() + 1);
             self.metrics.handoff(owner);
-            let h = Handoff { from: self.ctx.id, conn: conn.id, dpid: conn.dpid().unwrap_or(0), key: ck };
+            let h = Handoff { from: self.ctx.id, conn: conn.id, dpid: conn.dpid().unwrap_or(0), key: ck, packet };
             let mesh = self.shared.mesh.clone();
             // Await room in the owner's inbox (backpressure) without holding up this shard.
             glommio::spawn_local(async move {
@@ -344,10 +369,44 @@ impl Shard {
         self.metrics.observe_decision(t0.elapsed());
     }
 
-    /// The decision for a packet-in of connection `key`, on the shard that owns it. Records the
-    /// connection; the policy (cni-ctl, embedded default) decides flows in a later stage, so the
-    /// answer is empty for now.
-    fn decide(&self, key: ConnKey, handed_over: bool) -> Vec<Message> {
+    /// Decides a packet-in on this (owning) shard in a task of its own (a policy query may
+    /// wait) and sends the answer on connection `conn`, here or on the shard that received it.
+    fn decide_and_send(self: &Rc<Self>, p: Box<HandoffPacket>, conn: u64, t0: Instant) {
+        self.decide_then(p, t0, move |shard, messages| shard.send_on(conn, messages));
+    }
+
+    fn decide_then(self: &Rc<Self>, p: Box<HandoffPacket>, t0: Instant, then: impl FnOnce(&Rc<Shard>, Vec<Message>) + 'static) {
+        let Some(decider) = self.decider.clone() else { return };
+        let shard = self.clone();
+        glommio::spawn_local(async move {
+            let (label, messages) = decider.decide(&p.flow, p.in_port, p.ct_state, &p.data).await;
+            shard.metrics.decision(label);
+            shard.metrics.observe_decision(t0.elapsed());
+            then(&shard, messages);
+        })
+        .detach();
+    }
+
+    /// Sends decided messages on one of this shard's connections and remembers the flows (so a
+    /// resync after an ovs-vswitchd restart restores them).
+    fn send_on(&self, conn: u64, messages: Vec<Message>) {
+        if messages.is_empty() {
+            return;
+        }
+        let c = self.conns.borrow().get(&conn).cloned();
+        if let Some(c) = c {
+            c.send_all(&messages);
+            if let Some(dpid) = c.dpid() {
+                self.live.borrow_mut().record(dpid, &messages);
+            }
+            let n = messages.iter().filter(|m| matches!(m, Message::FlowMod(_))).count() as u64;
+            self.flow_mods.set(self.flow_mods.get() + n);
+            self.metrics.flow_mods_n("ok", n);
+        }
+    }
+
+    /// Counts a packet-in of connection `key` on the shard that owns it.
+    fn record(&self, key: ConnKey, handed_over: bool) {
         let now = Instant::now();
         let mut keys = self.keys.borrow_mut();
         if keys.get(&key).is_none() {
@@ -366,7 +425,6 @@ impl Shard {
                 e.value.handed_over += 1;
             }
         }
-        Vec::new()
     }
 
     // === inbox ===
@@ -377,13 +435,23 @@ impl Shard {
             match msg {
                 ShardMsg::Handoff(h) => {
                     self.handoffs_in.set(self.handoffs_in.get() + 1);
-                    let messages = self.decide(h.key, true);
-                    let back = ShardMsg::Answer { conn: h.conn, messages };
-                    if h.from == self.ctx.id {
-                        self.on_answer(back);
-                    } else if let Err(e) = self.shared.mesh.send_to(h.from, back).await {
-                        tracing::warn!("answer to shard {} failed: {e}", h.from.0);
-                    }
+                    self.record(h.key, true);
+                    let Some(p) = h.packet else { continue };
+                    let (from, conn) = (h.from, h.conn);
+                    self.decide_then(p, Instant::now(), move |shard, messages| {
+                        let back = ShardMsg::Answer { conn, messages };
+                        if from == shard.ctx.id {
+                            shard.on_answer(back);
+                        } else {
+                            let mesh = shard.shared.mesh.clone();
+                            glommio::spawn_local(async move {
+                                if let Err(e) = mesh.send_to(from, back).await {
+                                    tracing::warn!("answer to shard {} failed: {e}", from.0);
+                                }
+                            })
+                            .detach();
+                        }
+                    });
                 }
                 msg @ ShardMsg::Answer { .. } => self.on_answer(msg),
                 ShardMsg::Command { dpid, cmd, reply } => {
@@ -403,12 +471,7 @@ impl Shard {
 
     fn on_answer(&self, msg: ShardMsg) {
         if let ShardMsg::Answer { conn, messages } = msg {
-            if messages.is_empty() {
-                return;
-            }
-            if let Some(c) = self.conns.borrow().get(&conn) {
-                c.send_all(&messages);
-            }
+            self.send_on(conn, messages);
         }
     }
 
@@ -521,7 +584,11 @@ impl Shard {
             })
             .collect();
         extra.insert("connections".to_string(), serde_json::Value::Array(conns));
-        extra.insert("hot_syn".to_string(), serde_json::json!(self.hot_syn.borrow().len()));
+        if let Some(d) = &self.decider {
+            extra.insert("hot_syn".to_string(), serde_json::json!(d.hot_syn_len()));
+            extra.insert("policy_cache".to_string(), serde_json::json!(d.cached_answers()));
+            extra.insert("policy_pending".to_string(), serde_json::json!(d.pending()));
+        }
         let live = self.live.borrow();
         let live_flows: serde_json::Map<String, serde_json::Value> =
             self.by_dpid.borrow().keys().map(|d| (format!("{d:016x}"), serde_json::json!(live.len(*d)))).collect();
@@ -546,7 +613,6 @@ impl Shard {
             glommio::timer::sleep(Duration::from_secs(5)).await;
             let now = Instant::now();
             let gone = self.keys.borrow_mut().expire_idle_at_most(now, KEY_IDLE, 10_000).len();
-            self.hot_syn.borrow_mut().purge_expired(now);
             if gone > 0 {
                 tracing::debug!(shard = self.id(), gone, "idle connections expired");
             }

@@ -129,7 +129,10 @@ fn allowed_udp_sctp_icmp_and_other_protocols() {
     assert!(t[0].contains(",sctp,nw_src=10.244.1.2,nw_dst=10.244.1.4,tp_src=3868,tp_dst=3869,"), "{t:?}");
     assert!(t[1].contains(",sctp,nw_src=10.244.1.4,nw_dst=10.244.1.2,tp_src=3869,tp_dst=3868,"), "{t:?}");
 
-    let ping = key(&build::icmp_echo_request(A_MAC, B_MAC, "10.244.1.2".parse().unwrap(), "10.244.1.4".parse().unwrap(), 7, 1), 2);
+    let ping = key(
+        &build::icmp_echo_request(A_MAC, B_MAC, "10.244.1.2".parse().unwrap(), "10.244.1.4".parse().unwrap(), 7, 1),
+        2,
+    );
     let (_, t) = run(&ping, 2, &NetworkPolicy::allow());
     assert!(t[0].contains(",icmp,nw_src=10.244.1.2,nw_dst=10.244.1.4,icmp_type=8,icmp_code=0,"), "{t:?}");
     assert!(t[1].contains(",icmp,nw_src=10.244.1.4,nw_dst=10.244.1.2,icmp_type=0,icmp_code=0,"), "{t:?}");
@@ -197,7 +200,11 @@ fn service_with_one_endpoint_is_dnated_in_table_0() {
     // A remote endpoint, port kept (0): out of the gateway, its reply expected from the gateway.
     let (_, t) = run(&k, 2, &NetworkPolicy::service(vec![ep("10.244.7.7", 0, 1)]));
     assert!(t[0].ends_with("actions=ct(commit,zone=2,nat(dst=10.244.7.7)),output:3"), "{}", t[0]);
-    assert!(t[1].contains("nw_src=10.244.7.7,nw_dst=10.244.1.2,tp_src=80,tp_dst=33333,in_port=3,actions=ct(zone=2,nat)"), "{}", t[1]);
+    assert!(
+        t[1].contains("nw_src=10.244.7.7,nw_dst=10.244.1.2,tp_src=80,tp_dst=33333,in_port=3,actions=ct(zone=2,nat)"),
+        "{}",
+        t[1]
+    );
     // IPv6 endpoint address form.
     let k6 = key(&build::tcp_syn(A_MAC, GW_MAC, ip("fd00::2"), ip("fd00:96::10"), 1000, 80), 2);
     let (_, t) = run(&k6, 2, &NetworkPolicy::service(vec![ep("fd00::7", 8080, 1)]));
@@ -266,7 +273,11 @@ fn src_port_translation_and_snat() {
         ]
     );
     allowed_po(&d, 2);
-    let p = NetworkPolicy { dst_type: DstType::Snat { ip: ip("192.168.0.1") }, src_port: Some(40001), ..NetworkPolicy::allow() };
+    let p = NetworkPolicy {
+        dst_type: DstType::Snat { ip: ip("192.168.0.1") },
+        src_port: Some(40001),
+        ..NetworkPolicy::allow()
+    };
     let (_, t) = run(&k, 2, &p);
     assert!(t[0].contains("nat(src=192.168.0.1:40001)"), "{}", t[0]);
     assert!(t[1].contains("nw_dst=192.168.0.1,tp_src=443,tp_dst=40001,in_port=3"), "{}", t[1]);

@@ -1,0 +1,196 @@
+//! The Packet-In decision on the shard that owns a connection: reply guess (hot-SYN cache),
+//! the policy answer (this shard's cache, else the policy source), then the flows and the
+//! packet-out (`policy::decide`). A query to cni-ctl never blocks the shard: the packet waits in
+//! its own task (bounded by `max_pending`) while other packet-ins go on.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shards::HotSynCache;
+
+use crate::config::PolicyConfig;
+use crate::openflow::message::Message;
+use crate::packet::FlowKey;
+use crate::pipeline::default::PipelineConfig;
+use crate::policy::{self, DecisionContext, HotTarget, NetworkPolicy, PolicyQuery, Verdict};
+
+/// Where policy answers come from. Embedded and file answers are immediate; cni-ctl's come
+/// later through a runtime-agnostic channel.
+pub trait Answers: Send + Sync {
+    /// The answer when it needs no IO.
+    fn now(&self, q: &PolicyQuery) -> Option<NetworkPolicy>;
+    /// Ask (cni-ctl); the receiver yields the answer or why there is none.
+    fn ask(&self, q: PolicyQuery) -> flume::Receiver<Result<NetworkPolicy, String>>;
+}
+
+/// The embedded default: everything is allowed, as in Kubernetes without NetworkPolicies.
+pub struct AllowAll;
+
+impl Answers for AllowAll {
+    fn now(&self, _q: &PolicyQuery) -> Option<NetworkPolicy> {
+        Some(NetworkPolicy::allow())
+    }
+
+    fn ask(&self, _q: PolicyQuery) -> flume::Receiver<Result<NetworkPolicy, String>> {
+        let (tx, rx) = flume::bounded(1);
+        let _ = tx.send(Ok(NetworkPolicy::allow()));
+        rx
+    }
+}
+
+const HOT_SYN_CAPACITY: usize = 65_536;
+const HOT_SYN_TTL: Duration = Duration::from_secs(30);
+const CACHE_MAX: usize = 100_000;
+
+pub struct Decider {
+    pipeline: PipelineConfig,
+    generation: u16,
+    cfg: PolicyConfig,
+    answers: Arc<dyn Answers>,
+    cache: RefCell<HashMap<PolicyQuery, (NetworkPolicy, Instant)>>,
+    hot: RefCell<HotSynCache<HotTarget>>,
+    pending: Cell<usize>,
+}
+
+/// What a decision did, for counters and logs.
+pub type Label = &'static str;
+
+impl Decider {
+    pub fn new(pipeline: PipelineConfig, generation: u16, cfg: PolicyConfig, answers: Arc<dyn Answers>) -> Decider {
+        Decider {
+            pipeline,
+            generation,
+            cfg,
+            answers,
+            cache: RefCell::new(HashMap::new()),
+            hot: RefCell::new(HotSynCache::new(HOT_SYN_CAPACITY, HOT_SYN_TTL)),
+            pending: Cell::new(0),
+        }
+    }
+
+    /// Whether the pipeline can carry a decision for this packet (IPv4 TCP, UDP, SCTP, ICMP);
+    /// others are only recorded.
+    pub fn supports(key: &FlowKey) -> bool {
+        matches!(key.ip_src, IpAddr::V4(_)) && matches!(key.ip_proto, 6 | 17 | 132 | 1)
+    }
+
+    /// Decides for one packet-in: the messages to send (flows first, then the packet-out) and
+    /// the verdict label.
+    pub async fn decide(&self, key: &FlowKey, in_port: u32, ct_state: u32, data: &[u8]) -> (Label, Vec<Message>) {
+        let now = Instant::now();
+        let is_reply = policy::classify(key, ct_state, &mut self.hot.borrow_mut(), now);
+        let q = PolicyQuery::from_flow(key, is_reply, &self.pipeline.service_cidr);
+        let mut label_override = None;
+        let answer = match self.cached(&q, now) {
+            Some(p) => p,
+            None => {
+                let fresh = match self.answers.now(&q) {
+                    Some(p) => Ok(p),
+                    None => self.ask(q).await,
+                };
+                match fresh {
+                    Ok(p) => {
+                        self.remember(q, &p, now);
+                        p
+                    }
+                    Err(why) if self.cfg.fail_open => {
+                        tracing::warn!("policy unavailable ({why}): allowing (fail-open)");
+                        label_override = Some("fail_open");
+                        NetworkPolicy::allow()
+                    }
+                    Err(why) => {
+                        // Fail closed: drop this packet, install nothing, so that the next
+                        // packet of the connection asks again once the policy is back.
+                        tracing::warn!("policy unavailable ({why}): dropping (fail-closed)");
+                        return ("fail_closed", Vec::new());
+                    }
+                }
+            }
+        };
+        let ctx = DecisionContext {
+            pipeline: &self.pipeline,
+            generation: self.generation,
+            conn_idle_timeout: self.cfg.conn_idle_timeout,
+            deny_idle_timeout: self.cfg.deny_idle_timeout,
+            locator: &self.pipeline,
+        };
+        let d = policy::decide(key, in_port, &answer, &ctx);
+        let label = label_override.unwrap_or(match d.verdict {
+            Verdict::Allow => "allow",
+            Verdict::Service { .. } => "service",
+            Verdict::Deny => "deny",
+        });
+        (label, d.messages(data))
+    }
+
+    async fn ask(&self, q: PolicyQuery) -> Result<NetworkPolicy, String> {
+        if self.pending.get() >= self.cfg.max_pending {
+            return Err(format!("{} packets already wait for the policy", self.pending.get()));
+        }
+        self.pending.set(self.pending.get() + 1);
+        let rx = self.answers.ask(q);
+        let timeout = Duration::from_millis(self.cfg.timeout_ms);
+        let r = futures_lite::future::race(
+            async { rx.recv_async().await.unwrap_or_else(|_| Err("policy source went away".to_string())) },
+            async {
+                glommio::timer::sleep(timeout).await;
+                Err(format!("no answer within {} ms", timeout.as_millis()))
+            },
+        )
+        .await;
+        self.pending.set(self.pending.get() - 1);
+        r
+    }
+
+    fn cached(&self, q: &PolicyQuery, now: Instant) -> Option<NetworkPolicy> {
+        let mut cache = self.cache.borrow_mut();
+        match cache.get(q) {
+            Some((p, until)) if *until > now => Some(p.clone()),
+            Some(_) => {
+                cache.remove(q);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember(&self, q: PolicyQuery, p: &NetworkPolicy, now: Instant) {
+        if p.ttl.is_zero() {
+            return;
+        }
+        let mut cache = self.cache.borrow_mut();
+        if cache.len() >= CACHE_MAX {
+            cache.retain(|_, (_, until)| *until > now);
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+        }
+        cache.insert(q, (p.clone(), now + p.ttl));
+    }
+
+    /// Drops cached answers about `ips` (source or destination), of a version below
+    /// `below_version`, or all; returns how many.
+    pub fn invalidate(&self, ips: &[IpAddr], below_version: u64, all: bool) -> usize {
+        let mut cache = self.cache.borrow_mut();
+        let before = cache.len();
+        cache.retain(|q, (p, _)| {
+            !(all || ips.contains(&q.src_ip) || ips.contains(&q.dst_ip) || p.version < below_version)
+        });
+        before - cache.len()
+    }
+
+    pub fn cached_answers(&self) -> usize {
+        self.cache.borrow().len()
+    }
+
+    pub fn hot_syn_len(&self) -> usize {
+        self.hot.borrow().len()
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.get()
+    }
+}

@@ -1,0 +1,720 @@
+//! A policy file (TOML): first-match rules, services (DNAT) and static endpoint locations, for
+//! nodes without cni-ctl and for the reference cni-ctl server (`shardflow cnictl`).
+//!
+//! ```toml
+//! version = 3
+//! default = "deny"
+//!
+//! [[rule]]
+//! action = "allow"
+//! src = "10.244.0.0/16"
+//! dst = "10.244.1.0/24"
+//! protocol = "tcp"
+//! ports = "8000-8080"
+//!
+//! [[service]]
+//! vip = "10.96.0.10"
+//! port = 53
+//! protocol = "udp"
+//! endpoints = [{ ip = "10.244.1.2", port = 5353, weight = 1 }]
+//!
+//! [[endpoint]]
+//! ip = "10.244.1.2"
+//! mac = "0a:58:0a:f4:01:02"
+//! port = 5
+//! ```
+//!
+//! Rules see the connection as the query writes it (initiator first, the VIP for a service);
+//! `ports` matches the destination port. The format is described in `docs/policy.md`.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::decision::{Location, Locator};
+use super::source::PolicyError;
+use super::{DstType, Endpoint, NetworkPolicy, PolicyQuery};
+use crate::packet::MacAddr;
+
+/// A rule's verdict, and the file's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleAction {
+    Allow,
+    Deny,
+}
+
+/// An IPv4 or IPv6 network (`10.0.0.0/8`, `fd00::/64`; a bare address is a /32 or /128).
+/// An IPv4 network never contains an IPv6 address and the other way round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpCidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpCidr {
+    /// `None` if the prefix is too long for the family or `addr` has host bits set.
+    pub fn new(addr: IpAddr, prefix: u8) -> Option<IpCidr> {
+        let c = IpCidr { addr, prefix };
+        (prefix <= c.max_prefix() && c.network(addr) == addr).then_some(c)
+    }
+
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    fn max_prefix(&self) -> u8 {
+        if self.addr.is_ipv4() {
+            32
+        } else {
+            128
+        }
+    }
+
+    /// `ip` with the host bits cleared (same family as `ip`).
+    fn network(&self, ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(a) => {
+                let m = u32::MAX.checked_shl(32 - u32::from(self.prefix.min(32))).unwrap_or(0);
+                IpAddr::V4((u32::from(a) & m).into())
+            }
+            IpAddr::V6(a) => {
+                let m = u128::MAX.checked_shl(128 - u32::from(self.prefix.min(128))).unwrap_or(0);
+                IpAddr::V6((u128::from(a) & m).into())
+            }
+        }
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        ip.is_ipv4() == self.addr.is_ipv4() && self.network(ip) == self.addr
+    }
+}
+
+impl fmt::Display for IpCidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for IpCidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<IpCidr, String> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.trim().parse().map_err(|_| format!("{a:?} is not an IP address"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            None => max,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| {
+                format!("prefix length {p:?} is not 0-{max}")
+            })?,
+        };
+        IpCidr::new(addr, prefix).ok_or_else(|| {
+            let net = IpCidr { addr, prefix }.network(addr);
+            format!("{s:?} has host bits set (did you mean {net}/{prefix}?)")
+        })
+    }
+}
+
+/// Which addresses a rule side matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddrMatch {
+    /// `"any"` (or the side left out): IPv4 and IPv6.
+    Any,
+    Net(IpCidr),
+}
+
+impl AddrMatch {
+    fn matches(&self, ip: IpAddr) -> bool {
+        match self {
+            AddrMatch::Any => true,
+            AddrMatch::Net(n) => n.contains(ip),
+        }
+    }
+}
+
+/// A rule's protocol. `Icmp` matches ICMP (1) and ICMPv6 (58).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+    Icmp,
+    Any,
+}
+
+impl Protocol {
+    fn parse(s: &str) -> Result<Protocol, String> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            "sctp" => Protocol::Sctp,
+            "icmp" => Protocol::Icmp,
+            "any" => Protocol::Any,
+            _ => return Err(format!("{s:?} is not tcp, udp, sctp, icmp or any")),
+        })
+    }
+
+    fn matches(self, proto: u8) -> bool {
+        match self {
+            Protocol::Tcp => proto == 6,
+            Protocol::Udp => proto == 17,
+            Protocol::Sctp => proto == 132,
+            Protocol::Icmp => proto == 1 || proto == 58,
+            Protocol::Any => true,
+        }
+    }
+
+    fn has_ports(self) -> bool {
+        matches!(self, Protocol::Tcp | Protocol::Udp | Protocol::Sctp)
+    }
+}
+
+/// An inclusive destination port range (`"80"` is 80-80).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl PortRange {
+    fn parse(v: &toml::Value) -> Result<PortRange, String> {
+        let one = |s: &str| -> Result<u16, String> {
+            s.trim().parse::<u16>().map_err(|_| format!("{s:?} is not a port (0-65535)"))
+        };
+        let (lo, hi) = match v {
+            toml::Value::Integer(n) => {
+                let p = u16::try_from(*n).map_err(|_| format!("{n} is not a port (0-65535)"))?;
+                (p, p)
+            }
+            toml::Value::String(s) => match s.split_once('-') {
+                Some((a, b)) => (one(a)?, one(b)?),
+                None => {
+                    let p = one(s)?;
+                    (p, p)
+                }
+            },
+            other => return Err(format!("{other} is not a port or a range (\"80\", \"1000-2000\")")),
+        };
+        if lo > hi {
+            return Err(format!("range {lo}-{hi} is empty (low end above high end)"));
+        }
+        Ok(PortRange { lo, hi })
+    }
+
+    fn contains(&self, p: u16) -> bool {
+        (self.lo..=self.hi).contains(&p)
+    }
+}
+
+/// One `[[rule]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub action: RuleAction,
+    pub src: AddrMatch,
+    pub dst: AddrMatch,
+    pub protocol: Protocol,
+    /// Destination ports (tcp/udp/sctp only); `None`: any.
+    pub ports: Option<PortRange>,
+}
+
+impl Rule {
+    pub fn matches(&self, q: &PolicyQuery) -> bool {
+        self.protocol.matches(q.protocol)
+            && self.src.matches(q.src_ip)
+            && self.dst.matches(q.dst_ip)
+            && self.ports.is_none_or(|r| r.contains(q.dst_port))
+    }
+}
+
+/// One `[[service]]`: connections to `vip:port` are DNATed to `endpoints`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub vip: IpAddr,
+    pub port: u16,
+    /// Tcp, Udp or Sctp.
+    pub protocol: Protocol,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// One `[[endpoint]]`: where a local address lives on the bridge (for the daemon's locator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaticEndpoint {
+    pub ip: IpAddr,
+    pub mac: MacAddr,
+    /// OpenFlow port number.
+    pub port: u32,
+}
+
+/// A loaded, checked policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyFile {
+    /// Put in every answer's `version`.
+    pub version: u64,
+    /// The verdict when no rule matches.
+    pub default: RuleAction,
+    /// How long an answer may be cached (`ttl_ms`; default 30 s).
+    pub ttl: Duration,
+    pub rules: Vec<Rule>,
+    pub services: Vec<Service>,
+    pub endpoints: Vec<StaticEndpoint>,
+}
+
+impl Default for PolicyFile {
+    /// Allow everything, no services, no endpoints.
+    fn default() -> PolicyFile {
+        PolicyFile {
+            version: 0,
+            default: RuleAction::Allow,
+            ttl: super::proto::DEFAULT_TTL,
+            rules: Vec::new(),
+            services: Vec::new(),
+            endpoints: Vec::new(),
+        }
+    }
+}
+
+// === the raw TOML ===
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    version: u64,
+    default: Option<String>,
+    ttl_ms: Option<u64>,
+    #[serde(default)]
+    rule: Vec<RawRule>,
+    #[serde(default)]
+    service: Vec<RawService>,
+    #[serde(default)]
+    endpoint: Vec<RawEndpoint>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    action: String,
+    src: Option<String>,
+    dst: Option<String>,
+    protocol: Option<String>,
+    ports: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    vip: String,
+    port: i64,
+    protocol: Option<String>,
+    #[serde(default)]
+    endpoints: Vec<RawServiceEndpoint>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServiceEndpoint {
+    ip: String,
+    #[serde(default)]
+    port: i64,
+    weight: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    ip: String,
+    mac: String,
+    port: i64,
+}
+
+fn entry(key: String) -> impl Fn(String) -> PolicyError {
+    move |reason| PolicyError::Entry { key: key.clone(), reason }
+}
+
+fn action(s: &str) -> Result<RuleAction, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "allow" => Ok(RuleAction::Allow),
+        "deny" => Ok(RuleAction::Deny),
+        _ => Err(format!("{s:?} is not allow or deny")),
+    }
+}
+
+fn addr_match(s: Option<&str>) -> Result<AddrMatch, String> {
+    match s.map(str::trim) {
+        None | Some("any") | Some("*") => Ok(AddrMatch::Any),
+        Some(s) => s.parse().map(AddrMatch::Net),
+    }
+}
+
+fn ip(s: &str) -> Result<IpAddr, String> {
+    s.trim().parse().map_err(|_| format!("{s:?} is not an IP address"))
+}
+
+fn int<T: TryFrom<i64>>(n: i64, what: &str) -> Result<T, String> {
+    T::try_from(n).map_err(|_| format!("{n} is not {what}"))
+}
+
+impl PolicyFile {
+    /// Reads and checks the file at `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<PolicyFile, PolicyError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| PolicyError::Io { path: path.display().to_string(), reason: e.to_string() })?;
+        PolicyFile::parse(&text).map_err(|e| match e {
+            PolicyError::Parse { path: _, reason } => PolicyError::Parse { path: path.display().to_string(), reason },
+            PolicyError::Entry { key, reason } => {
+                PolicyError::Parse { path: path.display().to_string(), reason: format!("{key}: {reason}") }
+            }
+            other => other,
+        })
+    }
+
+    /// Parses and checks policy TOML. Errors name the entry (`rule[2].src: ...`, 0-based).
+    pub fn parse(text: &str) -> Result<PolicyFile, PolicyError> {
+        let raw: RawFile = toml::from_str(text)
+            .map_err(|e| PolicyError::Parse { path: String::new(), reason: e.to_string().trim_end().to_string() })?;
+        let default = match raw.default.as_deref() {
+            None => RuleAction::Allow,
+            Some(s) => action(s).map_err(entry("default".into()))?,
+        };
+        let ttl = match raw.ttl_ms {
+            None => super::proto::DEFAULT_TTL,
+            Some(0) => return Err(entry("ttl_ms".into())("0 is not a cache time (leave it out for 30 s)".into())),
+            Some(ms) => Duration::from_millis(ms),
+        };
+        let mut rules = Vec::with_capacity(raw.rule.len());
+        for (i, r) in raw.rule.iter().enumerate() {
+            let at = |f: &str| entry(format!("rule[{i}].{f}"));
+            let protocol = match r.protocol.as_deref() {
+                None => Protocol::Any,
+                Some(p) => Protocol::parse(p).map_err(at("protocol"))?,
+            };
+            let ports = match &r.ports {
+                None => None,
+                Some(v) => {
+                    if !protocol.has_ports() {
+                        return Err(at("ports")("ports need protocol tcp, udp or sctp".into()));
+                    }
+                    Some(PortRange::parse(v).map_err(at("ports"))?)
+                }
+            };
+            rules.push(Rule {
+                action: action(&r.action).map_err(at("action"))?,
+                src: addr_match(r.src.as_deref()).map_err(at("src"))?,
+                dst: addr_match(r.dst.as_deref()).map_err(at("dst"))?,
+                protocol,
+                ports,
+            });
+        }
+        let mut services = Vec::with_capacity(raw.service.len());
+        let mut seen = HashSet::new();
+        for (i, s) in raw.service.iter().enumerate() {
+            let at = |f: &str| entry(format!("service[{i}].{f}"));
+            let vip = ip(&s.vip).map_err(at("vip"))?;
+            let port: u16 = int(s.port, "a port (1-65535)").map_err(at("port"))?;
+            if port == 0 {
+                return Err(at("port")("0 is not a service port (1-65535)".into()));
+            }
+            let protocol = match s.protocol.as_deref() {
+                None => Protocol::Tcp,
+                Some(p) => Protocol::parse(p).map_err(at("protocol"))?,
+            };
+            if !protocol.has_ports() {
+                return Err(at("protocol")(format!("a service is tcp, udp or sctp, not {protocol:?}")));
+            }
+            if !seen.insert((vip, port, protocol as u8)) {
+                return Err(at("vip")(format!("{vip} port {port} {protocol:?} is already a service")));
+            }
+            let mut endpoints = Vec::with_capacity(s.endpoints.len());
+            for (j, e) in s.endpoints.iter().enumerate() {
+                let at = |f: &str| entry(format!("service[{i}].endpoints[{j}].{f}"));
+                let ep = Endpoint {
+                    ip: ip(&e.ip).map_err(at("ip"))?,
+                    port: int(e.port, "a port (0-65535)").map_err(at("port"))?,
+                    weight: int(e.weight.unwrap_or(1), "a weight (0-4294967295)").map_err(at("weight"))?,
+                };
+                if ep.ip.is_ipv4() != vip.is_ipv4() {
+                    return Err(at("ip")(format!("{} is not of the VIP's family ({vip})", ep.ip)));
+                }
+                endpoints.push(ep);
+            }
+            services.push(Service { vip, port, protocol, endpoints });
+        }
+        let mut endpoints = Vec::with_capacity(raw.endpoint.len());
+        let mut seen = HashSet::new();
+        for (i, e) in raw.endpoint.iter().enumerate() {
+            let at = |f: &str| entry(format!("endpoint[{i}].{f}"));
+            let ip = ip(&e.ip).map_err(at("ip"))?;
+            if !seen.insert(ip) {
+                return Err(at("ip")(format!("{ip} is listed twice")));
+            }
+            let mac: MacAddr = e.mac.trim().parse().map_err(|_| at("mac")(format!("{:?} is not a MAC address", e.mac)))?;
+            let port: u32 = int(e.port, "an OpenFlow port (1-4294967039)").map_err(at("port"))?;
+            if port == 0 || port > 0xffff_feff {
+                return Err(at("port")(format!("{port} is not an OpenFlow port (1-4294967039)")));
+            }
+            endpoints.push(StaticEndpoint { ip, mac, port });
+        }
+        Ok(PolicyFile { version: raw.version, default, ttl, rules, services, endpoints })
+    }
+
+    /// The service `q` is addressed to, if any (VIP, port and protocol).
+    pub fn service_for(&self, q: &PolicyQuery) -> Option<&Service> {
+        self.services.iter().find(|s| s.vip == q.dst_ip && s.port == q.dst_port && s.protocol.matches(q.protocol))
+    }
+
+    /// Whether the first matching rule (or the default) allows `q`.
+    pub fn allows(&self, q: &PolicyQuery) -> bool {
+        let action = self.rules.iter().find(|r| r.matches(q)).map_or(self.default, |r| r.action);
+        action == RuleAction::Allow
+    }
+
+    /// The answer for `q`: `allowed` from the first matching rule (else the default), seen as
+    /// addressed; `Dnat` with the service's endpoints when `q` goes to a service's VIP:port.
+    pub fn evaluate(&self, q: &PolicyQuery) -> NetworkPolicy {
+        let dst_type = match self.service_for(q) {
+            Some(s) => DstType::Dnat { endpoints: s.endpoints.clone() },
+            None => DstType::Direct,
+        };
+        NetworkPolicy { allowed: self.allows(q), dst_type, src_port: None, version: self.version, ttl: self.ttl }
+    }
+}
+
+/// The file's `[[endpoint]]` entries.
+impl Locator for PolicyFile {
+    fn locate(&self, ip: IpAddr) -> Option<Location> {
+        self.endpoints.iter().find(|e| e.ip == ip).map(|e| Location { port: e.port, mac: e.mac })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn q(src: &str, dst: &str, proto: u8, dport: u16) -> PolicyQuery {
+        PolicyQuery {
+            src_ip: src.parse().unwrap(),
+            dst_ip: dst.parse().unwrap(),
+            src_mac: MacAddr::ZERO,
+            dst_mac: MacAddr::ZERO,
+            src_port: 40000,
+            dst_port: dport,
+            protocol: proto,
+            is_reply: false,
+            nat: false,
+        }
+    }
+
+    fn err(text: &str) -> String {
+        PolicyFile::parse(text).unwrap_err().to_string()
+    }
+
+    const RULES: &str = r#"
+        version = 4
+        default = "deny"
+        [[rule]]
+        action = "deny"
+        src = "10.244.1.66"
+        dst = "10.244.0.0/16"
+        [[rule]]
+        action = "allow"
+        src = "10.244.0.0/16"
+        dst = "10.244.2.0/24"
+        protocol = "tcp"
+        ports = "8000-8080"
+        [[rule]]
+        action = "allow"
+        dst = "10.244.3.3/32"
+        protocol = "udp"
+        ports = 53
+        [[rule]]
+        action = "allow"
+        protocol = "icmp"
+        [[rule]]
+        action = "allow"
+        src = "fd00::/64"
+        dst = "any"
+    "#;
+
+    #[test]
+    fn rules_first_match_and_default() {
+        let f = PolicyFile::parse(RULES).unwrap();
+        assert_eq!(f.version, 4);
+        assert_eq!(f.rules.len(), 5);
+        let allowed = |q: PolicyQuery| f.evaluate(&q).allowed;
+        // Range ends are inclusive.
+        assert!(allowed(q("10.244.1.2", "10.244.2.9", 6, 8000)));
+        assert!(allowed(q("10.244.1.2", "10.244.2.9", 6, 8080)));
+        assert!(!allowed(q("10.244.1.2", "10.244.2.9", 6, 7999)));
+        assert!(!allowed(q("10.244.1.2", "10.244.2.9", 6, 8081)));
+        // Protocol must match.
+        assert!(!allowed(q("10.244.1.2", "10.244.2.9", 17, 8000)));
+        // The first match wins: .66 is denied before the allow rule.
+        assert!(!allowed(q("10.244.1.66", "10.244.2.9", 6, 8000)));
+        // Integer ports, /32 destination, no source (any).
+        assert!(allowed(q("192.168.0.1", "10.244.3.3", 17, 53)));
+        assert!(!allowed(q("192.168.0.1", "10.244.3.4", 17, 53)));
+        // icmp covers ICMPv6 too; any port.
+        assert!(allowed(q("10.1.1.1", "10.2.2.2", 1, 0)));
+        assert!(allowed(q("fd01::1", "fd02::2", 58, 0)));
+        // IPv6 source network, "any" destination (either family).
+        assert!(allowed(q("fd00::1", "fd01::1", 6, 1)));
+        assert!(!allowed(q("fd00:0:0:1::1", "fd01::1", 6, 1)));
+        // Default deny.
+        assert!(!allowed(q("10.9.9.9", "10.8.8.8", 6, 80)));
+        let p = f.evaluate(&q("10.9.9.9", "10.8.8.8", 6, 80));
+        assert_eq!((p.version, p.dst_type, p.src_port), (4, DstType::Direct, None));
+    }
+
+    #[test]
+    fn empty_file_allows_all() {
+        let f = PolicyFile::parse("").unwrap();
+        assert_eq!(f, PolicyFile::default());
+        assert_eq!(f.evaluate(&q("10.0.0.1", "10.0.0.2", 6, 80)), NetworkPolicy::allow());
+    }
+
+    #[test]
+    fn cidr_edges() {
+        let c: IpCidr = "10.0.0.0/8".parse().unwrap();
+        assert!(c.contains("10.255.255.255".parse().unwrap()));
+        assert!(!c.contains("11.0.0.0".parse().unwrap()));
+        // /0 matches its own family only.
+        let all4: IpCidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all4.contains("255.255.255.255".parse().unwrap()));
+        assert!(!all4.contains("::1".parse().unwrap()));
+        let all6: IpCidr = "::/0".parse().unwrap();
+        assert!(all6.contains("fd00::1".parse().unwrap()));
+        assert!(!all6.contains("1.2.3.4".parse().unwrap()));
+        // IPv4-mapped IPv6 is IPv6.
+        assert!(!all4.contains("::ffff:1.2.3.4".parse().unwrap()));
+        // Bare addresses are host routes; /32 and /128 are exact.
+        let h: IpCidr = "10.1.2.3".parse().unwrap();
+        assert_eq!(h.prefix(), 32);
+        assert!(h.contains("10.1.2.3".parse().unwrap()) && !h.contains("10.1.2.4".parse().unwrap()));
+        assert_eq!("fd00::1".parse::<IpCidr>().unwrap().prefix(), 128);
+        assert!("fd00::/127".parse::<IpCidr>().unwrap().contains("fd00::1".parse().unwrap()));
+        // Errors.
+        assert!("10.0.0.1/8".parse::<IpCidr>().unwrap_err().contains("did you mean 10.0.0.0/8"));
+        assert!("10.0.0.0/33".parse::<IpCidr>().unwrap_err().contains("0-32"));
+        assert!("fd00::/129".parse::<IpCidr>().unwrap_err().contains("0-128"));
+        assert!("10.0.0/8".parse::<IpCidr>().is_err());
+        assert!("10.0.0.0/".parse::<IpCidr>().is_err());
+        assert!("10.0.0.0/-1".parse::<IpCidr>().is_err());
+    }
+
+    #[test]
+    fn services_dnat() {
+        let f = PolicyFile::parse(
+            r#"
+            default = "allow"
+            ttl_ms = 5000
+            [[rule]]
+            action = "deny"
+            src = "10.244.9.0/24"
+            dst = "10.96.0.10"
+            [[service]]
+            vip = "10.96.0.10"
+            port = 80
+            endpoints = [{ ip = "10.244.1.2", port = 8080 }, { ip = "10.244.2.2", port = 8080, weight = 3 }]
+            [[service]]
+            vip = "10.96.0.10"
+            port = 53
+            protocol = "udp"
+            endpoints = []
+            "#,
+        )
+        .unwrap();
+        let p = f.evaluate(&q("10.244.1.9", "10.96.0.10", 6, 80));
+        assert!(p.allowed);
+        assert_eq!(p.ttl, Duration::from_millis(5000));
+        let DstType::Dnat { endpoints } = p.dst_type else { panic!("not dnat: {p:?}") };
+        assert_eq!(endpoints.len(), 2);
+        assert_eq!((endpoints[0].port, endpoints[0].weight), (8080, 1));
+        assert_eq!(endpoints[1].weight, 3);
+        // Wrong port or protocol: not the service.
+        assert_eq!(f.evaluate(&q("10.244.1.9", "10.96.0.10", 6, 81)).dst_type, DstType::Direct);
+        assert_eq!(f.evaluate(&q("10.244.1.9", "10.96.0.10", 17, 80)).dst_type, DstType::Direct);
+        // UDP service without endpoints: Dnat with none (the decision denies it).
+        assert_eq!(f.evaluate(&q("10.244.1.9", "10.96.0.10", 17, 53)).dst_type, DstType::Dnat { endpoints: vec![] });
+        // Rules see the VIP.
+        let p = f.evaluate(&q("10.244.9.1", "10.96.0.10", 6, 80));
+        assert!(!p.allowed);
+        assert!(matches!(p.dst_type, DstType::Dnat { .. }));
+    }
+
+    #[test]
+    fn static_endpoints_locate() {
+        let f = PolicyFile::parse(
+            "[[endpoint]]\nip = \"10.244.1.2\"\nmac = \"0a:58:0a:f4:01:02\"\nport = 5\n",
+        )
+        .unwrap();
+        let loc = f.locate("10.244.1.2".parse().unwrap()).unwrap();
+        assert_eq!((loc.port, loc.mac.to_string()), (5, "0a:58:0a:f4:01:02".to_string()));
+        assert!(f.locate("10.244.1.3".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn errors_name_the_entry() {
+        let rule = |body: &str| format!("[[rule]]\naction = \"allow\"\n[[rule]]\n{body}\n");
+        assert_eq!(err(&rule("action = \"maybe\"")), "rule[1].action: \"maybe\" is not allow or deny");
+        assert!(err(&rule("action = \"allow\"\nsrc = \"10.0.0.1/8\"")).starts_with("rule[1].src: "));
+        assert!(err(&rule("action = \"allow\"\ndst = \"nope\"")).starts_with("rule[1].dst: "));
+        assert!(err(&rule("action = \"allow\"\nprotocol = \"gre\"")).starts_with("rule[1].protocol: "));
+        assert!(err(&rule("action = \"allow\"\nprotocol = \"tcp\"\nports = \"2000-1000\"")).contains("empty"));
+        assert!(err(&rule("action = \"allow\"\nprotocol = \"tcp\"\nports = \"70000\"")).starts_with("rule[1].ports: "));
+        assert!(err(&rule("action = \"allow\"\nprotocol = \"tcp\"\nports = \"80-\"")).starts_with("rule[1].ports: "));
+        assert!(err(&rule("action = \"allow\"\nprotocol = \"tcp\"\nports = -1")).starts_with("rule[1].ports: "));
+        assert!(err(&rule("action = \"allow\"\nports = \"80\"")).contains("ports need protocol"));
+        assert!(err(&rule("action = \"allow\"\nprotocol = \"icmp\"\nports = \"80\"")).contains("ports need protocol"));
+        // Unknown keys are typos, not ignored.
+        assert!(err(&rule("action = \"allow\"\nsource = \"10.0.0.0/8\"")).contains("source"));
+        assert!(err("default = \"reject\"").starts_with("default: "));
+        assert!(err("ttl_ms = 0").starts_with("ttl_ms: "));
+        assert!(err("version = \"x\"").contains("version"));
+        let svc = |body: &str| format!("[[service]]\nvip = \"10.96.0.1\"\nport = 443\n[[service]]\n{body}\n");
+        assert!(err(&svc("vip = \"10.96.0.300\"\nport = 1")).starts_with("service[1].vip: "));
+        assert!(err(&svc("vip = \"10.96.0.2\"\nport = 0")).starts_with("service[1].port: "));
+        assert!(err(&svc("vip = \"10.96.0.2\"\nport = 65536")).starts_with("service[1].port: "));
+        assert!(err(&svc("vip = \"10.96.0.2\"\nport = 1\nprotocol = \"icmp\"")).starts_with("service[1].protocol: "));
+        assert!(err(&svc("vip = \"10.96.0.1\"\nport = 443")).contains("already a service"));
+        assert_eq!(
+            err(&svc("vip = \"10.96.0.2\"\nport = 1\nendpoints = [{ ip = \"10.0.0.1\" }, { ip = \"x\" }]")),
+            "service[1].endpoints[1].ip: \"x\" is not an IP address"
+        );
+        assert!(err(&svc("vip = \"10.96.0.2\"\nport = 1\nendpoints = [{ ip = \"fd00::1\" }]")).contains("family"));
+        assert!(err(&svc("vip = \"10.96.0.2\"\nport = 1\nendpoints = [{ ip = \"10.0.0.1\", weight = -1 }]"))
+            .starts_with("service[1].endpoints[0].weight: "));
+        let ep = "[[endpoint]]\nip = \"10.0.0.1\"\nmac = \"0a:00:00:00:00:01\"\nport = 1\n";
+        assert!(err(&format!("{ep}{ep}")).starts_with("endpoint[1].ip: "));
+        assert!(err(&ep.replace("0a:00:00:00:00:01", "0a:00")).starts_with("endpoint[0].mac: "));
+        assert!(err(&ep.replace("port = 1", "port = 0")).starts_with("endpoint[0].port: "));
+        assert!(err("[[rule]\n").contains("TOML") || !err("[[rule]\n").is_empty());
+    }
+
+    #[test]
+    fn load_names_the_path() {
+        let dir = std::env::temp_dir().join(format!("shardflow-policy-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("policy.toml");
+        std::fs::write(&p, "[[rule]]\naction = \"allow\"\nsrc = \"1.2.3.4/8\"\n").unwrap();
+        let e = PolicyFile::load(&p).unwrap_err().to_string();
+        assert!(e.contains("policy.toml") && e.contains("rule[0].src"), "{e}");
+        std::fs::write(&p, RULES).unwrap();
+        assert_eq!(PolicyFile::load(&p).unwrap().rules.len(), 5);
+        let e = PolicyFile::load(dir.join("missing.toml")).unwrap_err().to_string();
+        assert!(e.contains("missing.toml"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,5 +1,6 @@
 //! Command-line interface: the daemon (`run`) and operator tools on flows (`flow ...`).
 
+mod cnictl;
 mod flow;
 mod run;
 mod switch;
@@ -28,12 +29,15 @@ enum Command {
     /// Flows and OpenFlow messages: encode, decode, send to a switch, dump.
     #[command(subcommand)]
     Flow(flow::FlowCommand),
+    /// The reference cni-ctl server: answers RouteService from a policy file (docs/policy.md).
+    Cnictl(cnictl::CnictlArgs),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run(run::RunArgs::default())) {
         Command::Run(args) => run::run(args),
+        Command::Cnictl(args) => cnictl::run(args),
         Command::Flow(cmd) => {
             init_logging("warn", LogFormat::Plain);
             flow::run(cmd)

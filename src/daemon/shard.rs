@@ -337,6 +337,13 @@ impl Shard {
             }
         };
         self.metrics.packet_in(kind);
+        tracing::debug!(
+            shard = self.id(),
+            table = pi.table_id,
+            cookie = %format!("{:#x}", pi.cookie),
+            packet = %crate::packet::describe(&pi.data),
+            "packet-in"
+        );
         let ck = key.conn_key();
         let owner = match self.shared.cfg.openflow.mode {
             // The switch already hashed the connection to this shard.

@@ -415,10 +415,12 @@ pub fn decision_texts(
 ///   priority 100, or table 0 priority 150 with `in_port` for a service (destination in the
 ///   service range or a `Dnat` answer). No packet-out.
 ///
-/// Allowed: a packet-out with `in_port=IN`, `actions=output:TABLE` (runs the tables from 0,
-/// through the flows just installed; send it after them).
+/// Allowed: a packet-out with `in_port=IN` and the actions of the flow of the packet's own
+/// direction (the first flow): conntrack commit, NAT, delivery. Sending it through the tables
+/// again (`output:TABLE`) would also work, but the re-run's conntrack recirculation can race the
+/// new flows and come back as a second packet-in; applying the decided actions cannot.
 pub fn decide(key: &FlowKey, in_port: u32, policy: &NetworkPolicy, ctx: &DecisionContext<'_>) -> Decision {
-    let (verdict, texts, packet_out) = decision_texts(key, in_port, policy, ctx);
+    let (verdict, texts, mut packet_out) = decision_texts(key, in_port, policy, ctx);
     let flows = texts
         .iter()
         .filter_map(|t| match FlowMod::parse(t, FlowModCommand::Add) {
@@ -429,6 +431,20 @@ pub fn decide(key: &FlowKey, in_port: u32, policy: &NetworkPolicy, ctx: &Decisio
                 None
             }
         })
-        .collect();
+        .collect::<Vec<FlowMod>>();
+    if let (Some(po), Some(first)) = (packet_out.as_mut(), flows.first()) {
+        let actions: Vec<Action> = first
+            .instructions
+            .iter()
+            .filter_map(|i| match i {
+                crate::openflow::instruction::Instruction::ApplyActions(a) => Some(a.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        if !actions.is_empty() {
+            po.actions = actions;
+        }
+    }
     Decision { verdict, flows, packet_out }
 }

@@ -700,7 +700,9 @@ mod tests {
         assert!(err(&format!("{ep}{ep}")).starts_with("endpoint[1].ip: "));
         assert!(err(&ep.replace("0a:00:00:00:00:01", "0a:00")).starts_with("endpoint[0].mac: "));
         assert!(err(&ep.replace("port = 1", "port = 0")).starts_with("endpoint[0].port: "));
-        assert!(err("[[rule]\n").contains("TOML") || !err("[[rule]\n").is_empty());
+        let syntax = PolicyFile::parse("[[rule]\n").unwrap_err();
+        assert!(matches!(syntax, PolicyError::Parse { .. }), "{syntax:?}");
+        assert!(err("[[rule]]\nsrc = \"10.0.0.0/8\"\n").contains("action"), "action is required");
     }
 
     #[test]

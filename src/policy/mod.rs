@@ -12,6 +12,12 @@
 
 pub mod decision;
 pub mod hot_syn;
+// cni-ctl: the gRPC API, client and servers, the policy file, the daemon's policy source.
+pub mod client;
+pub mod file;
+pub mod proto;
+pub mod server;
+pub mod source;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -24,6 +30,9 @@ pub use decision::{
     DEFAULT_CONN_IDLE_TIMEOUT, DEFAULT_DENY_IDLE_TIMEOUT, NAT_PRIORITY,
 };
 pub use hot_syn::{classify, is_reply, mark, HotTarget};
+pub use client::{ClientConfig, PolicyClient, PolicyClientHandle};
+pub use file::PolicyFile;
+pub use source::{PolicyError, PolicySource};
 
 /// One backend of a service.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

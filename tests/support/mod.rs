@@ -389,3 +389,36 @@ impl Daemon {
         d
     }
 }
+
+// === additions for tests/decisions_daemon.rs ===
+
+impl Daemon {
+    /// `run --shards N --config FILE EXTRA...` on fresh free ports (e.g. `--mode single`).
+    pub fn start_with_config_args(shards: u16, toml: &str, extra: &[&str]) -> Daemon {
+        let (base, http) = free_ports(shards);
+        let file = std::env::temp_dir().join(format!(
+            "shardflow-config-{}-{}.toml",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        ));
+        std::fs::write(&file, toml).unwrap();
+        let mut args: Vec<&str> = vec!["--config", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let d = Daemon::start_on(shards, base, http, &args);
+        let _ = std::fs::remove_file(&file);
+        d
+    }
+
+    /// Sum of the samples of a Prometheus metric at /metrics whose label text contains every
+    /// needle (e.g. `verdict="allow"`); 0 when absent.
+    pub fn metric_sum(&self, name: &str, needles: &[&str]) -> f64 {
+        let (st, body) = self.get("/metrics");
+        assert_eq!(st, 200, "GET /metrics: {body}");
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
+    }
+}

@@ -1,0 +1,558 @@
+//! The Packet-In decision path of the real daemon (`shardflow run --config` with docs/pipeline.md's
+//! example, embedded allow-all policy) against a real Open vSwitch 3.1 (private sandbox per test):
+//! a new pod-to-pod connection misses table 3, its shard decides (allow), installs the forward
+//! and reverse flows (table 3 priority 100, `ct(commit,zone=1)`, deliver) and sends the packet
+//! back (`output:TABLE`); the rest of the connection stays in the switch.
+//!
+//! Ports (the example): uplink 1 (`br0-p1`), pod A 2 (`br0-p2`, 10.244.1.2), gateway 3, pod B 4
+//! (10.244.1.4), tunnel 5 (`p3`..`p5`), each with a tx pcap; test 6 adds port 6 (`p6`), which
+//! the configuration does not know. Frames are built by `shardflow::packet::build` and injected
+//! as hex with `netdev-dummy/receive`. Run with `--test-threads=2`.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use shardflow::config::Config;
+use shardflow::openflow::flow::{FlowMod, FlowModCommand};
+use shardflow::packet::{build, FlowKey, MacAddr};
+use shardflow::pipeline::cookie::{self, Category};
+use support::{pcap_packet_count, repo, wait_until, Daemon, Ovs};
+
+const DPID: &str = "0000000000000001";
+const SHARDS: u16 = 2;
+const A_MAC: MacAddr = MacAddr([0x0a, 0x58, 0x0a, 0xf4, 1, 2]);
+const B_MAC: MacAddr = MacAddr([0x0a, 0x58, 0x0a, 0xf4, 1, 4]);
+const GW_MAC: MacAddr = MacAddr([0x02, 0x00, 0x0a, 0xf4, 1, 1]);
+const A: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 2);
+const B: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 4);
+const A_PORT: u32 = 2;
+const B_PORT: u32 = 4;
+
+fn a() -> IpAddr {
+    A.into()
+}
+fn b() -> IpAddr {
+    B.into()
+}
+
+// === set-up ===
+
+/// The ```toml block of docs/pipeline.md (2 shards, pods on ports 2 and 4).
+fn example_toml() -> String {
+    let doc = std::fs::read_to_string(repo().join("docs/pipeline.md")).unwrap();
+    let open = "```toml\n";
+    let start = doc.find(open).expect("docs/pipeline.md has a ```toml block") + open.len();
+    let end = doc[start..].find("```").unwrap() + start;
+    doc[start..end].to_string()
+}
+
+struct Env {
+    ovs: Ovs,
+    d: Daemon,
+    generation: u16,
+    cfg: Config,
+}
+
+impl Env {
+    /// OVS with ports 1-5 (+ `extra_ports`, tx pcaps) and the daemon with the example config
+    /// (+ `args`), attached (fan-out, or one connection when `single`), its pipeline in place.
+    fn start(args: &[&str], single: bool, extra_ports: &[u32]) -> Env {
+        let ovs = Ovs::start(&["br0"]);
+        for p in [3, 4, 5].iter().chain(extra_ports) {
+            let pcap = format!("options:tx_pcap={}", ovs.path(&format!("p{p}-tx.pcap")).display());
+            let req = format!("ofport_request={p}");
+            let name = format!("p{p}");
+            ovs.ok("ovs-vsctl", &["add-port", "br0", &name, "--", "set", "interface", &name, "type=dummy", &req, &pcap]);
+        }
+        let toml = example_toml();
+        let d = Daemon::start_with_config_args(SHARDS, &toml, args);
+        d.attach(&ovs, "br0", single);
+        let cfg = Config::from_toml(&toml).unwrap();
+        let generation = shardflow::pipeline::resync::generation_of(&shardflow::daemon::desired_texts(&cfg, 0));
+        let env = Env { ovs, d, generation, cfg };
+        env.wait_pipeline(if single { 1 } else { u64::from(SHARDS) }, Duration::from_secs(10));
+        env
+    }
+
+    fn wait_pipeline(&self, conns: u64, timeout: Duration) {
+        let mut last = Value::Null;
+        let ok = wait_until(timeout, || {
+            last = self.d.json("/v1/switches");
+            let s = last.as_array().and_then(|a| a.iter().find(|s| s["dpid"] == DPID));
+            s.is_some_and(|s| s["connections"].as_u64() == Some(conns) && !s["pipeline_installed_ms"].is_null())
+                && self.d.stderr().contains("pipeline in place")
+        });
+        assert!(ok, "no pipeline within {timeout:?}: {last}\n{}", self.d.stderr());
+    }
+
+    /// The pipeline flows (single mode differs in its dispatch flows: not used there).
+    fn pipeline_flows(&self) -> Vec<String> {
+        let mut v: Vec<String> = shardflow::daemon::desired_texts(&self.cfg, self.generation)
+            .iter()
+            .map(|t| FlowMod::parse(t, FlowModCommand::Add).unwrap().to_flow_text())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn inject(&self, port: u32, frames: &[Vec<u8>]) {
+        let name = port_name(port);
+        let hex: Vec<String> = frames.iter().map(|f| f.iter().map(|b| format!("{b:02x}")).collect()).collect();
+        let mut args: Vec<&str> = vec!["netdev-dummy/receive", &name];
+        args.extend(hex.iter().map(String::as_str));
+        self.ovs.ok("ovs-appctl", &args);
+    }
+
+    fn pcap(&self, port: u32) -> PathBuf {
+        match port {
+            1 | 2 => self.ovs.path(&format!("br0-p{port}-tx.pcap")),
+            p => self.ovs.path(&format!("p{p}-tx.pcap")),
+        }
+    }
+
+    fn count(&self, port: u32) -> usize {
+        pcap_packet_count(&self.pcap(port))
+    }
+
+    /// Waits (up to `t`) for the pcap of `port` to hold `n` records; returns the count seen.
+    fn wait_count(&self, port: u32, n: usize, t: Duration) -> usize {
+        let mut got = 0;
+        wait_until(t, || {
+            got = self.count(port);
+            got >= n
+        });
+        got
+    }
+
+    fn last_frame(&self, port: u32) -> Vec<u8> {
+        frames(&self.pcap(port)).pop().expect("a frame")
+    }
+
+    /// `shardflow_decisions_total`, all shards and verdicts.
+    fn decisions(&self) -> u64 {
+        self.d.metric_sum("shardflow_decisions_total", &[]) as u64
+    }
+
+    fn shards(&self) -> Vec<Value> {
+        self.d.json("/v1/shards").as_array().unwrap().clone()
+    }
+
+    /// Packet-ins over all shards (`/v1/shards` packet_ins).
+    fn packet_ins(&self) -> u64 {
+        self.shards().iter().map(|s| s["packet_ins"].as_u64().unwrap()).sum()
+    }
+
+    /// Live flows of br0 over all shards (`/v1/shards` live_flows).
+    fn live_flows(&self) -> u64 {
+        self.shards().iter().map(|s| s["live_flows"][DPID].as_u64().unwrap_or(0)).sum()
+    }
+
+    /// The connection flows (table 3 priority 100) as `(cookie, text without the cookie)`.
+    fn conn_flows(&self) -> Vec<(u64, String)> {
+        let out = self.ovs.ok("ovs-ofctl", &["-O", "OpenFlow13", "dump-flows", "br0", "table=3", "--no-stats"]);
+        let mut v: Vec<(u64, String)> =
+            out.lines().filter(|l| l.contains("priority=100")).map(split_cookie).collect();
+        v.sort_by(|x, y| x.1.cmp(&y.1));
+        v
+    }
+
+    fn conntrack(&self) -> String {
+        self.ovs.ok("ovs-appctl", &["dpctl/dump-conntrack", "-m"])
+    }
+
+    /// The connection cookie the daemon gives the connection of `frame` (generation |
+    /// Connection | ConnKey hash).
+    fn conn_cookie(&self, in_port: u32, frame: &[u8]) -> u64 {
+        let k = FlowKey::extract(in_port, frame).unwrap();
+        cookie::make(self.generation, Category::Connection, k.conn_key().hash64())
+    }
+}
+
+fn port_name(port: u32) -> String {
+    match port {
+        1 | 2 => format!("br0-p{port}"),
+        p => format!("p{p}"),
+    }
+}
+
+/// ` cookie=0xC, REST` -> (C, ` REST`).
+fn split_cookie(line: &str) -> (u64, String) {
+    let rest = line.trim_start().strip_prefix("cookie=0x").unwrap_or_else(|| panic!("no cookie: {line}"));
+    let (c, rest) = rest.split_once(',').unwrap();
+    (u64::from_str_radix(c, 16).unwrap(), rest.to_string())
+}
+
+/// The frames in a pcap file.
+fn frames(path: &std::path::Path) -> Vec<Vec<u8>> {
+    let b = std::fs::read(path).unwrap_or_default();
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= b.len() {
+        let incl = u32::from_le_bytes([b[at + 8], b[at + 9], b[at + 10], b[at + 11]]) as usize;
+        at += 16;
+        if at + incl > b.len() {
+            break;
+        }
+        out.push(b[at..at + incl].to_vec());
+        at += incl;
+    }
+    out
+}
+
+fn mac(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
+}
+
+fn ip_at(f: &[u8], at: usize) -> Ipv4Addr {
+    Ipv4Addr::new(f[at], f[at + 1], f[at + 2], f[at + 3])
+}
+
+/// The two flows an allowed direct connection gets, without cookies, as dump-flows prints
+/// them: `fwd_match`/`rev_match` are `PROTO,nw_src=..,nw_dst=..,L4` of each direction; the
+/// forward flow delivers to pod A (port 2), the reverse one to pod B (port 4).
+fn expected_pair(fwd_match: &str, rev_match: &str) -> Vec<String> {
+    let mut v = vec![
+        format!(" table=3, idle_timeout=300, priority=100,{fwd_match} actions=ct(commit,zone=1),set_field:{A_MAC}->eth_dst,output:{A_PORT}"),
+        format!(" table=3, idle_timeout=300, priority=100,{rev_match} actions=ct(commit,zone=1),set_field:{B_MAC}->eth_dst,output:{B_PORT}"),
+    ];
+    v.sort();
+    v
+}
+
+fn tcp_matches(sport: u16, dport: u16) -> (String, String) {
+    (
+        format!("tcp,nw_src={B},nw_dst={A},tp_src={sport},tp_dst={dport}"),
+        format!("tcp,nw_src={A},nw_dst={B},tp_src={dport},tp_dst={sport}"),
+    )
+}
+
+/// Asserts the decided flows of one connection are in table 3 (exact text, the expected
+/// cookie on both); returns the time it took to see them.
+fn assert_pair(env: &Env, what: &str, want: &[String], cookie: u64) -> Duration {
+    let t = Instant::now();
+    let mut got = Vec::new();
+    let ok = wait_until(Duration::from_secs(3), || {
+        got = env.conn_flows().into_iter().filter(|(c, _)| *c == cookie).collect();
+        got.len() >= 2
+    });
+    let texts: Vec<String> = got.iter().map(|(_, t)| t.clone()).collect();
+    assert!(ok && texts == want, "{what}: table 3 flows of cookie {cookie:#x}:\n{texts:#?}\nwanted\n{want:#?}\nall: {:#?}", env.conn_flows());
+    assert_eq!(cookie::category(cookie), Some(Category::Connection), "{what}");
+    assert_eq!(cookie::generation(cookie), env.generation, "{what}");
+    t.elapsed()
+}
+
+/// Waits for a conntrack line containing every needle; returns it.
+fn ct_line(env: &Env, needles: &[&str]) -> String {
+    let mut ct = String::new();
+    let ok = wait_until(Duration::from_secs(3), || {
+        ct = env.conntrack();
+        ct.lines().any(|l| needles.iter().all(|n| l.contains(n)))
+    });
+    assert!(ok, "no conntrack entry with {needles:?}:\n{ct}");
+    ct.lines().find(|l| needles.iter().all(|n| l.contains(n))).unwrap().to_string()
+}
+
+/// One allowed connection: the first packet `fwd` from pod B (port 4) is decided and leaves on
+/// pod A's port with eth_dst rewritten; both flows are in table 3; then `reply` from pod A
+/// leaves on pod B's port without a packet-in. Returns the first-packet latency.
+fn first_packet_and_reply(env: &Env, what: &str, fwd: Vec<u8>, reply: Vec<u8>, matches: (String, String), ct: &[&str]) -> Duration {
+    let (dec0, pi0) = (env.decisions(), env.packet_ins());
+    let (a0, b0) = (env.count(A_PORT), env.count(B_PORT));
+    let t = Instant::now();
+    env.inject(B_PORT, std::slice::from_ref(&fwd));
+    assert_eq!(env.wait_count(A_PORT, a0 + 1, Duration::from_secs(5)), a0 + 1, "{what}: the first packet reaches pod A once\n{}", env.d.stderr());
+    let latency = t.elapsed();
+    let f = env.last_frame(A_PORT);
+    assert_eq!((mac(&f[0..6]), mac(&f[6..12])), (A_MAC.to_string(), B_MAC.to_string()), "{what}: eth_dst rewritten to pod A's MAC");
+    assert_eq!((ip_at(&f, 26), ip_at(&f, 30)), (B, A), "{what}");
+    assert_eq!(&f[14..], &fwd[14..], "{what}: the IP packet is delivered unchanged");
+    assert!(wait_until(Duration::from_secs(2), || env.decisions() == dec0 + 1), "{what}: one decision: {} -> {}", dec0, env.decisions());
+    assert_eq!(env.d.metric_sum("shardflow_decisions_total", &["verdict=\"allow\""]) as u64 >= 1, true, "{what}: verdict allow");
+    assert_eq!(env.packet_ins(), pi0 + 1, "{what}: one packet-in");
+    let cookie = env.conn_cookie(B_PORT, &fwd);
+    assert_pair(env, what, &expected_pair(&matches.0, &matches.1), cookie);
+    let line = ct_line(env, ct);
+    assert!(line.contains("zone=1"), "{what}: committed in zone 1: {line}");
+
+    // The reply: conntrack +est (or the reverse flow), no packet-in.
+    env.inject(A_PORT, std::slice::from_ref(&reply));
+    assert_eq!(env.wait_count(B_PORT, b0 + 1, Duration::from_secs(3)), b0 + 1, "{what}: the reply reaches pod B");
+    let f = env.last_frame(B_PORT);
+    assert_eq!(mac(&f[0..6]), B_MAC.to_string(), "{what}: reply eth_dst = pod B's MAC");
+    assert_eq!((ip_at(&f, 26), ip_at(&f, 30)), (A, B), "{what}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(env.decisions(), dec0 + 1, "{what}: the reply caused no decision");
+    assert_eq!(env.packet_ins(), pi0 + 1, "{what}: the reply caused no packet-in");
+    eprintln!("FIGURE {what}: first packet delivered {latency:?} after the inject started (inject process included); conntrack: {}", line.trim());
+    latency
+}
+
+// === 1 ===
+
+#[test]
+fn allowed_tcp_fanout() {
+    let env = Env::start(&[], false, &[]);
+    let syn = build::tcp_syn(B_MAC, GW_MAC, b(), a(), 40000, 80);
+    let syn_ack = build::tcp_syn_ack(A_MAC, GW_MAC, a(), b(), 80, 40000);
+    let m = tcp_matches(40000, 80);
+    first_packet_and_reply(&env, "tcp SYN", syn, syn_ack, m, &["tcp", "orig=(src=10.244.1.4,dst=10.244.1.2,sport=40000,dport=80)"]);
+
+    let (dec, pi) = (env.decisions(), env.packet_ins());
+    let a0 = env.count(A_PORT);
+    env.inject(B_PORT, &[build::tcp_ack(B_MAC, GW_MAC, b(), a(), 40000, 80)]);
+    assert_eq!(env.wait_count(A_PORT, a0 + 1, Duration::from_secs(3)), a0 + 1, "the ACK reaches pod A");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!((env.decisions(), env.packet_ins()), (dec, pi), "the ACK stays in the switch");
+    let line = ct_line(&env, &["sport=40000", "ESTABLISHED"]);
+    eprintln!("FIGURE tcp: after SYN/SYN-ACK/ACK: {}", line.trim());
+
+    // The shard API's decision fields.
+    let shards = env.shards();
+    for s in &shards {
+        for k in ["policy_cache", "hot_syn", "policy_pending", "live_flows"] {
+            assert!(!s[k].is_null(), "/v1/shards lacks {k}: {s}");
+        }
+    }
+    assert_eq!(env.live_flows(), 2, "the two decided flows are live: {shards:#?}");
+    let fields: Vec<String> = shards
+        .iter()
+        .map(|s| {
+            format!(
+                "shard {}: packet_ins={} policy_cache={} hot_syn={} policy_pending={} live_flows={} decision_p50_us={}",
+                s["shard"], s["packet_ins"], s["policy_cache"], s["hot_syn"], s["policy_pending"], s["live_flows"], s["decision_p50_us"]
+            )
+        })
+        .collect();
+    eprintln!("FIGURE tcp: {}", fields.join("; "));
+}
+
+// === 2 ===
+
+#[test]
+fn allowed_udp_and_icmp() {
+    let env = Env::start(&[], false, &[]);
+    let udp = build::udp(B_MAC, GW_MAC, b(), a(), 5353, 53, b"query");
+    let udp_reply = build::udp(A_MAC, GW_MAC, a(), b(), 53, 5353, b"answer");
+    let m = (
+        format!("udp,nw_src={B},nw_dst={A},tp_src=5353,tp_dst=53"),
+        format!("udp,nw_src={A},nw_dst={B},tp_src=53,tp_dst=5353"),
+    );
+    let lu = first_packet_and_reply(&env, "udp", udp, udp_reply, m, &["udp", "orig=(src=10.244.1.4,dst=10.244.1.2,sport=5353,dport=53)"]);
+
+    let echo = build::icmp_echo_request(B_MAC, GW_MAC, B, A, 7, 1);
+    let echo_reply = build::icmp_echo_reply(A_MAC, GW_MAC, A, B, 7, 1);
+    let m = (
+        format!("icmp,nw_src={B},nw_dst={A},icmp_type=8,icmp_code=0"),
+        format!("icmp,nw_src={A},nw_dst={B},icmp_type=0,icmp_code=0"),
+    );
+    let li = first_packet_and_reply(&env, "icmp echo", echo, echo_reply, m, &["icmp", "orig=(src=10.244.1.4,dst=10.244.1.2,id=7,type=8,code=0)"]);
+    assert_eq!(env.live_flows(), 4);
+    eprintln!("FIGURE udp/icmp: first packet {lu:?} / {li:?}; decisions_total={}", env.decisions());
+}
+
+// === 3 ===
+
+#[test]
+fn retransmitted_syn_and_early_ack() {
+    let env = Env::start(&[], false, &[]);
+    let syn = build::tcp_syn(B_MAC, GW_MAC, b(), a(), 40100, 80);
+    let (dec0, pi0, a0) = (env.decisions(), env.packet_ins(), env.count(A_PORT));
+    env.inject(B_PORT, std::slice::from_ref(&syn));
+    assert_eq!(env.wait_count(A_PORT, a0 + 1, Duration::from_secs(5)), a0 + 1, "the SYN reaches pod A");
+    let m = tcp_matches(40100, 80);
+    assert_pair(&env, "SYN", &expected_pair(&m.0, &m.1), env.conn_cookie(B_PORT, &syn));
+    assert!(wait_until(Duration::from_secs(2), || env.decisions() == dec0 + 1));
+
+    // The same SYN again (a retransmission): handled in the switch.
+    env.inject(B_PORT, std::slice::from_ref(&syn));
+    assert_eq!(env.wait_count(A_PORT, a0 + 2, Duration::from_secs(3)), a0 + 2, "the retransmitted SYN reaches pod A");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(env.decisions(), dec0 + 1, "no second decision for the retransmitted SYN");
+    assert_eq!(env.packet_ins(), pi0 + 1, "no second packet-in for the retransmitted SYN");
+    let line = ct_line(&env, &["sport=40100"]);
+    eprintln!("FIGURE retransmitted SYN: delivered, decisions {dec0} -> {}; {}", env.decisions(), line.trim());
+
+    // An ACK of a connection the switch never saw (4 -> 2:81): conntrack takes it as new, table
+    // 3 misses, the shard decides from the ACK (whatever the reply guess) and installs both.
+    let ack = build::tcp_ack(B_MAC, GW_MAC, b(), a(), 40101, 81);
+    let (dec1, pi1, a1) = (env.decisions(), env.packet_ins(), env.count(A_PORT));
+    env.inject(B_PORT, std::slice::from_ref(&ack));
+    assert_eq!(env.wait_count(A_PORT, a1 + 1, Duration::from_secs(5)), a1 + 1, "the early ACK reaches pod A\n{}", env.conntrack());
+    let f = env.last_frame(A_PORT);
+    assert_eq!(mac(&f[0..6]), A_MAC.to_string());
+    let m = tcp_matches(40101, 81);
+    assert_pair(&env, "early ACK", &expected_pair(&m.0, &m.1), env.conn_cookie(B_PORT, &ack));
+    assert!(wait_until(Duration::from_secs(2), || env.decisions() == dec1 + 1), "one decision for the ACK");
+    assert_eq!(env.packet_ins(), pi1 + 1);
+    let line = ct_line(&env, &["sport=40101"]);
+    eprintln!("FIGURE early ACK: delivered, both flows installed; {}", line.trim());
+}
+
+// === 4 ===
+
+#[test]
+fn single_mode_twenty_connections_with_handoffs() {
+    const N: u16 = 20;
+    let env = Env::start(&["--mode", "single"], true, &[]);
+    let syns: Vec<Vec<u8>> = (0..N).map(|i| build::tcp_syn(B_MAC, GW_MAC, b(), a(), 41000 + i, 80)).collect();
+    let (dec0, a0) = (env.decisions(), env.count(A_PORT));
+    let t = Instant::now();
+    env.inject(B_PORT, &syns);
+    let got = env.wait_count(A_PORT, a0 + usize::from(N), Duration::from_secs(10));
+    let took = t.elapsed();
+    assert_eq!(got, a0 + usize::from(N), "every SYN reaches pod A\n{}", env.d.stderr());
+    let conn = env.conn_flows();
+    assert_eq!(conn.len(), 2 * usize::from(N), "two flows per connection: {conn:#?}");
+    for (i, syn) in syns.iter().enumerate() {
+        let m = tcp_matches(41000 + i as u16, 80);
+        assert_pair(&env, &format!("conn {i}"), &expected_pair(&m.0, &m.1), env.conn_cookie(B_PORT, syn));
+    }
+    assert!(wait_until(Duration::from_secs(2), || env.decisions() == dec0 + u64::from(N)), "{} decisions", env.decisions());
+    let shards = env.shards();
+    let sum = |k: &str| shards.iter().map(|s| s[k].as_u64().unwrap()).sum::<u64>();
+    let (out, inn, pis) = (sum("handoffs_out"), sum("handoffs_in"), sum("packet_ins"));
+    let per: Vec<String> = shards
+        .iter()
+        .map(|s| format!("shard {}: packet_ins={} handoffs_out={} handoffs_in={} flows_cached={}", s["shard"], s["packet_ins"], s["handoffs_out"], s["handoffs_in"], s["flows_cached"]))
+        .collect();
+    eprintln!("FIGURE single mode: {N} SYNs delivered in {took:?} (one inject call); {}", per.join("; "));
+    assert_eq!(pis, u64::from(N), "one packet-in per connection");
+    assert!(out > 0, "some connections are owned by the other shard: {shards:#?}");
+    assert_eq!(out, inn, "every handoff arrived");
+    assert_eq!(env.live_flows(), 2 * u64::from(N));
+}
+
+// === 5 ===
+
+#[test]
+fn decided_flows_survive_vswitchd_restart() {
+    let env = Env::start(&[], false, &[]);
+    let syn = build::tcp_syn(B_MAC, GW_MAC, b(), a(), 40200, 80);
+    let (dec0, a0) = (env.decisions(), env.count(A_PORT));
+    env.inject(B_PORT, std::slice::from_ref(&syn));
+    assert_eq!(env.wait_count(A_PORT, a0 + 1, Duration::from_secs(5)), a0 + 1);
+    let m = tcp_matches(40200, 80);
+    let cookie = env.conn_cookie(B_PORT, &syn);
+    assert_pair(&env, "before", &expected_pair(&m.0, &m.1), cookie);
+    assert!(wait_until(Duration::from_secs(2), || env.decisions() == dec0 + 1));
+    let owner: Vec<u64> = env.shards().iter().filter(|s| s["live_flows"][DPID].as_u64() == Some(2)).map(|s| s["shard"].as_u64().unwrap()).collect();
+
+    let mut want: BTreeSet<String> = env.pipeline_flows().into_iter().collect();
+    let before = env.ovs.flows("br0");
+    let conn_lines: Vec<String> = before.iter().filter(|l| l.contains(&format!("cookie={cookie:#x},"))).cloned().collect();
+    assert_eq!(conn_lines.len(), 2, "{before:#?}");
+    want.extend(conn_lines.iter().cloned());
+
+    let t = Instant::now();
+    env.ovs.restart_vswitchd();
+    let cmd = t.elapsed();
+    let mut last = Vec::new();
+    let back = wait_until(Duration::from_secs(15), || {
+        let out = env.ovs.tool("ovs-ofctl", &["-O", "OpenFlow13", "dump-flows", "br0", "--no-stats"]);
+        if !out.status.success() {
+            return false;
+        }
+        last = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+        let got: BTreeSet<String> = last.iter().cloned().collect();
+        got == want
+    });
+    let whole = t.elapsed();
+    let after_cmd = whole.saturating_sub(cmd);
+    assert!(back, "pipeline + connection flows not back (owner shard {owner:?}):\nmissing: {:#?}\nextra: {:#?}\n{}",
+        want.iter().filter(|w| !last.contains(w)).collect::<Vec<_>>(),
+        last.iter().filter(|l| !want.contains(*l)).collect::<Vec<_>>(),
+        env.d.stderr());
+    eprintln!(
+        "FIGURE vswitchd restart: {} flows ({} pipeline + 2 connection, decided on shard {owner:?}) back {after_cmd:?} after the restart command returned (command {cmd:?}, {whole:?} in all)",
+        want.len(),
+        want.len() - 2
+    );
+    assert!(after_cmd < Duration::from_secs(10), "{after_cmd:?}");
+
+    // The connection goes on without a new decision. Conntrack lived in the old ovs-vswitchd:
+    // the SYN-ACK is now a packet of an unknown connection.
+    let (dec1, pi1, b0) = (env.decisions(), env.packet_ins(), env.count(B_PORT));
+    env.inject(A_PORT, &[build::tcp_syn_ack(A_MAC, GW_MAC, a(), b(), 80, 40200)]);
+    let synack_delivered = env.wait_count(B_PORT, b0 + 1, Duration::from_secs(3)) == b0 + 1;
+    std::thread::sleep(Duration::from_millis(200));
+    let (dec2, pi2) = (env.decisions(), env.packet_ins());
+    let trace = env.ovs.ok(
+        "ovs-appctl",
+        &["ofproto/trace", "br0", "tcp,in_port=2,dl_src=0a:58:0a:f4:01:02,dl_dst=02:00:0a:f4:01:01,nw_src=10.244.1.2,nw_dst=10.244.1.4,tp_src=80,tp_dst=40200,tcp_flags=0x012", "--ct-next", "inv,trk"],
+    );
+    eprintln!(
+        "FIGURE vswitchd restart: SYN-ACK after the restart delivered={synack_delivered}, decisions {dec1}->{dec2}, packet_ins {pi1}->{pi2}; conntrack now: {:?}",
+        env.conntrack().trim()
+    );
+    assert_eq!((dec2, pi2), (dec1, pi1), "no new packet-in/decision for the SYN-ACK");
+    // A mid-stream segment of pod A (ACK) is +new to the fresh conntrack and takes the restored
+    // reverse flow (ct(commit) and deliver), with no packet-in.
+    let b1 = env.count(B_PORT);
+    env.inject(A_PORT, &[build::tcp(A_MAC, GW_MAC, a(), b(), 80, 40200, 0x10, 5001, 1001, b"")]);
+    assert_eq!(env.wait_count(B_PORT, b1 + 1, Duration::from_secs(3)), b1 + 1, "pod A's ACK takes the restored reverse flow");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!((env.decisions(), env.packet_ins()), (dec1, pi1), "no new packet-in/decision");
+    let line = ct_line(&env, &["sport=40200"]);
+    eprintln!("FIGURE vswitchd restart: pod A's ACK delivered by the restored reverse flow; {}", line.trim());
+    assert!(synack_delivered, "the SYN-ACK is delivered after the restart (trace with ct inv:\n{trace})");
+}
+
+// === 6 ===
+
+/// Ethernet (pod B -> gateway, IPv4) and a 20-byte IPv4 header whose IHL says 15 (60 bytes),
+/// TCP, pod B -> pod A: cut short.
+fn truncated_ipv4() -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&GW_MAC.0);
+    f.extend_from_slice(&B_MAC.0);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&[0x4f, 0x00, 0x00, 20, 0x12, 0x34, 0x40, 0x00, 64, 6, 0, 0]);
+    f.extend_from_slice(&B.octets());
+    f.extend_from_slice(&A.octets());
+    f
+}
+
+#[test]
+fn malformed_packet_in_costs_nothing() {
+    let env = Env::start(&[], false, &[6]);
+    let bad = truncated_ipv4();
+    eprintln!("FIGURE malformed: FlowKey::extract says {:?}", FlowKey::extract(6, &bad).map(|k| k.ip_proto));
+    let (dec0, pi0) = (env.decisions(), env.packet_ins());
+
+    // From pod B's port: OVS cannot read its IPv4 header (no nw_src), so the anti-spoof flow
+    // (table 0 priority 40) drops it before any packet-in.
+    env.inject(B_PORT, std::slice::from_ref(&bad));
+    std::thread::sleep(Duration::from_millis(300));
+    let pi_port4 = env.packet_ins();
+    eprintln!("FIGURE malformed: from port 4: packet_ins {pi0} -> {pi_port4} (anti-spoof drop in table 0)");
+
+    // From port 6 (unknown to the config): table-0 miss, a packet-in of the bad frame.
+    env.inject(6, &[bad.clone(), bad]);
+    assert!(
+        wait_until(Duration::from_secs(3), || env.packet_ins() >= pi_port4 + 2),
+        "the malformed frames reach the daemon: packet_ins {pi_port4} -> {}",
+        env.packet_ins()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(env.packet_ins(), pi_port4 + 2, "exactly the two packet-ins");
+    assert_eq!(env.decisions(), dec0, "no decision for a malformed frame");
+    assert_eq!(env.d.get("/healthz").0, 200);
+    let invalid = env.d.metric_sum("shardflow_packet_ins_total", &["invalid"]);
+    eprintln!("FIGURE malformed: packet_ins -> {}, decisions {dec0} -> {}, packet_ins_total{{..invalid}}={invalid}", env.packet_ins(), env.decisions());
+
+    // The daemon still decides the next good connection.
+    let syn = build::tcp_syn(B_MAC, GW_MAC, b(), a(), 40300, 80);
+    let a0 = env.count(A_PORT);
+    env.inject(B_PORT, std::slice::from_ref(&syn));
+    assert_eq!(env.wait_count(A_PORT, a0 + 1, Duration::from_secs(5)), a0 + 1, "the next SYN is decided and delivered");
+    let m = tcp_matches(40300, 80);
+    assert_pair(&env, "after the bad frame", &expected_pair(&m.0, &m.1), env.conn_cookie(B_PORT, &syn));
+    assert!(wait_until(Duration::from_secs(2), || env.decisions() == dec0 + 1));
+}

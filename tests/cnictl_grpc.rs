@@ -301,7 +301,11 @@ fn invalidate_reaches_the_daemon_callback() {
     assert_eq!(seen.len(), 1, "the bad request does not reach the callback");
     assert_eq!(
         seen[0],
-        Invalidation { ips: vec!["10.244.1.2".parse().unwrap(), "fd00::7".parse().unwrap()], below_version: 4, all: false }
+        Invalidation {
+            ips: vec!["10.244.1.2".parse().unwrap(), "fd00::7".parse().unwrap()],
+            below_version: 4,
+            all: false
+        }
     );
 }
 

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shardflow::config::Config;
+use shardflow::config::{Config, Mode};
 use shardflow::openflow::flow::{FlowMod, FlowModCommand};
 use shardflow::packet::{build, FlowKey, MacAddr};
 use shardflow::pipeline::cookie::{self, Category};
@@ -73,7 +73,11 @@ impl Env {
         let toml = example_toml();
         let d = Daemon::start_with_config_args(SHARDS, &toml, args);
         d.attach(&ovs, "br0", single);
-        let cfg = Config::from_toml(&toml).unwrap();
+        let mut cfg = Config::from_toml(&toml).unwrap();
+        if single {
+            // The generation hashes the desired flows, whose dispatch part depends on the mode.
+            cfg.openflow.mode = Mode::Single;
+        }
         let generation = shardflow::pipeline::resync::generation_of(&shardflow::daemon::desired_texts(&cfg, 0));
         let env = Env { ovs, d, generation, cfg };
         env.wait_pipeline(if single { 1 } else { u64::from(SHARDS) }, Duration::from_secs(10));
@@ -477,31 +481,36 @@ fn decided_flows_survive_vswitchd_restart() {
     assert!(after_cmd < Duration::from_secs(10), "{after_cmd:?}");
 
     // The connection goes on without a new decision. Conntrack lived in the old ovs-vswitchd:
-    // the SYN-ACK is now a packet of an unknown connection.
-    let (dec1, pi1, b0) = (env.decisions(), env.packet_ins(), env.count(B_PORT));
-    env.inject(A_PORT, &[build::tcp_syn_ack(A_MAC, GW_MAC, a(), b(), 80, 40200)]);
-    let synack_delivered = env.wait_count(B_PORT, b0 + 1, Duration::from_secs(3)) == b0 + 1;
-    std::thread::sleep(Duration::from_millis(200));
-    let (dec2, pi2) = (env.decisions(), env.packet_ins());
-    let trace = env.ovs.ok(
-        "ovs-appctl",
-        &["ofproto/trace", "br0", "tcp,in_port=2,dl_src=0a:58:0a:f4:01:02,dl_dst=02:00:0a:f4:01:01,nw_src=10.244.1.2,nw_dst=10.244.1.4,tp_src=80,tp_dst=40200,tcp_flags=0x012", "--ct-next", "inv,trk"],
-    );
-    eprintln!(
-        "FIGURE vswitchd restart: SYN-ACK after the restart delivered={synack_delivered}, decisions {dec1}->{dec2}, packet_ins {pi1}->{pi2}; conntrack now: {:?}",
-        env.conntrack().trim()
-    );
-    assert_eq!((dec2, pi2), (dec1, pi1), "no new packet-in/decision for the SYN-ACK");
-    // A mid-stream segment of pod A (ACK) is +new to the fresh conntrack and takes the restored
-    // reverse flow (ct(commit) and deliver), with no packet-in.
+    // to the new one, pod A's SYN-ACK belongs to no connection, and a SYN-ACK may not create
+    // one, so it is +inv and table 2 drops it (no packet-in either). Pod B retransmits its SYN:
+    // the restored forward flow commits it, and then the SYN-ACK is +est and delivered.
+    let inv_hits = || -> u64 {
+        let out = env.ovs.ok("ovs-ofctl", &["-O", "OpenFlow13", "dump-flows", "br0", "table=2,ct_state=+inv+trk"]);
+        out.lines()
+            .find_map(|l| l.split(", ").find_map(|f| f.trim().strip_prefix("n_packets=")).map(|n| n.parse::<u64>().unwrap()))
+            .unwrap_or(0)
+    };
+    let (dec1, pi1, a1, b0, inv0) = (env.decisions(), env.packet_ins(), env.count(A_PORT), env.count(B_PORT), inv_hits());
+    let syn_ack = build::tcp_syn_ack(A_MAC, GW_MAC, a(), b(), 80, 40200);
+    env.inject(A_PORT, std::slice::from_ref(&syn_ack));
+    let early = env.wait_count(B_PORT, b0 + 1, Duration::from_secs(1)) > b0;
+    let inv1 = inv_hits();
+    eprintln!("FIGURE vswitchd restart: SYN-ACK before any SYN reached the new conntrack: delivered={early}, table 2 +inv drops {inv0} -> {inv1}");
+    assert_eq!((env.decisions(), env.packet_ins()), (dec1, pi1), "no packet-in for the SYN-ACK the new conntrack does not know");
+
+    env.inject(B_PORT, std::slice::from_ref(&syn));
+    assert_eq!(env.wait_count(A_PORT, a1 + 1, Duration::from_secs(3)), a1 + 1, "the retransmitted SYN takes the restored forward flow");
     let b1 = env.count(B_PORT);
-    env.inject(A_PORT, &[build::tcp(A_MAC, GW_MAC, a(), b(), 80, 40200, 0x10, 5001, 1001, b"")]);
-    assert_eq!(env.wait_count(B_PORT, b1 + 1, Duration::from_secs(3)), b1 + 1, "pod A's ACK takes the restored reverse flow");
+    let t = Instant::now();
+    env.inject(A_PORT, std::slice::from_ref(&syn_ack));
+    assert_eq!(env.wait_count(B_PORT, b1 + 1, Duration::from_secs(3)), b1 + 1, "the SYN-ACK reaches pod B");
+    let synack_latency = t.elapsed();
+    assert_eq!(mac(&env.last_frame(B_PORT)[0..6]), B_MAC.to_string());
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!((env.decisions(), env.packet_ins()), (dec1, pi1), "no new packet-in/decision");
+    assert_eq!((env.decisions(), env.packet_ins()), (dec1, pi1), "no new packet-in/decision after the restart");
     let line = ct_line(&env, &["sport=40200"]);
-    eprintln!("FIGURE vswitchd restart: pod A's ACK delivered by the restored reverse flow; {}", line.trim());
-    assert!(synack_delivered, "the SYN-ACK is delivered after the restart (trace with ct inv:\n{trace})");
+    eprintln!("FIGURE vswitchd restart: retransmitted SYN + SYN-ACK forwarded with no packet-in (SYN-ACK {synack_latency:?}); {}", line.trim());
+    assert!(line.contains("zone=1") && line.contains("orig=(src=10.244.1.4,dst=10.244.1.2,sport=40200,dport=80)"), "{line}");
 }
 
 // === 6 ===
@@ -544,7 +553,8 @@ fn malformed_packet_in_costs_nothing() {
     assert_eq!(env.packet_ins(), pi_port4 + 2, "exactly the two packet-ins");
     assert_eq!(env.decisions(), dec0, "no decision for a malformed frame");
     assert_eq!(env.d.get("/healthz").0, 200);
-    let invalid = env.d.metric_sum("shardflow_packet_ins_total", &["invalid"]);
+    let invalid = env.d.metric_sum("shardflow_packet_in_total", &["kind=\"invalid\""]) as u64;
+    assert_eq!(invalid, 2, "both counted as invalid packet-ins");
     eprintln!("FIGURE malformed: packet_ins -> {}, decisions {dec0} -> {}, packet_ins_total{{..invalid}}={invalid}", env.packet_ins(), env.decisions());
 
     // The daemon still decides the next good connection.
@@ -555,4 +565,49 @@ fn malformed_packet_in_costs_nothing() {
     let m = tcp_matches(40300, 80);
     assert_pair(&env, "after the bad frame", &expected_pair(&m.0, &m.1), env.conn_cookie(B_PORT, &syn));
     assert!(wait_until(Duration::from_secs(2), || env.decisions() == dec0 + 1));
+}
+
+// === 7 (probe) ===
+
+/// Packet-ins that do not come from a table-3 miss: a service connection's first packet (table 0
+/// priority 90, `ip,nw_dst=service_cidr`) and a TCP SYN from a port the configuration does not
+/// know (table 0 miss). A decision's packet-out (`output:TABLE`) runs such a packet through
+/// table 0 again, where it reaches the controller again; the daemon must not loop on it.
+#[test]
+fn packet_ins_outside_table_3_do_not_loop() {
+    let env = Env::start(&[], false, &[6]);
+    let vip: IpAddr = Ipv4Addr::new(10, 96, 0, 10).into();
+    let cases = [
+        ("service VIP SYN from pod B", B_PORT, build::tcp_syn(B_MAC, GW_MAC, b(), vip, 40400, 80)),
+        ("SYN from unknown port 6", 6, build::tcp_syn(MacAddr([2, 0, 0, 0, 0, 6]), GW_MAC, Ipv4Addr::new(10, 244, 1, 66).into(), a(), 40401, 80)),
+    ];
+    let mut loops = Vec::new();
+    for (what, port, frame) in cases {
+        let (dec0, pi0) = (env.decisions(), env.packet_ins());
+        let outs0: Vec<usize> = [1, 2, 3, 4, 5, 6].iter().map(|p| env.count(*p)).collect();
+        env.inject(port, std::slice::from_ref(&frame));
+        std::thread::sleep(Duration::from_secs(2));
+        let (dec1, pi1) = (env.decisions(), env.packet_ins());
+        std::thread::sleep(Duration::from_secs(1));
+        let (dec2, pi2) = (env.decisions(), env.packet_ins());
+        eprintln!("FIGURE probe {what}: 1 packet -> after 2 s packet_ins +{} decisions +{}; after 3 s packet_ins +{} decisions +{}", pi1 - pi0, dec1 - dec0, pi2 - pi0, dec2 - dec0);
+        let outs1: Vec<usize> = [1, 2, 3, 4, 5, 6].iter().map(|p| env.count(*p)).collect();
+        // The same packet again: the installed table-3 flows are behind table 0's verdict.
+        env.inject(port, std::slice::from_ref(&frame));
+        std::thread::sleep(Duration::from_millis(500));
+        let (dec3, pi3) = (env.decisions(), env.packet_ins());
+        let outs2: Vec<usize> = [1, 2, 3, 4, 5, 6].iter().map(|p| env.count(*p)).collect();
+        eprintln!(
+            "FIGURE probe {what}: tx per port 1-6 {outs0:?} -> {outs1:?} -> (2nd packet) {outs2:?}; 2nd packet: packet_ins +{} decisions +{}; openflow errors {}",
+            pi3 - pi2,
+            dec3 - dec2,
+            env.d.metric_sum("shardflow_openflow_errors_total", &[])
+        );
+        if pi2 - pi0 > 2 {
+            loops.push(format!("{what}: one packet gave {} packet-ins and {} decisions in 3 s", pi2 - pi0, dec2 - dec0));
+        }
+    }
+    let t3 = env.conn_flows();
+    eprintln!("FIGURE probe: table 3 connection flows: {t3:#?}");
+    assert!(loops.is_empty(), "packet-in loop: {loops:#?}");
 }

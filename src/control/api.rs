@@ -103,6 +103,13 @@ pub struct FlowModReply {
     pub bundle: bool,
 }
 
+/// What an invalidation did (`POST /v1/invalidate`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvalidateReply {
+    pub answers_dropped: u64,
+    pub connections_removed: u64,
+}
+
 // === requests ===
 
 /// The flow-mod command of `POST .../flows?command=...`.
@@ -227,6 +234,12 @@ pub trait ControlApi: Send + Sync {
     fn meter_mods(&self, dpid: Dpid, meters: Vec<MeterMod>, deadline: Instant) -> Result<FlowModReply, ApiError> {
         let _ = (dpid, meters, deadline);
         Err(ApiError::Failed("meters are not supported here".into()))
+    }
+    /// Drop cached policy answers (and the connections decided from them) about `ips`, of a
+    /// version below `below_version`, or all; what cni-ctl's ControllerService.Invalidate does.
+    fn invalidate(&self, ips: Vec<std::net::IpAddr>, below_version: u64, all: bool, deadline: Instant) -> Result<InvalidateReply, ApiError> {
+        let _ = (ips, below_version, all, deadline);
+        Err(ApiError::Failed("invalidation is not supported here".into()))
     }
     /// The switch's groups, one `ovs-ofctl dump-groups` line each.
     fn dump_groups(&self, dpid: Dpid, deadline: Instant) -> Result<Vec<String>, ApiError> {

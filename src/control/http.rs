@@ -161,6 +161,40 @@ pub fn handle(ctx: &HttpContext, method: &Method, url: &str, body: Body, route: 
                 _ => delete_flows(ctx, dpid, query, deadline),
             }
         }
+        ["v1", "invalidate"] => {
+            *route = "/v1/invalidate";
+            if *method != Method::Post {
+                return Reply::method_not_allowed("POST");
+            }
+            let mut ips = Vec::new();
+            let (mut below, mut all) = (0u64, false);
+            for part in query.split('&').filter(|p| !p.is_empty()) {
+                let (k, v) = part.split_once('=').unwrap_or((part, ""));
+                match k {
+                    "ip" => match v.parse() {
+                        Ok(ip) => ips.push(ip),
+                        Err(_) => return Reply::error(400, format!("bad ip {v:?}")),
+                    },
+                    "below_version" => match v.parse() {
+                        Ok(n) => below = n,
+                        Err(_) => return Reply::error(400, format!("bad below_version {v:?}: expected a number")),
+                    },
+                    "all" => match v {
+                        "true" | "1" => all = true,
+                        "false" | "0" => all = false,
+                        _ => return Reply::error(400, format!("bad all {v:?}: expected true or false")),
+                    },
+                    _ => return Reply::error(400, format!("unknown query parameter {k:?}: expected ip, below_version or all")),
+                }
+            }
+            if ips.is_empty() && below == 0 && !all {
+                return Reply::error(400, "say what to invalidate: ip=..., below_version=N or all=true");
+            }
+            match ctx.api.invalidate(ips, below, all, deadline) {
+                Ok(r) => Reply::json(200, &r),
+                Err(e) => Reply::from_api(e),
+            }
+        }
         ["v1", "switches", dpid, kind @ ("groups" | "meters")] => {
             *route = if *kind == "groups" { "/v1/switches/{dpid}/groups" } else { "/v1/switches/{dpid}/meters" };
             if !matches!(method, Method::Get | Method::Post) {

@@ -67,6 +67,33 @@ impl DaemonApi {
     }
 }
 
+impl DaemonApi {
+    /// Broadcasts a policy invalidation to every shard and sums what they did.
+    pub fn invalidate(
+        &self,
+        ips: Vec<std::net::IpAddr>,
+        below_version: u64,
+        all: bool,
+        deadline: Instant,
+    ) -> Result<super::Invalidated, ApiError> {
+        let mut total = super::Invalidated::default();
+        for s in 0..self.cfg.shards.count {
+            let (tx, rx) = flume::bounded(1);
+            let msg = ShardMsg::Invalidate { ips: ips.clone(), below_version, all, reply: tx };
+            self.mesh.send_blocking_to(ShardId(s), msg).map_err(|e| ApiError::Failed(e.to_string()))?;
+            match rx.recv_deadline(deadline) {
+                Ok(r) => {
+                    total.answers_dropped += r.answers_dropped;
+                    total.connections_removed += r.connections_removed;
+                }
+                Err(flume::RecvTimeoutError::Timeout) => return Err(ApiError::Timeout),
+                Err(_) => return Err(ApiError::NotReady(format!("shard {s} is not running"))),
+            }
+        }
+        Ok(total)
+    }
+}
+
 impl ControlApi for DaemonApi {
     fn ready(&self) -> Result<(), String> {
         self.registry.ready()
@@ -117,6 +144,20 @@ impl ControlApi for DaemonApi {
 
     fn delete_flows(&self, dpid: Dpid, filter: DeleteFilter, deadline: Instant) -> Result<FlowModReply, ApiError> {
         self.apply(dpid, vec![Message::FlowMod(filter.to_flow_mod())], false, deadline)
+    }
+
+    fn invalidate(
+        &self,
+        ips: Vec<std::net::IpAddr>,
+        below_version: u64,
+        all: bool,
+        deadline: Instant,
+    ) -> Result<crate::control::api::InvalidateReply, ApiError> {
+        let r = DaemonApi::invalidate(self, ips, below_version, all, deadline)?;
+        Ok(crate::control::api::InvalidateReply {
+            answers_dropped: r.answers_dropped,
+            connections_removed: r.connections_removed,
+        })
     }
 
     fn shards(&self, deadline: Instant) -> Result<Vec<ShardStats>, ApiError> {

@@ -172,14 +172,18 @@ impl Decider {
     }
 
     /// Drops cached answers about `ips` (source or destination), of a version below
-    /// `below_version`, or all; returns how many.
-    pub fn invalidate(&self, ips: &[IpAddr], below_version: u64, all: bool) -> usize {
+    /// `below_version`, or all; returns the queries dropped.
+    pub fn invalidate(&self, ips: &[IpAddr], below_version: u64, all: bool) -> Vec<PolicyQuery> {
         let mut cache = self.cache.borrow_mut();
-        let before = cache.len();
+        let mut dropped = Vec::new();
         cache.retain(|q, (p, _)| {
-            !(all || ips.contains(&q.src_ip) || ips.contains(&q.dst_ip) || p.version < below_version)
+            let gone = all || ips.contains(&q.src_ip) || ips.contains(&q.dst_ip) || p.version < below_version;
+            if gone {
+                dropped.push(*q);
+            }
+            !gone
         });
-        before - cache.len()
+        dropped
     }
 
     pub fn cached_answers(&self) -> usize {

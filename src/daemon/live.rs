@@ -77,6 +77,17 @@ impl LiveFlows {
         n
     }
 
+    /// Forgets every flow with exactly this cookie, on every switch; returns how many.
+    pub fn remove_cookie(&mut self, cookie: u64) -> usize {
+        let mut n = 0;
+        for flows in self.by_dpid.values_mut() {
+            let before = flows.len();
+            flows.retain(|_, f| f.cookie != cookie);
+            n += before - flows.len();
+        }
+        n
+    }
+
     pub fn flows(&self, dpid: u64) -> Vec<FlowMod> {
         self.by_dpid.get(&dpid).map(|m| m.values().cloned().collect()).unwrap_or_default()
     }

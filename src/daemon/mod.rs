@@ -98,6 +98,15 @@ pub enum ShardMsg {
     Answer { conn: u64, messages: Vec<Message> },
     Command { dpid: u64, cmd: Command, reply: flume::Sender<Result<CommandReply, ApiError>> },
     Stats { reply: flume::Sender<crate::control::api::ShardStats> },
+    /// cni-ctl's answers changed: drop cached answers and the flows installed from them.
+    Invalidate { ips: Vec<std::net::IpAddr>, below_version: u64, all: bool, reply: flume::Sender<Invalidated> },
+}
+
+/// What an invalidation did on one shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Invalidated {
+    pub answers_dropped: u64,
+    pub connections_removed: u64,
 }
 
 /// What every shard and the control thread share (all of it `Sync`, none of it locked on the

@@ -472,8 +472,47 @@ impl Shard {
                 ShardMsg::Stats { reply } => {
                     let _ = reply.send_async(self.stats()).await;
                 }
+                ShardMsg::Invalidate { ips, below_version, all, reply } => {
+                    let _ = reply.send_async(self.invalidate(&ips, below_version, all)).await;
+                }
             }
         }
+    }
+
+    /// Drops cached answers and removes the connections decided from them: their flows are
+    /// deleted by cookie on every switch this shard talks to (the next packet asks again).
+    fn invalidate(&self, ips: &[std::net::IpAddr], below_version: u64, all: bool) -> super::Invalidated {
+        let dropped = self.decider.as_ref().map(|d| d.invalidate(ips, below_version, all)).unwrap_or_default();
+        let mut doomed: Vec<ConnKey> = dropped.iter().filter_map(query_conn_key).collect();
+        for (k, _) in self.keys.borrow().iter() {
+            let touches = |e: crate::packet::key::Endpoint| match e.addr {
+                crate::packet::key::ConnAddr::Ip(ip) => ips.contains(&ip),
+                crate::packet::key::ConnAddr::Mac(_) => false,
+            };
+            if all || touches(k.lo()) || touches(k.hi()) {
+                doomed.push(*k);
+            }
+        }
+        doomed.sort_by_key(|k| k.hash64());
+        doomed.dedup_by_key(|k| k.hash64());
+        let mut deletes = Vec::new();
+        for k in &doomed {
+            let c = cookie::make(self.shared.generation, cookie::Category::Connection, k.hash64());
+            self.keys.borrow_mut().remove(k);
+            self.live.borrow_mut().remove_cookie(c);
+            let mut fm = FlowMod::new(crate::openflow::flow::FlowModCommand::Delete);
+            fm.table_id = 0xff;
+            fm.cookie = c;
+            fm.cookie_mask = u64::MAX;
+            deletes.push(Message::FlowMod(fm));
+        }
+        if !deletes.is_empty() {
+            for c in self.conns.borrow().values() {
+                c.send_all(&deletes);
+            }
+        }
+        tracing::info!(shard = self.id(), answers = dropped.len(), connections = doomed.len(), "policy invalidated");
+        super::Invalidated { answers_dropped: dropped.len() as u64, connections_removed: doomed.len() as u64 }
     }
 
     fn on_answer(&self, msg: ShardMsg) {
@@ -625,6 +664,18 @@ impl Shard {
             }
         }
     }
+}
+
+/// The connection a cached policy query was about.
+fn query_conn_key(q: &crate::policy::PolicyQuery) -> Option<ConnKey> {
+    use crate::packet::key::{ConnAddr, ConnFamily, Endpoint};
+    let family = match q.src_ip {
+        std::net::IpAddr::V4(_) => ConnFamily::Ipv4,
+        std::net::IpAddr::V6(_) => ConnFamily::Ipv6,
+    };
+    let src = Endpoint { addr: ConnAddr::Ip(q.src_ip), port: q.src_port };
+    let dst = Endpoint { addr: ConnAddr::Ip(q.dst_ip), port: q.dst_port };
+    Some(ConnKey::new(family, q.protocol, src, dst))
 }
 
 /// `proto lo-addr:port <-> hi-addr:port`, the canonical (direction-free) order.

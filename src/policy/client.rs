@@ -136,7 +136,8 @@ impl PolicyClient {
             let _guard = rt.enter();
             ep.connect_lazy()
         };
-        let cfg = ClientConfig { endpoint: uri, max_tries: cfg.max_tries.max(1), down_after: cfg.down_after.max(1), ..cfg };
+        let cfg =
+            ClientConfig { endpoint: uri, max_tries: cfg.max_tries.max(1), down_after: cfg.down_after.max(1), ..cfg };
         let inner = Inner {
             cfg,
             rt,

@@ -115,9 +115,11 @@ impl FromStr for IpCidr {
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match p {
             None => max,
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| {
-                format!("prefix length {p:?} is not 0-{max}")
-            })?,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("prefix length {p:?} is not 0-{max}"))?,
         };
         IpCidr::new(addr, prefix).ok_or_else(|| {
             let net = IpCidr { addr, prefix }.network(addr);
@@ -459,7 +461,8 @@ impl PolicyFile {
             if !seen.insert(ip) {
                 return Err(at("ip")(format!("{ip} is listed twice")));
             }
-            let mac: MacAddr = e.mac.trim().parse().map_err(|_| at("mac")(format!("{:?} is not a MAC address", e.mac)))?;
+            let mac: MacAddr =
+                e.mac.trim().parse().map_err(|_| at("mac")(format!("{:?} is not a MAC address", e.mac)))?;
             let port: u32 = int(e.port, "an OpenFlow port (1-4294967039)").map_err(at("port"))?;
             if port == 0 || port > 0xffff_feff {
                 return Err(at("port")(format!("{port} is not an OpenFlow port (1-4294967039)")));
@@ -656,10 +659,8 @@ mod tests {
 
     #[test]
     fn static_endpoints_locate() {
-        let f = PolicyFile::parse(
-            "[[endpoint]]\nip = \"10.244.1.2\"\nmac = \"0a:58:0a:f4:01:02\"\nport = 5\n",
-        )
-        .unwrap();
+        let f =
+            PolicyFile::parse("[[endpoint]]\nip = \"10.244.1.2\"\nmac = \"0a:58:0a:f4:01:02\"\nport = 5\n").unwrap();
         let loc = f.locate("10.244.1.2".parse().unwrap()).unwrap();
         assert_eq!((loc.port, loc.mac.to_string()), (5, "0a:58:0a:f4:01:02".to_string()));
         assert!(f.locate("10.244.1.3".parse().unwrap()).is_none());

@@ -78,7 +78,9 @@ impl From<&OwnPolicy> for NetworkPolicy {
     fn from(p: &OwnPolicy) -> NetworkPolicy {
         let (dst_type, eps, snat_ip) = match &p.dst_type {
             OwnDstType::Direct => (DstType::Direct, Vec::new(), String::new()),
-            OwnDstType::Dnat { endpoints } => (DstType::Dnat, endpoints.iter().map(Endpoint::from).collect(), String::new()),
+            OwnDstType::Dnat { endpoints } => {
+                (DstType::Dnat, endpoints.iter().map(Endpoint::from).collect(), String::new())
+            }
             OwnDstType::Snat { ip } => (DstType::Snat, Vec::new(), ip.to_string()),
         };
         NetworkPolicy {

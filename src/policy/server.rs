@@ -109,7 +109,8 @@ impl ControllerService for ControllerSvc {
         let m = request.into_inner();
         let mut ips = Vec::with_capacity(m.ips.len());
         for (i, s) in m.ips.iter().enumerate() {
-            let ip = s.parse().map_err(|_| Status::invalid_argument(format!("ips[{i}]: {s:?} is not an IP address")))?;
+            let ip =
+                s.parse().map_err(|_| Status::invalid_argument(format!("ips[{i}]: {s:?} is not an IP address")))?;
             ips.push(ip);
         }
         let reply = (self.0)(Invalidation { ips, below_version: m.below_version, all: m.all });

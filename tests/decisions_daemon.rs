@@ -607,6 +607,8 @@ fn packet_ins_outside_table_3_do_not_loop() {
             loops.push(format!("{what}: one packet gave {} packet-ins and {} decisions in 3 s", pi2 - pi0, dec2 - dec0));
         }
     }
+    let tr = env.ovs.ok("ovs-appctl", &["ofproto/trace", "br0", "tcp,in_port=4,dl_src=0a:58:0a:f4:01:04,dl_dst=02:00:0a:f4:01:01,nw_src=10.244.1.4,nw_dst=10.96.0.10,tp_src=40400,tp_dst=80,tcp_flags=0x002"]);
+    eprintln!("FIGURE probe trace VIP:\n{tr}");
     let t3 = env.conn_flows();
     eprintln!("FIGURE probe: table 3 connection flows: {t3:#?}");
     assert!(loops.is_empty(), "packet-in loop: {loops:#?}");

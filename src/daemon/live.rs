@@ -77,6 +77,36 @@ impl LiveFlows {
         n
     }
 
+    /// Cookies of remembered connection flows whose match names one of `ips` (as IPv4 or IPv6
+    /// source or destination), or of every connection flow when `all`.
+    pub fn connection_cookies(&self, ips: &[std::net::IpAddr], all: bool) -> Vec<u64> {
+        use crate::openflow::field::Field;
+        let mut out = Vec::new();
+        for flows in self.by_dpid.values() {
+            for f in flows.values() {
+                if cookie::category(f.cookie) != Some(Category::Connection) {
+                    continue;
+                }
+                let hit = all
+                    || [Field::IPV4_SRC, Field::IPV4_DST, Field::IPV6_SRC, Field::IPV6_DST].iter().any(|fld| {
+                        f.r#match.get(*fld).is_some_and(|e| {
+                            let b = e.value.as_bytes();
+                            ips.iter().any(|ip| match ip {
+                                std::net::IpAddr::V4(v4) => b == v4.octets(),
+                                std::net::IpAddr::V6(v6) => b == v6.octets(),
+                            })
+                        })
+                    });
+                if hit {
+                    out.push(f.cookie);
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Forgets every flow with exactly this cookie, on every switch; returns how many.
     pub fn remove_cookie(&mut self, cookie: u64) -> usize {
         let mut n = 0;

@@ -495,10 +495,19 @@ impl Shard {
         }
         doomed.sort_by_key(|k| k.hash64());
         doomed.dedup_by_key(|k| k.hash64());
-        let mut deletes = Vec::new();
+        let mut cookies: Vec<u64> = doomed
+            .iter()
+            .map(|k| cookie::make(self.shared.generation, cookie::Category::Connection, k.hash64()))
+            .collect();
         for k in &doomed {
-            let c = cookie::make(self.shared.generation, cookie::Category::Connection, k.hash64());
             self.keys.borrow_mut().remove(k);
+        }
+        // Connection flows adopted from the switch (a previous run decided them) count too.
+        cookies.extend(self.live.borrow().connection_cookies(ips, all));
+        cookies.sort_unstable();
+        cookies.dedup();
+        let mut deletes = Vec::new();
+        for c in cookies {
             self.live.borrow_mut().remove_cookie(c);
             let mut fm = FlowMod::new(crate::openflow::flow::FlowModCommand::Delete);
             fm.table_id = 0xff;
@@ -511,8 +520,9 @@ impl Shard {
                 c.send_all(&deletes);
             }
         }
-        tracing::info!(shard = self.id(), answers = dropped.len(), connections = doomed.len(), "policy invalidated");
-        super::Invalidated { answers_dropped: dropped.len() as u64, connections_removed: doomed.len() as u64 }
+        let removed = deletes.len();
+        tracing::info!(shard = self.id(), answers = dropped.len(), connections = removed, "policy invalidated");
+        super::Invalidated { answers_dropped: dropped.len() as u64, connections_removed: removed as u64 }
     }
 
     fn on_answer(&self, msg: ShardMsg) {

@@ -283,6 +283,8 @@ pub struct PolicyConfig {
     pub deny_idle_timeout: u16,
     /// Packets waiting for cni-ctl, per shard, beyond which new ones are dropped (and counted).
     pub max_pending: usize,
+    /// Where to serve cni-ctl's ControllerService (invalidations), e.g. `127.0.0.1:50052`.
+    pub listen: Option<SocketAddr>,
 }
 
 impl Default for PolicyConfig {
@@ -296,6 +298,7 @@ impl Default for PolicyConfig {
             conn_idle_timeout: 300,
             deny_idle_timeout: 10,
             max_pending: 10_000,
+            listen: None,
         }
     }
 }

@@ -582,6 +582,7 @@ fn packet_ins_outside_table_3_do_not_loop() {
         ("SYN from unknown port 6", 6, build::tcp_syn(MacAddr([2, 0, 0, 0, 0, 6]), GW_MAC, Ipv4Addr::new(10, 244, 1, 66).into(), a(), 40401, 80)),
     ];
     let mut loops = Vec::new();
+    env.ovs.ok("ovs-appctl", &["vlog/set", "vconn:file:dbg"]);
     for (what, port, frame) in cases {
         let (dec0, pi0) = (env.decisions(), env.packet_ins());
         let outs0: Vec<usize> = [1, 2, 3, 4, 5, 6].iter().map(|p| env.count(*p)).collect();
@@ -609,6 +610,10 @@ fn packet_ins_outside_table_3_do_not_loop() {
     }
     let tr = env.ovs.ok("ovs-appctl", &["ofproto/trace", "br0", "tcp,in_port=4,dl_src=0a:58:0a:f4:01:04,dl_dst=02:00:0a:f4:01:01,nw_src=10.244.1.4,nw_dst=10.96.0.10,tp_src=40400,tp_dst=80,tcp_flags=0x002"]);
     eprintln!("FIGURE probe trace VIP:\n{tr}");
+    let log = std::fs::read_to_string(env.ovs.path("ovs-vswitchd.log")).unwrap_or_default();
+    for l in log.lines().filter(|l| l.contains("PACKET_OUT") || l.contains("PACKET_IN") || l.contains("actions=")).take(40) {
+        eprintln!("VCONN {l}");
+    }
     let t3 = env.conn_flows();
     eprintln!("FIGURE probe: table 3 connection flows: {t3:#?}");
     assert!(loops.is_empty(), "packet-in loop: {loops:#?}");

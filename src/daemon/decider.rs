@@ -15,31 +15,7 @@ use crate::config::PolicyConfig;
 use crate::openflow::message::Message;
 use crate::packet::FlowKey;
 use crate::pipeline::default::PipelineConfig;
-use crate::policy::{self, DecisionContext, HotTarget, NetworkPolicy, PolicyQuery, Verdict};
-
-/// Where policy answers come from. Embedded and file answers are immediate; cni-ctl's come
-/// later through a runtime-agnostic channel.
-pub trait Answers: Send + Sync {
-    /// The answer when it needs no IO.
-    fn now(&self, q: &PolicyQuery) -> Option<NetworkPolicy>;
-    /// Ask (cni-ctl); the receiver yields the answer or why there is none.
-    fn ask(&self, q: PolicyQuery) -> flume::Receiver<Result<NetworkPolicy, String>>;
-}
-
-/// The embedded default: everything is allowed, as in Kubernetes without NetworkPolicies.
-pub struct AllowAll;
-
-impl Answers for AllowAll {
-    fn now(&self, _q: &PolicyQuery) -> Option<NetworkPolicy> {
-        Some(NetworkPolicy::allow())
-    }
-
-    fn ask(&self, _q: PolicyQuery) -> flume::Receiver<Result<NetworkPolicy, String>> {
-        let (tx, rx) = flume::bounded(1);
-        let _ = tx.send(Ok(NetworkPolicy::allow()));
-        rx
-    }
-}
+use crate::policy::{self, DecisionContext, HotTarget, NetworkPolicy, PolicyQuery, PolicySource, Verdict};
 
 const HOT_SYN_CAPACITY: usize = 65_536;
 const HOT_SYN_TTL: Duration = Duration::from_secs(30);
@@ -49,7 +25,7 @@ pub struct Decider {
     pipeline: PipelineConfig,
     generation: u16,
     cfg: PolicyConfig,
-    answers: Arc<dyn Answers>,
+    answers: Arc<PolicySource>,
     cache: RefCell<HashMap<PolicyQuery, (NetworkPolicy, Instant)>>,
     hot: RefCell<HotSynCache<HotTarget>>,
     pending: Cell<usize>,
@@ -59,7 +35,7 @@ pub struct Decider {
 pub type Label = &'static str;
 
 impl Decider {
-    pub fn new(pipeline: PipelineConfig, generation: u16, cfg: PolicyConfig, answers: Arc<dyn Answers>) -> Decider {
+    pub fn new(pipeline: PipelineConfig, generation: u16, cfg: PolicyConfig, answers: Arc<PolicySource>) -> Decider {
         Decider {
             pipeline,
             generation,
@@ -87,7 +63,7 @@ impl Decider {
         let answer = match self.cached(&q, now) {
             Some(p) => p,
             None => {
-                let fresh = match self.answers.now(&q) {
+                let fresh = match self.answers.answer_now(q) {
                     Some(p) => Ok(p),
                     None => self.ask(q).await,
                 };
@@ -134,7 +110,12 @@ impl Decider {
         let rx = self.answers.ask(q);
         let timeout = Duration::from_millis(self.cfg.timeout_ms);
         let r = futures_lite::future::race(
-            async { rx.recv_async().await.unwrap_or_else(|_| Err("policy source went away".to_string())) },
+            async {
+                match rx.recv_async().await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err("policy source went away".to_string()),
+                }
+            },
             async {
                 glommio::timer::sleep(timeout).await;
                 Err(format!("no answer within {} ms", timeout.as_millis()))

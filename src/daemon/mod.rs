@@ -123,7 +123,7 @@ pub struct Shared {
     /// The flows every switch gets: the default pipeline (when configured) and the dispatch.
     pub desired: Vec<crate::openflow::flow::FlowMod>,
     /// Where Packet-In decisions get their policy answers.
-    pub answers: Arc<dyn decider::Answers>,
+    pub answers: Arc<crate::policy::PolicySource>,
     fatal_reason: std::sync::OnceLock<String>,
 }
 
@@ -156,13 +156,66 @@ impl Shared {
     }
 }
 
-/// The policy source of the configuration.
-fn policy_answers(cfg: &Config) -> Result<Arc<dyn decider::Answers>, DaemonError> {
+/// The policy source of the configuration: the embedded allow-all default, a policy file (read
+/// now, so a bad file stops the start), or cni-ctl (a gRPC client on the control runtime).
+fn policy_source(cfg: &Config, runtime: tokio::runtime::Handle) -> Result<Arc<crate::policy::PolicySource>, DaemonError> {
     use crate::config::PolicySourceKind;
-    match cfg.policy.source {
-        PolicySourceKind::Embedded => Ok(Arc::new(decider::AllowAll)),
-        other => Err(DaemonError::Fatal(format!("policy source {other:?} is not wired into the daemon yet"))),
-    }
+    use crate::policy::{ClientConfig, PolicyClient, PolicyFile, PolicySource};
+    let p = &cfg.policy;
+    Ok(Arc::new(match p.source {
+        PolicySourceKind::Embedded => PolicySource::Embedded,
+        PolicySourceKind::File => {
+            let path = p.file.as_ref().ok_or_else(|| DaemonError::Fatal("policy.file is missing".into()))?;
+            let file = PolicyFile::load(path).map_err(|e| {
+                DaemonError::Config(ConfigError::Invalid { key: "policy.file".into(), reason: e.to_string() })
+            })?;
+            PolicySource::File(Arc::new(file))
+        }
+        PolicySourceKind::Cnictl => {
+            let endpoint = p.cnictl.clone().ok_or_else(|| DaemonError::Fatal("policy.cnictl is missing".into()))?;
+            let cc = ClientConfig {
+                endpoint,
+                deadline: std::time::Duration::from_millis(p.timeout_ms),
+                ..ClientConfig::default()
+            };
+            let client = PolicyClient::new(cc, runtime).map_err(|e| DaemonError::Fatal(format!("cni-ctl client: {e}")))?;
+            PolicySource::CniCtl(client.handle())
+        }
+    }))
+}
+
+/// Serves cni-ctl's ControllerService (invalidations) on the control runtime.
+fn serve_controller_service(control: &ControlPlane, addr: SocketAddr, api: Arc<api::DaemonApi>) -> Result<(), DaemonError> {
+    use crate::policy::server::{serve, InvalidateFn, InvalidationReply, Services};
+    let std_listener = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|_| l))
+        .map_err(|e| DaemonError::Config(ConfigError::PortInUse { key: "policy.listen".into(), addr, source: e }))?;
+    let callback: InvalidateFn = Arc::new(move |inv| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        match api.invalidate(inv.ips, inv.below_version, inv.all, deadline) {
+            Ok(r) => InvalidationReply { dropped: r.answers_dropped, flows_deleted: r.connections_removed },
+            Err(e) => {
+                tracing::warn!("invalidation failed: {e}");
+                InvalidationReply { dropped: 0, flows_deleted: 0 }
+            }
+        }
+    });
+    let signal = control.shutdown_signal();
+    let rt = control.runtime();
+    rt.spawn(async move {
+        let listener = match tokio::net::TcpListener::from_std(std_listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("ControllerService: {e}");
+                return;
+            }
+        };
+        tracing::info!(%addr, "serving cni-ctl's ControllerService (invalidations)");
+        if let Err(e) = serve(listener, Services::new().controller(callback), async move { signal.wait().await }).await {
+            tracing::error!("ControllerService stopped: {e}");
+        }
+    });
+    Ok(())
 }
 
 /// The flows of [`desired_flows`] as `ovs-ofctl` text.
@@ -192,6 +245,11 @@ pub fn dpid_hash(dpid: u64) -> u64 {
 /// Runs the daemon until SIGTERM/SIGINT or a fatal error.
 pub fn run(cfg: Config) -> Result<(), DaemonError> {
     cfg.validate()?;
+    // A bad policy file is a configuration error too: found before any port is bound.
+    if let (crate::config::PolicySourceKind::File, Some(path)) = (cfg.policy.source, &cfg.policy.file) {
+        crate::policy::PolicyFile::load(path)
+            .map_err(|e| ConfigError::Invalid { key: "policy.file".into(), reason: e.to_string() })?;
+    }
     cfg.check_ports_free()?;
     let cfg = Arc::new(cfg);
     let n = cfg.shards.count;
@@ -209,6 +267,9 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     let control = ControlPlane::start(&cfg, metrics.clone(), api.clone()).map_err(|e| DaemonError::Control(e.to_string()))?;
     tracing::info!(http = %control.http_addr(), shards = n, mode = %cfg.openflow.mode, "shardflow starting");
 
+    if let Some(addr) = cfg.policy.listen {
+        serve_controller_service(&control, addr, api.clone())?;
+    }
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         metrics,
@@ -218,7 +279,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         trigger: control.shutdown_trigger(),
         generation,
         desired,
-        answers: policy_answers(&cfg)?,
+        answers: policy_source(&cfg, control.runtime()).inspect_err(|_| control.shutdown())?,
         fatal_reason: std::sync::OnceLock::new(),
     });
     let pool_cfg = PoolConfig {

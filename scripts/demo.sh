@@ -4,7 +4,9 @@
 #  1. starts a private OVS 3.1 (userspace datapath, dummy ports, everything in a temporary folder)
 #     with two bridges, and the shardflow daemon: one shard per core, OpenFlow on 127.0.0.1:6653..,
 #     HTTP on 127.0.0.1:9464, the default pipeline of docs/pipeline.md (two pods on ports 2 and 4,
-#     uplink 1, gateway 3, tunnel 5) and the embedded default policy (allow all);
+#     uplink 1, gateway 3, tunnel 5) and a policy file (allow by default, deny pod 4 -> pod 2
+#     port 22, a service 10.96.0.10:80 -> pod 2:8080); `shardflow run` without a policy uses the
+#     embedded default (allow all);
 #  2. points each bridge at one controller port per shard and shows the switches connected and
 #     the pipeline the daemon installed (one ONF bundle per bridge, resynced on every reconnect);
 #  3. opens 10 TCP connections from pod 4 to pod 2: each first packet reaches the owning shard,
@@ -46,6 +48,22 @@ import re, sys
 doc = open("docs/pipeline.md").read()
 open(sys.argv[1], "w").write(re.search(r"```toml\n(.*?)```", doc, re.S).group(1))
 PY
+cat > "$DIR/policy.toml" <<'TOML'
+version = 1
+default = "allow"
+[[rule]]
+action = "deny"
+src = "10.244.1.4"
+dst = "10.244.1.2"
+protocol = "tcp"
+ports = "22"
+[[service]]
+vip = "10.96.0.10"
+port = 80
+protocol = "tcp"
+endpoints = [ { ip = "10.244.1.2", port = 8080, weight = 1 } ]
+TOML
+printf '\n[policy]\nsource = "file"\nfile = "%s"\n' "$DIR/policy.toml" >> "$DIR/shardflow.toml"
 pcap_count() { python3 -c "
 import struct, sys
 d = open(sys.argv[1], 'rb').read(); i, n = 24, 0
@@ -71,7 +89,7 @@ PY
 }
 
 echo
-echo "== 1. the daemon (docs/pipeline.md's example config, embedded allow-all policy), logs in $DIR/shardflow.log"
+echo "== 1. the daemon (docs/pipeline.md's example config + a policy file), logs in $DIR/shardflow.log"
 "$SF" run --config "$DIR/shardflow.toml" > "$DIR/shardflow.log" 2>&1 &
 DAEMON_PID=$!
 for _ in $(seq 1 50); do
@@ -120,6 +138,19 @@ for s in json.load(sys.stdin):
     conns = s["connections"]
     print("   shard %d: %d packet-ins, decided %d connections, decision p50 %.0f us" % (
         s["shard"], s["packet_ins"], len(conns), s["decision_p50_us"]))'
+
+echo
+echo "== 3b. the policy file at work: a denied connection (port 22) and a service (10.96.0.10:80)"
+before=$(pcap_count "$DIR/br0-p2-tx.pcap")
+ovs-appctl netdev-dummy/receive br0-p4 "in_port(4),eth(src=$POD4,dst=$GW),eth_type(0x0800),ipv4(src=10.244.1.4,dst=10.244.1.2,proto=6,tos=0,ttl=64,frag=no),tcp(src=45022,dst=22),tcp_flags(syn)"
+sleep 0.3
+echo "   SYN to port 22 delivered: $(( $(pcap_count "$DIR/br0-p2-tx.pcap") - before )) (denied); the drop flow:"
+ovs-ofctl -O OpenFlow13 dump-flows br0 "table=3,tcp,tp_dst=22" --no-stats | sed 's/^/   /'
+ovs-appctl netdev-dummy/receive br0-p4 "in_port(4),eth(src=$POD4,dst=$GW),eth_type(0x0800),ipv4(src=10.244.1.4,dst=10.96.0.10,proto=6,tos=0,ttl=64,frag=no),tcp(src=45080,dst=80),tcp_flags(syn)"
+sleep 0.3
+echo "   SYN to the service VIP delivered to pod 2: $(( $(pcap_count "$DIR/br0-p2-tx.pcap") - before )); DNAT in conntrack zone 2:"
+ovs-appctl dpctl/dump-conntrack | grep 'sport=45080' | sed 's/^/   /'
+ovs-ofctl -O OpenFlow13 dump-flows br0 "table=0,tcp,tp_src=45080" --no-stats | sed 's/^/   /'
 
 echo
 echo "== 4. a TCP connection from the uplink (port 1) to pod 2 learns its return flow (table 15 -> 6)"

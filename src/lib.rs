@@ -12,3 +12,4 @@ pub mod daemon;
 pub mod oracle;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod tracker;

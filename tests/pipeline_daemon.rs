@@ -97,6 +97,21 @@ fn diff(a_name: &str, a: &[String], b_name: &str, b: &[String]) -> String {
 /// OVS with ports 1-5 (tx pcaps) and the daemon with the example config, attached (fan-out),
 /// its pipeline in place.
 fn setup() -> (Ovs, Daemon, Expect) {
+    setup_with(&example_toml())
+}
+
+/// The example config with a policy file that denies everything: the pipeline's own behaviour
+/// shows, not the default policy's decisions.
+fn setup_deny_all() -> (Ovs, Daemon, Expect) {
+    let dir = std::env::temp_dir().join(format!("shardflow-denyall-{}-{}", std::process::id(), line!()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("deny.toml");
+    std::fs::write(&policy, "default = \"deny\"\n").unwrap();
+    let toml = format!("{}\n[policy]\nsource = \"file\"\nfile = \"{}\"\n", example_toml(), policy.display());
+    setup_with(&toml)
+}
+
+fn setup_with(toml: &str) -> (Ovs, Daemon, Expect) {
     let ovs = Ovs::start(&["br0"]);
     for p in ["3", "4", "5"] {
         let pcap = format!("options:tx_pcap={}", ovs.path(&format!("p{p}-tx.pcap")).display());
@@ -104,11 +119,10 @@ fn setup() -> (Ovs, Daemon, Expect) {
         let name = format!("p{p}");
         ovs.ok("ovs-vsctl", &["add-port", "br0", &name, "--", "set", "interface", &name, "type=dummy", &req, &pcap]);
     }
-    let toml = example_toml();
-    let d = Daemon::start_with_config(SHARDS, &toml);
+    let d = Daemon::start_with_config(SHARDS, toml);
     d.attach(&ovs, "br0", false);
     wait_pipeline(&d, Duration::from_secs(10));
-    (ovs, d, Expect::new(&toml))
+    (ovs, d, Expect::new(&example_toml()))
 }
 
 /// Waits until the switch is listed with both connections and its pipeline installed; returns
@@ -358,12 +372,13 @@ fn packet_ins_of(d: &Daemon, needles: &[&str]) -> u64 {
 
 #[test]
 fn conntrack_zones_and_nat() {
-    let (ovs, d, e) = setup();
+    let (ovs, d, e) = setup_deny_all();
     let url = format!("/v1/switches/{DPID}/flows?command=add");
     let syn = pkt(4, (POD_B_MAC, GW_MAC), (POD_B_IP, POD_A_IP), 6, "tcp(src=33333,dst=80),tcp_flags(syn)");
     let key = ["10.244.1.4:33333", "10.244.1.2:80"];
 
-    // No policy yet: table 6 miss -> ct(zone=1) -> +new -> table 3 miss -> packet-in.
+    // The policy denies: table 6 miss -> ct(zone=1) -> +new -> table 3 miss -> packet-in -> a
+    // drop flow (priority 100), nothing committed, nothing delivered.
     let pod_a = pcap_of(&ovs, 2);
     let before_a = pcap_packet_count(&pod_a);
     receive(&ovs, 4, std::slice::from_ref(&syn));
@@ -379,7 +394,7 @@ fn conntrack_zones_and_nat() {
 
     // The policy's per-connection flow, through the FlowManager.
     let policy = format!(
-        "table=3,priority=100,cookie={:#x},tcp,nw_src={POD_B_IP},nw_dst={POD_A_IP},tp_dst=80,actions=ct(commit,zone=1),resubmit(,5)",
+        "table=3,priority=200,cookie={:#x},tcp,nw_src={POD_B_IP},nw_dst={POD_A_IP},tp_dst=80,actions=ct(commit,zone=1),resubmit(,5)",
         e.conn_cookie(1)
     );
     let (st, body) = d.post(&url, &policy);

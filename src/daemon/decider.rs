@@ -53,6 +53,25 @@ impl Decider {
         matches!(key.ip_src, IpAddr::V4(_)) && matches!(key.ip_proto, 6 | 17 | 132 | 1)
     }
 
+    /// Whether a packet-in is a new connection the pipeline asks the policy about: one that
+    /// missed the policy table after conntrack (table 0 marked it as from a local pod or the
+    /// gateway: reg0 bits 2 and 3), or the first packet of a service connection from a local
+    /// pod. Anything else (a table-0 miss: unknown port, spoofed source, other protocols) is
+    /// recorded but not decided: flows installed for it would never be reached.
+    pub fn should_decide(&self, key: &FlowKey, in_port: u32, reg0: u32) -> bool {
+        if !Self::supports(key) {
+            return false;
+        }
+        let from_pod_or_gateway = reg0 & 0b1100 != 0;
+        let service_from_pod = match key.ip_dst {
+            IpAddr::V4(d) => {
+                self.pipeline.service_cidr.contains(d) && self.pipeline.local_pods.iter().any(|p| p.port == in_port)
+            }
+            IpAddr::V6(_) => false,
+        };
+        from_pod_or_gateway || service_from_pod
+    }
+
     /// Decides for one packet-in: the messages to send (flows first, then the packet-out) and
     /// the verdict label.
     pub async fn decide(&self, key: &FlowKey, in_port: u32, ct_state: u32, data: &[u8]) -> (Label, Vec<Message>) {
@@ -86,10 +105,22 @@ impl Decider {
                 }
             }
         };
+        let mut answer = answer;
+        if q.nat && matches!(answer.dst_type, policy::DstType::Direct) && answer.allowed {
+            // A service address the policy knows no endpoints for: nothing to DNAT to. A short
+            // drop flow keeps the rest of the connection off the controller.
+            answer = NetworkPolicy::deny();
+            label_override = Some("no_endpoints");
+        }
+        let conn_idle_timeout = match label_override {
+            // Let through while the policy was away: re-asked soon, not allowed for good.
+            Some("fail_open") => self.cfg.deny_idle_timeout,
+            _ => self.cfg.conn_idle_timeout,
+        };
         let ctx = DecisionContext {
             pipeline: &self.pipeline,
             generation: self.generation,
-            conn_idle_timeout: self.cfg.conn_idle_timeout,
+            conn_idle_timeout,
             deny_idle_timeout: self.cfg.deny_idle_timeout,
             locator: &self.pipeline,
         };

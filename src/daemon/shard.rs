@@ -351,7 +351,9 @@ impl Shard {
             Mode::Single => shard_of(ck.hash64(), self.ctx.n_shards),
         };
         let ct_state = pi.r#match.get(Field::CT_STATE).map(|e| e.value.to_u128() as u32).unwrap_or(0);
-        let packet = (self.decider.is_some() && Decider::supports(&key))
+        let reg0 = pi.r#match.get(Field::reg(0)).map(|e| e.value.to_u128() as u32).unwrap_or(0);
+        let decide = self.decider.as_ref().is_some_and(|d| d.should_decide(&key, in_port, reg0));
+        let packet = decide
             .then(|| Box::new(HandoffPacket { flow: key, in_port, ct_state, data: pi.data }));
         if owner == self.id() {
             self.record(ck, false);

@@ -24,7 +24,7 @@
 
 mod config;
 
-pub use config::{Ipv4Cidr, LocalPod, PipelineConfig, PipelineError, MAX_PORT};
+pub use config::{ArpMode, Ipv4Cidr, Ipv6Cidr, LocalPod, PipelineConfig, PipelineError, MAX_PORT};
 
 use crate::config::Mode;
 use crate::openflow::flow::{FlowMod, FlowModCommand};
@@ -74,6 +74,15 @@ pub const POLICY_PRIORITY: u16 = 100;
 pub const LEARNED_PRIORITY: u16 = 100;
 /// The `rule` byte of learned flows' object ids (table 6): `6 << 32 | LEARNED_RULE << 24 | proto`.
 pub const LEARNED_RULE: u8 = 0x80;
+
+/// ICMPv6 neighbour discovery types switched by `NORMAL` (solicitation, advertisement), with
+/// their table-0 rule byte.
+const ND_TYPES: [(u8, u8); 2] = [(135, 8), (136, 9)];
+
+/// The IPv6 match keyword of an IP protocol of [`LEARNED_PROTOCOLS`].
+fn kw6(kw: &str) -> String {
+    format!("{kw}6")
+}
 
 /// IP protocols that get learned return flows, with their match keyword and learn fields.
 const LEARNED_PROTOCOLS: [(u8, &str, &str, &str); 3] = [
@@ -135,6 +144,7 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
     let to_controller = dispatch_actions(mode, shards, generation);
     let gw_mac = cfg.gateway_mac;
     let gw_ip = cfg.gateway_ip;
+    let v6 = cfg.pod_cidr6.is_some();
 
     // --- table 0: classifier ---
     t.add(CLASSIFIER, 300, 1, 0, "arp", &format!("goto_table:{ARP}"));
@@ -179,9 +189,61 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
         &format!("ip,in_port={}", cfg.gateway_port),
         &format!("load:0x1->NXM_NX_REG0[3],goto_table:{CONNTRACK}"),
     );
+    if v6 {
+        // Neighbour discovery from pods and the gateway is switched, never tracked.
+        let nd_ports = cfg.local_pods.iter().map(|p| p.port).chain([cfg.gateway_port]);
+        for port in nd_ports {
+            for (ty, rule) in ND_TYPES {
+                t.add(CLASSIFIER, 300, rule, port, &format!("icmp6,in_port={port},icmp_type={ty}"), "NORMAL");
+            }
+        }
+        t.add(
+            CLASSIFIER,
+            200,
+            10,
+            cfg.uplink_port,
+            &format!("ipv6,in_port={}", cfg.uplink_port),
+            &format!("load:0x1->NXM_NX_REG0[0],goto_table:{FROM_UPLINK}"),
+        );
+        if let Some(tun) = cfg.tunnel_port {
+            t.add(
+                CLASSIFIER,
+                200,
+                11,
+                tun,
+                &format!("ipv6,in_port={tun}"),
+                &format!("load:0x1->NXM_NX_REG0[1],goto_table:{FROM_UPLINK}"),
+            );
+        }
+        for p in &cfg.local_pods {
+            if let Some(ip6) = p.ipv6 {
+                t.add(
+                    CLASSIFIER,
+                    50,
+                    12,
+                    p.port,
+                    &format!("ipv6,in_port={},dl_src={},ipv6_src={ip6}", p.port, p.mac),
+                    &format!("load:0x1->NXM_NX_REG0[2],goto_table:{LEARNED}"),
+                );
+            }
+            // Any other IPv6 from the pod's port (a pod without IPv6 too) is spoofed.
+            t.add(CLASSIFIER, 40, 13, p.port, &format!("ipv6,in_port={}", p.port), "drop");
+        }
+        t.add(
+            CLASSIFIER,
+            50,
+            14,
+            cfg.gateway_port,
+            &format!("ipv6,in_port={}", cfg.gateway_port),
+            &format!("load:0x1->NXM_NX_REG0[3],goto_table:{CONNTRACK}"),
+        );
+    }
 
     // --- table 1: conntrack ---
     t.add(CONNTRACK, 100, 1, 0, "ip", &format!("ct(table={CT_VERDICT},zone={})", cfg.pod_zone));
+    if v6 {
+        t.add(CONNTRACK, 100, 2, 0, "ipv6", &format!("ct(table={CT_VERDICT},zone={})", cfg.pod_zone));
+    }
     t.add(CONNTRACK, 0, 0, 0, "", "drop");
 
     // --- table 2: conntrack verdicts ---
@@ -199,6 +261,12 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
         t.add(FROM_UPLINK, 100, 1, u32::from(proto), kw, &format!("goto_table:{LEARN}"));
     }
     t.add(FROM_UPLINK, 50, 2, 0, "ip", &format!("goto_table:{FORWARD}"));
+    if v6 {
+        for (proto, kw, _, _) in LEARNED_PROTOCOLS {
+            t.add(FROM_UPLINK, 100, 3, u32::from(proto), &kw6(kw), &format!("goto_table:{LEARN}"));
+        }
+        t.add(FROM_UPLINK, 50, 4, 0, "ipv6", &format!("goto_table:{FORWARD}"));
+    }
     t.add(FROM_UPLINK, 0, 0, 0, "", "drop");
 
     // --- table 5: forwarding ---
@@ -229,6 +297,39 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
         &format!("ip,reg0={:#x}/{:#x}", reg0::FROM_POD, reg0::FROM_POD),
         &format!("output:{}", cfg.gateway_port),
     );
+    if let Some(cidr6) = cfg.pod_cidr6 {
+        for p in &cfg.local_pods {
+            if let Some(ip6) = p.ipv6 {
+                t.add(
+                    FORWARD,
+                    100,
+                    5,
+                    p.port,
+                    &format!("ipv6,ipv6_dst={ip6}"),
+                    &format!("set_field:{}->eth_dst,output:{}", p.mac, p.port),
+                );
+            }
+        }
+        if let Some(gw6) = cfg.gateway_ip6 {
+            t.add(
+                FORWARD,
+                90,
+                6,
+                cfg.gateway_port,
+                &format!("ipv6,ipv6_dst={gw6}"),
+                &format!("set_field:{gw_mac}->eth_dst,output:{}", cfg.gateway_port),
+            );
+        }
+        t.add(FORWARD, 80, 7, 0, &format!("ipv6,ipv6_dst={cidr6}"), "drop");
+        t.add(
+            FORWARD,
+            10,
+            8,
+            cfg.gateway_port,
+            &format!("ipv6,reg0={:#x}/{:#x}", reg0::FROM_POD, reg0::FROM_POD),
+            &format!("output:{}", cfg.gateway_port),
+        );
+    }
     t.add(FORWARD, 0, 0, 0, "", "drop");
 
     // --- table 6: learned return flows (written by table 15); miss: the normal path ---
@@ -249,6 +350,18 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
         );
         t.add(LEARN, 100, 1, u32::from(proto), kw, &format!("{learn},resubmit(,{FORWARD})"));
     }
+    if v6 {
+        for (proto, kw, src, dst) in LEARNED_PROTOCOLS {
+            let learn = format!(
+                "learn(table={LEARNED},{timeouts},priority={LEARNED_PRIORITY},cookie={:#x},eth_type=0x86dd,nw_proto={proto},\
+                 NXM_NX_IPV6_SRC[]=NXM_NX_IPV6_DST[],NXM_NX_IPV6_DST[]=NXM_NX_IPV6_SRC[],{src}[]={dst}[],{dst}[]={src}[],\
+                 load:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],load:NXM_OF_ETH_DST[]->NXM_OF_ETH_SRC[],\
+                 load:NXM_NX_TUN_IPV4_SRC[]->NXM_NX_TUN_IPV4_DST[],output:NXM_OF_IN_PORT[])",
+                learned_cookie(generation, proto)
+            );
+            t.add(LEARN, 100, 2, u32::from(proto), &kw6(kw), &format!("{learn},resubmit(,{FORWARD})"));
+        }
+    }
     t.add(LEARN, 0, 0, 0, "", "drop");
 
     // --- table 20: ARP ---
@@ -264,7 +377,14 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
              move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:{gw_ip}->arp_spa,IN_PORT"
         ),
     );
-    t.add(ARP, 10, 2, 0, "arp", "NORMAL");
+    match cfg.arp {
+        ArpMode::Responder => t.add(ARP, 10, 2, 0, "arp", "NORMAL"),
+        ArpMode::Controller => {
+            // Other requests: the packet-in path answers (or floods); replies are switched.
+            t.add(ARP, 50, 3, 0, "arp,arp_op=1", &to_controller);
+            t.add(ARP, 10, 4, 0, "arp,arp_op=2", "NORMAL");
+        }
+    }
     t.add(ARP, 0, 0, 0, "", "drop");
 
     t.out
@@ -325,12 +445,65 @@ mod tests {
             uplink_port: 1,
             tunnel_port: Some(5),
             local_pods: vec![
-                LocalPod { port: 2, ip: Ipv4Addr::new(10, 244, 1, 2), mac: MacAddr([0x0a, 0x58, 0x0a, 0xf4, 1, 2]) },
-                LocalPod { port: 4, ip: Ipv4Addr::new(10, 244, 1, 4), mac: MacAddr([0x0a, 0x58, 0x0a, 0xf4, 1, 4]) },
+                LocalPod {
+                    port: 2,
+                    ip: Ipv4Addr::new(10, 244, 1, 2),
+                    mac: MacAddr([0x0a, 0x58, 0x0a, 0xf4, 1, 2]),
+                    ipv6: None,
+                },
+                LocalPod {
+                    port: 4,
+                    ip: Ipv4Addr::new(10, 244, 1, 4),
+                    mac: MacAddr([0x0a, 0x58, 0x0a, 0xf4, 1, 4]),
+                    ipv6: None,
+                },
             ],
             learn_hard_timeout: 600,
             ..PipelineConfig::default()
         }
+    }
+
+    /// [`sample`] with IPv6 (pod A only) and, if `controller`, ARP controller mode.
+    fn sample6(controller: bool) -> PipelineConfig {
+        let mut c = sample();
+        c.pod_cidr6 = Some("fd00:10:244:1::/64".parse().unwrap());
+        c.gateway_ip6 = Some("fd00:10:244:1::1".parse().unwrap());
+        c.local_pods[0].ipv6 = Some("fd00:10:244:1::2".parse().unwrap());
+        if controller {
+            c.arp = ArpMode::Controller;
+        }
+        c
+    }
+
+    #[test]
+    fn ipv6_and_arp_controller_flows() {
+        let v4 = flow_texts(&sample(), 2, 1);
+        let v6 = flow_texts(&sample6(false), 2, 1);
+        // IPv6 only adds flows.
+        assert!(v4.iter().all(|t| v6.contains(t)));
+        let added: Vec<&String> = v6.iter().filter(|t| !v4.contains(t)).collect();
+        for want in [
+            "icmp6,in_port=2,icmp_type=135,actions=NORMAL",
+            "icmp6,in_port=3,icmp_type=136,actions=NORMAL",
+            "ipv6,in_port=2,dl_src=0a:58:0a:f4:01:02,ipv6_src=fd00:10:244:1::2,actions=load:0x1->NXM_NX_REG0[2],goto_table:6",
+            "table=0,priority=40,cookie=0x102000d000004,ipv6,in_port=4,actions=drop",
+            "ipv6,actions=ct(table=2,zone=1)",
+            "table=5,priority=100,cookie=0x1020505000002,ipv6,ipv6_dst=fd00:10:244:1::2,",
+            "ipv6,ipv6_dst=fd00:10:244:1::/64,actions=drop",
+            "eth_type=0x86dd,nw_proto=6,NXM_NX_IPV6_SRC[]=NXM_NX_IPV6_DST[],NXM_NX_IPV6_DST[]=NXM_NX_IPV6_SRC[]",
+        ] {
+            assert!(added.iter().any(|t| t.contains(want)), "no {want:?} in {added:#?}");
+        }
+        // Pod B has no IPv6: no table-0 accept or table-5 delivery for it.
+        assert!(!added.iter().any(|t| t.contains("priority=50") && t.contains("in_port=4")), "{added:#?}");
+        // ARP controller mode: requests to the dispatch, replies switched, the responder kept.
+        let c = flow_texts(&sample6(true), 2, 1);
+        let arp: Vec<&String> = c.iter().filter(|t| t.starts_with("table=20,")).collect();
+        assert_eq!(arp.len(), 4, "{arp:#?}");
+        assert!(arp[0].contains("arp_tpa=10.244.1.1,arp_op=1"));
+        assert!(arp[1].contains("priority=50,") && arp[1].contains("arp,arp_op=1,actions=multipath("));
+        assert!(arp[1].ends_with("resubmit(,250)"));
+        assert!(arp[2].contains("priority=10,") && arp[2].ends_with("arp,arp_op=2,actions=NORMAL"));
     }
 
     #[test]
@@ -340,6 +513,9 @@ mod tests {
             (sample(), Mode::Fanout, 2),
             (sample(), Mode::Single, 1),
             (PipelineConfig { tunnel_port: None, learn_hard_timeout: 0, ..sample() }, Mode::Fanout, 3),
+            (sample6(false), Mode::Fanout, 2),
+            (sample6(true), Mode::Single, 1),
+            (PipelineConfig { tunnel_port: None, gateway_ip6: None, ..sample6(true) }, Mode::Fanout, 3),
         ] {
             let texts = flow_texts_mode(&cfg, mode, shards, 7);
             let flows = generate_mode(&cfg, mode, shards, 7).unwrap();
@@ -357,7 +533,13 @@ mod tests {
 
     #[test]
     fn flows_and_cookies_are_unique_and_categorised() {
-        let flows = generate(&sample(), 2, 9).unwrap();
+        for cfg in [sample(), sample6(false), sample6(true)] {
+            flows_and_cookies_are_unique(&cfg);
+        }
+    }
+
+    fn flows_and_cookies_are_unique(cfg: &PipelineConfig) {
+        let flows = generate(cfg, 2, 9).unwrap();
         let mut keys = HashSet::new();
         let mut cookies = HashSet::new();
         for fm in &flows {

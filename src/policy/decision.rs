@@ -40,11 +40,16 @@ pub trait Locator {
     fn locate(&self, ip: IpAddr) -> Option<Location>;
 }
 
-/// The configured local pods.
+/// The configured local pods, by their IPv4 or IPv6 address.
 impl Locator for PipelineConfig {
     fn locate(&self, ip: IpAddr) -> Option<Location> {
-        let IpAddr::V4(v4) = ip else { return None };
-        self.local_pods.iter().find(|p| p.ip == v4).map(|p| Location { port: p.port, mac: p.mac })
+        self.local_pods
+            .iter()
+            .find(|p| match ip {
+                IpAddr::V4(v4) => p.ip == v4,
+                IpAddr::V6(v6) => p.ipv6 == Some(v6),
+            })
+            .map(|p| Location { port: p.port, mac: p.mac })
     }
 }
 

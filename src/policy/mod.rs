@@ -10,6 +10,7 @@
 //!
 //! The exact flows of each case are documented on [`decision::decide`].
 
+pub mod arp;
 pub mod decision;
 pub mod hot_syn;
 // cni-ctl: the gRPC API, client and servers, the policy file, the daemon's policy source.

@@ -36,8 +36,8 @@ fn cfg() -> PipelineConfig {
         uplink_port: 1,
         tunnel_port: Some(5),
         local_pods: vec![
-            LocalPod { port: 2, ip: Ipv4Addr::new(10, 244, 1, 2), mac: A_MAC },
-            LocalPod { port: 4, ip: Ipv4Addr::new(10, 244, 1, 4), mac: B_MAC },
+            LocalPod { port: 2, ip: Ipv4Addr::new(10, 244, 1, 2), mac: A_MAC, ipv6: None },
+            LocalPod { port: 4, ip: Ipv4Addr::new(10, 244, 1, 4), mac: B_MAC, ipv6: None },
         ],
         ..PipelineConfig::default()
     }

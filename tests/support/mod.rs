@@ -422,3 +422,114 @@ impl Daemon {
             .sum()
     }
 }
+
+// === additions for tests/policy_daemon.rs ===
+
+/// The reference cni-ctl server (`shardflow cnictl --policy FILE --listen ADDR --latency-ms N`)
+/// as a child process; its stderr in a temporary file (printed when the test fails), killed on
+/// drop.
+pub struct Cnictl {
+    pub child: Option<Child>,
+    /// The address it listens on (the port it picked for `127.0.0.1:0`).
+    pub addr: std::net::SocketAddr,
+    pub log: PathBuf,
+    // Kept open: cnictl writes its one line and nothing more, but must never see EPIPE.
+    _stdout: Option<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Cnictl {
+    /// Starts it and waits (10 s) for its `cnictl listening on ADDR` line. A port that is not
+    /// free yet (exit 69, e.g. just released) is tried again for up to 5 s.
+    pub fn start(policy: &Path, listen: &str, latency_ms: u64) -> Cnictl {
+        use std::io::BufRead as _;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = std::env::temp_dir().join(format!(
+                "shardflow-cnictl-{}-{}.log",
+                std::process::id(),
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+            ));
+            let err = std::fs::File::create(&log).unwrap();
+            let mut child = Command::new(env!("CARGO_BIN_EXE_shardflow"))
+                .args(["cnictl", "--policy"])
+                .arg(policy)
+                .args(["--listen", listen, "--latency-ms", &latency_ms.to_string(), "--log-level", "info"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::from(err))
+                .spawn()
+                .expect("spawn shardflow cnictl");
+            // read_line returns at EOF (the child exited) as well.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let stdout = child.stdout.take().unwrap();
+            std::thread::spawn(move || {
+                let mut r = std::io::BufReader::new(stdout);
+                let mut line = String::new();
+                let _ = r.read_line(&mut line);
+                let _ = tx.send((line, r));
+            });
+            let got = rx.recv_timeout(Duration::from_secs(10));
+            let Ok((line, reader)) = got else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("cnictl printed no line within 10 s:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+            };
+            if let Some(addr) = line.trim().strip_prefix("cnictl listening on ") {
+                return Cnictl { child: Some(child), addr: addr.parse().unwrap(), log, _stdout: Some(reader) };
+            }
+            let st = child.wait().unwrap();
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let _ = std::fs::remove_file(&log);
+            if st.code() == Some(69) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            panic!("cnictl did not start ({st}), stdout {line:?}:\n{text}");
+        }
+    }
+
+    /// `http://ADDR`, what `[policy] cnictl` wants.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait (5 s) for the exit; its status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("cnictl running");
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return st;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("cnictl did not exit within 5 s of SIGTERM:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Cnictl {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- cnictl stderr ({}) ----\n{}", self.log.display(), self.stderr());
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// A free 127.0.0.1 port right now (bound to port 0 and released).
+pub fn free_port() -> u16 {
+    TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port()
+}

@@ -15,15 +15,19 @@
 //! service_zone = 2                    # conntrack zone of service (DNAT) traffic
 //! learn_idle_timeout = 60             # learned return flows (table 6)
 //! learn_hard_timeout = 0
+//! # pod_cidr6 = "fd00:10:244:1::/64"  # IPv6 pod subnet: IPv6 flows only when set
+//! # gateway_ip6 = "fd00:10:244:1::1"  # the pods' IPv6 gateway (inside pod_cidr6)
+//! # arp = "responder"                 # or "controller": non-gateway ARP requests to the packet-in path
 //! [[pipeline.local_pods]]
 //! port = 10
 //! ip = "10.244.1.10"
 //! mac = "0a:58:0a:f4:01:0a"
+//! # ipv6 = "fd00:10:244:1::a"         # inside pod_cidr6
 //! ```
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -133,6 +137,85 @@ impl<'de> Deserialize<'de> for Ipv4Cidr {
     }
 }
 
+// === Ipv6Cidr ===
+
+/// An IPv6 network in CIDR form (`fd00:10:244:1::/64`). The address has no host bits set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ipv6Cidr {
+    addr: Ipv6Addr,
+    prefix: u8,
+}
+
+impl Ipv6Cidr {
+    /// The network `addr/prefix`; `None` if `prefix > 128` or `addr` has host bits set.
+    pub fn new(addr: Ipv6Addr, prefix: u8) -> Option<Ipv6Cidr> {
+        if prefix > 128 {
+            return None;
+        }
+        let c = Ipv6Cidr { addr, prefix };
+        (u128::from(addr) & !c.mask() == 0).then_some(c)
+    }
+
+    pub fn addr(&self) -> Ipv6Addr {
+        self.addr
+    }
+
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// The netmask as a number (`/64` -> the upper 64 bits set).
+    pub fn mask(&self) -> u128 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(self.prefix))
+        }
+    }
+
+    pub fn contains(&self, ip: Ipv6Addr) -> bool {
+        u128::from(ip) & self.mask() == u128::from(self.addr)
+    }
+
+    /// Whether the two networks share any address.
+    pub fn overlaps(&self, other: &Ipv6Cidr) -> bool {
+        self.contains(other.addr) || other.contains(self.addr)
+    }
+}
+
+impl fmt::Display for Ipv6Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for Ipv6Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Ipv6Cidr, String> {
+        let (a, p) = s.split_once('/').ok_or_else(|| format!("{s:?} is not an IPv6 network (addr/len)"))?;
+        let addr: Ipv6Addr = a.parse().map_err(|_| format!("{s:?}: {a:?} is not an IPv6 address"))?;
+        let prefix: u8 =
+            p.parse().ok().filter(|p| *p <= 128).ok_or_else(|| format!("{s:?}: prefix length {p:?} is not 0-128"))?;
+        Ipv6Cidr::new(addr, prefix).ok_or_else(|| {
+            let net = Ipv6Addr::from(u128::from(addr) & Ipv6Cidr { addr, prefix }.mask());
+            format!("{s:?} has host bits set (did you mean {net}/{prefix}?)")
+        })
+    }
+}
+
+impl Serialize for Ipv6Cidr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ipv6Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 // === MAC addresses as text ===
 
 mod mac_text {
@@ -159,6 +242,21 @@ pub struct LocalPod {
     pub ip: Ipv4Addr,
     #[serde(with = "mac_text")]
     pub mac: MacAddr,
+    /// The pod's IPv6 address (inside `pipeline.pod_cidr6`), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+/// `pipeline.arp`: who answers ARP requests that are not for the gateway.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArpMode {
+    /// The gateway is answered by flows (table 20), other ARP is switched (`NORMAL`).
+    #[default]
+    Responder,
+    /// The gateway is answered by flows; other ARP requests go to the packet-in dispatch (the
+    /// controller answers from what it knows, or floods); replies are switched (`NORMAL`).
+    Controller,
 }
 
 /// `[pipeline]`: the node's addresses and ports the default pipeline is built from.
@@ -189,6 +287,15 @@ pub struct PipelineConfig {
     pub learn_idle_timeout: u16,
     /// `hard_timeout` of learned return flows, seconds; 0 = none.
     pub learn_hard_timeout: u16,
+    /// This node's IPv6 pod subnet; without it the pipeline has no IPv6 flows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_cidr6: Option<Ipv6Cidr>,
+    /// The pods' IPv6 gateway address (inside `pod_cidr6`), delivered to the gateway port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_ip6: Option<Ipv6Addr>,
+    /// Who answers ARP requests that are not for the gateway (`"responder"`: OVS switches them;
+    /// `"controller"`: the packet-in path).
+    pub arp: ArpMode,
 }
 
 impl Default for PipelineConfig {
@@ -206,6 +313,9 @@ impl Default for PipelineConfig {
             service_zone: 2,
             learn_idle_timeout: 60,
             learn_hard_timeout: 0,
+            pod_cidr6: None,
+            gateway_ip6: None,
+            arp: ArpMode::Responder,
         }
     }
 }
@@ -285,6 +395,8 @@ impl PipelineConfig {
             }
         }
 
+        self.validate_ipv6()?;
+
         if self.pod_zone == 0 {
             return Err(invalid("pipeline.pod_zone", "must not be 0 (zone 0 is the default zone of everything else)"));
         }
@@ -305,6 +417,54 @@ impl PipelineConfig {
                 "pipeline.learn_idle_timeout",
                 "learned return flows need an idle or a hard timeout (both are 0: they would never expire)",
             ));
+        }
+        Ok(())
+    }
+
+    /// `pod_cidr6`, `gateway_ip6` and the pods' `ipv6`: inside the IPv6 pod subnet, distinct.
+    fn validate_ipv6(&self) -> Result<(), PipelineError> {
+        let Some(cidr) = self.pod_cidr6 else {
+            if self.gateway_ip6.is_some() {
+                return Err(invalid("pipeline.gateway_ip6", "needs pipeline.pod_cidr6"));
+            }
+            if let Some(i) = self.local_pods.iter().position(|p| p.ipv6.is_some()) {
+                return Err(invalid(format!("pipeline.local_pods[{i}].ipv6"), "needs pipeline.pod_cidr6"));
+            }
+            return Ok(());
+        };
+        if cidr.prefix() > 126 {
+            return Err(invalid("pipeline.pod_cidr6", format!("{cidr} leaves no room for pods (at most /126)")));
+        }
+        let reserved: [(&str, Ipv6Cidr); 4] = [
+            ("the unspecified/loopback range", Ipv6Cidr { addr: Ipv6Addr::UNSPECIFIED, prefix: 127 }),
+            ("multicast", Ipv6Cidr { addr: Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), prefix: 8 }),
+            ("link-local", Ipv6Cidr { addr: Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), prefix: 10 }),
+            ("IPv4-mapped", Ipv6Cidr { addr: Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), prefix: 96 }),
+        ];
+        if let Some((what, r)) = reserved.iter().find(|(_, r)| r.overlaps(&cidr)) {
+            return Err(invalid("pipeline.pod_cidr6", format!("{cidr} overlaps {what} ({r})")));
+        }
+        let usable = |ip: Ipv6Addr| {
+            if !cidr.contains(ip) {
+                Err(format!("{ip} is not inside pipeline.pod_cidr6 {cidr}"))
+            } else if ip == cidr.addr() {
+                Err(format!("{ip} is the subnet-router anycast address of {cidr}"))
+            } else {
+                Ok(())
+            }
+        };
+        let mut ips = BTreeSet::new();
+        if let Some(gw) = self.gateway_ip6 {
+            usable(gw).map_err(|r| invalid("pipeline.gateway_ip6", r))?;
+            ips.insert(gw);
+        }
+        for (i, p) in self.local_pods.iter().enumerate() {
+            let Some(ip) = p.ipv6 else { continue };
+            let key = format!("pipeline.local_pods[{i}].ipv6");
+            usable(ip).map_err(|r| invalid(key.clone(), r))?;
+            if !ips.insert(ip) {
+                return Err(invalid(key, format!("{ip} is already the gateway's or another pod's address")));
+            }
         }
         Ok(())
     }
@@ -349,6 +509,7 @@ mod tests {
             port,
             ip: Ipv4Addr::from(ip),
             mac: MacAddr([0x0a, 0x58, 0, 0, 0, mac]),
+            ipv6: None,
         };
         let mut c = ok.clone();
         c.local_pods = vec![pod(10, [10, 244, 0, 10], 10), pod(11, [10, 244, 0, 11], 11)];
@@ -379,6 +540,30 @@ mod tests {
         ];
         for (key, edit) in cases {
             let mut bad = c.clone();
+            edit(&mut bad);
+            assert_eq!(key_of(&bad), key, "{bad:?}");
+        }
+        // IPv6: every address inside pod_cidr6, distinct; nothing IPv6 without pod_cidr6.
+        let mut c6 = c.clone();
+        c6.pod_cidr6 = Some("fd00:10:244::/64".parse().unwrap());
+        c6.gateway_ip6 = Some("fd00:10:244::1".parse().unwrap());
+        c6.local_pods[0].ipv6 = Some("fd00:10:244::a".parse().unwrap());
+        c6.validate().unwrap();
+        let v6 = |s: &str| Some(s.parse::<Ipv6Addr>().unwrap());
+        let cases6: Vec<(&str, Edit)> = vec![
+            ("pipeline.gateway_ip6", Box::new(|c| c.pod_cidr6 = None)),
+            ("pipeline.local_pods[0].ipv6", Box::new(|c| (c.pod_cidr6, c.gateway_ip6) = (None, None))),
+            ("pipeline.pod_cidr6", Box::new(|c| c.pod_cidr6 = Some("fd00:10:244::/127".parse().unwrap()))),
+            ("pipeline.pod_cidr6", Box::new(|c| c.pod_cidr6 = Some("fe80::/64".parse().unwrap()))),
+            ("pipeline.pod_cidr6", Box::new(|c| c.pod_cidr6 = Some("::/0".parse().unwrap()))),
+            ("pipeline.gateway_ip6", Box::new(move |c| c.gateway_ip6 = v6("fd00:10:245::1"))),
+            ("pipeline.gateway_ip6", Box::new(move |c| c.gateway_ip6 = v6("fd00:10:244::"))),
+            ("pipeline.local_pods[0].ipv6", Box::new(move |c| c.local_pods[0].ipv6 = v6("fd00:10:244::1"))),
+            ("pipeline.local_pods[1].ipv6", Box::new(move |c| c.local_pods[1].ipv6 = v6("fd00:10:244::a"))),
+            ("pipeline.local_pods[1].ipv6", Box::new(move |c| c.local_pods[1].ipv6 = v6("2001:db8::1"))),
+        ];
+        for (key, edit) in cases6 {
+            let mut bad = c6.clone();
             edit(&mut bad);
             assert_eq!(key_of(&bad), key, "{bad:?}");
         }
@@ -416,5 +601,45 @@ mod tests {
         let e = toml::from_str::<PipelineConfig>("pod_cidr = \"10.244.1.1/24\"").unwrap_err().to_string();
         assert!(e.contains("host bits"), "{e}");
         assert!(toml::from_str::<PipelineConfig>("gateway_mac = \"02:00\"").is_err());
+        // The IPv6 keys and the ARP mode are optional; existing configs keep their meaning.
+        assert_eq!((c.pod_cidr6, c.gateway_ip6, c.arp, c.local_pods[0].ipv6), (None, None, ArpMode::Responder, None));
+        assert!(!toml::to_string(&c).unwrap().contains("ipv6"));
+        let c6: PipelineConfig = toml::from_str(
+            r#"
+            pod_cidr = "10.244.1.0/24"
+            gateway_ip = "10.244.1.1"
+            pod_cidr6 = "fd00:10:244:1::/64"
+            gateway_ip6 = "fd00:10:244:1::1"
+            arp = "controller"
+            [[local_pods]]
+            port = 10
+            ip = "10.244.1.10"
+            mac = "0a:58:0a:f4:01:0a"
+            ipv6 = "fd00:10:244:1::a"
+            "#,
+        )
+        .unwrap();
+        c6.validate().unwrap();
+        assert_eq!(c6.arp, ArpMode::Controller);
+        assert_eq!(c6.pod_cidr6.unwrap().to_string(), "fd00:10:244:1::/64");
+        assert_eq!(c6.local_pods[0].ipv6, Some("fd00:10:244:1::a".parse().unwrap()));
+        let again: PipelineConfig = toml::from_str(&toml::to_string(&c6).unwrap()).unwrap();
+        assert_eq!(again, c6);
+        assert!(toml::from_str::<PipelineConfig>("arp = \"proxy\"").is_err());
+        let e = toml::from_str::<PipelineConfig>("pod_cidr6 = \"fd00::1/64\"").unwrap_err().to_string();
+        assert!(e.contains("host bits") && e.contains("fd00::/64"), "{e}");
+    }
+
+    #[test]
+    fn ipv6_cidr_parses_prints_and_contains() {
+        let c: Ipv6Cidr = "fd00:10:244:1::/64".parse().unwrap();
+        assert_eq!(c.to_string(), "fd00:10:244:1::/64");
+        assert!(c.contains("fd00:10:244:1::ffff".parse().unwrap()));
+        assert!(!c.contains("fd00:10:244:2::1".parse().unwrap()));
+        let all: Ipv6Cidr = "::/0".parse().unwrap();
+        assert!(all.contains("2001:db8::1".parse().unwrap()) && all.overlaps(&c));
+        for bad in ["fd00::", "fd00::/129", "fd00::1/64", "10.0.0.0/8", "x/8"] {
+            assert!(bad.parse::<Ipv6Cidr>().is_err(), "{bad}");
+        }
     }
 }

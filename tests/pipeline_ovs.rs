@@ -527,14 +527,8 @@ fn ipv6_pod_to_pod_syn_is_tracked_in_the_pod_zone() {
             &format!("table=3,priority=100,tcp6,ipv6_src={POD_A_IP6},ipv6_dst={POD_B_IP6},tp_src=33333,tp_dst=8080,actions=ct(commit,zone=1),set_field:{POD_B_MAC}->eth_dst,output:4"),
         ],
     );
-    let syn = build::tcp_syn(
-        m(POD_A_MAC),
-        m(GW_MAC),
-        POD_A_IP6.parse().unwrap(),
-        POD_B_IP6.parse().unwrap(),
-        33333,
-        8080,
-    );
+    let syn =
+        build::tcp_syn(m(POD_A_MAC), m(GW_MAC), POD_A_IP6.parse().unwrap(), POD_B_IP6.parse().unwrap(), 33333, 8080);
     let before = frames(&pcap_of(&ovs, 4)).len();
     receive(&ovs, "br0-p2", &hex(&syn));
     let f = next_frame(&ovs, 4, before);
@@ -553,15 +547,24 @@ fn ipv6_pod_to_pod_syn_is_tracked_in_the_pod_zone() {
 
     // A spoofed IPv6 source from pod A's port is dropped in table 0; so is IPv6 to a pod
     // address nobody has.
-    let t = trace(&ovs, &format!("tcp6,in_port=2,dl_src={POD_A_MAC},ipv6_src=fd00:10:244:1::99,ipv6_dst={POD_B_IP6},tp_dst=80"));
+    let t = trace(
+        &ovs,
+        &format!("tcp6,in_port=2,dl_src={POD_A_MAC},ipv6_src=fd00:10:244:1::99,ipv6_dst={POD_B_IP6},tp_dst=80"),
+    );
     assert!(t.contains("ipv6,in_port=2, priority 40") && t.contains("Datapath actions: drop"), "{t}");
     let t = trace(
         &ovs,
         &format!("udp6,in_port=1,dl_src={REMOTE_MAC},dl_dst={NODE_MAC},ipv6_src={REMOTE_IP6},ipv6_dst=fd00:10:244:1::77,udp_src=1,udp_dst=2"),
     );
-    assert!(t.contains(" 5. ipv6,ipv6_dst=fd00:10:244:1::/64, priority 80") && t.contains("Datapath actions: drop"), "{t}");
+    assert!(
+        t.contains(" 5. ipv6,ipv6_dst=fd00:10:244:1::/64, priority 80") && t.contains("Datapath actions: drop"),
+        "{t}"
+    );
     // Pod IPv6 to elsewhere leaves through the gateway port (after the policy).
-    ovs.ok("ovs-ofctl", &["-O", "OpenFlow13", "add-flow", "br0", "table=3,priority=100,udp6,actions=ct(commit,zone=1),resubmit(,5)"]);
+    ovs.ok(
+        "ovs-ofctl",
+        &["-O", "OpenFlow13", "add-flow", "br0", "table=3,priority=100,udp6,actions=ct(commit,zone=1),resubmit(,5)"],
+    );
     let t = ovs.ok(
         "ovs-appctl",
         &[
@@ -579,14 +582,8 @@ fn ipv6_pod_to_pod_syn_is_tracked_in_the_pod_zone() {
 fn ipv6_uplink_traffic_learns_return_flows_and_the_reply_follows_them() {
     let (cfg, shards) = example6();
     let ovs = setup_with(&cfg, shards);
-    let syn = build::tcp_syn(
-        m(REMOTE_MAC),
-        m(NODE_MAC),
-        REMOTE_IP6.parse().unwrap(),
-        POD_A_IP6.parse().unwrap(),
-        40000,
-        80,
-    );
+    let syn =
+        build::tcp_syn(m(REMOTE_MAC), m(NODE_MAC), REMOTE_IP6.parse().unwrap(), POD_A_IP6.parse().unwrap(), 40000, 80);
     let before = frames(&pcap_of(&ovs, 2)).len();
     receive(&ovs, "br0-p1", &hex(&syn));
     let f = next_frame(&ovs, 2, before);
@@ -611,16 +608,13 @@ fn ipv6_uplink_traffic_learns_return_flows_and_the_reply_follows_them() {
         &ovs,
         &format!("tcp6,in_port=2,dl_src={POD_A_MAC},dl_dst={GW_MAC},ipv6_src={POD_A_IP6},ipv6_dst={REMOTE_IP6},tp_src=80,tp_dst=40000,tcp_flags=0x012"),
     );
-    assert!(t.contains(" 6. tcp6,ipv6_src=fd00:10:244:1::2,ipv6_dst=2001:db8::10,tp_src=80,tp_dst=40000, priority 100"), "{t}");
-    assert!(!t.contains("ct("), "the reply must not enter conntrack:\n{t}");
-    let reply = build::tcp_syn_ack(
-        m(POD_A_MAC),
-        m(GW_MAC),
-        POD_A_IP6.parse().unwrap(),
-        REMOTE_IP6.parse().unwrap(),
-        80,
-        40000,
+    assert!(
+        t.contains(" 6. tcp6,ipv6_src=fd00:10:244:1::2,ipv6_dst=2001:db8::10,tp_src=80,tp_dst=40000, priority 100"),
+        "{t}"
     );
+    assert!(!t.contains("ct("), "the reply must not enter conntrack:\n{t}");
+    let reply =
+        build::tcp_syn_ack(m(POD_A_MAC), m(GW_MAC), POD_A_IP6.parse().unwrap(), REMOTE_IP6.parse().unwrap(), 80, 40000);
     let before = frames(&pcap_of(&ovs, 1)).len();
     receive(&ovs, "br0-p2", &hex(&reply));
     let f = next_frame(&ovs, 1, before);
@@ -698,4 +692,3 @@ fn arp_controller_mode_sends_requests_to_the_dispatch() {
     );
     assert!(t.contains("20. arp,arp_op=2, priority 10") && t.contains("NORMAL"), "{t}");
 }
-

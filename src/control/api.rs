@@ -241,6 +241,10 @@ pub trait ControlApi: Send + Sync {
         let _ = (ips, below_version, all, deadline);
         Err(ApiError::Failed("invalidation is not supported here".into()))
     }
+    /// What the Tracker has seen: addresses (IP -> MAC, switch, port) and traffic paths.
+    fn tracker(&self) -> Result<serde_json::Value, ApiError> {
+        Err(ApiError::Failed("no tracker here".into()))
+    }
     /// The switch's groups, one `ovs-ofctl dump-groups` line each.
     fn dump_groups(&self, dpid: Dpid, deadline: Instant) -> Result<Vec<String>, ApiError> {
         let _ = (dpid, deadline);

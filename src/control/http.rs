@@ -161,6 +161,16 @@ pub fn handle(ctx: &HttpContext, method: &Method, url: &str, body: Body, route: 
                 _ => delete_flows(ctx, dpid, query, deadline),
             }
         }
+        ["v1", "tracker"] => {
+            *route = "/v1/tracker";
+            if *method != Method::Get {
+                return Reply::method_not_allowed("GET");
+            }
+            match ctx.api.tracker() {
+                Ok(v) => Reply::json(200, &v),
+                Err(e) => Reply::from_api(e),
+            }
+        }
         ["v1", "invalidate"] => {
             *route = "/v1/invalidate";
             if *method != Method::Post {

@@ -19,11 +19,17 @@ pub struct DaemonApi {
     registry: Arc<Registry>,
     mesh: Mesh<ShardMsg>,
     cfg: Arc<Config>,
+    tracker: Arc<crate::tracker::Tracker>,
 }
 
 impl DaemonApi {
-    pub fn new(registry: Arc<Registry>, mesh: Mesh<ShardMsg>, cfg: Arc<Config>) -> DaemonApi {
-        DaemonApi { registry, mesh, cfg }
+    pub fn new(
+        registry: Arc<Registry>,
+        mesh: Mesh<ShardMsg>,
+        cfg: Arc<Config>,
+        tracker: Arc<crate::tracker::Tracker>,
+    ) -> DaemonApi {
+        DaemonApi { registry, mesh, cfg, tracker }
     }
 
     /// The shard to ask about `dpid`: its hash owner when that shard has a connection to it,
@@ -158,6 +164,14 @@ impl ControlApi for DaemonApi {
             answers_dropped: r.answers_dropped,
             connections_removed: r.connections_removed,
         })
+    }
+
+    fn tracker(&self) -> Result<serde_json::Value, ApiError> {
+        let now = Instant::now();
+        Ok(serde_json::json!({
+            "addresses": self.tracker.snapshot(now),
+            "paths": self.tracker.paths(now),
+        }))
     }
 
     fn shards(&self, deadline: Instant) -> Result<Vec<ShardStats>, ApiError> {

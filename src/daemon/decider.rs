@@ -74,7 +74,14 @@ impl Decider {
 
     /// Decides for one packet-in: the messages to send (flows first, then the packet-out) and
     /// the verdict label.
-    pub async fn decide(&self, key: &FlowKey, in_port: u32, ct_state: u32, data: &[u8]) -> (Label, Vec<Message>) {
+    pub async fn decide(
+        &self,
+        key: &FlowKey,
+        in_port: u32,
+        ct_state: u32,
+        data: &[u8],
+        tracker: &crate::tracker::TrackerView<'_>,
+    ) -> (Label, Vec<Message>) {
         let now = Instant::now();
         let is_reply = policy::classify(key, ct_state, &mut self.hot.borrow_mut(), now);
         let q = PolicyQuery::from_flow(key, is_reply, &self.pipeline.service_cidr);
@@ -122,7 +129,8 @@ impl Decider {
             generation: self.generation,
             conn_idle_timeout,
             deny_idle_timeout: self.cfg.deny_idle_timeout,
-            locator: &self.pipeline,
+            // The configured pods first, then what the Tracker has seen on this switch.
+            locator: &crate::tracker::Chain { first: &self.pipeline, second: tracker },
         };
         let d = policy::decide(key, in_port, &answer, &ctx);
         let label = label_override.unwrap_or(match d.verdict {
@@ -204,6 +212,18 @@ impl Decider {
 
     pub fn hot_syn_len(&self) -> usize {
         self.hot.borrow().len()
+    }
+
+    /// The gateway MAC: ARP replies to it are ours, not to be flooded.
+    pub fn gateway_mac(&self) -> crate::packet::MacAddr {
+        self.pipeline.gateway_mac
+    }
+
+    /// Ports where remote addresses show up (their sources must not be located there).
+    pub fn infrastructure_ports(&self) -> Vec<u32> {
+        let mut v = vec![self.pipeline.gateway_port, self.pipeline.uplink_port];
+        v.extend(self.pipeline.tunnel_port);
+        v
     }
 
     pub fn pending(&self) -> usize {

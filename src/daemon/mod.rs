@@ -68,6 +68,7 @@ pub struct Handoff {
 /// The packet-in itself, for the owner's decision.
 #[derive(Debug, Clone)]
 pub struct HandoffPacket {
+    pub dpid: u64,
     pub flow: crate::packet::FlowKey,
     pub in_port: u32,
     pub ct_state: u32,
@@ -124,6 +125,8 @@ pub struct Shared {
     pub desired: Vec<crate::openflow::flow::FlowMod>,
     /// Where Packet-In decisions get their policy answers.
     pub answers: Arc<crate::policy::PolicySource>,
+    /// Where MACs and IPs were seen (shared by the shards: lock-free reads on the packet path).
+    pub tracker: Arc<crate::tracker::Tracker>,
     fatal_reason: std::sync::OnceLock<String>,
 }
 
@@ -263,7 +266,8 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     let desired = desired_flows(&cfg, generation).map_err(DaemonError::Fatal)?;
     // The control plane needs the API, the API needs the shutdown signal of the control plane:
     // the API learns the shared state once it exists.
-    let api = Arc::new(api::DaemonApi::new(registry.clone(), mesh.clone(), cfg.clone()));
+    let tracker = Arc::new(crate::tracker::Tracker::new(crate::tracker::TrackerConfig::default()));
+    let api = Arc::new(api::DaemonApi::new(registry.clone(), mesh.clone(), cfg.clone(), tracker.clone()));
     let control = ControlPlane::start(&cfg, metrics.clone(), api.clone()).map_err(|e| DaemonError::Control(e.to_string()))?;
     tracing::info!(http = %control.http_addr(), shards = n, mode = %cfg.openflow.mode, "shardflow starting");
 
@@ -280,6 +284,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         generation,
         desired,
         answers: policy_source(&cfg, control.runtime()).inspect_err(|_| control.shutdown())?,
+        tracker: tracker.clone(),
         fatal_reason: std::sync::OnceLock::new(),
     });
     let pool_cfg = PoolConfig {

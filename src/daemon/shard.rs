@@ -236,6 +236,11 @@ impl Shard {
         );
         self.metrics.switch_connections.inc();
         self.metrics.session_event("connected");
+        if let Some(d) = &self.decider {
+            for port in d.infrastructure_ports() {
+                self.shared.tracker.exclude_port(dpid, port);
+            }
+        }
         tracing::info!(shard = self.id(), peer = %conn.peer, dpid = %format!("{dpid:016x}"), "switch ready");
         // One connection per switch installs the pipeline: the dpid's primary shard. Every other
         // shard puts back the connection flows it decided, if the switch lost them (an
@@ -344,6 +349,12 @@ impl Shard {
             packet = %crate::packet::describe(&pi.data),
             "packet-in"
         );
+        let dpid = conn.dpid().unwrap_or(0);
+        self.shared.tracker.observe(dpid, in_port, self.id(), &key, Instant::now());
+        if key.is_arp() {
+            self.answer_arp(conn, &key, in_port, &pi.data);
+            return;
+        }
         let ck = key.conn_key();
         let owner = match self.shared.cfg.openflow.mode {
             // The switch already hashed the connection to this shard.
@@ -354,7 +365,7 @@ impl Shard {
         let reg0 = pi.r#match.get(Field::reg(0)).map(|e| e.value.to_u128() as u32).unwrap_or(0);
         let decide = self.decider.as_ref().is_some_and(|d| d.should_decide(&key, in_port, reg0));
         let packet = decide
-            .then(|| Box::new(HandoffPacket { flow: key, in_port, ct_state, data: pi.data }));
+            .then(|| Box::new(HandoffPacket { flow: key, in_port, ct_state, data: pi.data, dpid }));
         if owner == self.id() {
             self.record(ck, false);
             if let Some(p) = packet {
@@ -378,6 +389,31 @@ impl Shard {
         self.metrics.observe_decision(t0.elapsed());
     }
 
+    /// ARP from the packet-in path (`pipeline.arp = "controller"`): answered from the configured
+    /// pods and the Tracker when the target is known, else flooded.
+    fn answer_arp(&self, conn: &Rc<Conn>, key: &FlowKey, in_port: u32, frame: &[u8]) {
+        let Some(decider) = &self.decider else { return };
+        let dpid = conn.dpid().unwrap_or(0);
+        let view = self.shared.tracker.view(dpid);
+        let pods = self.shared.cfg.pipeline.as_ref();
+        let decision = match pods {
+            Some(p) => {
+                let chain = crate::tracker::Chain { first: p, second: &view };
+                crate::policy::arp::arp_answer_for(key, in_port, &chain, &[decider.gateway_mac()])
+            }
+            None => return,
+        };
+        let label = match &decision {
+            crate::policy::arp::ArpDecision::Reply(_) => "arp_reply",
+            crate::policy::arp::ArpDecision::Flood(_) => "arp_flood",
+            crate::policy::arp::ArpDecision::Nothing => "arp_nothing",
+        };
+        self.metrics.decision(label);
+        if let Some(m) = decision.message(frame) {
+            conn.send_all(&[m]);
+        }
+    }
+
     /// Decides a packet-in on this (owning) shard in a task of its own (a policy query may
     /// wait) and sends the answer on connection `conn`, here or on the shard that received it.
     fn decide_and_send(self: &Rc<Self>, p: Box<HandoffPacket>, conn: u64, t0: Instant) {
@@ -388,7 +424,8 @@ impl Shard {
         let Some(decider) = self.decider.clone() else { return };
         let shard = self.clone();
         glommio::spawn_local(async move {
-            let (label, messages) = decider.decide(&p.flow, p.in_port, p.ct_state, &p.data).await;
+            let view = shard.shared.tracker.view(p.dpid);
+            let (label, messages) = decider.decide(&p.flow, p.in_port, p.ct_state, &p.data, &view).await;
             shard.metrics.decision(label);
             shard.metrics.observe_decision(t0.elapsed());
             then(&shard, messages);
@@ -671,6 +708,9 @@ impl Shard {
             glommio::timer::sleep(Duration::from_secs(5)).await;
             let now = Instant::now();
             let gone = self.keys.borrow_mut().expire_idle_at_most(now, KEY_IDLE, 10_000).len();
+            if self.id() == 0 {
+                self.shared.tracker.expire(now, KEY_IDLE);
+            }
             if gone > 0 {
                 tracing::debug!(shard = self.id(), gone, "idle connections expired");
             }

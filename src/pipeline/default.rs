@@ -4,7 +4,8 @@
 //! `tests/pipeline_ovs.rs` against a real Open vSwitch).
 //!
 //! ```text
-//!  table 0 classifier --arp--------------------------------------------> 20 ARP (responder / NORMAL)
+//!  table 0 classifier --arp--------------------------------------------> 20 ARP (responder / NORMAL or packet-in)
+//!     | ICMPv6 neighbour discovery from pods / the gateway -> NORMAL (with pod_cidr6)
 //!     | ip from uplink/tunnel (reg0[0]/reg0[1]) -> 4 --tcp/udp/sctp--> 15 learn --> 5 forwarding
 //!     |                                              \--other ip------------------> 5
 //!     | ip to service_cidr (first packet) -> packet-in dispatch (DNAT flows come from the policy, 100-199)
@@ -21,6 +22,11 @@
 //! across runs so that a resync can tell flows apart. Learned flows get `rule` [`LEARNED_RULE`]
 //! in table 6. [`generate`] also returns the packet-in dispatch flows (table 0 priority 0 and
 //! table 250, category Dispatch), which the pipeline's table misses lead to.
+//!
+//! With `pod_cidr6` every `ip` flow (but the service one) has an `ipv6` twin (`ipv6_src`/`ipv6_dst`,
+//! `tcp6`/`udp6`/`sctp6`, IPv6 learn specs) under its own rule byte, so the IPv4 flows and
+//! cookies do not change; `arp = "controller"` replaces table 20's `arp -> NORMAL` by
+//! `arp,arp_op=1` -> packet-in dispatch and `arp,arp_op=2` -> `NORMAL`.
 
 mod config;
 
@@ -504,6 +510,17 @@ mod tests {
         assert!(arp[1].contains("priority=50,") && arp[1].contains("arp,arp_op=1,actions=multipath("));
         assert!(arp[1].ends_with("resubmit(,250)"));
         assert!(arp[2].contains("priority=10,") && arp[2].ends_with("arp,arp_op=2,actions=NORMAL"));
+    }
+
+    #[test]
+    fn the_locator_finds_pods_by_ipv4_and_ipv6() {
+        use crate::policy::decision::{Location, Locator};
+        let c = sample6(false);
+        let a = Some(Location { port: 2, mac: c.local_pods[0].mac });
+        assert_eq!(c.locate("10.244.1.2".parse().unwrap()), a);
+        assert_eq!(c.locate("fd00:10:244:1::2".parse().unwrap()), a);
+        assert_eq!(c.locate("fd00:10:244:1::4".parse().unwrap()), None, "pod B has no IPv6 address");
+        assert_eq!(c.locate("fd00:10:244:1::1".parse().unwrap()), None, "the gateway is not a pod");
     }
 
     #[test]

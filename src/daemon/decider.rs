@@ -47,10 +47,13 @@ impl Decider {
         }
     }
 
-    /// Whether the pipeline can carry a decision for this packet (IPv4 TCP, UDP, SCTP, ICMP);
-    /// others are only recorded.
-    pub fn supports(key: &FlowKey) -> bool {
-        matches!(key.ip_src, IpAddr::V4(_)) && matches!(key.ip_proto, 6 | 17 | 132 | 1)
+    /// Whether the pipeline can carry a decision for this packet: TCP, UDP, SCTP and ICMP over
+    /// IPv4, and over IPv6 when the pipeline has an IPv6 pod range; others are only recorded.
+    pub fn supports(&self, key: &FlowKey) -> bool {
+        match key.ip_src {
+            IpAddr::V4(_) => matches!(key.ip_proto, 6 | 17 | 132 | 1),
+            IpAddr::V6(_) => self.pipeline.pod_cidr6.is_some() && matches!(key.ip_proto, 6 | 17 | 132 | 58),
+        }
     }
 
     /// Whether a packet-in is a new connection the pipeline asks the policy about: one that
@@ -59,7 +62,7 @@ impl Decider {
     /// pod. Anything else (a table-0 miss: unknown port, spoofed source, other protocols) is
     /// recorded but not decided: flows installed for it would never be reached.
     pub fn should_decide(&self, key: &FlowKey, in_port: u32, reg0: u32) -> bool {
-        if !Self::supports(key) {
+        if !self.supports(key) {
             return false;
         }
         let from_pod_or_gateway = reg0 & 0b1100 != 0;

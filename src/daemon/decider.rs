@@ -17,6 +17,8 @@ use crate::packet::FlowKey;
 use crate::pipeline::default::PipelineConfig;
 use crate::policy::{self, DecisionContext, HotTarget, NetworkPolicy, PolicyQuery, PolicySource, Verdict};
 
+/// OFPP_FLOOD as an OpenFlow 1.3 port.
+const OFPP_FLOOD: u32 = 0xffff_fffb;
 const HOT_SYN_CAPACITY: usize = 65_536;
 const HOT_SYN_TTL: Duration = Duration::from_secs(30);
 const CACHE_MAX: usize = 100_000;
@@ -121,6 +123,27 @@ impl Decider {
             // drop flow keeps the rest of the connection off the controller.
             answer = NetworkPolicy::deny();
             label_override = Some("no_endpoints");
+        }
+        // A learning switch for the pod range: an allowed connection to a pod address nobody has
+        // seen yet is flooded, without flows, until the destination answers (the Tracker learns
+        // it from that answer) and the next packet is decided with a location.
+        if answer.allowed && matches!(answer.dst_type, policy::DstType::Direct) && !q.nat {
+            let in_pod_range = match key.ip_dst {
+                IpAddr::V4(d) => self.pipeline.pod_cidr.contains(d),
+                IpAddr::V6(d) => self.pipeline.pod_cidr6.as_ref().is_some_and(|c| c.contains(d)),
+            };
+            let chain = crate::tracker::Chain { first: &self.pipeline, second: tracker };
+            let is_gateway = key.ip_dst == IpAddr::V4(self.pipeline.gateway_ip)
+                || self.pipeline.gateway_ip6.is_some_and(|g| key.ip_dst == IpAddr::V6(g));
+            if in_pod_range && !is_gateway && policy::Locator::locate(&chain, key.ip_dst).is_none() {
+                let flood = crate::openflow::message::PacketOut {
+                    buffer_id: 0xffff_ffff,
+                    in_port,
+                    actions: vec![crate::openflow::action::Action::Output { port: OFPP_FLOOD, max_len: 0 }],
+                    data: data.to_vec(),
+                };
+                return ("flood_unknown", vec![Message::PacketOut(flood)]);
+            }
         }
         let conn_idle_timeout = match label_override {
             // Let through while the policy was away: re-asked soon, not allowed for good.

@@ -132,7 +132,8 @@ impl Decider {
                 IpAddr::V4(d) => self.pipeline.pod_cidr.contains(d),
                 IpAddr::V6(d) => self.pipeline.pod_cidr6.as_ref().is_some_and(|c| c.contains(d)),
             };
-            let chain = crate::tracker::Chain { first: &self.pipeline, second: tracker };
+            let known = crate::tracker::Chain { first: &*self.answers, second: tracker };
+            let chain = crate::tracker::Chain { first: &self.pipeline, second: &known };
             let is_gateway = key.ip_dst == IpAddr::V4(self.pipeline.gateway_ip)
                 || self.pipeline.gateway_ip6.is_some_and(|g| key.ip_dst == IpAddr::V6(g));
             if in_pod_range && !is_gateway && policy::Locator::locate(&chain, key.ip_dst).is_none() {
@@ -155,8 +156,12 @@ impl Decider {
             generation: self.generation,
             conn_idle_timeout,
             deny_idle_timeout: self.cfg.deny_idle_timeout,
-            // The configured pods first, then what the Tracker has seen on this switch.
-            locator: &crate::tracker::Chain { first: &self.pipeline, second: tracker },
+            // The configured pods first, then the policy file's static endpoints, then what the
+            // Tracker has seen on this switch.
+            locator: &crate::tracker::Chain {
+                first: &self.pipeline,
+                second: &crate::tracker::Chain { first: &*self.answers, second: tracker },
+            },
         };
         let d = policy::decide(key, in_port, &answer, &ctx);
         let label = label_override.unwrap_or(match d.verdict {

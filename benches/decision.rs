@@ -105,6 +105,32 @@ fn bench(c: &mut Criterion) {
             out.len()
         })
     });
+    // The whole policy decision of the daemon (policy::decide: forward and reverse table-3
+    // flows with conntrack and the packet-out) for a pod-to-pod SYN, allowed.
+    let pipeline: shardflow::pipeline::default::PipelineConfig = {
+        let doc = include_str!("../docs/pipeline.md");
+        let start = doc.find("```toml\n").expect("example config") + 8;
+        let end = start + doc[start..].find("```").expect("end of the block");
+        let cfg: shardflow::config::Config = toml::from_str(&doc[start..end]).expect("example config parses");
+        cfg.pipeline.expect("[pipeline]")
+    };
+    let syn = shardflow::packet::build::tcp_syn(
+        shardflow::packet::MacAddr([0x0a, 0x58, 0x0a, 0xf4, 0x01, 0x04]),
+        pipeline.gateway_mac,
+        "10.244.1.4".parse().expect("ip"),
+        "10.244.1.2".parse().expect("ip"),
+        40001,
+        80,
+    );
+    let key4 = FlowKey::extract(4, &syn).expect("parses");
+    let ctx = shardflow::policy::DecisionContext::new(&pipeline, 7);
+    let allow = shardflow::policy::NetworkPolicy::allow();
+    g.bench_function("policy_decide", |b| {
+        b.iter(|| {
+            let d = shardflow::policy::decide(black_box(&key4), 4, &allow, &ctx);
+            d.messages(&syn).len()
+        })
+    });
     g.finish();
 }
 

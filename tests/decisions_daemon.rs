@@ -14,18 +14,15 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
+use std::ops::Deref;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use shardflow::config::{Config, Mode};
 use shardflow::openflow::flow::{FlowMod, FlowModCommand};
 use shardflow::packet::{build, FlowKey, MacAddr};
 use shardflow::pipeline::cookie::{self, Category};
-use support::{pcap_packet_count, repo, wait_until, Daemon, Ovs};
+use support::pipeline_env::{example_toml, ip4_at, mac, PipelineEnv, DPID};
+use support::wait_until;
 
-const DPID: &str = "0000000000000001";
-const SHARDS: u16 = 2;
 const A_MAC: MacAddr = MacAddr([0x0a, 0x58, 0x0a, 0xf4, 1, 2]);
 const B_MAC: MacAddr = MacAddr([0x0a, 0x58, 0x0a, 0xf4, 1, 4]);
 const GW_MAC: MacAddr = MacAddr([0x02, 0x00, 0x0a, 0xf4, 1, 1]);
@@ -43,59 +40,22 @@ fn b() -> IpAddr {
 
 // === set-up ===
 
-/// The ```toml block of docs/pipeline.md (2 shards, pods on ports 2 and 4).
-fn example_toml() -> String {
-    let doc = std::fs::read_to_string(repo().join("docs/pipeline.md")).unwrap();
-    let open = "```toml\n";
-    let start = doc.find(open).expect("docs/pipeline.md has a ```toml block") + open.len();
-    let end = doc[start..].find("```").unwrap() + start;
-    doc[start..end].to_string()
-}
+/// The shared pipeline environment plus what these tests read off it.
+struct Env(PipelineEnv);
 
-struct Env {
-    ovs: Ovs,
-    d: Daemon,
-    generation: u16,
-    cfg: Config,
+impl Deref for Env {
+    type Target = PipelineEnv;
+
+    fn deref(&self) -> &PipelineEnv {
+        &self.0
+    }
 }
 
 impl Env {
     /// OVS with ports 1-5 (+ `extra_ports`, tx pcaps) and the daemon with the example config
     /// (+ `args`), attached (fan-out, or one connection when `single`), its pipeline in place.
     fn start(args: &[&str], single: bool, extra_ports: &[u32]) -> Env {
-        let ovs = Ovs::start(&["br0"]);
-        for p in [3, 4, 5].iter().chain(extra_ports) {
-            let pcap = format!("options:tx_pcap={}", ovs.path(&format!("p{p}-tx.pcap")).display());
-            let req = format!("ofport_request={p}");
-            let name = format!("p{p}");
-            ovs.ok(
-                "ovs-vsctl",
-                &["add-port", "br0", &name, "--", "set", "interface", &name, "type=dummy", &req, &pcap],
-            );
-        }
-        let toml = example_toml();
-        let d = Daemon::start_with_config_args(SHARDS, &toml, args);
-        d.attach(&ovs, "br0", single);
-        let mut cfg = Config::from_toml(&toml).unwrap();
-        if single {
-            // The generation hashes the desired flows, whose dispatch part depends on the mode.
-            cfg.openflow.mode = Mode::Single;
-        }
-        let generation = shardflow::pipeline::resync::generation_of(&shardflow::daemon::desired_texts(&cfg, 0));
-        let env = Env { ovs, d, generation, cfg };
-        env.wait_pipeline(if single { 1 } else { u64::from(SHARDS) }, Duration::from_secs(10));
-        env
-    }
-
-    fn wait_pipeline(&self, conns: u64, timeout: Duration) {
-        let mut last = Value::Null;
-        let ok = wait_until(timeout, || {
-            last = self.d.json("/v1/switches");
-            let s = last.as_array().and_then(|a| a.iter().find(|s| s["dpid"] == DPID));
-            s.is_some_and(|s| s["connections"].as_u64() == Some(conns) && !s["pipeline_installed_ms"].is_null())
-                && self.d.stderr().contains("pipeline in place")
-        });
-        assert!(ok, "no pipeline within {timeout:?}: {last}\n{}", self.d.stderr());
+        Env(PipelineEnv::start_with_config(&example_toml(), args, single, extra_ports))
     }
 
     /// The pipeline flows (single mode differs in its dispatch flows: not used there).
@@ -108,51 +68,9 @@ impl Env {
         v
     }
 
-    fn inject(&self, port: u32, frames: &[Vec<u8>]) {
-        let name = port_name(port);
-        let hex: Vec<String> = frames.iter().map(|f| f.iter().map(|b| format!("{b:02x}")).collect()).collect();
-        let mut args: Vec<&str> = vec!["netdev-dummy/receive", &name];
-        args.extend(hex.iter().map(String::as_str));
-        self.ovs.ok("ovs-appctl", &args);
-    }
-
-    fn pcap(&self, port: u32) -> PathBuf {
-        match port {
-            1 | 2 => self.ovs.path(&format!("br0-p{port}-tx.pcap")),
-            p => self.ovs.path(&format!("p{p}-tx.pcap")),
-        }
-    }
-
-    fn count(&self, port: u32) -> usize {
-        pcap_packet_count(&self.pcap(port))
-    }
-
-    /// Waits (up to `t`) for the pcap of `port` to hold `n` records; returns the count seen.
-    fn wait_count(&self, port: u32, n: usize, t: Duration) -> usize {
-        let mut got = 0;
-        wait_until(t, || {
-            got = self.count(port);
-            got >= n
-        });
-        got
-    }
-
-    fn last_frame(&self, port: u32) -> Vec<u8> {
-        frames(&self.pcap(port)).pop().expect("a frame")
-    }
-
     /// `shardflow_decisions_total`, all shards and verdicts.
     fn decisions(&self) -> u64 {
         self.d.metric_sum("shardflow_decisions_total", &[]) as u64
-    }
-
-    fn shards(&self) -> Vec<Value> {
-        self.d.json("/v1/shards").as_array().unwrap().clone()
-    }
-
-    /// Packet-ins over all shards (`/v1/shards` packet_ins).
-    fn packet_ins(&self) -> u64 {
-        self.shards().iter().map(|s| s["packet_ins"].as_u64().unwrap()).sum()
     }
 
     /// Live flows of br0 over all shards (`/v1/shards` live_flows).
@@ -167,24 +85,6 @@ impl Env {
         v.sort_by(|x, y| x.1.cmp(&y.1));
         v
     }
-
-    fn conntrack(&self) -> String {
-        self.ovs.ok("ovs-appctl", &["dpctl/dump-conntrack", "-m"])
-    }
-
-    /// The connection cookie the daemon gives the connection of `frame` (generation |
-    /// Connection | ConnKey hash).
-    fn conn_cookie(&self, in_port: u32, frame: &[u8]) -> u64 {
-        let k = FlowKey::extract(in_port, frame).unwrap();
-        cookie::make(self.generation, Category::Connection, k.conn_key().hash64())
-    }
-}
-
-fn port_name(port: u32) -> String {
-    match port {
-        1 | 2 => format!("br0-p{port}"),
-        p => format!("p{p}"),
-    }
 }
 
 /// ` cookie=0xC, REST` -> (C, ` REST`).
@@ -192,31 +92,6 @@ fn split_cookie(line: &str) -> (u64, String) {
     let rest = line.trim_start().strip_prefix("cookie=0x").unwrap_or_else(|| panic!("no cookie: {line}"));
     let (c, rest) = rest.split_once(',').unwrap();
     (u64::from_str_radix(c, 16).unwrap(), rest.to_string())
-}
-
-/// The frames in a pcap file.
-fn frames(path: &std::path::Path) -> Vec<Vec<u8>> {
-    let b = std::fs::read(path).unwrap_or_default();
-    let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= b.len() {
-        let incl = u32::from_le_bytes([b[at + 8], b[at + 9], b[at + 10], b[at + 11]]) as usize;
-        at += 16;
-        if at + incl > b.len() {
-            break;
-        }
-        out.push(b[at..at + incl].to_vec());
-        at += incl;
-    }
-    out
-}
-
-fn mac(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
-}
-
-fn ip_at(f: &[u8], at: usize) -> Ipv4Addr {
-    Ipv4Addr::new(f[at], f[at + 1], f[at + 2], f[at + 3])
 }
 
 /// The two flows an allowed direct connection gets, without cookies, as dump-flows prints
@@ -301,7 +176,7 @@ fn first_packet_and_reply(
         (A_MAC.to_string(), B_MAC.to_string()),
         "{what}: eth_dst rewritten to pod A's MAC"
     );
-    assert_eq!((ip_at(&f, 26), ip_at(&f, 30)), (B, A), "{what}");
+    assert_eq!((ip4_at(&f, 26), ip4_at(&f, 30)), (B, A), "{what}");
     assert_eq!(&f[14..], &fwd[14..], "{what}: the IP packet is delivered unchanged");
     assert!(
         wait_until(Duration::from_secs(2), || env.decisions() == dec0 + 1),
@@ -321,7 +196,7 @@ fn first_packet_and_reply(
     assert_eq!(env.wait_count(B_PORT, b0 + 1, Duration::from_secs(3)), b0 + 1, "{what}: the reply reaches pod B");
     let f = env.last_frame(B_PORT);
     assert_eq!(mac(&f[0..6]), B_MAC.to_string(), "{what}: reply eth_dst = pod B's MAC");
-    assert_eq!((ip_at(&f, 26), ip_at(&f, 30)), (A, B), "{what}");
+    assert_eq!((ip4_at(&f, 26), ip4_at(&f, 30)), (A, B), "{what}");
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(env.decisions(), dec0 + 1, "{what}: the reply caused no decision");
     assert_eq!(env.packet_ins(), pi0 + 1, "{what}: the reply caused no packet-in");

@@ -15,12 +15,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use shardflow::openflow::flow::{FlowMod, FlowModCommand};
-use shardflow::openflow::wire::{to_hex, Reader};
+use shardflow::openflow::wire::Reader;
 use shardflow::openflow::ErrorCode;
 use shardflow::oracle;
+use support::golden::{byte_diff, same_ignoring_xid};
 
 fn golden_files() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
@@ -31,24 +34,6 @@ fn golden_files() -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-/// Where two byte strings first differ, shown as hex around that point.
-fn byte_diff(ours: &[u8], ovs: &[u8]) -> String {
-    let at = ours.iter().zip(ovs).position(|(a, b)| a != b).unwrap_or(ours.len().min(ovs.len()));
-    let from = at.saturating_sub(8) & !7;
-    let show = |b: &[u8]| to_hex(&b[from.min(b.len())..(at + 16).min(b.len())]);
-    format!(
-        "first difference at byte {at} (ours {} bytes, OVS {} bytes)\n      ours @{from}: {}\n      ovs  @{from}: {}",
-        ours.len(),
-        ovs.len(),
-        show(ours),
-        show(ovs)
-    )
-}
-
-fn same_ignoring_xid(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.len() >= 8 && a[..4] == b[..4] && a[8..] == b[8..]
 }
 
 /// Checks one flow; returns the problems found (empty when all is well).

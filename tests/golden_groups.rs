@@ -23,8 +23,8 @@ use std::path::Path;
 use shardflow::openflow::message::{decode, encode, ofp_print, GroupDesc, GroupMod, Message, MeterConfig, MeterMod};
 use shardflow::openflow::text::group::{format_group_desc, format_group_mod, parse_group_mod, GroupCommand};
 use shardflow::openflow::text::meter::{format_meter_config, format_meter_mod, parse_meter_mod, MeterCommand};
-use shardflow::openflow::wire::to_hex;
 use shardflow::oracle;
+use support::golden::{byte_diff, same_ignoring_xid};
 use support::Ovs;
 
 /// The group texts of tests/golden/groups.txt with their line numbers.
@@ -39,24 +39,6 @@ fn golden_groups() -> Vec<(usize, String)> {
         .collect();
     assert!(v.len() >= 20, "tests/golden/groups.txt should hold at least 20 groups, has {}", v.len());
     v
-}
-
-/// Where two byte strings first differ, shown as hex around that point.
-fn byte_diff(ours: &[u8], ovs: &[u8]) -> String {
-    let at = ours.iter().zip(ovs).position(|(a, b)| a != b).unwrap_or(ours.len().min(ovs.len()));
-    let from = at.saturating_sub(8) & !7;
-    let show = |b: &[u8]| to_hex(&b[from.min(b.len())..(at + 16).min(b.len())]);
-    format!(
-        "first difference at byte {at} (ours {} bytes, OVS {} bytes)\n      ours @{from}: {}\n      ovs  @{from}: {}",
-        ours.len(),
-        ovs.len(),
-        show(ours),
-        show(ovs)
-    )
-}
-
-fn same_ignoring_xid(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.len() >= 8 && a[..4] == b[..4] && a[8..] == b[8..]
 }
 
 fn group_bytes(gm: &GroupMod, xid: u32) -> Vec<u8> {

@@ -9,16 +9,14 @@
 mod support;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
+use std::ops::Deref;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shardflow::packet::{build, FlowKey, MacAddr};
-use shardflow::pipeline::cookie::{self, Category};
-use support::{pcap_packet_count, repo, wait_until, Daemon, Ovs};
+use shardflow::packet::{build, MacAddr};
+use support::pipeline_env::{ip4_at, ip6_at, mac, pipeline_doc_block, PipelineEnv, DPID, SHARDS};
+use support::wait_until;
 
-const DPID: &str = "0000000000000001";
-const SHARDS: u16 = 2;
 const A_MAC: MacAddr = MacAddr([0x0a, 0x58, 0x0a, 0xf4, 1, 2]);
 const B_MAC: MacAddr = MacAddr([0x0a, 0x58, 0x0a, 0xf4, 1, 4]);
 const GW_MAC: MacAddr = MacAddr([0x02, 0x00, 0x0a, 0xf4, 1, 1]);
@@ -34,80 +32,27 @@ const B_PORT: u32 = 4;
 
 /// The ```toml ipv6 block of docs/pipeline.md, with `arp = ARP`.
 fn ipv6_toml(arp: &str) -> String {
-    let doc = std::fs::read_to_string(repo().join("docs/pipeline.md")).unwrap();
-    let open = "```toml ipv6\n";
-    let start = doc.find(open).expect("docs/pipeline.md has a ```toml ipv6 block") + open.len();
-    let end = doc[start..].find("```").unwrap() + start;
-    let t = doc[start..end].to_string();
+    let t = pipeline_doc_block("toml ipv6");
     assert!(t.contains("arp = \"responder\""), "{t}");
     t.replace("arp = \"responder\"", &format!("arp = \"{arp}\""))
 }
 
-struct Env {
-    ovs: Ovs,
-    d: Daemon,
-    generation: u16,
+/// The shared pipeline environment plus what these tests read off it.
+struct Env(PipelineEnv);
+
+impl Deref for Env {
+    type Target = PipelineEnv;
+
+    fn deref(&self) -> &PipelineEnv {
+        &self.0
+    }
 }
 
 impl Env {
+    /// OVS with ports 1-5 (+ `extra_ports`, tx pcaps) and the daemon with the ipv6 example
+    /// (`arp = ARP`), attached (fan-out), its pipeline in place.
     fn start(arp: &str, extra_ports: &[u32]) -> Env {
-        let ovs = Ovs::start(&["br0"]);
-        for p in [3, 4, 5].iter().chain(extra_ports) {
-            let pcap = format!("options:tx_pcap={}", ovs.path(&format!("p{p}-tx.pcap")).display());
-            let req = format!("ofport_request={p}");
-            let name = format!("p{p}");
-            ovs.ok(
-                "ovs-vsctl",
-                &["add-port", "br0", &name, "--", "set", "interface", &name, "type=dummy", &req, &pcap],
-            );
-        }
-        let toml = ipv6_toml(arp);
-        let d = Daemon::start_with_config(SHARDS, &toml);
-        d.attach(&ovs, "br0", false);
-        let cfg = shardflow::config::Config::from_toml(&toml).unwrap();
-        let generation = shardflow::pipeline::resync::generation_of(&shardflow::daemon::desired_texts(&cfg, 0));
-        let env = Env { ovs, d, generation };
-        let mut last = Value::Null;
-        let ok = wait_until(Duration::from_secs(10), || {
-            last = env.d.json("/v1/switches");
-            let s = last.as_array().and_then(|a| a.iter().find(|s| s["dpid"] == DPID));
-            s.is_some_and(|s| s["connections"].as_u64() == Some(u64::from(SHARDS)) && !s["pipeline_installed_ms"].is_null())
-                && env.d.stderr().contains("pipeline in place")
-        });
-        assert!(ok, "no pipeline: {last}\n{}", env.d.stderr());
-        env
-    }
-
-    fn inject(&self, port: u32, frames: &[Vec<u8>]) {
-        let name = port_name(port);
-        let hex: Vec<String> = frames.iter().map(|f| f.iter().map(|b| format!("{b:02x}")).collect()).collect();
-        let mut args: Vec<&str> = vec!["netdev-dummy/receive", &name];
-        args.extend(hex.iter().map(String::as_str));
-        self.ovs.ok("ovs-appctl", &args);
-    }
-
-    fn pcap(&self, port: u32) -> PathBuf {
-        match port {
-            1 | 2 => self.ovs.path(&format!("br0-p{port}-tx.pcap")),
-            p => self.ovs.path(&format!("p{p}-tx.pcap")),
-        }
-    }
-
-    fn count(&self, port: u32) -> usize {
-        pcap_packet_count(&self.pcap(port))
-    }
-
-    fn wait_count(&self, port: u32, n: usize, t: Duration) -> usize {
-        let mut got = 0;
-        wait_until(t, || {
-            got = self.count(port);
-            got >= n
-        });
-        got
-    }
-
-    fn last_frame(&self, port: u32) -> Vec<u8> {
-        frames(&self.pcap(port)).pop().expect("a frame")
+        Env(PipelineEnv::start_with_config(&ipv6_toml(arp), &[], false, extra_ports))
     }
 
     fn decisions(&self) -> u64 {
@@ -116,11 +61,6 @@ impl Env {
 
     fn verdict(&self, v: &str) -> u64 {
         self.d.metric_sum("shardflow_decisions_total", &[&format!("verdict=\"{v}\"")]) as u64
-    }
-
-    fn packet_ins(&self) -> u64 {
-        let s = self.d.json("/v1/shards");
-        s.as_array().unwrap().iter().map(|s| s["packet_ins"].as_u64().unwrap()).sum()
     }
 
     /// Table 3 priority-100 flows with `cookie`, as dump-flows text (no stats).
@@ -139,56 +79,10 @@ impl Env {
         self.ovs.ok("ovs-ofctl", &["-O", "OpenFlow13", "dump-flows", "br0", "table=3"])
     }
 
-    fn conntrack(&self) -> String {
-        self.ovs.ok("ovs-appctl", &["dpctl/dump-conntrack", "-m"])
-    }
-
-    fn conn_cookie(&self, in_port: u32, frame: &[u8]) -> u64 {
-        let k = FlowKey::extract(in_port, frame).unwrap();
-        cookie::make(self.generation, Category::Connection, k.conn_key().hash64())
-    }
-
     /// Tx counts of ports 1..=6.
     fn counts(&self) -> Vec<usize> {
         (1..=6).map(|p| self.count(p)).collect()
     }
-}
-
-fn port_name(port: u32) -> String {
-    match port {
-        1 | 2 => format!("br0-p{port}"),
-        p => format!("p{p}"),
-    }
-}
-
-fn frames(path: &std::path::Path) -> Vec<Vec<u8>> {
-    let b = std::fs::read(path).unwrap_or_default();
-    let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= b.len() {
-        let incl = u32::from_le_bytes([b[at + 8], b[at + 9], b[at + 10], b[at + 11]]) as usize;
-        at += 16;
-        if at + incl > b.len() {
-            break;
-        }
-        out.push(b[at..at + incl].to_vec());
-        at += incl;
-    }
-    out
-}
-
-fn mac(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
-}
-
-fn ip6_at(f: &[u8], at: usize) -> Ipv6Addr {
-    let mut o = [0u8; 16];
-    o.copy_from_slice(&f[at..at + 16]);
-    Ipv6Addr::from(o)
-}
-
-fn ip4_at(f: &[u8], at: usize) -> Ipv4Addr {
-    Ipv4Addr::new(f[at], f[at + 1], f[at + 2], f[at + 3])
 }
 
 fn ct_line(env: &Env, needles: &[&str]) -> String {

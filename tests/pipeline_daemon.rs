@@ -12,7 +12,6 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -21,10 +20,8 @@ use shardflow::config::Config;
 use shardflow::openflow::flow::{FlowMod, FlowModCommand};
 use shardflow::pipeline::cookie::{self, Category};
 use shardflow::pipeline::default::learned_cookie;
-use support::{pcap_packet_count, repo, wait_until, Daemon, Ovs};
-
-const DPID: &str = "0000000000000001";
-const SHARDS: u16 = 2;
+use support::pipeline_env::{add_dummy_ports, example_toml, mac, pcap_frames, pcap_path, port_name, DPID, SHARDS};
+use support::{pcap_packet_count, wait_until, Daemon, Ovs};
 const REMOTE_MAC: &str = "02:00:00:00:00:aa";
 const NODE_MAC: &str = "02:00:00:00:00:01";
 const REMOTE_IP: &str = "192.168.0.10";
@@ -35,15 +32,6 @@ const POD_B_IP: &str = "10.244.1.4";
 const GW_MAC: &str = "02:00:0a:f4:01:01";
 
 // === configuration and expected flows ===
-
-/// The ```toml block of docs/pipeline.md (2 shards, pods on ports 2 and 4).
-fn example_toml() -> String {
-    let doc = std::fs::read_to_string(repo().join("docs/pipeline.md")).unwrap();
-    let open = "```toml\n";
-    let start = doc.find(open).expect("docs/pipeline.md has a ```toml block") + open.len();
-    let end = doc[start..].find("```").unwrap() + start;
-    doc[start..end].to_string()
-}
 
 struct Expect {
     cfg: Config,
@@ -113,12 +101,7 @@ fn setup_deny_all() -> (Ovs, Daemon, Expect) {
 
 fn setup_with(toml: &str) -> (Ovs, Daemon, Expect) {
     let ovs = Ovs::start(&["br0"]);
-    for p in ["3", "4", "5"] {
-        let pcap = format!("options:tx_pcap={}", ovs.path(&format!("p{p}-tx.pcap")).display());
-        let req = format!("ofport_request={p}");
-        let name = format!("p{p}");
-        ovs.ok("ovs-vsctl", &["add-port", "br0", &name, "--", "set", "interface", &name, "type=dummy", &req, &pcap]);
-    }
+    add_dummy_ports(&ovs, &[3, 4, 5]);
     let d = Daemon::start_with_config(SHARDS, toml);
     d.attach(&ovs, "br0", false);
     wait_pipeline(&d, Duration::from_secs(10));
@@ -159,50 +142,15 @@ fn field(m: &BTreeMap<String, String>, k: &str) -> usize {
     m.get(k).unwrap_or_else(|| panic!("log line lacks {k}: {m:?}")).parse().unwrap()
 }
 
-fn pcap_of(ovs: &Ovs, port: u32) -> PathBuf {
-    match port {
-        1 | 2 => ovs.path(&format!("br0-p{port}-tx.pcap")),
-        p => ovs.path(&format!("p{p}-tx.pcap")),
-    }
-}
-
-fn port_name(port: u32) -> String {
-    match port {
-        1 | 2 => format!("br0-p{port}"),
-        p => format!("p{p}"),
-    }
-}
-
-/// The frames in a pcap file.
-fn frames(path: &std::path::Path) -> Vec<Vec<u8>> {
-    let b = std::fs::read(path).unwrap_or_default();
-    let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= b.len() {
-        let incl = u32::from_le_bytes([b[at + 8], b[at + 9], b[at + 10], b[at + 11]]) as usize;
-        at += 16;
-        if at + incl > b.len() {
-            break;
-        }
-        out.push(b[at..at + incl].to_vec());
-        at += incl;
-    }
-    out
-}
-
 /// Waits for the pcap of `port` to hold `n` records (3 s); returns the count seen.
 fn wait_count(ovs: &Ovs, port: u32, n: usize) -> usize {
-    let path = pcap_of(ovs, port);
+    let path = pcap_path(ovs, port);
     let mut got = 0;
     wait_until(Duration::from_secs(3), || {
         got = pcap_packet_count(&path);
         got >= n
     });
     got
-}
-
-fn mac(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
 }
 
 fn ip(b: &[u8]) -> String {
@@ -309,10 +257,10 @@ fn learned_return_flows_with_the_daemon() {
         ("sctp", 132, "sctp(src=3868,dst=3869)", "tp_src=3869,tp_dst=3868", "sctp(src=3869,dst=3868)"),
     ];
     for (i, (kw, proto, l4key, reply_ports, _)) in l4.iter().enumerate() {
-        let before = pcap_packet_count(&pcap_of(&ovs, 2));
+        let before = pcap_packet_count(&pcap_path(&ovs, 2));
         receive(&ovs, 1, &[pkt(1, (REMOTE_MAC, NODE_MAC), (REMOTE_IP, POD_A_IP), *proto, l4key)]);
         assert_eq!(wait_count(&ovs, 2, before + 1), before + 1, "{kw}: delivered to pod A once");
-        let f = frames(&pcap_of(&ovs, 2)).pop().unwrap();
+        let f = pcap_frames(&pcap_path(&ovs, 2)).pop().unwrap();
         assert_eq!(mac(&f[0..6]), POD_A_MAC, "{kw}");
         let want = format!(
             " cookie={:#x}, table=6, idle_timeout=60, priority=100,{kw},nw_src={POD_A_IP},nw_dst={REMOTE_IP},{reply_ports} actions=load:0x{}->NXM_OF_ETH_DST[],load:0x{}->NXM_OF_ETH_SRC[],load:0->NXM_NX_TUN_IPV4_DST[],output:1",
@@ -335,14 +283,14 @@ fn learned_return_flows_with_the_daemon() {
     eprintln!("FIGURE learned: table 6 holds {} learned flows:\n{}", t6.len() - 1, t6.join("\n"));
 
     // The pod's replies follow them out of the uplink, MACs swapped, without conntrack.
-    let up = pcap_of(&ovs, 1);
+    let up = pcap_path(&ovs, 1);
     let before = pcap_packet_count(&up);
     for (kw, proto, _, _, reply) in &l4 {
         receive(&ovs, 2, &[pkt(2, (POD_A_MAC, GW_MAC), (POD_A_IP, REMOTE_IP), *proto, reply)]);
         let _ = kw;
     }
     assert_eq!(wait_count(&ovs, 1, before + 3), before + 3, "three replies leave the uplink");
-    let fs = frames(&up);
+    let fs = pcap_frames(&up);
     for (f, (kw, proto, ..)) in fs[before..].iter().zip(&l4) {
         assert_eq!((mac(&f[0..6]), mac(&f[6..12])), (REMOTE_MAC.to_string(), NODE_MAC.to_string()), "{kw}");
         assert_eq!(f[23], *proto, "{kw}");
@@ -379,7 +327,7 @@ fn conntrack_zones_and_nat() {
 
     // The policy denies: table 6 miss -> ct(zone=1) -> +new -> table 3 miss -> packet-in -> a
     // drop flow (priority 100), nothing committed, nothing delivered.
-    let pod_a = pcap_of(&ovs, 2);
+    let pod_a = pcap_path(&ovs, 2);
     let before_a = pcap_packet_count(&pod_a);
     receive(&ovs, 4, std::slice::from_ref(&syn));
     assert!(
@@ -402,7 +350,7 @@ fn conntrack_zones_and_nat() {
     let pins = packet_ins_of(&d, &key);
     receive(&ovs, 4, &[syn]);
     assert_eq!(wait_count(&ovs, 2, before_a + 1), before_a + 1, "delivered to pod A");
-    let f = frames(&pod_a).pop().unwrap();
+    let f = pcap_frames(&pod_a).pop().unwrap();
     assert_eq!(mac(&f[0..6]), POD_A_MAC);
     let mut ct = String::new();
     assert!(
@@ -440,7 +388,7 @@ fn conntrack_zones_and_nat() {
         &[pkt(4, (POD_B_MAC, GW_MAC), (POD_B_IP, "10.96.0.10"), 6, "tcp(src=44444,dst=80),tcp_flags(syn)")],
     );
     assert_eq!(wait_count(&ovs, 2, before_a + 1), before_a + 1, "the DNAT'd SYN reaches pod A");
-    let f = frames(&pod_a).pop().unwrap();
+    let f = pcap_frames(&pod_a).pop().unwrap();
     assert_eq!(mac(&f[0..6]), POD_A_MAC);
     assert_eq!(
         (ip(&f[26..30]), ip(&f[30..34])),
@@ -493,7 +441,7 @@ fn daemon_restart_loses_no_packet() {
             .any(|l| l.contains(&format!("cookie={learned:#x}")))),
         "no learned flow"
     );
-    let up0 = pcap_packet_count(&pcap_of(&ovs, 1));
+    let up0 = pcap_packet_count(&pcap_path(&ovs, 1));
     receive(
         &ovs,
         2,
@@ -503,7 +451,7 @@ fn daemon_restart_loses_no_packet() {
     let before = ovs.flows("br0");
     assert_eq!(before.len(), e.flows().len() + 1, "pipeline + one learned flow: {before:#?}");
 
-    let pod_a = pcap_of(&ovs, 2);
+    let pod_a = pcap_path(&ovs, 2);
     let start_count = pcap_packet_count(&pod_a);
     let ack = pkt(1, fwd, addrs, 6, "tcp(src=41000,dst=80),tcp_flags(ack)");
     let sent = AtomicUsize::new(0);

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use shardflow::packet::{build, MacAddr};
 use shardflow::pipeline::default::{flow_texts, generate, learned_cookie, ArpMode, PipelineConfig};
+use support::pipeline_env::{add_dummy_ports, mac, pcap_frames, pcap_path};
 use support::{repo, wait_until, Ovs};
 
 const GENERATION: u16 = 1;
@@ -118,66 +119,20 @@ fn setup() -> Ovs {
 /// [`setup`] with another configuration (same ports).
 fn setup_with(cfg: &PipelineConfig, shards: usize) -> Ovs {
     let ovs = Ovs::start(&["br0"]);
-    for p in ["3", "4", "5"] {
-        let pcap = format!("options:tx_pcap={}", ovs.path(&format!("p{p}-tx.pcap")).display());
-        let req = format!("ofport_request={p}");
-        ovs.ok(
-            "ovs-vsctl",
-            &[
-                "add-port",
-                "br0",
-                &format!("p{p}"),
-                "--",
-                "set",
-                "interface",
-                &format!("p{p}"),
-                "type=dummy",
-                &req,
-                &pcap,
-            ],
-        );
-    }
+    add_dummy_ports(&ovs, &[3, 4, 5]);
     let file = ovs.path("pipeline.flows");
     std::fs::write(&file, flow_texts(cfg, shards, GENERATION).join("\n") + "\n").unwrap();
     ovs.ok("ovs-ofctl", &["-O", "OpenFlow13", "add-flows", "br0", file.to_str().unwrap()]);
     ovs
 }
 
-fn pcap_of(ovs: &Ovs, port: u32) -> std::path::PathBuf {
-    match port {
-        1 | 2 => ovs.path(&format!("br0-p{port}-tx.pcap")),
-        p => ovs.path(&format!("p{p}-tx.pcap")),
-    }
-}
-
-/// The frames in a pcap file (classic format, as OVS's tx_pcap writes it).
-fn frames(path: &std::path::Path) -> Vec<Vec<u8>> {
-    let b = std::fs::read(path).unwrap_or_default();
-    let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= b.len() {
-        let incl = u32::from_le_bytes([b[at + 8], b[at + 9], b[at + 10], b[at + 11]]) as usize;
-        at += 16;
-        if at + incl > b.len() {
-            break;
-        }
-        out.push(b[at..at + incl].to_vec());
-        at += incl;
-    }
-    out
-}
-
-fn mac(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
-}
-
 /// Waits for a new frame on `port` after `before` frames and returns it.
 fn next_frame(ovs: &Ovs, port: u32, before: usize) -> Vec<u8> {
-    let path = pcap_of(ovs, port);
+    let path = pcap_path(ovs, port);
     let mut got = Vec::new();
     assert!(
         wait_until(Duration::from_secs(3), || {
-            got = frames(&path);
+            got = pcap_frames(&path);
             got.len() > before
         }),
         "nothing left port {port}"
@@ -251,7 +206,7 @@ fn uplink_traffic_learns_return_flows_and_the_reply_follows_them() {
     assert!(t.contains(&format!("Datapath actions: set(eth(dst={POD_A_MAC})),{}", dp_port(&ovs, 2))), "{t}");
 
     for (i, (kw, proto, l4key, reply_ports)) in l4.iter().enumerate() {
-        let before = frames(&pcap_of(&ovs, 2)).len();
+        let before = pcap_frames(&pcap_path(&ovs, 2)).len();
         receive(
             &ovs,
             "br0-p1",
@@ -293,7 +248,7 @@ fn uplink_traffic_learns_return_flows_and_the_reply_follows_them() {
         "{t}"
     );
     for (kw, proto, _, reply) in l4 {
-        let before = frames(&pcap_of(&ovs, 1)).len();
+        let before = pcap_frames(&pcap_path(&ovs, 1)).len();
         let l4reply = match kw {
             "tcp" => "tcp(src=80,dst=40000),tcp_flags(syn|ack)".to_string(),
             "udp" => "udp(src=53,dst=5353)".to_string(),
@@ -389,7 +344,7 @@ fn pod_to_pod_syn_is_tracked_in_the_pod_zone() {
         "ovs-ofctl",
         &["-O", "OpenFlow13", "add-flow", "br0", "table=3,priority=100,tcp,actions=ct(commit,zone=1),resubmit(,5)"],
     );
-    let before = frames(&pcap_of(&ovs, 4)).len();
+    let before = pcap_frames(&pcap_path(&ovs, 4)).len();
     receive(&ovs, "br0-p2", &syn);
     let f = next_frame(&ovs, 4, before);
     assert_eq!(mac(&f[0..6]), "0a:58:0a:f4:01:04");
@@ -426,7 +381,7 @@ fn gateway_arp_is_answered() {
         "{t}"
     );
     // A real request gets a real reply on the asking port.
-    let before = frames(&pcap_of(&ovs, 4)).len();
+    let before = pcap_frames(&pcap_path(&ovs, 4)).len();
     receive(
         &ovs,
         "p4",
@@ -529,7 +484,7 @@ fn ipv6_pod_to_pod_syn_is_tracked_in_the_pod_zone() {
     );
     let syn =
         build::tcp_syn(m(POD_A_MAC), m(GW_MAC), POD_A_IP6.parse().unwrap(), POD_B_IP6.parse().unwrap(), 33333, 8080);
-    let before = frames(&pcap_of(&ovs, 4)).len();
+    let before = pcap_frames(&pcap_path(&ovs, 4)).len();
     receive(&ovs, "br0-p2", &hex(&syn));
     let f = next_frame(&ovs, 4, before);
     assert_eq!(mac(&f[0..6]), POD_B_MAC);
@@ -584,7 +539,7 @@ fn ipv6_uplink_traffic_learns_return_flows_and_the_reply_follows_them() {
     let ovs = setup_with(&cfg, shards);
     let syn =
         build::tcp_syn(m(REMOTE_MAC), m(NODE_MAC), REMOTE_IP6.parse().unwrap(), POD_A_IP6.parse().unwrap(), 40000, 80);
-    let before = frames(&pcap_of(&ovs, 2)).len();
+    let before = pcap_frames(&pcap_path(&ovs, 2)).len();
     receive(&ovs, "br0-p1", &hex(&syn));
     let f = next_frame(&ovs, 2, before);
     assert_eq!(mac(&f[0..6]), POD_A_MAC);
@@ -615,7 +570,7 @@ fn ipv6_uplink_traffic_learns_return_flows_and_the_reply_follows_them() {
     assert!(!t.contains("ct("), "the reply must not enter conntrack:\n{t}");
     let reply =
         build::tcp_syn_ack(m(POD_A_MAC), m(GW_MAC), POD_A_IP6.parse().unwrap(), REMOTE_IP6.parse().unwrap(), 80, 40000);
-    let before = frames(&pcap_of(&ovs, 1)).len();
+    let before = pcap_frames(&pcap_path(&ovs, 1)).len();
     receive(&ovs, "br0-p2", &hex(&reply));
     let f = next_frame(&ovs, 1, before);
     assert_eq!((mac(&f[0..6]), mac(&f[6..12])), (REMOTE_MAC.to_string(), NODE_MAC.to_string()));
@@ -636,15 +591,15 @@ fn ipv6_neighbour_discovery_is_switched_not_tracked() {
     );
     assert!(t.contains("icmp6,in_port=2,icmp_type=135, priority 300") && t.contains("NORMAL"), "{t}");
     assert!(!t.contains("ct("), "{t}");
-    let before = frames(&pcap_of(&ovs, 4)).len();
-    let before_gw = frames(&pcap_of(&ovs, 3)).len();
+    let before = pcap_frames(&pcap_path(&ovs, 4)).len();
+    let before_gw = pcap_frames(&pcap_path(&ovs, 3)).len();
     receive(&ovs, "br0-p2", &hex(&ns));
     let f = next_frame(&ovs, 4, before);
     assert_eq!(f, ns, "pod B gets the solicitation as sent");
     next_frame(&ovs, 3, before_gw);
     // Pod B's advertisement goes back to pod A (NORMAL learned A's MAC from the solicitation).
     let na = build::nd_advert(m(POD_B_MAC), POD_B_IP6.parse().unwrap(), m(POD_A_MAC), POD_A_IP6.parse().unwrap());
-    let before = frames(&pcap_of(&ovs, 2)).len();
+    let before = pcap_frames(&pcap_path(&ovs, 2)).len();
     receive(&ovs, "p4", &hex(&na));
     assert_eq!(next_frame(&ovs, 2, before), na);
     // The gateway's neighbour discovery is switched too.
@@ -679,7 +634,7 @@ fn arp_controller_mode_sends_requests_to_the_dispatch() {
         &format!("arp,in_port=4,dl_src={asker},dl_dst=ff:ff:ff:ff:ff:ff,arp_op=1,arp_spa={POD_B_IP},arp_tpa=10.244.1.1,arp_sha={asker}"),
     );
     assert!(t.contains("20. arp,arp_tpa=10.244.1.1,arp_op=1, priority 100"), "{t}");
-    let before = frames(&pcap_of(&ovs, 4)).len();
+    let before = pcap_frames(&pcap_path(&ovs, 4)).len();
     let req = build::arp_request(m(asker), POD_B_IP.parse().unwrap(), "10.244.1.1".parse().unwrap());
     receive(&ovs, "p4", &hex(&req));
     let f = next_frame(&ovs, 4, before);

@@ -13,19 +13,18 @@
 mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::ops::Deref;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shardflow::config::Config;
-use shardflow::packet::{build, FlowKey, MacAddr};
+use shardflow::packet::{build, MacAddr};
 use shardflow::pipeline::cookie::{self, Category};
 use shardflow::policy::proto::controller_service_client::ControllerServiceClient;
 use shardflow::policy::proto::Invalidation;
-use support::{free_port, pcap_packet_count, repo, wait_until, Cnictl, Daemon, Ovs};
+use support::pipeline_env::{example_toml, ip4_at, mac, pcap_frames, PipelineEnv};
+use support::{free_port, wait_until, Cnictl};
 
-const DPID: &str = "0000000000000001";
-const SHARDS: u16 = 2;
 const A_MAC: MacAddr = MacAddr([0x0a, 0x58, 0x0a, 0xf4, 1, 2]);
 const B_MAC: MacAddr = MacAddr([0x0a, 0x58, 0x0a, 0xf4, 1, 4]);
 const GW_MAC: MacAddr = MacAddr([0x02, 0x00, 0x0a, 0xf4, 1, 1]);
@@ -64,15 +63,6 @@ fn b() -> IpAddr {
 
 // === set-up ===
 
-/// The ```toml block of docs/pipeline.md (2 shards, pods on ports 2 and 4).
-fn example_toml() -> String {
-    let doc = std::fs::read_to_string(repo().join("docs/pipeline.md")).unwrap();
-    let open = "```toml\n";
-    let start = doc.find(open).expect("docs/pipeline.md has a ```toml block") + open.len();
-    let end = doc[start..].find("```").unwrap() + start;
-    doc[start..end].to_string()
-}
-
 /// A temporary folder (the policy file), removed on drop.
 struct Tmp(PathBuf);
 
@@ -101,76 +91,23 @@ impl Drop for Tmp {
     }
 }
 
-struct Env {
-    ovs: Ovs,
-    d: Daemon,
-    generation: u16,
+/// The shared pipeline environment plus what these tests read off it.
+struct Env(PipelineEnv);
+
+impl Deref for Env {
+    type Target = PipelineEnv;
+
+    fn deref(&self) -> &PipelineEnv {
+        &self.0
+    }
 }
 
 impl Env {
     /// OVS with ports 1-5 (tx pcaps) and the daemon with the example config plus `[policy]`
     /// holding `policy` (TOML lines), attached (fan-out), its pipeline in place.
     fn start(policy: &str) -> Env {
-        let ovs = Ovs::start(&["br0"]);
-        for p in [3, 4, 5] {
-            let pcap = format!("options:tx_pcap={}", ovs.path(&format!("p{p}-tx.pcap")).display());
-            let req = format!("ofport_request={p}");
-            let name = format!("p{p}");
-            ovs.ok("ovs-vsctl", &["add-port", "br0", &name, "--", "set", "interface", &name, "type=dummy", &req, &pcap]);
-        }
         let toml = format!("{}\n[policy]\n{policy}\n", example_toml());
-        let cfg = Config::from_toml(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
-        let generation = shardflow::pipeline::resync::generation_of(&shardflow::daemon::desired_texts(&cfg, 0));
-        let d = Daemon::start_with_config(SHARDS, &toml);
-        d.attach(&ovs, "br0", false);
-        let env = Env { ovs, d, generation };
-        env.wait_pipeline(Duration::from_secs(10));
-        env
-    }
-
-    fn wait_pipeline(&self, timeout: Duration) {
-        let mut last = Value::Null;
-        let ok = wait_until(timeout, || {
-            last = self.d.json("/v1/switches");
-            let s = last.as_array().and_then(|a| a.iter().find(|s| s["dpid"] == DPID));
-            s.is_some_and(|s| {
-                s["connections"].as_u64() == Some(u64::from(SHARDS)) && !s["pipeline_installed_ms"].is_null()
-            }) && self.d.stderr().contains("pipeline in place")
-        });
-        assert!(ok, "no pipeline within {timeout:?}: {last}\n{}", self.d.stderr());
-    }
-
-    fn inject(&self, port: u32, frames: &[Vec<u8>]) {
-        let name = port_name(port);
-        let hex: Vec<String> = frames.iter().map(|f| f.iter().map(|b| format!("{b:02x}")).collect()).collect();
-        let mut args: Vec<&str> = vec!["netdev-dummy/receive", &name];
-        args.extend(hex.iter().map(String::as_str));
-        self.ovs.ok("ovs-appctl", &args);
-    }
-
-    fn pcap(&self, port: u32) -> PathBuf {
-        match port {
-            1 | 2 => self.ovs.path(&format!("br0-p{port}-tx.pcap")),
-            p => self.ovs.path(&format!("p{p}-tx.pcap")),
-        }
-    }
-
-    fn count(&self, port: u32) -> usize {
-        pcap_packet_count(&self.pcap(port))
-    }
-
-    /// Waits (up to `t`) for the pcap of `port` to hold `n` records; returns the count seen.
-    fn wait_count(&self, port: u32, n: usize, t: Duration) -> usize {
-        let mut got = 0;
-        wait_until(t, || {
-            got = self.count(port);
-            got >= n
-        });
-        got
-    }
-
-    fn last_frame(&self, port: u32) -> Vec<u8> {
-        frames(&self.pcap(port)).pop().expect("a frame")
+        Env(PipelineEnv::start_with_config(&toml, &[], false, &[]))
     }
 
     /// `shardflow_decisions_total{verdict=V}` over the shards (`None`: every verdict).
@@ -189,14 +126,6 @@ impl Env {
             got >= n
         });
         got
-    }
-
-    fn shards(&self) -> Vec<Value> {
-        self.d.json("/v1/shards").as_array().unwrap().clone()
-    }
-
-    fn packet_ins(&self) -> u64 {
-        self.shards().iter().map(|s| s["packet_ins"].as_u64().unwrap()).sum()
     }
 
     /// `dump-flows table=T --no-stats` lines carrying `cookie`, without the cookie, sorted.
@@ -226,23 +155,11 @@ impl Env {
         got
     }
 
-    fn conntrack(&self) -> String {
-        self.ovs.ok("ovs-appctl", &["dpctl/dump-conntrack", "-m"])
-    }
-
     /// The connection cookie the daemon gives the connection of `frame`.
     fn conn_cookie(&self, in_port: u32, frame: &[u8]) -> u64 {
-        let k = FlowKey::extract(in_port, frame).unwrap();
-        let c = cookie::make(self.generation, Category::Connection, k.conn_key().hash64());
+        let c = self.0.conn_cookie(in_port, frame);
         assert_eq!(cookie::category(c), Some(Category::Connection));
         c
-    }
-}
-
-fn port_name(port: u32) -> String {
-    match port {
-        1 | 2 => format!("br0-p{port}"),
-        p => format!("p{p}"),
     }
 }
 
@@ -251,31 +168,6 @@ fn split_cookie(line: &str) -> (u64, String) {
     let Some(rest) = line.trim_start().strip_prefix("cookie=0x") else { return (0, line.to_string()) };
     let (c, rest) = rest.split_once(',').unwrap();
     (u64::from_str_radix(c, 16).unwrap(), rest.to_string())
-}
-
-/// The frames in a pcap file.
-fn frames(path: &std::path::Path) -> Vec<Vec<u8>> {
-    let b = std::fs::read(path).unwrap_or_default();
-    let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= b.len() {
-        let incl = u32::from_le_bytes([b[at + 8], b[at + 9], b[at + 10], b[at + 11]]) as usize;
-        at += 16;
-        if at + incl > b.len() {
-            break;
-        }
-        out.push(b[at..at + incl].to_vec());
-        at += incl;
-    }
-    out
-}
-
-fn mac(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
-}
-
-fn ip_at(f: &[u8], at: usize) -> Ipv4Addr {
-    Ipv4Addr::new(f[at], f[at + 1], f[at + 2], f[at + 3])
 }
 
 /// (source port, destination port) of a TCP/UDP frame without IP options.
@@ -379,7 +271,7 @@ fn policy_file_denies_allows_and_dnats() {
     let latency = t.elapsed();
     let f = env.last_frame(A_PORT);
     assert_eq!(mac(&f[0..6]), A_MAC.to_string(), "eth_dst = pod A's MAC");
-    assert_eq!((ip_at(&f, 26), ip_at(&f, 30)), (B, A), "nw_dst translated to the endpoint");
+    assert_eq!((ip4_at(&f, 26), ip4_at(&f, 30)), (B, A), "nw_dst translated to the endpoint");
     assert_eq!(ports_of(&f), (40443, 8080), "tp_dst translated to the endpoint's port");
     assert_eq!(env.wait_decisions(Some("service"), svc0 + 1), svc0 + 1, "one service decision");
     let cs = env.conn_cookie(B_PORT, &syn_vip);
@@ -408,7 +300,7 @@ fn policy_file_denies_allows_and_dnats() {
     assert_eq!(env.wait_count(B_PORT, b0 + 1, Duration::from_secs(3)), b0 + 1, "the SYN-ACK reaches pod B");
     let f = env.last_frame(B_PORT);
     assert_eq!(mac(&f[0..6]), B_MAC.to_string(), "eth_dst = pod B's MAC");
-    assert_eq!((ip_at(&f, 26), ip_at(&f, 30)), (VIP, B), "source back to the VIP");
+    assert_eq!((ip4_at(&f, 26), ip4_at(&f, 30)), (VIP, B), "source back to the VIP");
     assert_eq!(ports_of(&f), (80, 40443), "source port back to 80");
     assert_eq!(f[47] & 0x12, 0x12, "a SYN-ACK");
     std::thread::sleep(Duration::from_millis(200));
@@ -467,7 +359,7 @@ fn slow_cnictl_does_not_block_the_shard() {
     assert_eq!(env.wait_decisions(Some("allow"), allow0 + u64::from(N)), allow0 + u64::from(N), "{N} allow decisions");
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(env.count(A_PORT), a0 + usize::from(N), "each SYN delivered once");
-    let mut got: Vec<u16> = frames(&env.pcap(A_PORT))[a0..].iter().map(|f| ports_of(f).0).collect();
+    let mut got: Vec<u16> = pcap_frames(&env.pcap(A_PORT))[a0..].iter().map(|f| ports_of(f).0).collect();
     got.sort_unstable();
     assert_eq!(got, (41001..=41000 + N).collect::<Vec<_>>(), "every connection's SYN");
     for i in 1..=N {

@@ -366,6 +366,10 @@ impl Shard {
         let decide = self.decider.as_ref().is_some_and(|d| d.should_decide(&key, in_port, reg0));
         let packet = decide
             .then(|| Box::new(HandoffPacket { flow: key, in_port, ct_state, data: pi.data, dpid }));
+        if packet.is_none() {
+            // Recorded only: the time to here is the whole of it. (Decisions record their own.)
+            self.observe_latency(t0);
+        }
         if owner == self.id() {
             self.record(ck, false);
             if let Some(p) = packet {
@@ -384,6 +388,10 @@ impl Shard {
             })
             .detach();
         }
+    }
+
+    /// Packet-in to answer sent: the shard's histogram (`/v1/shards` p50/p99) and prometheus.
+    fn observe_latency(&self, t0: Instant) {
         let us = t0.elapsed().as_micros().max(1) as u64;
         let _ = self.decision_us.borrow_mut().record(us.min(60_000_000));
         self.metrics.observe_decision(t0.elapsed());
@@ -427,8 +435,8 @@ impl Shard {
             let view = shard.shared.tracker.view(p.dpid);
             let (label, messages) = decider.decide(&p.flow, p.in_port, p.ct_state, &p.data, &view).await;
             shard.metrics.decision(label);
-            shard.metrics.observe_decision(t0.elapsed());
             then(&shard, messages);
+            shard.observe_latency(t0);
         })
         .detach();
     }

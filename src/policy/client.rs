@@ -11,11 +11,13 @@
 //!   for fail-closed / fail-open); the first success marks it up again. While down a query gets
 //!   one try (no retries) so packets are not held for the whole backoff.
 //!
-//! A shard calls [`PolicyClientHandle::query`] and awaits `rx.recv_async()`.
+//! A shard calls [`PolicyClientHandle::query`] and awaits `rx.recv_async()`: the query goes to a
+//! dispatcher task on the control runtime, which alone owns the in-flight map, so a shard never
+//! takes a lock (a channel send is all it does).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tonic::transport::{Channel, Endpoint as TonicEndpoint};
@@ -97,11 +99,19 @@ impl ClientStats {
 type Reply = Result<NetworkPolicy, PolicyError>;
 type Waiters = Vec<flume::Sender<Reply>>;
 
+/// What the dispatcher task hears: a new query from a shard, or an RPC's result.
+enum Cmd {
+    Query(PolicyQuery, flume::Sender<Reply>),
+    Done(PolicyQuery, Reply),
+}
+
 struct Inner {
     cfg: ClientConfig,
-    rt: tokio::runtime::Handle,
     channel: Channel,
-    inflight: Mutex<HashMap<PolicyQuery, Waiters>>,
+    /// To the dispatcher, which alone owns the in-flight map: a shard only sends on a channel,
+    /// it never takes a lock.
+    cmds: flume::Sender<Cmd>,
+    in_flight: AtomicUsize,
     stats: ClientStats,
     failures: AtomicU32,
     down: AtomicBool,
@@ -138,16 +148,18 @@ impl PolicyClient {
         };
         let cfg =
             ClientConfig { endpoint: uri, max_tries: cfg.max_tries.max(1), down_after: cfg.down_after.max(1), ..cfg };
-        let inner = Inner {
+        let (cmds, rx) = flume::unbounded();
+        let inner = Arc::new(Inner {
             cfg,
-            rt,
             channel,
-            inflight: Mutex::new(HashMap::new()),
+            cmds,
+            in_flight: AtomicUsize::new(0),
             stats: ClientStats::default(),
             failures: AtomicU32::new(0),
             down: AtomicBool::new(false),
-        };
-        Ok(PolicyClient { handle: PolicyClientHandle { inner: Arc::new(inner) } })
+        });
+        rt.spawn(dispatch(inner.clone(), rx));
+        Ok(PolicyClient { handle: PolicyClientHandle { inner } })
     }
 
     pub fn handle(&self) -> PolicyClientHandle {
@@ -162,9 +174,39 @@ impl std::ops::Deref for PolicyClient {
     }
 }
 
-/// Answers the waiters of one query: with the result ([`Completion::finish`]), or with
-/// [`PolicyError::Stopped`] when dropped unanswered (the task was dropped with its runtime, or
-/// panicked). Keeps the in-flight map from holding dead entries.
+/// The dispatcher: joins identical queries in flight, starts one RPC per distinct query, and
+/// answers every waiter when it completes. Runs on the control runtime until the runtime stops
+/// (then the waiters' channels close: the shards see the source gone and fail closed or open).
+async fn dispatch(inner: Arc<Inner>, rx: flume::Receiver<Cmd>) {
+    let mut inflight: HashMap<PolicyQuery, Waiters> = HashMap::new();
+    while let Ok(cmd) = rx.recv_async().await {
+        match cmd {
+            Cmd::Query(q, tx) => {
+                if let Some(waiters) = inflight.get_mut(&q) {
+                    waiters.push(tx);
+                    inner.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    inflight.insert(q, vec![tx]);
+                    let done = Completion { inner: inner.clone(), query: q, answered: false };
+                    tokio::spawn(async move {
+                        let result = done.inner.call(&q).await;
+                        done.finish(result);
+                    });
+                }
+            }
+            Cmd::Done(q, result) => {
+                for w in inflight.remove(&q).unwrap_or_default() {
+                    let _ = w.send(result.clone());
+                }
+            }
+        }
+        inner.in_flight.store(inflight.len(), Ordering::Relaxed);
+    }
+}
+
+/// Reports one query's result to the dispatcher: the RPC's ([`Completion::finish`]), or
+/// [`PolicyError::Stopped`] when dropped unanswered (the task was dropped or panicked), so no
+/// waiter is left behind.
 struct Completion {
     inner: Arc<Inner>,
     query: PolicyQuery,
@@ -180,10 +222,7 @@ impl Completion {
         if std::mem::replace(&mut self.answered, true) {
             return;
         }
-        let waiters = lock(&self.inner.inflight).remove(&self.query).unwrap_or_default();
-        for w in waiters {
-            let _ = w.send(result.clone());
-        }
+        let _ = self.inner.cmds.send(Cmd::Done(self.query, result));
     }
 }
 
@@ -193,32 +232,16 @@ impl Drop for Completion {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl PolicyClientHandle {
     /// Asks cni-ctl about `q`. The answer (or the error) arrives on the returned channel; an
     /// identical query already in flight is joined, not sent again. Never blocks.
     pub fn query(&self, q: PolicyQuery) -> flume::Receiver<Reply> {
-        let inner = &self.inner;
-        inner.stats.queries.fetch_add(1, Ordering::Relaxed);
+        self.inner.stats.queries.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = flume::bounded(1);
-        {
-            let mut map = lock(&inner.inflight);
-            if let Some(waiters) = map.get_mut(&q) {
-                waiters.push(tx);
-                inner.stats.coalesced.fetch_add(1, Ordering::Relaxed);
-                return rx;
-            }
-            map.insert(q, vec![tx]);
+        if let Err(flume::SendError(Cmd::Query(_, tx))) = self.inner.cmds.send(Cmd::Query(q, tx)) {
+            // The dispatcher is gone with its runtime.
+            let _ = tx.send(Err(PolicyError::Stopped));
         }
-        let done = Completion { inner: inner.clone(), query: q, answered: false };
-        // If the runtime is gone the future is dropped unpolled and `done` answers Stopped.
-        inner.rt.spawn(async move {
-            let result = done.inner.call(&q).await;
-            done.finish(result);
-        });
         rx
     }
 
@@ -233,7 +256,7 @@ impl PolicyClientHandle {
 
     /// Queries in flight (distinct, after coalescing).
     pub fn in_flight(&self) -> usize {
-        lock(&self.inner.inflight).len()
+        self.inner.in_flight.load(Ordering::Relaxed)
     }
 
     /// The URI the client talks to.

@@ -140,9 +140,11 @@ pub fn free_ports(n: u16) -> (u16, u16) {
         x ^= x << 17;
         x
     };
+    // Below the kernel's ephemeral range (32768-60999 here): a port picked there could be taken
+    // by any test's outgoing connection between the probe and the daemon's bind.
     for _ in 0..1000 {
-        let base = 20000 + (next() % 39_900) as u16;
-        let http = 20000 + (next() % 39_990) as u16;
+        let base = 20000 + (next() % 12_000) as u16;
+        let http = 20000 + (next() % 12_000) as u16;
         if http >= base && http <= base + n {
             continue;
         }
@@ -534,5 +536,6 @@ impl Drop for Cnictl {
 
 /// A free 127.0.0.1 port right now (bound to port 0 and released).
 pub fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port()
+    // Outside the ephemeral range, for the same reason as `free_ports`.
+    free_ports(0).1
 }

@@ -50,10 +50,8 @@ fn conn_flow(key: &FlowKey, reverse: bool, out_port: u32, ct: &Ct) -> FlowMod {
         .with(fdst, d)
         .with(tsrc, sp as u128)
         .with(tdst, dp as u128);
-    fm.instructions = vec![Instruction::ApplyActions(vec![
-        Action::Ct(ct.clone()),
-        Action::Output { port: out_port, max_len: 0 },
-    ])];
+    fm.instructions =
+        vec![Instruction::ApplyActions(vec![Action::Ct(ct.clone()), Action::Output { port: out_port, max_len: 0 }])];
     fm
 }
 
@@ -61,11 +59,7 @@ fn decision(pkt_in: &[u8], ct: &Ct, out: &mut Vec<u8>) -> usize {
     out.clear();
     let (_, msg) = message::decode(pkt_in).expect("captured packet-in decodes");
     let Message::PacketIn(pi) = msg else { unreachable!("not a packet-in") };
-    let in_port = pi
-        .r#match
-        .get(Field::IN_PORT_OXM)
-        .map(|e| e.value.to_u128() as u32)
-        .unwrap_or(0);
+    let in_port = pi.r#match.get(Field::IN_PORT_OXM).map(|e| e.value.to_u128() as u32).unwrap_or(0);
     let key = FlowKey::extract(in_port, &pi.data).expect("packet parses");
     let fwd = conn_flow(&key, false, 2, ct);
     let rev = conn_flow(&key, true, in_port, ct);

@@ -175,12 +175,7 @@ pub struct ShardsConfig {
 
 impl Default for ShardsConfig {
     fn default() -> Self {
-        ShardsConfig {
-            count: available_cores(),
-            cpus: None,
-            spin_before_park_us: None,
-            io_memory: 1 << 20,
-        }
+        ShardsConfig { count: available_cores(), cpus: None, spin_before_park_us: None, io_memory: 1 << 20 }
     }
 }
 
@@ -334,9 +329,10 @@ pub struct Overrides {
 
 /// The config file to read: `--config` if given, else `SHARDFLOW_CONFIG`, else none.
 pub fn config_path(env: &[(String, String)], flags: &Overrides) -> Option<PathBuf> {
-    flags.config.clone().or_else(|| {
-        env.iter().rev().find(|(k, _)| k == "SHARDFLOW_CONFIG").map(|(_, v)| PathBuf::from(v))
-    })
+    flags
+        .config
+        .clone()
+        .or_else(|| env.iter().rev().find(|(k, _)| k == "SHARDFLOW_CONFIG").map(|(_, v)| PathBuf::from(v)))
 }
 
 /// Parse a CPU list: `"0,2,3"`, `"0-3"` or a mix (`"0-1,4"`). Order is kept (shard i -> i-th CPU).
@@ -380,19 +376,12 @@ impl Config {
     /// Build the configuration: defaults < `file` (TOML) < `SHARDFLOW_*` in `env` < `flags`.
     /// `env` is passed in (not read here) so tests stay hermetic; the daemon passes
     /// `std::env::vars().collect::<Vec<_>>()`. Does not validate: call [`Config::validate`].
-    pub fn load(
-        file: Option<&Path>,
-        env: &[(String, String)],
-        flags: &Overrides,
-    ) -> Result<Config, ConfigError> {
+    pub fn load(file: Option<&Path>, env: &[(String, String)], flags: &Overrides) -> Result<Config, ConfigError> {
         let mut cfg = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-                Config::from_toml(&text).map_err(|message| ConfigError::Parse {
-                    path: path.to_path_buf(),
-                    message,
-                })?
+                Config::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })?
             }
             None => Config::default(),
         };
@@ -414,36 +403,22 @@ impl Config {
     fn apply_env(&mut self, env: &[(String, String)]) -> Result<(), ConfigError> {
         for (var, value) in env {
             let Some(key) = var.strip_prefix("SHARDFLOW_") else { continue };
-            let bad = |reason: String| ConfigError::Env {
-                var: var.clone(),
-                value: value.clone(),
-                reason,
-            };
+            let bad = |reason: String| ConfigError::Env { var: var.clone(), value: value.clone(), reason };
             let v = value.trim();
             match key {
                 "CONFIG" => {}
                 "SHARDS" | "SHARDS_COUNT" => self.shards.count = parse_num(v).map_err(bad)?,
                 "SHARDS_CPUS" => self.shards.cpus = Some(parse_cpu_list(v).map_err(bad)?),
-                "SHARDS_SPIN_BEFORE_PARK_US" => {
-                    self.shards.spin_before_park_us = Some(parse_num(v).map_err(bad)?)
-                }
+                "SHARDS_SPIN_BEFORE_PARK_US" => self.shards.spin_before_park_us = Some(parse_num(v).map_err(bad)?),
                 "SHARDS_IO_MEMORY" => self.shards.io_memory = parse_num(v).map_err(bad)?,
                 "OPENFLOW_LISTEN" => {
-                    self.openflow.listen =
-                        v.parse().map_err(|_| bad("not an IP address".to_string()))?
+                    self.openflow.listen = v.parse().map_err(|_| bad("not an IP address".to_string()))?
                 }
                 "OPENFLOW_BASE_PORT" => self.openflow.base_port = parse_num(v).map_err(bad)?,
                 "OPENFLOW_MODE" => self.openflow.mode = v.parse().map_err(bad)?,
-                "OPENFLOW_ECHO_INTERVAL_SECS" => {
-                    self.openflow.echo_interval_secs = parse_num(v).map_err(bad)?
-                }
-                "OPENFLOW_REQUEST_TIMEOUT_SECS" => {
-                    self.openflow.request_timeout_secs = parse_num(v).map_err(bad)?
-                }
-                "HTTP_LISTEN" => {
-                    self.http.listen =
-                        v.parse().map_err(|_| bad("not an IP:port address".to_string()))?
-                }
+                "OPENFLOW_ECHO_INTERVAL_SECS" => self.openflow.echo_interval_secs = parse_num(v).map_err(bad)?,
+                "OPENFLOW_REQUEST_TIMEOUT_SECS" => self.openflow.request_timeout_secs = parse_num(v).map_err(bad)?,
+                "HTTP_LISTEN" => self.http.listen = v.parse().map_err(|_| bad("not an IP:port address".to_string()))?,
                 "LOG_LEVEL" => self.log.level = v.to_string(),
                 "LOG_FORMAT" => self.log.format = v.parse().map_err(bad)?,
                 _ => return Err(bad("unknown SHARDFLOW_ variable".to_string())),
@@ -486,9 +461,7 @@ impl Config {
             Mode::Fanout => self.shards.count,
             Mode::Single => 1,
         };
-        (0..n)
-            .filter_map(|i| u16::try_from(usize::from(self.openflow.base_port) + i).ok())
-            .collect()
+        (0..n).filter_map(|i| u16::try_from(usize::from(self.openflow.base_port) + i).ok()).collect()
     }
 
     /// The address shard `shard` listens on (fanout), or the single listener (single mode).
@@ -505,7 +478,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(p) = &self.pipeline {
             p.validate().map_err(|e| match e {
-                crate::pipeline::default::PipelineError::Invalid { key, reason } => ConfigError::Invalid { key, reason },
+                crate::pipeline::default::PipelineError::Invalid { key, reason } => {
+                    ConfigError::Invalid { key, reason }
+                }
                 other => ConfigError::invalid("pipeline", other.to_string()),
             })?;
         }
@@ -563,10 +538,7 @@ impl Config {
         if self.shards.io_memory < MIN_IO_MEMORY {
             return Err(ConfigError::invalid(
                 "shards.io_memory",
-                format!(
-                    "{} bytes is below glommio's floor of {MIN_IO_MEMORY} bytes (512 KiB)",
-                    self.shards.io_memory
-                ),
+                format!("{} bytes is below glommio's floor of {MIN_IO_MEMORY} bytes (512 KiB)", self.shards.io_memory),
             ));
         }
         let base = self.openflow.base_port;

@@ -1,15 +1,15 @@
 //! shardflow: a thread-per-core OpenFlow 1.3 controller for Open vSwitch based Kubernetes
 //! networking. The library holds the protocol, packet and policy logic; `main.rs` is a thin edge.
 
-pub mod openflow;
-pub mod packet;
 pub mod config;
 pub mod control;
-pub mod pipeline;
-pub mod policy;
 pub mod daemon;
 #[doc(hidden)]
-pub mod oracle;
-#[doc(hidden)]
 pub mod fuzzing;
+pub mod openflow;
+#[doc(hidden)]
+pub mod oracle;
+pub mod packet;
+pub mod pipeline;
+pub mod policy;
 pub mod tracker;

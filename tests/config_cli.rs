@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use shardflow::config::{Config, ConfigError, Mode, Overrides};
 use shardflow::control::{
-    ApiError, ControlApi, ControlPlane, DeleteFilter, Dpid, FlowCommand, FlowModReply, Metrics,
-    ShardStats, ShutdownReason, SwitchInfo,
+    ApiError, ControlApi, ControlPlane, DeleteFilter, Dpid, FlowCommand, FlowModReply, Metrics, ShardStats,
+    ShutdownReason, SwitchInfo,
 };
 use shardflow::openflow::flow::FlowMod;
 
@@ -92,10 +92,7 @@ fn bad_file_is_a_clear_error() {
 }
 
 fn kill(sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &std::process::id().to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args([sig, &std::process::id().to_string()]).status().unwrap();
     assert!(status.success());
 }
 

@@ -657,7 +657,8 @@ fn groups_and_meters_over_rest() {
     let (st, body) = d.post(&format!("/v1/switches/{DPID1}/flows"), "table=8,priority=1,ip,actions=group:1");
     assert_eq!(st, 200, "{body}");
 
-    let (st, body) = d.post(&format!("/v1/switches/{DPID1}/meters"), "meter=7,kbps,burst,band=type=drop,rate=1000,burst_size=100");
+    let (st, body) =
+        d.post(&format!("/v1/switches/{DPID1}/meters"), "meter=7,kbps,burst,band=type=drop,rate=1000,burst_size=100");
     assert_eq!(st, 200, "{body}");
     let meters = d.json(&format!("/v1/switches/{DPID1}/meters"));
     let m = meters.as_array().expect("a list");
@@ -667,7 +668,8 @@ fn groups_and_meters_over_rest() {
     assert!(dump.contains("meter=7 kbps burst") && dump.contains("rate=1000"), "{dump}");
 
     // A group the switch refuses names OVS's error; deleting one by id works.
-    let (st, body) = d.post(&format!("/v1/switches/{DPID1}/groups?command=modify"), "group_id=99,type=all,bucket=output:1");
+    let (st, body) =
+        d.post(&format!("/v1/switches/{DPID1}/groups?command=modify"), "group_id=99,type=all,bucket=output:1");
     assert_eq!(st, 502, "{body}");
     assert!(body.contains("OFPGMFC_UNKNOWN_GROUP"), "{body}");
     let (st, body) = d.post(&format!("/v1/switches/{DPID1}/groups?command=delete"), "group_id=2");

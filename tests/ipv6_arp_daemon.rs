@@ -137,10 +137,7 @@ fn ipv6_conn(env: &Env, what: &str, proto: &str, fwd: Vec<u8>, reply: Vec<u8>, c
     let (Some(ff), Some(rf)) = (fwd_flow, rev_flow) else { panic!("{what}: no forward/reverse pair: {flows:#?}") };
     for (l, m, p) in [(ff, A_MAC, A_PORT), (rf, B_MAC, B_PORT)] {
         assert!(l.contains(&format!("priority=100,{proto},")), "{what}: {proto} flow: {l}");
-        assert!(
-            l.contains(&format!("actions=ct(commit,zone=1),set_field:{m}->eth_dst,output:{p}")),
-            "{what}: {l}"
-        );
+        assert!(l.contains(&format!("actions=ct(commit,zone=1),set_field:{m}->eth_dst,output:{p}")), "{what}: {l}");
     }
     let line = ct_line(env, ct);
     assert!(line.contains("zone=1"), "{what}: committed in zone 1: {line}");
@@ -152,7 +149,12 @@ fn ipv6_conn(env: &Env, what: &str, proto: &str, fwd: Vec<u8>, reply: Vec<u8>, c
     assert_eq!((ip6_at(&f, 22), ip6_at(&f, 38)), (A6, B6), "{what}");
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!((env.decisions(), env.packet_ins()), (dec0 + 1, pi0 + 1), "{what}: the reply stays in the switch");
-    eprintln!("FIGURE {what}: first packet delivered in {latency:?} (inject included); flows:\n  {}\n  {}\n  conntrack: {}", ff.trim(), rf.trim(), line.trim());
+    eprintln!(
+        "FIGURE {what}: first packet delivered in {latency:?} (inject included); flows:\n  {}\n  {}\n  conntrack: {}",
+        ff.trim(),
+        rf.trim(),
+        line.trim()
+    );
 }
 
 // === 1 ===
@@ -220,7 +222,12 @@ fn arp_controller_mode() {
     let (rep0, fl0, pi0, c0) = (env.verdict("arp_reply"), env.verdict("arp_flood"), env.packet_ins(), env.counts());
     let t = Instant::now();
     env.inject(B_PORT, &[build::arp_request(B_MAC, B4, A4)]);
-    assert_eq!(env.wait_count(B_PORT, c0[3] + 1, Duration::from_secs(5)), c0[3] + 1, "an ARP reply on port 4\n{}", env.d.stderr());
+    assert_eq!(
+        env.wait_count(B_PORT, c0[3] + 1, Duration::from_secs(5)),
+        c0[3] + 1,
+        "an ARP reply on port 4\n{}",
+        env.d.stderr()
+    );
     let took = t.elapsed();
     let f = env.last_frame(B_PORT);
     assert_eq!((mac(&f[0..6]), mac(&f[6..12])), (B_MAC.to_string(), A_MAC.to_string()), "reply Ethernet header");
@@ -231,7 +238,11 @@ fn arp_controller_mode() {
     let c1 = env.counts();
     assert_eq!(env.verdict("arp_flood"), fl0);
     assert_eq!(env.packet_ins(), pi0 + 1);
-    assert_eq!((c1[0], c1[1], c1[2], c1[4], c1[5]), (c0[0], c0[1], c0[2], c0[4], c0[5]), "the request went nowhere else");
+    assert_eq!(
+        (c1[0], c1[1], c1[2], c1[4], c1[5]),
+        (c0[0], c0[1], c0[2], c0[4], c0[5]),
+        "the request went nowhere else"
+    );
     eprintln!("FIGURE ARP reply for {A4}: on port 4 in {took:?} (inject included): {arp:?}");
 
     // (b) an unknown IP in the pod range: flooded to every other port.
@@ -241,7 +252,11 @@ fn arp_controller_mode() {
     env.inject(B_PORT, std::slice::from_ref(&req));
     for p in [1u32, 2, 3, 5, 6] {
         let i = (p - 1) as usize;
-        assert_eq!(env.wait_count(p, c0[i] + 1, Duration::from_secs(5)), c0[i] + 1, "the request for {unknown} is flooded to port {p}");
+        assert_eq!(
+            env.wait_count(p, c0[i] + 1, Duration::from_secs(5)),
+            c0[i] + 1,
+            "the request for {unknown} is flooded to port {p}"
+        );
         let f = env.last_frame(p);
         assert_eq!(&f[..req.len()], &req[..], "port {p}: the original request");
     }
@@ -276,7 +291,12 @@ fn arp_controller_mode() {
     assert_eq!((e["mac"].as_str(), e["port"].as_u64()), (Some(C_MAC.to_string().as_str()), Some(6)), "{e}");
     let (rep0, b0) = (env.verdict("arp_reply"), env.count(B_PORT));
     env.inject(B_PORT, &[build::arp_request(B_MAC, B4, C4)]);
-    assert_eq!(env.wait_count(B_PORT, b0 + 1, Duration::from_secs(5)), b0 + 1, "an ARP reply for {C4}\n{}", env.d.stderr());
+    assert_eq!(
+        env.wait_count(B_PORT, b0 + 1, Duration::from_secs(5)),
+        b0 + 1,
+        "an ARP reply for {C4}\n{}",
+        env.d.stderr()
+    );
     let arp = parse_arp(&env.last_frame(B_PORT));
     assert_eq!(arp, (2, C_MAC.to_string(), C4, B_MAC.to_string(), B4), "answered from the Tracker");
     assert!(wait_until(Duration::from_secs(2), || env.verdict("arp_reply") == rep0 + 1));

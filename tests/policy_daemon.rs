@@ -130,12 +130,10 @@ impl Env {
 
     /// `dump-flows table=T --no-stats` lines carrying `cookie`, without the cookie, sorted.
     fn flows_of(&self, table: u8, cookie: u64) -> Vec<String> {
-        let out = self.ovs.ok(
-            "ovs-ofctl",
-            &["-O", "OpenFlow13", "dump-flows", "br0", &format!("table={table}"), "--no-stats"],
-        );
-        let mut v: Vec<String> =
-            out.lines().map(split_cookie).filter(|(c, _)| *c == cookie).map(|(_, t)| t).collect();
+        let out = self
+            .ovs
+            .ok("ovs-ofctl", &["-O", "OpenFlow13", "dump-flows", "br0", &format!("table={table}"), "--no-stats"]);
+        let mut v: Vec<String> = out.lines().map(split_cookie).filter(|(c, _)| *c == cookie).map(|(_, t)| t).collect();
         v.sort();
         v
     }
@@ -244,7 +242,9 @@ fn policy_file_denies_allows_and_dnats() {
     let drop_flow = env.wait_flows(3, c22, 1);
     assert_eq!(
         drop_flow,
-        vec![format!(" table=3, idle_timeout=10, priority=100,tcp,nw_src={B},nw_dst={A},tp_src=40022,tp_dst=22 actions=drop")],
+        vec![format!(
+            " table=3, idle_timeout=10, priority=100,tcp,nw_src={B},nw_dst={A},tp_src=40022,tp_dst=22 actions=drop"
+        )],
         "the deny flow (cookie {c22:#x})"
     );
     assert_eq!(env.all_flows_of(c22).len(), 1, "only the drop flow: {:#?}", env.all_flows_of(c22));
@@ -267,7 +267,12 @@ fn policy_file_denies_allows_and_dnats() {
     let (svc0, a0) = (env.decisions(Some("service")), env.count(A_PORT));
     let t = Instant::now();
     env.inject(B_PORT, std::slice::from_ref(&syn_vip));
-    assert_eq!(env.wait_count(A_PORT, a0 + 1, Duration::from_secs(5)), a0 + 1, "the VIP SYN reaches pod A\n{}", env.d.stderr());
+    assert_eq!(
+        env.wait_count(A_PORT, a0 + 1, Duration::from_secs(5)),
+        a0 + 1,
+        "the VIP SYN reaches pod A\n{}",
+        env.d.stderr()
+    );
     let latency = t.elapsed();
     let f = env.last_frame(A_PORT);
     assert_eq!(mac(&f[0..6]), A_MAC.to_string(), "eth_dst = pod A's MAC");
@@ -292,7 +297,9 @@ fn policy_file_denies_allows_and_dnats() {
             && line.contains("zone=2"),
         "{line}"
     );
-    eprintln!("FIGURE file service: SYN to the VIP delivered DNATed {latency:?} after the inject started; conntrack: {line}");
+    eprintln!(
+        "FIGURE file service: SYN to the VIP delivered DNATed {latency:?} after the inject started; conntrack: {line}"
+    );
 
     // Pod A's SYN-ACK goes back to pod B with the VIP as its source (un-DNAT), in the switch.
     let (pi, dec, b0) = (env.packet_ins(), env.decisions(None), env.count(B_PORT));
@@ -306,7 +313,10 @@ fn policy_file_denies_allows_and_dnats() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!((env.packet_ins(), env.decisions(None)), (pi, dec), "the reply caused no packet-in");
     let line = ct_line(&env, &["sport=40443", "state_reply=SYN_SENT"]);
-    eprintln!("FIGURE file service: SYN-ACK reached pod B from 10.96.0.10:80; conntrack: {line}; verdicts {}", verdicts(&env));
+    eprintln!(
+        "FIGURE file service: SYN-ACK reached pod B from 10.96.0.10:80; conntrack: {line}; verdicts {}",
+        verdicts(&env)
+    );
 }
 
 // === 2 ===
@@ -354,7 +364,12 @@ fn slow_cnictl_does_not_block_the_shard() {
         std::thread::sleep(Duration::from_millis(2));
     }
     let Some(total) = last_at else {
-        panic!("only {} of {N} SYNs delivered within 5 s; verdicts {}\n{}", env.count(A_PORT) - a0, verdicts(&env), env.d.stderr());
+        panic!(
+            "only {} of {N} SYNs delivered within 5 s; verdicts {}\n{}",
+            env.count(A_PORT) - a0,
+            verdicts(&env),
+            env.d.stderr()
+        );
     };
     assert_eq!(env.wait_decisions(Some("allow"), allow0 + u64::from(N)), allow0 + u64::from(N), "{N} allow decisions");
     std::thread::sleep(Duration::from_millis(200));
@@ -400,7 +415,10 @@ fn cnictl_down_fails_closed_then_recovers() {
     assert_eq!(env.decisions(None), dec0 + 1, "one decision: {}", verdicts(&env));
     assert_eq!(env.count(A_PORT), a0, "nothing delivered while cni-ctl is down");
     assert!(env.all_flows_of(c).is_empty(), "no flow installed: {:#?}", env.all_flows_of(c));
-    eprintln!("FIGURE cnictl down: SYN dropped (fail_closed) {fc_after:?} after the inject started; no flow; verdicts {}", verdicts(&env));
+    eprintln!(
+        "FIGURE cnictl down: SYN dropped (fail_closed) {fc_after:?} after the inject started; no flow; verdicts {}",
+        verdicts(&env)
+    );
 
     // cni-ctl back on the same port; the SYN's retransmission (TCP: after 1 s) is decided.
     let srv2 = Cnictl::start(&policy, &addr.to_string(), 0);
@@ -417,7 +435,11 @@ fn cnictl_down_fails_closed_then_recovers() {
         }
     }
     let Some(latency) = delivered else {
-        panic!("the retransmitted SYN never got through after cni-ctl came back; verdicts {}\n{}", verdicts(&env), env.d.stderr());
+        panic!(
+            "the retransmitted SYN never got through after cni-ctl came back; verdicts {}\n{}",
+            verdicts(&env),
+            env.d.stderr()
+        );
     };
     let f = env.last_frame(A_PORT);
     assert_eq!(&f[14..], &syn[14..]);
@@ -440,7 +462,12 @@ fn fail_open_allows_while_cnictl_is_down() {
     let (fo0, a0) = (env.decisions(Some("fail_open")), env.count(A_PORT));
     let t = Instant::now();
     env.inject(B_PORT, std::slice::from_ref(&syn));
-    assert_eq!(env.wait_count(A_PORT, a0 + 1, Duration::from_secs(5)), a0 + 1, "the SYN is delivered (fail-open)\n{}", env.d.stderr());
+    assert_eq!(
+        env.wait_count(A_PORT, a0 + 1, Duration::from_secs(5)),
+        a0 + 1,
+        "the SYN is delivered (fail-open)\n{}",
+        env.d.stderr()
+    );
     let latency = t.elapsed();
     assert_eq!(&env.last_frame(A_PORT)[14..], &syn[14..]);
     assert_eq!(env.wait_decisions(Some("fail_open"), fo0 + 1), fo0 + 1, "fail_open counted: {}", verdicts(&env));
@@ -479,7 +506,10 @@ fn invalidation_over_grpc_and_rest() {
     let t = Instant::now();
     let reply = rt.block_on(async {
         let mut c = ControllerServiceClient::connect(format!("http://{listen}")).await.unwrap();
-        c.invalidate(Invalidation { ips: vec![A.to_string()], below_version: 0, all: false }).await.unwrap().into_inner()
+        c.invalidate(Invalidation { ips: vec![A.to_string()], below_version: 0, all: false })
+            .await
+            .unwrap()
+            .into_inner()
     });
     let took = t.elapsed();
     assert_eq!((reply.dropped, reply.flows_deleted), (1, 1), "one answer and one connection: {reply:?}");
@@ -516,7 +546,8 @@ fn invalidation_over_grpc_and_rest() {
         left.is_empty()
     });
     assert!(gone, "both connections' flows are deleted: {left:#?}");
-    let t3: Vec<String> = env.ovs.flows("br0").into_iter().filter(|l| l.contains("table=3, ") && l.contains("priority=100")).collect();
+    let t3: Vec<String> =
+        env.ovs.flows("br0").into_iter().filter(|l| l.contains("table=3, ") && l.contains("priority=100")).collect();
     assert!(t3.is_empty(), "no connection flow left in table 3: {t3:#?}");
     eprintln!("FIGURE REST invalidate: {body} in {took:?}; table 3 holds no connection flow");
 }

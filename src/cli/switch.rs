@@ -145,11 +145,17 @@ impl Switch {
     pub fn bundle(&mut self, msgs: Vec<Message>) -> anyhow::Result<()> {
         const BUNDLE_ID: u32 = 1;
         let flags = BUNDLE_ATOMIC | BUNDLE_ORDERED;
-        let ctrl = |t| Message::BundleControl(BundleControl { bundle_id: BUNDLE_ID, ctrl_type: t, flags, properties: vec![] });
+        let ctrl =
+            |t| Message::BundleControl(BundleControl { bundle_id: BUNDLE_ID, ctrl_type: t, flags, properties: vec![] });
         self.expect_ctrl(ctrl(ctrl_type::OPEN_REQUEST), ctrl_type::OPEN_REPLY)?;
         let mut adds = Vec::with_capacity(msgs.len());
         for m in msgs {
-            adds.push(Message::BundleAdd(BundleAdd { bundle_id: BUNDLE_ID, flags, message: Box::new(m), properties: vec![] }));
+            adds.push(Message::BundleAdd(BundleAdd {
+                bundle_id: BUNDLE_ID,
+                flags,
+                message: Box::new(m),
+                properties: vec![],
+            }));
         }
         // Adds are acknowledged only by errors; the barrier makes sure none came.
         self.transact(adds)?;

@@ -133,9 +133,7 @@ impl FromStr for FlowCommand {
             "delete" => FlowCommand::Delete,
             "delete_strict" => FlowCommand::DeleteStrict,
             _ => {
-                return Err(format!(
-                    "bad command {s:?}: expected add, modify, modify_strict, delete or delete_strict"
-                ))
+                return Err(format!("bad command {s:?}: expected add, modify, modify_strict, delete or delete_strict"))
             }
         })
     }
@@ -217,16 +215,17 @@ pub trait ControlApi: Send + Sync {
         deadline: Instant,
     ) -> Result<FlowModReply, ApiError>;
     /// Delete the flows selected by `filter`.
-    fn delete_flows(
-        &self,
-        dpid: Dpid,
-        filter: DeleteFilter,
-        deadline: Instant,
-    ) -> Result<FlowModReply, ApiError>;
+    fn delete_flows(&self, dpid: Dpid, filter: DeleteFilter, deadline: Instant) -> Result<FlowModReply, ApiError>;
     /// Per-shard statistics.
     fn shards(&self, deadline: Instant) -> Result<Vec<ShardStats>, ApiError>;
     /// Send group mods (`ovs-ofctl add-group` syntax, already parsed); with `bundle`, atomically.
-    fn group_mods(&self, dpid: Dpid, groups: Vec<GroupMod>, bundle: bool, deadline: Instant) -> Result<FlowModReply, ApiError> {
+    fn group_mods(
+        &self,
+        dpid: Dpid,
+        groups: Vec<GroupMod>,
+        bundle: bool,
+        deadline: Instant,
+    ) -> Result<FlowModReply, ApiError> {
         let _ = (dpid, groups, bundle, deadline);
         Err(ApiError::Failed("groups are not supported here".into()))
     }
@@ -237,7 +236,13 @@ pub trait ControlApi: Send + Sync {
     }
     /// Drop cached policy answers (and the connections decided from them) about `ips`, of a
     /// version below `below_version`, or all; what cni-ctl's ControllerService.Invalidate does.
-    fn invalidate(&self, ips: Vec<std::net::IpAddr>, below_version: u64, all: bool, deadline: Instant) -> Result<InvalidateReply, ApiError> {
+    fn invalidate(
+        &self,
+        ips: Vec<std::net::IpAddr>,
+        below_version: u64,
+        all: bool,
+        deadline: Instant,
+    ) -> Result<InvalidateReply, ApiError> {
         let _ = (ips, below_version, all, deadline);
         Err(ApiError::Failed("invalidation is not supported here".into()))
     }

@@ -84,10 +84,9 @@ impl Reply {
         match &e {
             ApiError::NotReady(_) => Reply::error(503, e.to_string()),
             ApiError::UnknownSwitch(_) => Reply::error(404, e.to_string()),
-            ApiError::Refused { name, .. } => Reply::json(
-                502,
-                &serde_json::json!({ "error": e.to_string(), "openflow_error": name }),
-            ),
+            ApiError::Refused { name, .. } => {
+                Reply::json(502, &serde_json::json!({ "error": e.to_string(), "openflow_error": name }))
+            }
             ApiError::Timeout => Reply::error(504, e.to_string()),
             ApiError::Failed(_) => Reply::error(502, e.to_string()),
         }
@@ -194,7 +193,12 @@ pub fn handle(ctx: &HttpContext, method: &Method, url: &str, body: Body, route: 
                         "false" | "0" => all = false,
                         _ => return Reply::error(400, format!("bad all {v:?}: expected true or false")),
                     },
-                    _ => return Reply::error(400, format!("unknown query parameter {k:?}: expected ip, below_version or all")),
+                    _ => {
+                        return Reply::error(
+                            400,
+                            format!("unknown query parameter {k:?}: expected ip, below_version or all"),
+                        )
+                    }
                 }
             }
             if ips.is_empty() && below == 0 && !all {
@@ -220,7 +224,8 @@ pub fn handle(ctx: &HttpContext, method: &Method, url: &str, body: Body, route: 
                     if let Err(e) = parse_query(query, &[]) {
                         return Reply::error(400, e);
                     }
-                    let r = if groups { ctx.api.dump_groups(dpid, deadline) } else { ctx.api.dump_meters(dpid, deadline) };
+                    let r =
+                        if groups { ctx.api.dump_groups(dpid, deadline) } else { ctx.api.dump_meters(dpid, deadline) };
                     match r {
                         Ok(v) => Reply::json(200, &v),
                         Err(e) => Reply::from_api(e),
@@ -238,7 +243,14 @@ pub fn handle(ctx: &HttpContext, method: &Method, url: &str, body: Body, route: 
 
 /// `POST .../groups` or `.../meters`: one `add-group` / `add-meter` text per line,
 /// `?command=add|modify|delete` (and `bundle=true` for groups).
-fn post_groups_or_meters(ctx: &HttpContext, dpid: Dpid, groups: bool, query: &str, body: Body, deadline: Instant) -> Reply {
+fn post_groups_or_meters(
+    ctx: &HttpContext,
+    dpid: Dpid,
+    groups: bool,
+    query: &str,
+    body: Body,
+    deadline: Instant,
+) -> Reply {
     let allowed: &[&str] = if groups { &["command", "bundle"] } else { &["command"] };
     let q = match parse_query(query, allowed) {
         Ok(q) => q,
@@ -386,9 +398,7 @@ fn delete_flows(ctx: &HttpContext, dpid: Dpid, query: &str, deadline: Instant) -
                     filter.cookie_mask = m;
                     mask_given = true;
                 }
-                None => {
-                    return Reply::error(400, format!("bad cookie_mask {v:?}: expected a number like 0xff"))
-                }
+                None => return Reply::error(400, format!("bad cookie_mask {v:?}: expected a number like 0xff")),
             },
             _ => match parse_u64(v) {
                 Some(t) if t < 255 => filter.table = Some(t as u8),
@@ -446,8 +456,7 @@ pub struct HttpServer {
 impl HttpServer {
     /// Bind `addr` and start `workers` threads (at least one).
     pub fn start(addr: SocketAddr, ctx: HttpContext, workers: usize) -> Result<HttpServer, ControlError> {
-        let server = Server::http(addr)
-            .map_err(|e| ControlError::HttpBind { addr, message: e.to_string() })?;
+        let server = Server::http(addr).map_err(|e| ControlError::HttpBind { addr, message: e.to_string() })?;
         let bound = server.server_addr().to_ip().unwrap_or(addr);
         let server = Arc::new(server);
         let stopping = Arc::new(AtomicBool::new(false));
@@ -521,10 +530,7 @@ fn serve(ctx: &HttpContext, mut req: Request) {
     let url = req.url().to_string();
     let mut route: &'static str = "other";
     let reply = handle(ctx, &method, &url, body, &mut route);
-    ctx.metrics
-        .http_requests_total
-        .with_label_values(&[route, &reply.status.to_string()])
-        .inc();
+    ctx.metrics.http_requests_total.with_label_values(&[route, &reply.status.to_string()]).inc();
     tracing::debug!(%method, %url, status = reply.status, "http request");
     let mut resp = Response::from_string(reply.body).with_status_code(reply.status);
     if let Ok(h) = Header::from_bytes(&b"Content-Type"[..], reply.content_type.as_bytes()) {

@@ -10,20 +10,18 @@
 use std::sync::Arc;
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Latency buckets from 10 us to 1 s (1-2.5-5 per decade), in seconds.
 pub const LATENCY_BUCKETS: &[f64] = &[
-    10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3,
-    250e-3, 500e-3, 1.0,
+    10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0,
 ];
 
 /// Packet-in kinds resolved up front for every shard (`packet_in_total{kind}`); any other
 /// kind still works, through the slower labelled lookup.
-pub const PACKET_IN_KINDS: &[&str] =
-    &["arp", "tcp", "udp", "sctp", "icmp", "icmpv6", "ip_other", "other", "invalid"];
+pub const PACKET_IN_KINDS: &[&str] = &["arp", "tcp", "udp", "sctp", "icmp", "icmpv6", "ip_other", "other", "invalid"];
 
 /// Flow-mod results resolved up front (`flow_mods_total{result}`).
 pub const FLOW_MOD_RESULTS: &[&str] = &["ok", "error", "timeout"];
@@ -72,30 +70,23 @@ impl Metrics {
         let switch_connections =
             IntGaugeVec::new(Opts::new("switch_connections", "Switches connected now"), &["shard"])?;
         registry.register(Box::new(switch_connections.clone()))?;
-        let packet_in_total =
-            counter("packet_in_total", "Packet-ins received", &["shard", "kind"])?;
+        let packet_in_total = counter("packet_in_total", "Packet-ins received", &["shard", "kind"])?;
         let packet_in_handoff_total = counter(
             "packet_in_handoff_total",
             "Packet-ins handed from the receiving shard to the owning shard",
             &["from", "to"],
         )?;
         let flow_mods_total = counter("flow_mods_total", "Flow mods sent", &["shard", "result"])?;
-        let openflow_errors_total = counter(
-            "openflow_errors_total",
-            "OpenFlow error messages received from switches",
-            &["shard", "code"],
-        )?;
+        let openflow_errors_total =
+            counter("openflow_errors_total", "OpenFlow error messages received from switches", &["shard", "code"])?;
         let session_events_total = counter(
             "session_events_total",
             "OpenFlow session events (connected, disconnected, handshake_failed, echo_timeout)",
             &["shard", "event"],
         )?;
         let packet_in_decision_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "packet_in_decision_seconds",
-                "Time from packet-in received to decision sent",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new("packet_in_decision_seconds", "Time from packet-in received to decision sent")
+                .buckets(LATENCY_BUCKETS.to_vec()),
             &["shard"],
         )?;
         registry.register(Box::new(packet_in_decision_seconds.clone()))?;
@@ -104,8 +95,7 @@ impl Metrics {
                 .buckets(LATENCY_BUCKETS.to_vec()),
         )?;
         registry.register(Box::new(flow_install_seconds.clone()))?;
-        let http_requests_total =
-            counter("http_requests_total", "HTTP requests served", &["route", "status"])?;
+        let http_requests_total = counter("http_requests_total", "HTTP requests served", &["route", "status"])?;
         let decisions_total = counter("decisions_total", "Packet-in decisions by verdict", &["shard", "verdict"])?;
         Ok(Metrics {
             registry,
@@ -130,14 +120,10 @@ impl Metrics {
     /// Pre-resolved handles for shard `shard` of `n_shards` (clone into the shard's executor).
     pub fn shard(&self, shard: usize, n_shards: usize) -> ShardMetrics {
         let s = shard.to_string();
-        let packet_in = PACKET_IN_KINDS
-            .iter()
-            .map(|k| (*k, self.packet_in_total.with_label_values(&[s.as_str(), k])))
-            .collect();
-        let flow_mods = FLOW_MOD_RESULTS
-            .iter()
-            .map(|r| (*r, self.flow_mods_total.with_label_values(&[s.as_str(), r])))
-            .collect();
+        let packet_in =
+            PACKET_IN_KINDS.iter().map(|k| (*k, self.packet_in_total.with_label_values(&[s.as_str(), k]))).collect();
+        let flow_mods =
+            FLOW_MOD_RESULTS.iter().map(|r| (*r, self.flow_mods_total.with_label_values(&[s.as_str(), r]))).collect();
         let handoff_to = (0..n_shards)
             .map(|to| self.packet_in_handoff_total.with_label_values(&[s.as_str(), &to.to_string()]))
             .collect();
@@ -207,11 +193,7 @@ impl ShardMetrics {
     pub fn handoff(&self, to: usize) {
         match self.handoff_to.get(to) {
             Some(c) => c.inc(),
-            None => self
-                .metrics
-                .packet_in_handoff_total
-                .with_label_values(&[&*self.label, &to.to_string()])
-                .inc(),
+            None => self.metrics.packet_in_handoff_total.with_label_values(&[&*self.label, &to.to_string()]).inc(),
         }
     }
 

@@ -59,11 +59,7 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Bind the HTTP endpoint on `cfg.http.listen`, start the control thread and install the
     /// signal handlers. API calls from HTTP get `cfg.openflow.request_timeout()` as deadline.
-    pub fn start(
-        cfg: &Config,
-        metrics: Arc<Metrics>,
-        api: Arc<dyn ControlApi>,
-    ) -> Result<ControlPlane, ControlError> {
+    pub fn start(cfg: &Config, metrics: Arc<Metrics>, api: Arc<dyn ControlApi>) -> Result<ControlPlane, ControlError> {
         ControlPlane::start_with_shutdown(cfg, metrics, api, shutdown_channel())
     }
 
@@ -186,8 +182,8 @@ fn control_thread(
     let handle = rt.handle().clone();
     let reason = rt.block_on(async {
         use tokio::signal::unix::{signal as unix_signal, SignalKind};
-        let installed = unix_signal(SignalKind::terminate())
-            .and_then(|t| unix_signal(SignalKind::interrupt()).map(|i| (t, i)));
+        let installed =
+            unix_signal(SignalKind::terminate()).and_then(|t| unix_signal(SignalKind::interrupt()).map(|i| (t, i)));
         let (mut term, mut int) = match installed {
             Ok(pair) => pair,
             Err(e) => {
@@ -205,9 +201,7 @@ fn control_thread(
         // Tasks on this runtime (gRPC clients) await the same signal: let them finish, within
         // a bounded grace period, instead of dropping them mid-flight.
         let grace = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-        while tokio::runtime::Handle::current().metrics().num_alive_tasks() > 0
-            && tokio::time::Instant::now() < grace
-        {
+        while tokio::runtime::Handle::current().metrics().num_alive_tasks() > 0 && tokio::time::Instant::now() < grace {
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
         Some(signal.reason().unwrap_or(ShutdownReason::Requested))

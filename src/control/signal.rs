@@ -110,12 +110,10 @@ mod tests {
     #[test]
     fn glommio_shard_awaits_the_signal() {
         let (t, s) = shutdown_channel();
-        let h = glommio::LocalExecutorBuilder::default()
-            .io_memory(1 << 20)
-            .spawn(move || async move {
-                s.wait().await;
-                s.reason()
-            });
+        let h = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).spawn(move || async move {
+            s.wait().await;
+            s.reason()
+        });
         let h = match h {
             Ok(h) => h,
             Err(e) => panic!("glommio executor: {e}"),

@@ -97,12 +97,7 @@ impl ControlApi for FakeApi {
         Ok(FlowModReply { applied: n, bundle })
     }
 
-    fn delete_flows(
-        &self,
-        dpid: Dpid,
-        filter: DeleteFilter,
-        deadline: Instant,
-    ) -> Result<FlowModReply, ApiError> {
+    fn delete_flows(&self, dpid: Dpid, filter: DeleteFilter, deadline: Instant) -> Result<FlowModReply, ApiError> {
         self.check(dpid, deadline)?;
         self.calls.lock().unwrap().push(Call::Delete { dpid, filter });
         Ok(FlowModReply { applied: 1, bundle: false })
@@ -155,10 +150,8 @@ fn request_raw(addr: SocketAddr, method: &str, path: &str, body: &[u8], content_
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no response: {text:?}"));
     let mut lines = head.lines();
     let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
+    let headers =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
     Resp { status, headers, body: body.to_string() }
 }
 
@@ -290,7 +283,8 @@ fn post_flows_parses_and_forwards() {
     let r = request(cp.http_addr(), "POST", "/v1/switches/0x1/flows?command=add&bundle=true", body);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json(), serde_json::json!({"applied": 2, "bundle": true}));
-    let r = request(cp.http_addr(), "POST", "/v1/switches/1/flows?command=delete_strict", b"table=3,tcp,priority=100\n");
+    let r =
+        request(cp.http_addr(), "POST", "/v1/switches/1/flows?command=delete_strict", b"table=3,tcp,priority=100\n");
     assert_eq!(r.status, 200, "{}", r.body);
     let r = request(cp.http_addr(), "POST", "/v1/switches/1/flows", b"actions=drop");
     assert_eq!(r.status, 200, "{}", r.body);
@@ -461,8 +455,8 @@ fn shutdown_pair_made_before_start_is_used() {
     let mut cfg = Config::default();
     cfg.http.listen = "127.0.0.1:0".parse().unwrap();
     let metrics = Arc::new(Metrics::new().unwrap());
-    let cp = ControlPlane::start_with_shutdown(&cfg, metrics, FakeApi::new(), (trigger.clone(), signal.clone()))
-        .unwrap();
+    let cp =
+        ControlPlane::start_with_shutdown(&cfg, metrics, FakeApi::new(), (trigger.clone(), signal.clone())).unwrap();
     assert_eq!(request(cp.http_addr(), "GET", "/healthz", b"").status, 200);
     trigger.trigger(ShutdownReason::Fatal);
     assert_eq!(cp.join().unwrap(), ShutdownReason::Fatal);

@@ -129,7 +129,13 @@ impl ControlApi for DaemonApi {
         self.lines(dpid, Command::DumpMeters, deadline)
     }
 
-    fn group_mods(&self, dpid: Dpid, groups: Vec<GroupMod>, bundle: bool, deadline: Instant) -> Result<FlowModReply, ApiError> {
+    fn group_mods(
+        &self,
+        dpid: Dpid,
+        groups: Vec<GroupMod>,
+        bundle: bool,
+        deadline: Instant,
+    ) -> Result<FlowModReply, ApiError> {
         self.apply(dpid, groups.into_iter().map(Message::GroupMod).collect(), bundle, deadline)
     }
 

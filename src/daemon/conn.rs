@@ -310,7 +310,11 @@ impl Conn {
     // === IO tasks ===
 
     /// Reads until the peer closes or the session ends. Returns after the session is closed.
-    pub async fn read_loop<R: futures_lite::AsyncRead + Unpin>(self: &Rc<Self>, mut rd: R, on_events: impl Fn(Vec<Event>)) {
+    pub async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
+        self: &Rc<Self>,
+        mut rd: R,
+        on_events: impl Fn(Vec<Event>),
+    ) {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             if self.is_closed() {
@@ -364,9 +368,8 @@ impl Conn {
                 break;
             }
             let deadline = self.session.borrow().poll_timeout();
-            let wait = deadline
-                .map(|d| d.saturating_duration_since(Instant::now()))
-                .unwrap_or(Duration::from_secs(3600));
+            let wait =
+                deadline.map(|d| d.saturating_duration_since(Instant::now())).unwrap_or(Duration::from_secs(3600));
             let rearmed = futures_lite::future::race(
                 async {
                     glommio::timer::sleep(wait).await;

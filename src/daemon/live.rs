@@ -154,8 +154,14 @@ mod tests {
         live.record(
             1,
             &[
-                fm("table=3,priority=100,cookie=0x0001030000000001,tcp,tp_dst=80,actions=output:2", FlowModCommand::Add),
-                fm("table=3,priority=100,cookie=0x0001030000000002,tcp,tp_dst=81,actions=output:2", FlowModCommand::Add),
+                fm(
+                    "table=3,priority=100,cookie=0x0001030000000001,tcp,tp_dst=80,actions=output:2",
+                    FlowModCommand::Add,
+                ),
+                fm(
+                    "table=3,priority=100,cookie=0x0001030000000002,tcp,tp_dst=81,actions=output:2",
+                    FlowModCommand::Add,
+                ),
                 fm("table=4,priority=1,cookie=0x77,actions=drop", FlowModCommand::Add),
                 // Pipeline flows are not live state.
                 fm("table=1,priority=1,cookie=0x0001020000000009,actions=drop", FlowModCommand::Add),

@@ -79,7 +79,10 @@ pub struct HandoffPacket {
 #[derive(Debug)]
 pub enum Command {
     /// Flow, group or meter mods, confirmed by a barrier (or atomically in a bundle).
-    Apply { msgs: Vec<Message>, bundle: bool },
+    Apply {
+        msgs: Vec<Message>,
+        bundle: bool,
+    },
     DumpFlows,
     DumpGroups,
     DumpMeters,
@@ -96,11 +99,25 @@ pub enum CommandReply {
 pub enum ShardMsg {
     Handoff(Handoff),
     /// The owner's answer to a handoff: messages to send on connection `conn` of the receiver.
-    Answer { conn: u64, messages: Vec<Message> },
-    Command { dpid: u64, cmd: Command, reply: flume::Sender<Result<CommandReply, ApiError>> },
-    Stats { reply: flume::Sender<crate::control::api::ShardStats> },
+    Answer {
+        conn: u64,
+        messages: Vec<Message>,
+    },
+    Command {
+        dpid: u64,
+        cmd: Command,
+        reply: flume::Sender<Result<CommandReply, ApiError>>,
+    },
+    Stats {
+        reply: flume::Sender<crate::control::api::ShardStats>,
+    },
     /// cni-ctl's answers changed: drop cached answers and the flows installed from them.
-    Invalidate { ips: Vec<std::net::IpAddr>, below_version: u64, all: bool, reply: flume::Sender<Invalidated> },
+    Invalidate {
+        ips: Vec<std::net::IpAddr>,
+        below_version: u64,
+        all: bool,
+        reply: flume::Sender<Invalidated>,
+    },
 }
 
 /// What an invalidation did on one shard.
@@ -161,7 +178,10 @@ impl Shared {
 
 /// The policy source of the configuration: the embedded allow-all default, a policy file (read
 /// now, so a bad file stops the start), or cni-ctl (a gRPC client on the control runtime).
-fn policy_source(cfg: &Config, runtime: tokio::runtime::Handle) -> Result<Arc<crate::policy::PolicySource>, DaemonError> {
+fn policy_source(
+    cfg: &Config,
+    runtime: tokio::runtime::Handle,
+) -> Result<Arc<crate::policy::PolicySource>, DaemonError> {
     use crate::config::PolicySourceKind;
     use crate::policy::{ClientConfig, PolicyClient, PolicyFile, PolicySource};
     let p = &cfg.policy;
@@ -181,14 +201,19 @@ fn policy_source(cfg: &Config, runtime: tokio::runtime::Handle) -> Result<Arc<cr
                 deadline: std::time::Duration::from_millis(p.timeout_ms),
                 ..ClientConfig::default()
             };
-            let client = PolicyClient::new(cc, runtime).map_err(|e| DaemonError::Fatal(format!("cni-ctl client: {e}")))?;
+            let client =
+                PolicyClient::new(cc, runtime).map_err(|e| DaemonError::Fatal(format!("cni-ctl client: {e}")))?;
             PolicySource::CniCtl(client.handle())
         }
     }))
 }
 
 /// Serves cni-ctl's ControllerService (invalidations) on the control runtime.
-fn serve_controller_service(control: &ControlPlane, addr: SocketAddr, api: Arc<api::DaemonApi>) -> Result<(), DaemonError> {
+fn serve_controller_service(
+    control: &ControlPlane,
+    addr: SocketAddr,
+    api: Arc<api::DaemonApi>,
+) -> Result<(), DaemonError> {
     use crate::policy::server::{serve, InvalidateFn, InvalidationReply, Services};
     let std_listener = std::net::TcpListener::bind(addr)
         .and_then(|l| l.set_nonblocking(true).map(|_| l))
@@ -214,7 +239,8 @@ fn serve_controller_service(control: &ControlPlane, addr: SocketAddr, api: Arc<a
             }
         };
         tracing::info!(%addr, "serving cni-ctl's ControllerService (invalidations)");
-        if let Err(e) = serve(listener, Services::new().controller(callback), async move { signal.wait().await }).await {
+        if let Err(e) = serve(listener, Services::new().controller(callback), async move { signal.wait().await }).await
+        {
             tracing::error!("ControllerService stopped: {e}");
         }
     });
@@ -268,7 +294,8 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     // the API learns the shared state once it exists.
     let tracker = Arc::new(crate::tracker::Tracker::new(crate::tracker::TrackerConfig::default()));
     let api = Arc::new(api::DaemonApi::new(registry.clone(), mesh.clone(), cfg.clone(), tracker.clone()));
-    let control = ControlPlane::start(&cfg, metrics.clone(), api.clone()).map_err(|e| DaemonError::Control(e.to_string()))?;
+    let control =
+        ControlPlane::start(&cfg, metrics.clone(), api.clone()).map_err(|e| DaemonError::Control(e.to_string()))?;
     tracing::info!(http = %control.http_addr(), shards = n, mode = %cfg.openflow.mode, "shardflow starting");
 
     if let Some(addr) = cfg.policy.listen {

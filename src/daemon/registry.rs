@@ -84,7 +84,8 @@ impl Registry {
 
     /// The shards that have a connection to `dpid`, in shard order.
     pub fn shards_of(&self, dpid: u64) -> Vec<usize> {
-        let mut v: Vec<usize> = self.switches.get(&dpid).map(|r| r.conns.iter().map(|c| c.shard).collect()).unwrap_or_default();
+        let mut v: Vec<usize> =
+            self.switches.get(&dpid).map(|r| r.conns.iter().map(|c| c.shard).collect()).unwrap_or_default();
         v.sort_unstable();
         v.dedup();
         v

@@ -18,11 +18,13 @@ use crate::control::api::{ApiError, ShardStats};
 use crate::control::metrics::ShardMetrics;
 use crate::openflow::field::Field;
 use crate::openflow::flow::FlowMod;
-use crate::openflow::message::multipart::{FlowStatsRequest, MultipartReplyBody, MultipartRequest, MultipartRequestBody};
+use crate::openflow::message::multipart::FlowStats;
+use crate::openflow::message::multipart::{
+    FlowStatsRequest, MultipartReplyBody, MultipartRequest, MultipartRequestBody,
+};
 use crate::openflow::message::{Message, PacketIn};
 use crate::openflow::session::{CloseReason, Event, PacketInFormat, SessionConfig};
 use crate::packet::{ConnKey, FlowKey};
-use crate::openflow::message::multipart::FlowStats;
 use crate::pipeline::resync::{self, ResyncPolicy};
 use crate::pipeline::{cookie, dispatch};
 
@@ -232,7 +234,13 @@ impl Shard {
         self.by_dpid.borrow_mut().insert(dpid, conn.id);
         self.shared.registry.connected(
             dpid,
-            ConnInfo { shard: self.id(), conn: conn.id, peer: conn.peer, connected_at: ready_at, n_tables: conn.n_tables() },
+            ConnInfo {
+                shard: self.id(),
+                conn: conn.id,
+                peer: conn.peer,
+                connected_at: ready_at,
+                n_tables: conn.n_tables(),
+            },
         );
         self.metrics.switch_connections.inc();
         self.metrics.session_event("connected");
@@ -364,8 +372,7 @@ impl Shard {
         let ct_state = pi.r#match.get(Field::CT_STATE).map(|e| e.value.to_u128() as u32).unwrap_or(0);
         let reg0 = pi.r#match.get(Field::reg(0)).map(|e| e.value.to_u128() as u32).unwrap_or(0);
         let decide = self.decider.as_ref().is_some_and(|d| d.should_decide(&key, in_port, reg0));
-        let packet = decide
-            .then(|| Box::new(HandoffPacket { flow: key, in_port, ct_state, data: pi.data, dpid }));
+        let packet = decide.then(|| Box::new(HandoffPacket { flow: key, in_port, ct_state, data: pi.data, dpid }));
         if packet.is_none() {
             // Recorded only: the time to here is the whole of it. (Decisions record their own.)
             self.observe_latency(t0);
@@ -428,7 +435,12 @@ impl Shard {
         self.decide_then(p, t0, move |shard, messages| shard.send_on(conn, messages));
     }
 
-    fn decide_then(self: &Rc<Self>, p: Box<HandoffPacket>, t0: Instant, then: impl FnOnce(&Rc<Shard>, Vec<Message>) + 'static) {
+    fn decide_then(
+        self: &Rc<Self>,
+        p: Box<HandoffPacket>,
+        t0: Instant,
+        then: impl FnOnce(&Rc<Shard>, Vec<Message>) + 'static,
+    ) {
         let Some(decider) = self.decider.clone() else { return };
         let shard = self.clone();
         glommio::spawn_local(async move {

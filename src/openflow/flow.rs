@@ -460,7 +460,9 @@ mod tests {
         assert_eq!(split_actions("actions\u{d5}esubmit:3"), ("actions\u{d5}esubmit:3", None));
         assert_eq!(split_actions("ip,\u{e9}actions=drop"), ("ip,\u{e9}actions=drop", None));
         assert_eq!(split_actions("ip,\u{e9},actions=drop"), ("ip,\u{e9},", Some("drop")));
-        for t in ["actions\u{d5}esubmit:3", "\u{1f600}actions=\u{1f600}", "ip,nw_src=\u{e9}\u{e9},actions=output:\u{e9}"] {
+        for t in
+            ["actions\u{d5}esubmit:3", "\u{1f600}actions=\u{1f600}", "ip,nw_src=\u{e9}\u{e9},actions=output:\u{e9}"]
+        {
             assert!(FlowMod::parse(t, FlowModCommand::Add).is_err());
             crate::fuzzing::flow_text(t.as_bytes());
         }
@@ -558,7 +560,8 @@ mod tests {
             let bytes = fm.encode(1);
             let ovs = oracle::ofp_print(&bytes).unwrap_or_else(|e| e);
             assert!(ovs.contains("OFPBMC_BAD_VALUE"), "{ovs}");
-            let e = FlowMod::decode_body(&mut Reader::new(&bytes[8..], "t", ErrorCode::BAD_REQUEST_BAD_LEN)).unwrap_err();
+            let e =
+                FlowMod::decode_body(&mut Reader::new(&bytes[8..], "t", ErrorCode::BAD_REQUEST_BAD_LEN)).unwrap_err();
             assert_eq!(e.code, ErrorCode::BAD_MATCH_BAD_VALUE);
         }
     }
@@ -586,7 +589,10 @@ mod tests {
         fm.buffer_id = 0x10;
         fm.flags = OFPFF_SEND_FLOW_REM;
         let ovs = oracle::ofp_print(&fm.encode(7)).unwrap();
-        assert_eq!(format!("OFPT_FLOW_MOD (OF1.3) (xid=0x7): {}", fm.ofp_print_body()), ovs.lines().next().unwrap_or(""));
+        assert_eq!(
+            format!("OFPT_FLOW_MOD (OF1.3) (xid=0x7): {}", fm.ofp_print_body()),
+            ovs.lines().next().unwrap_or("")
+        );
         // OVS refuses an unknown command (OFPFMFC_BAD_COMMAND); we keep it, losslessly.
         fm.command = FlowModCommand::Unknown(9);
         let bytes = fm.encode(7);

@@ -24,10 +24,15 @@ pub enum Instruction {
     WriteActions(Vec<Action>),
     ClearActions,
     GotoTable(u8),
-    WriteMetadata { metadata: u64, mask: u64 },
+    WriteMetadata {
+        metadata: u64,
+        mask: u64,
+    },
     Meter(u32),
     /// An instruction type we do not know, kept whole (header included).
-    Unknown { bytes: Vec<u8> },
+    Unknown {
+        bytes: Vec<u8>,
+    },
 }
 
 impl Instruction {
@@ -100,7 +105,10 @@ impl Instruction {
                     let actions = Action::decode_list(&mut ar)?;
                     if itype == OFPIT_WRITE_ACTIONS {
                         if let Some(a) = actions.iter().find(|a| !a.allowed_in_action_set()) {
-                            return Err(ir.error_code(ErrorCode::BAD_ACTION_BAD_TYPE, format!("disallowed action in action set: {a}")));
+                            return Err(ir.error_code(
+                                ErrorCode::BAD_ACTION_BAD_TYPE,
+                                format!("disallowed action in action set: {a}"),
+                            ));
                         }
                     }
                     if itype == OFPIT_APPLY_ACTIONS {
@@ -143,7 +151,11 @@ impl Instruction {
         };
         match self {
             Instruction::ApplyActions(a) | Instruction::WriteActions(a) => {
-                let t = if matches!(self, Instruction::ApplyActions(_)) { OFPIT_APPLY_ACTIONS } else { OFPIT_WRITE_ACTIONS };
+                let t = if matches!(self, Instruction::ApplyActions(_)) {
+                    OFPIT_APPLY_ACTIONS
+                } else {
+                    OFPIT_WRITE_ACTIONS
+                };
                 put_head(out, t);
                 out.extend_from_slice(&[0; 4]);
                 Action::encode_list(a, out);
@@ -215,10 +227,8 @@ impl fmt::Display for Instruction {
 /// What OVS prints after `actions=`: the instructions in OVS's order, apply-actions as bare
 /// actions, `drop` when there is nothing to do.
 pub fn format_instructions(list: &[Instruction]) -> String {
-    let mut sorted: Vec<&Instruction> = list
-        .iter()
-        .filter(|i| !matches!(i, Instruction::ApplyActions(a) if a.is_empty()))
-        .collect();
+    let mut sorted: Vec<&Instruction> =
+        list.iter().filter(|i| !matches!(i, Instruction::ApplyActions(a) if a.is_empty())).collect();
     sorted.sort_by_key(|i| i.rank());
     if sorted.is_empty() {
         return "drop".into();
@@ -227,7 +237,12 @@ pub fn format_instructions(list: &[Instruction]) -> String {
 }
 
 /// Appends a parsed instruction, enforcing OVS's order and closing the pending apply-actions.
-fn push(out: &mut Vec<Instruction>, last_rank: &mut u8, ins: Instruction, apply: &mut Vec<Action>) -> Result<(), TextError> {
+fn push(
+    out: &mut Vec<Instruction>,
+    last_rank: &mut u8,
+    ins: Instruction,
+    apply: &mut Vec<Action>,
+) -> Result<(), TextError> {
     let rank = ins.rank();
     if let Some(prev) = out.iter().find(|i| i.rank() == rank) {
         return Err(TextError::new(prev.name(), "duplicate instruction"));
@@ -306,7 +321,10 @@ pub fn parse_instructions_in(s: &str, ctx: &ParseContext) -> Result<Vec<Instruct
             "apply_actions" => return Err(TextError::new(item, "apply_actions is the default instruction")),
             _ => {
                 if last_rank > 1 {
-                    return Err(TextError::new(item, "invalid instruction ordering: apply_actions must appear before other instructions"));
+                    return Err(TextError::new(
+                        item,
+                        "invalid instruction ordering: apply_actions must appear before other instructions",
+                    ));
                 }
                 let acts = action::parse_actions_in(item, ctx)?;
                 apply.extend(acts);
@@ -367,8 +385,10 @@ mod tests {
 
     #[test]
     fn text() {
-        let list = parse_instructions("meter:1,output:2,clear_actions,write_actions(output:3),write_metadata:0x1/0xff,goto_table:5")
-            .unwrap();
+        let list = parse_instructions(
+            "meter:1,output:2,clear_actions,write_actions(output:3),write_metadata:0x1/0xff,goto_table:5",
+        )
+        .unwrap();
         assert_eq!(list.len(), 6);
         assert_eq!(
             format_instructions(&list),

@@ -4,11 +4,11 @@
 pub mod action;
 pub mod error;
 pub mod field;
+pub mod flow;
 pub mod instruction;
 pub mod message;
 pub mod oxm;
 pub mod session;
-pub mod flow;
 pub mod text;
 pub mod wire;
 

@@ -504,7 +504,15 @@ fn value_is_valid(field: Field, value: &Value) -> bool {
 /// OVS's `match_set_*` keep only the meaningful bits of an exact value of these narrow fields
 /// (`nw_ecn=5` is `nw_ecn=1`, `mpls_bos=3` is `mpls_bos=1`, `vlan_pcp=8` is `vlan_pcp=0`).
 fn narrow_like_ovs(f: Field, v: Value, exact: bool) -> Value {
-    let truncates = [Field::VLAN_VID, Field::VLAN_PCP, Field::MPLS_LABEL, Field::MPLS_TC, Field::MPLS_BOS, Field::IP_DSCP, Field::IP_ECN];
+    let truncates = [
+        Field::VLAN_VID,
+        Field::VLAN_PCP,
+        Field::MPLS_LABEL,
+        Field::MPLS_TC,
+        Field::MPLS_BOS,
+        Field::IP_DSCP,
+        Field::IP_ECN,
+    ];
     if !exact || !truncates.contains(&f) {
         return v;
     }

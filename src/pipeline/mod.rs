@@ -4,6 +4,6 @@
 //! learned return flows) builds on these.
 
 pub mod cookie;
-pub mod dispatch;
 pub mod default;
+pub mod dispatch;
 pub mod resync;

@@ -26,13 +26,13 @@ use std::time::Duration;
 use crate::packet::{FlowKey, MacAddr};
 use crate::pipeline::default::Ipv4Cidr;
 
+pub use client::{ClientConfig, PolicyClient, PolicyClientHandle};
 pub use decision::{
     choose_endpoint, decide, decision_texts, Decision, DecisionContext, Location, Locator, Verdict,
     DEFAULT_CONN_IDLE_TIMEOUT, DEFAULT_DENY_IDLE_TIMEOUT, NAT_PRIORITY,
 };
-pub use hot_syn::{classify, is_reply, mark, HotTarget};
-pub use client::{ClientConfig, PolicyClient, PolicyClientHandle};
 pub use file::PolicyFile;
+pub use hot_syn::{classify, is_reply, mark, HotTarget};
 pub use source::{PolicyError, PolicySource};
 
 /// One backend of a service.

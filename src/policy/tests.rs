@@ -123,7 +123,8 @@ fn allowed_tcp_pod_to_pod_installs_both_directions_in_table_3() {
     let Message::PacketOut(po) = &msgs[2] else { panic!("packet-out last") };
     let printed = oracle::ofp_print(&message::encode(&Message::PacketOut(po.clone()), 7)).unwrap();
     assert!(
-        printed.contains("in_port=2 actions=ct(commit,zone=1),set_field:0a:58:0a:f4:01:04->eth_dst,output:4 data_len=54"),
+        printed
+            .contains("in_port=2 actions=ct(commit,zone=1),set_field:0a:58:0a:f4:01:04->eth_dst,output:4 data_len=54"),
         "{printed}"
     );
 }

@@ -6,9 +6,12 @@
 //! bytes (32 bytes so far), then n_slaves u16 port numbers, padded to 8. OVS 3.1 prints the list
 //! as `members:1,2` and accepts `slaves:` as the old spelling.
 
-use super::value::ofs_nbits;
-use super::nx_field::{checked_subfield, field_from_word, format_value, nxm_word, parse_nx_subfield, parse_value, put_field, unpack_ofs_nbits};
 use super::multipath::HashFields;
+use super::nx_field::{
+    checked_subfield, field_from_word, format_value, nxm_word, parse_nx_subfield, parse_value, put_field,
+    unpack_ofs_nbits,
+};
+use super::value::ofs_nbits;
 use crate::openflow::field::{Field, Subfield, Value};
 use crate::openflow::wire::{pad_to_8, patch_u16, Reader};
 use crate::openflow::{DecodeError, ErrorCode, TextError};
@@ -71,7 +74,9 @@ impl Bundle {
         let load = match subtype {
             NXAST_BUNDLE => false,
             NXAST_BUNDLE_LOAD => true,
-            _ => return Err(r.error_code(ErrorCode::BAD_ACTION_BAD_EXP_TYPE, format!("subtype {subtype} is not bundle"))),
+            _ => {
+                return Err(r.error_code(ErrorCode::BAD_ACTION_BAD_EXP_TYPE, format!("subtype {subtype} is not bundle")))
+            }
         };
         let bad = |r: &Reader<'_>, m: String| r.error_code(ErrorCode::BAD_ACTION_BAD_ARGUMENT, m);
         let algorithm = r.u16()?;
@@ -83,11 +88,15 @@ impl Bundle {
         let dst_word = r.u32()?;
         let zero = r.u32()?;
         if r.remaining() < n * 2 {
-            return Err(r.error_code(ErrorCode::BAD_ACTION_BAD_LEN, format!("room for {} members, {n} claimed", r.remaining() / 2)));
+            return Err(r.error_code(
+                ErrorCode::BAD_ACTION_BAD_LEN,
+                format!("room for {} members, {n} claimed", r.remaining() / 2),
+            ));
         }
         let members = (0..n).map(|_| r.u16()).collect::<Result<Vec<_>, _>>()?;
         let fields = HashFields::from_wire(fields).ok_or_else(|| bad(r, format!("unsupported fields {fields}")))?;
-        let algorithm = BundleAlgorithm::from_wire(algorithm).ok_or_else(|| bad(r, format!("unknown algorithm {algorithm}")))?;
+        let algorithm =
+            BundleAlgorithm::from_wire(algorithm).ok_or_else(|| bad(r, format!("unknown algorithm {algorithm}")))?;
         if n > MAX_MEMBERS {
             return Err(bad(r, format!("too many members ({n})")));
         }
@@ -154,9 +163,8 @@ impl Bundle {
             "bundle_load" => true,
             _ => return Err(TextError::new(keyword, "not a bundle action")),
         };
-        let (head, ports) = args
-            .split_once(':')
-            .ok_or_else(|| TextError::new(args, "missing member delimiter, expected `members'"))?;
+        let (head, ports) =
+            args.split_once(':').ok_or_else(|| TextError::new(args, "missing member delimiter, expected `members'"))?;
         let mut parts: Vec<&str> = head.split(',').map(str::trim).collect();
         let delim = parts.pop().unwrap_or("");
         if delim != "members" && delim != "slaves" {

@@ -171,12 +171,15 @@ impl Action {
 
     fn decode_set_field(r: &mut Reader<'_>) -> Result<Action, DecodeError> {
         let mut r = r.context("OFPAT_SET_FIELD", ErrorCode::BAD_ACTION_BAD_SET_LEN);
-        let h = value::read_header(&mut r).map_err(|e| DecodeError { code: ErrorCode::BAD_ACTION_BAD_SET_TYPE, ..e })?;
+        let h =
+            value::read_header(&mut r).map_err(|e| DecodeError { code: ErrorCode::BAD_ACTION_BAD_SET_TYPE, ..e })?;
         if h.masked {
             return Err(r.error_code(ErrorCode::BAD_ACTION_BAD_SET_ARGUMENT, "masked set_field in OpenFlow 1.3"));
         }
         if !h.field.def().writable {
-            return Err(r.error_code(ErrorCode::BAD_ACTION_BAD_SET_ARGUMENT, format!("{} is not writable", h.field.name())));
+            return Err(
+                r.error_code(ErrorCode::BAD_ACTION_BAD_SET_ARGUMENT, format!("{} is not writable", h.field.name()))
+            );
         }
         let value = Value::new(r.bytes(h.len)?).ok_or_else(|| r.error("value too long"))?;
         if r.take_rest().iter().any(|b| *b != 0) {
@@ -185,7 +188,9 @@ impl Action {
         // OVS's value checks: meaningful bits only, and an OXM vlan_vid carries OFPVID_PRESENT.
         let present_missing = h.field == Field::VLAN_VID && value.to_u128() & 0x1000 == 0;
         if text::check_value(h.field, &value).is_err() || present_missing {
-            return Err(r.error_code(ErrorCode::BAD_ACTION_BAD_SET_ARGUMENT, format!("bad value for {}", h.field.name())));
+            return Err(
+                r.error_code(ErrorCode::BAD_ACTION_BAD_SET_ARGUMENT, format!("bad value for {}", h.field.name()))
+            );
         }
         Ok(Action::SetField { field: h.field, value })
     }
@@ -230,7 +235,11 @@ impl Action {
                 let h = value::read_header(r)?;
                 let n = h.field.bytes();
                 let v = Value::new(r.bytes(n)?).ok_or_else(|| r.error("value too long"))?;
-                let mask = if h.masked { Some(Value::new(r.bytes(n)?).ok_or_else(|| r.error("mask too long"))?) } else { None };
+                let mask = if h.masked {
+                    Some(Value::new(r.bytes(n)?).ok_or_else(|| r.error("mask too long"))?)
+                } else {
+                    None
+                };
                 if r.take_rest().iter().any(|b| *b != 0) {
                     return Err(r.error_code(ErrorCode::BAD_ACTION_BAD_SET_ARGUMENT, "nonzero padding"));
                 }

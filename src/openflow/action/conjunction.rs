@@ -26,7 +26,9 @@ impl Conjunction {
     /// `r` holds the action's bytes after the 10-byte NX header (type, len, experimenter, subtype).
     pub fn decode(subtype: u16, r: &mut Reader<'_>) -> Result<Conjunction, DecodeError> {
         if subtype != NXAST_CONJUNCTION {
-            return Err(r.error_code(ErrorCode::BAD_ACTION_BAD_EXP_TYPE, format!("subtype {subtype} is not conjunction")));
+            return Err(
+                r.error_code(ErrorCode::BAD_ACTION_BAD_EXP_TYPE, format!("subtype {subtype} is not conjunction"))
+            );
         }
         let clause = r.u8()?;
         let n_clauses = r.u8()?;
@@ -110,8 +112,19 @@ mod tests {
 
     #[test]
     fn conjunction_matches_ovs() {
-        for flow in ["ip,actions=conjunction(1,2/3)", "ip,actions=conjunction(0x10,1/2)", "actions=conjunction(4294967295,64/64)", "actions=conjunction(0,1/2)"] {
-            check_against_ovs(flow, |a| Conjunction::parse("conjunction", a), decode_nx, |c, out| c.encode(out), "conjunction");
+        for flow in [
+            "ip,actions=conjunction(1,2/3)",
+            "ip,actions=conjunction(0x10,1/2)",
+            "actions=conjunction(4294967295,64/64)",
+            "actions=conjunction(0,1/2)",
+        ] {
+            check_against_ovs(
+                flow,
+                |a| Conjunction::parse("conjunction", a),
+                decode_nx,
+                |c, out| c.encode(out),
+                "conjunction",
+            );
         }
     }
 

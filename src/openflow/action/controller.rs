@@ -41,14 +41,26 @@ pub struct Controller {
 
 impl Default for Controller {
     fn default() -> Self {
-        Controller { max_len: u16::MAX, id: 0, reason: REASON_ACTION, userdata: Vec::new(), pause: false, meter_id: None, v2: false }
+        Controller {
+            max_len: u16::MAX,
+            id: 0,
+            reason: REASON_ACTION,
+            userdata: Vec::new(),
+            pause: false,
+            meter_id: None,
+            v2: false,
+        }
     }
 }
 
 impl Controller {
     /// Whether OVS would express this as a plain output to CONTROLLER when parsing text.
     pub fn is_plain(&self) -> bool {
-        self.reason == REASON_ACTION && self.id == 0 && self.userdata.is_empty() && !self.pause && self.meter_id.is_none()
+        self.reason == REASON_ACTION
+            && self.id == 0
+            && self.userdata.is_empty()
+            && !self.pause
+            && self.meter_id.is_none()
     }
 
     /// NXAST_CONTROLLER: `r` holds the 6 bytes after the NX header.

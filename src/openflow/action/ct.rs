@@ -12,11 +12,11 @@
 //! Printing follows OVS: a leading `nat` among the nested actions is printed outside `exec(...)`,
 //! and `nat` flags and ports are only printed along with an address range.
 
-use super::value::ofs_nbits;
-use crate::openflow::text::parse_subfield;
 use super::nx_field::{checked_subfield, field_from_word, put_field};
+use super::value::ofs_nbits;
 use super::{format_actions, Action};
 use crate::openflow::field::{Field, Subfield};
+use crate::openflow::text::parse_subfield;
 use crate::openflow::wire::{pad_to_8, patch_u16, Reader};
 use crate::openflow::{DecodeError, ErrorCode, TextError};
 use std::fmt;
@@ -158,7 +158,10 @@ impl Ct {
             })?;
             let sf = checked_subfield(r, field, zone_word >> 6, (zone_word & 0x3f) + 1)?;
             if sf.n_bits != 16 {
-                return Err(r.error_code(ErrorCode::BAD_ACTION_BAD_SET_LEN, format!("zone n_bits {} not within valid range [16..16]", sf.n_bits)));
+                return Err(r.error_code(
+                    ErrorCode::BAD_ACTION_BAD_SET_LEN,
+                    format!("zone n_bits {} not within valid range [16..16]", sf.n_bits),
+                ));
             }
             CtZone::Field(sf)
         };
@@ -209,7 +212,8 @@ impl Ct {
                 "commit" => ct.flags |= CT_COMMIT,
                 "force" => ct.flags |= CT_FORCE,
                 "table" => {
-                    let t = parse_uint(value).filter(|t| *t <= 255).ok_or_else(|| TextError::new(item, "invalid table"))?;
+                    let t =
+                        parse_uint(value).filter(|t| *t <= 255).ok_or_else(|| TextError::new(item, "invalid table"))?;
                     if t == CT_RECIRC_NONE as u64 {
                         return Err(TextError::new(item, "invalid table 0xff"));
                     }
@@ -217,11 +221,16 @@ impl Ct {
                 }
                 "zone" => {
                     ct.zone = match parse_uint(value) {
-                        Some(z) => CtZone::Immediate(u16::try_from(z).map_err(|_| TextError::new(item, "zone out of range"))?),
+                        Some(z) => {
+                            CtZone::Immediate(u16::try_from(z).map_err(|_| TextError::new(item, "zone out of range"))?)
+                        }
                         None => {
                             let sf = parse_subfield(value)?;
                             if sf.n_bits != 16 {
-                                return Err(TextError::new(item, format!("zone n_bits {} not within valid range [16..16]", sf.n_bits)));
+                                return Err(TextError::new(
+                                    item,
+                                    format!("zone n_bits {} not within valid range [16..16]", sf.n_bits),
+                                ));
                             }
                             CtZone::Field(sf)
                         }
@@ -255,7 +264,8 @@ fn split_key(item: &str) -> Result<(&str, &str), TextError> {
     match item.find(['=', ':', '(']) {
         None => Ok((item, "")),
         Some(i) if item.as_bytes()[i] == b'(' => {
-            let inner = item[i + 1..].strip_suffix(')').ok_or_else(|| TextError::new(item, "unbalanced parentheses"))?;
+            let inner =
+                item[i + 1..].strip_suffix(')').ok_or_else(|| TextError::new(item, "unbalanced parentheses"))?;
             Ok((&item[..i], inner))
         }
         Some(i) => Ok((&item[..i], &item[i + 1..])),
@@ -327,7 +337,8 @@ impl Nat {
                 return Err(bad_arg(r, "both IPv4 and IPv6 ranges"));
             }
             let min = Ipv4Addr::from(r.u32().map_err(|_| short(r))?);
-            let max = if present & RANGE_IPV4_MAX != 0 { Some(Ipv4Addr::from(r.u32().map_err(|_| short(r))?)) } else { None };
+            let max =
+                if present & RANGE_IPV4_MAX != 0 { Some(Ipv4Addr::from(r.u32().map_err(|_| short(r))?)) } else { None };
             if max.is_some_and(|m| m < min) {
                 return Err(bad_arg(r, "IPv4 range max below min"));
             }
@@ -336,7 +347,11 @@ impl Nat {
             return Err(bad_arg(r, "IPv4 max without min"));
         } else if present & RANGE_IPV6_MIN != 0 {
             let min = Ipv6Addr::from(r.array::<16>().map_err(|_| short(r))?);
-            let max = if present & RANGE_IPV6_MAX != 0 { Some(Ipv6Addr::from(r.array::<16>().map_err(|_| short(r))?)) } else { None };
+            let max = if present & RANGE_IPV6_MAX != 0 {
+                Some(Ipv6Addr::from(r.array::<16>().map_err(|_| short(r))?))
+            } else {
+                None
+            };
             if max.is_some_and(|m| m < min) {
                 return Err(bad_arg(r, "IPv6 range max below min"));
             }

@@ -10,7 +10,9 @@
 //! (field header + ofs, nothing for output). A zero u16 or the end ends the list; the rest up to
 //! the 8-byte boundary must be zero.
 
-use super::nx_field::{checked_subfield, format_hex, format_value, parse_int, parse_nx_subfield, parse_value, put_field, read_field};
+use super::nx_field::{
+    checked_subfield, format_hex, format_value, parse_int, parse_nx_subfield, parse_value, put_field, read_field,
+};
 use crate::openflow::field::{Subfield, Value};
 use crate::openflow::wire::{pad_to_8, patch_u16, Reader};
 use crate::openflow::{DecodeError, ErrorCode, TextError};
@@ -146,7 +148,11 @@ impl Learn {
         if l.table_id == 255 {
             return Err(bad(r, "table 255 is not valid for learn".into()));
         }
-        let known = if subtype == NXAST_LEARN2 { SEND_FLOW_REM | DELETE_LEARNED | WRITE_RESULT } else { SEND_FLOW_REM | DELETE_LEARNED };
+        let known = if subtype == NXAST_LEARN2 {
+            SEND_FLOW_REM | DELETE_LEARNED | WRITE_RESULT
+        } else {
+            SEND_FLOW_REM | DELETE_LEARNED
+        };
         if l.flags & !known != 0 {
             return Err(bad(r, format!("unknown flags {:#x}", l.flags)));
         }
@@ -190,7 +196,11 @@ impl Learn {
                     let field = read_field(r)?;
                     let ofs = r.u16()?;
                     let sf = checked_subfield(r, field, ofs, n_bits)?;
-                    if kind == DST_LOAD { LearnDst::Load(sf) } else { LearnDst::Match(sf) }
+                    if kind == DST_LOAD {
+                        LearnDst::Load(sf)
+                    } else {
+                        LearnDst::Match(sf)
+                    }
                 }
             };
             l.specs.push(LearnSpec { ignored_bits: header & IGNORED_BITS, src, dst });
@@ -319,9 +329,11 @@ impl Learn {
                     l.result_dst = Some(sf);
                 }
                 "load" => l.specs.push(parse_load(item, value)?),
-                "output" => {
-                    l.specs.push(LearnSpec { ignored_bits: 0, src: LearnSrc::Field(parse_nx_subfield(value)?), dst: LearnDst::Output })
-                }
+                "output" => l.specs.push(LearnSpec {
+                    ignored_bits: 0,
+                    src: LearnSrc::Field(parse_nx_subfield(value)?),
+                    dst: LearnDst::Output,
+                }),
                 _ => l.specs.push(parse_match(item, name, value)?),
             }
         }
@@ -331,7 +343,8 @@ impl Learn {
 
 /// `NAME[..]=SRC`, `NAME[..]` or `NAME=VALUE`: a match spec.
 fn parse_match(item: &str, name: &str, value: &str) -> Result<LearnSpec, TextError> {
-    let dst = parse_nx_subfield(name).map_err(|e| TextError::new(item, format!("unknown keyword or field: {}", e.reason)))?;
+    let dst =
+        parse_nx_subfield(name).map_err(|e| TextError::new(item, format!("unknown keyword or field: {}", e.reason)))?;
     if value.is_empty() {
         return Ok(LearnSpec { ignored_bits: 0, src: LearnSrc::Field(dst), dst: LearnDst::Match(dst) });
     }
@@ -373,7 +386,10 @@ fn parse_load(item: &str, value: &str) -> Result<LearnSpec, TextError> {
     }
     let src = parse_nx_subfield(src)?;
     if src.n_bits != dst.n_bits {
-        return Err(TextError::new(item, format!("source ({}) and destination ({}) bit widths differ", src.n_bits, dst.n_bits)));
+        return Err(TextError::new(
+            item,
+            format!("source ({}) and destination ({}) bit widths differ", src.n_bits, dst.n_bits),
+        ));
     }
     Ok(LearnSpec { ignored_bits: 0, src: LearnSrc::Field(src), dst: LearnDst::Load(dst) })
 }
@@ -523,7 +539,14 @@ mod tests {
 
     #[test]
     fn bad_text_is_an_error() {
-        for bad in ["table=255", "load:0x10000->reg0[0..15]", "NXM_OF_IP_SRC[]=NXM_OF_TCP_SRC[]", "bogus=1", "load:reg0[]", "output:nosuch[]"] {
+        for bad in [
+            "table=255",
+            "load:0x10000->reg0[0..15]",
+            "NXM_OF_IP_SRC[]=NXM_OF_TCP_SRC[]",
+            "bogus=1",
+            "load:reg0[]",
+            "output:nosuch[]",
+        ] {
             assert!(Learn::parse(bad).is_err(), "{bad}");
         }
     }

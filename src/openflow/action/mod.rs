@@ -91,21 +91,44 @@ pub const NXAST_CHECK_PKT_LARGER: u16 = 49;
 pub enum Action {
     /// OFPAT_OUTPUT. `port` is the OpenFlow 1.3 (32-bit) number: reserved ports are
     /// `0xfffffff8` (IN_PORT) .. `0xffffffff`; see [`port`]. `max_len` matters for CONTROLLER.
-    Output { port: u32, max_len: u16 },
+    Output {
+        port: u32,
+        max_len: u16,
+    },
     /// NXAST_OUTPUT_TRUNC, `output(port=P,max_len=N)`: output at most `max_len` bytes.
-    OutputTrunc { port: u16, max_len: u32 },
+    OutputTrunc {
+        port: u16,
+        max_len: u32,
+    },
     /// NXAST_OUTPUT_REG (or REG2 when `reg2`): output to the port in a sub-field.
-    OutputReg { src: Subfield, max_len: u16, reg2: bool },
+    OutputReg {
+        src: Subfield,
+        max_len: u16,
+        reg2: bool,
+    },
     /// OFPAT_GROUP.
     Group(u32),
     /// OFPAT_SET_FIELD: sets a whole field (OpenFlow 1.3 allows no mask here).
-    SetField { field: Field, value: Value },
+    SetField {
+        field: Field,
+        value: Value,
+    },
     /// NXAST_REG_LOAD: `load:VALUE->DST[..]`, at most 64 bits.
-    RegLoad { dst: Subfield, value: u64 },
+    RegLoad {
+        dst: Subfield,
+        value: u64,
+    },
     /// NXAST_REG_LOAD2: a set_field with an optional mask, for fields REG_LOAD cannot name.
-    RegLoad2 { field: Field, value: Value, mask: Option<Value> },
+    RegLoad2 {
+        field: Field,
+        value: Value,
+        mask: Option<Value>,
+    },
     /// NXAST_REG_MOVE: `move:SRC[..]->DST[..]` (equal widths).
-    RegMove { src: Subfield, dst: Subfield },
+    RegMove {
+        src: Subfield,
+        dst: Subfield,
+    },
     PushVlan(u16),
     PopVlan,
     PushMpls(u16),
@@ -126,13 +149,21 @@ pub enum Action {
     CopyTtlIn,
     /// NXAST_RESUBMIT_TABLE, or RESUBMIT_TABLE_CT when `ct`, or the old NXAST_RESUBMIT (no
     /// table) when `legacy`. `in_port` is 16-bit (`0xfff8`: IN_PORT), `table` 255 means "this".
-    Resubmit { in_port: u16, table: u8, ct: bool, legacy: bool },
+    Resubmit {
+        in_port: u16,
+        table: u8,
+        ct: bool,
+        legacy: bool,
+    },
     /// NXAST_NOTE: the bytes after the header, padding included (OVS prints them all).
     Note(Vec<u8>),
     CtClear,
     Exit,
     /// NXAST_FIN_TIMEOUT (0 = leave unchanged).
-    FinTimeout { idle_timeout: u16, hard_timeout: u16 },
+    FinTimeout {
+        idle_timeout: u16,
+        hard_timeout: u16,
+    },
     /// NXAST_CONTROLLER / CONTROLLER2.
     Controller(Controller),
     /// NXAST_CLONE: run the nested actions on a copy of the packet.
@@ -143,7 +174,10 @@ pub enum Action {
     /// NXAST_SAMPLE / SAMPLE2 / SAMPLE3.
     Sample(Sample),
     /// NXAST_CHECK_PKT_LARGER: `check_pkt_larger(LEN)->DST[bit]`.
-    CheckPktLarger { pkt_len: u16, dst: Subfield },
+    CheckPktLarger {
+        pkt_len: u16,
+        dst: Subfield,
+    },
     Ct(ct::Ct),
     Nat(ct::Nat),
     Learn(learn::Learn),
@@ -152,7 +186,9 @@ pub enum Action {
     Bundle(bundle::Bundle),
     Conjunction(conjunction::Conjunction),
     /// Any action we do not understand, kept whole (header included) so it re-encodes as is.
-    Unknown { bytes: Vec<u8> },
+    Unknown {
+        bytes: Vec<u8>,
+    },
 }
 
 /// `sample(...)`: IPFIX sampling. OVS writes NXAST_SAMPLE3 when a direction is given,

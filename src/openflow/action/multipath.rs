@@ -4,8 +4,8 @@
 //! Wire layout after the 10-byte NX header: fields, basis, pad, algorithm, max_link (n_links - 1)
 //! (u16 each), arg (u32), pad (u16), ofs_nbits (u16), dst (u32 NXM header): 32 bytes in all.
 
-use super::value::ofs_nbits;
 use super::nx_field::{checked_subfield, parse_nx_subfield, put_field, read_field, unpack_ofs_nbits};
+use super::value::ofs_nbits;
 use crate::openflow::field::Subfield;
 use crate::openflow::wire::Reader;
 use crate::openflow::{DecodeError, ErrorCode, TextError};
@@ -112,7 +112,8 @@ impl Multipath {
             return Err(r.error_code(ErrorCode::BAD_ACTION_BAD_LEN, "NXAST_MULTIPATH is 32 bytes"));
         }
         let fields = HashFields::from_wire(fields).ok_or_else(|| bad(r, format!("unsupported fields {fields}")))?;
-        let algorithm = MpAlgorithm::from_wire(algorithm).ok_or_else(|| bad(r, format!("unknown algorithm {algorithm}")))?;
+        let algorithm =
+            MpAlgorithm::from_wire(algorithm).ok_or_else(|| bad(r, format!("unknown algorithm {algorithm}")))?;
         let dst = checked_subfield(r, field, ofs, n_bits)?;
         if n_bits < 16 && (max_link as u32) >> n_bits != 0 {
             return Err(bad(r, format!("{n_bits}-bit destination cannot hold link {max_link}")));
@@ -146,7 +147,8 @@ impl Multipath {
         }
         let fields = HashFields::from_name(parts[0]).ok_or_else(|| TextError::new(parts[0], "unknown fields"))?;
         let basis = parse_num(parts[1])? as u16;
-        let algorithm = MpAlgorithm::from_name(parts[2]).ok_or_else(|| TextError::new(parts[2], "unknown algorithm"))?;
+        let algorithm =
+            MpAlgorithm::from_name(parts[2]).ok_or_else(|| TextError::new(parts[2], "unknown algorithm"))?;
         let n_links = parse_num(parts[3])?;
         if !(1..=65536).contains(&n_links) {
             return Err(TextError::new(parts[3], format!("n_links {n_links} is not in valid range 1 to 65536")));
@@ -156,7 +158,11 @@ impl Multipath {
         if dst.n_bits < 16 && (n_links - 1) >> dst.n_bits != 0 {
             return Err(TextError::new(
                 parts[5],
-                format!("{}-bit destination field has {} possible values, less than specified n_links {n_links}", dst.n_bits, 1u32 << dst.n_bits),
+                format!(
+                    "{}-bit destination field has {} possible values, less than specified n_links {n_links}",
+                    dst.n_bits,
+                    1u32 << dst.n_bits
+                ),
             ));
         }
         Ok(Multipath { fields, basis, algorithm, max_link: (n_links - 1) as u16, arg, dst })
@@ -204,13 +210,25 @@ mod tests {
             "ip,actions=multipath(nw_dst,0,hrw,2,0,eth_src[0..7])",
             "ip,actions=multipath(symmetric_l3,7,modulo_n,3,0,NXM_NX_REG3[4..5])",
         ] {
-            check_against_ovs(flow, |a| Multipath::parse("multipath", a), decode_nx, |m, out| m.encode(out), "multipath");
+            check_against_ovs(
+                flow,
+                |a| Multipath::parse("multipath", a),
+                decode_nx,
+                |m, out| m.encode(out),
+                "multipath",
+            );
         }
     }
 
     #[test]
     fn bad_ones_are_refused() {
-        for bad in ["eth_src,0,hrw,5,0,reg0[0..1]", "bogus,0,hrw,2,0,reg0[]", "eth_src,0,nope,2,0,reg0[]", "eth_src,0,hrw,0,0,reg0[]", "eth_src,0,hrw,2,0"] {
+        for bad in [
+            "eth_src,0,hrw,5,0,reg0[0..1]",
+            "bogus,0,hrw,2,0,reg0[]",
+            "eth_src,0,nope,2,0,reg0[]",
+            "eth_src,0,hrw,0,0,reg0[]",
+            "eth_src,0,hrw,2,0",
+        ] {
             assert!(Multipath::parse("multipath", bad).is_err(), "{bad}");
         }
         let mut b = Vec::new();

@@ -23,9 +23,8 @@ pub fn nxm_word(field: Field) -> Option<u32> {
 /// Reads a 32-bit header word and finds its field. Mask bit and length must agree with the field.
 pub fn read_field(r: &mut Reader<'_>) -> Result<Field, DecodeError> {
     let word = r.u32()?;
-    field_from_word(word).ok_or_else(|| {
-        r.error_code(ErrorCode::BAD_ACTION_BAD_SET_TYPE, format!("unknown field header {word:#010x}"))
-    })
+    field_from_word(word)
+        .ok_or_else(|| r.error_code(ErrorCode::BAD_ACTION_BAD_SET_TYPE, format!("unknown field header {word:#010x}")))
 }
 
 /// The field a 32-bit header word names, when we know it and the length matches.
@@ -176,7 +175,10 @@ mod tests {
         assert_eq!(format_value(Field::ETH_TYPE, &v), "0x800");
         let v = parse_value(Field::IN_PORT, "LOCAL").expect("test input is valid");
         assert_eq!(format_value(Field::IN_PORT, &v), "LOCAL");
-        assert_eq!(format_value(Field::IPV4_DST, &parse_value(Field::IPV4_DST, "10.0.0.1").expect("test input is valid")), "10.0.0.1");
+        assert_eq!(
+            format_value(Field::IPV4_DST, &parse_value(Field::IPV4_DST, "10.0.0.1").expect("test input is valid")),
+            "10.0.0.1"
+        );
         assert!(parse_value(Field::VLAN_VID, "0x2000").is_err());
     }
 }

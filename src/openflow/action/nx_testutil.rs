@@ -114,7 +114,11 @@ fn ct_learn_golden_flows_match_ovs() {
         let mut buf = vec![0xa5u8; 5];
         Instruction::encode_list(&ours, &mut buf);
         if &buf[5..] != ovs_inst {
-            failures.push(format!("{flow}\n  bytes differ:\n  ours {}\n  ovs  {}", to_hex(&buf[5..]), to_hex(ovs_inst)));
+            failures.push(format!(
+                "{flow}\n  bytes differ:\n  ours {}\n  ovs  {}",
+                to_hex(&buf[5..]),
+                to_hex(ovs_inst)
+            ));
             continue;
         }
         let mut r = Reader::new(ovs_inst, "instructions", ErrorCode::BAD_INSTRUCTION_BAD_LEN);

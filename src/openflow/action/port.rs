@@ -4,7 +4,7 @@
 //! reserved ports (`0xfffffff8..`) onto `0xfff8..`. Actions such as `resubmit` carry the 16-bit
 //! form on the wire, `OFPAT_OUTPUT` the 32-bit one; both print and parse with the same names.
 
-use crate::openflow::{ErrorCode, DecodeError, TextError};
+use crate::openflow::{DecodeError, ErrorCode, TextError};
 
 pub const OFPP_MAX: u16 = 0xff00;
 pub const OFPP_IN_PORT: u16 = 0xfff8;
@@ -59,7 +59,9 @@ pub fn parse_port16(s: &str) -> Result<u16, TextError> {
         return Ok(OFPP_NONE);
     }
     // OVS reads port numbers in decimal only (`010` is 10, `0x10` is not a port).
-    let n: u32 = parse_dec(s).and_then(|v| u32::try_from(v).ok()).ok_or_else(|| TextError::new(s, "not a port number or name"))?;
+    let n: u32 = parse_dec(s)
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(|| TextError::new(s, "not a port number or name"))?;
     if n < OFPP_MAX as u32 {
         Ok(n as u16)
     } else if n >= OFPP11_OFFSET + OFPP_MAX as u32 {

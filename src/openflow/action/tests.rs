@@ -68,7 +68,11 @@ fn check_flow(flow: &str) -> Result<Vec<u8>, String> {
         return Err(format!("text of parsed differs:\n ours {printed}\n ovs  {ovs_text}"));
     }
     // OVS bytes -> decode -> print and re-encode.
-    let mut r = crate::openflow::wire::Reader::new(ovs_bytes, "instructions", crate::openflow::ErrorCode::BAD_INSTRUCTION_BAD_LEN);
+    let mut r = crate::openflow::wire::Reader::new(
+        ovs_bytes,
+        "instructions",
+        crate::openflow::ErrorCode::BAD_INSTRUCTION_BAD_LEN,
+    );
     let decoded = Instruction::decode_list(&mut r).map_err(|e| format!("decode of OVS bytes failed: {e}"))?;
     let printed = format_instructions(&decoded);
     if printed != ovs_text {
@@ -88,7 +92,11 @@ fn check_flow(flow: &str) -> Result<Vec<u8>, String> {
         boundaries.push(at);
     }
     for n in 0..ovs_bytes.len() {
-        let mut r = crate::openflow::wire::Reader::new(&ovs_bytes[..n], "instructions", crate::openflow::ErrorCode::BAD_INSTRUCTION_BAD_LEN);
+        let mut r = crate::openflow::wire::Reader::new(
+            &ovs_bytes[..n],
+            "instructions",
+            crate::openflow::ErrorCode::BAD_INSTRUCTION_BAD_LEN,
+        );
         let res = Instruction::decode_list(&mut r);
         if !boundaries.contains(&n) && res.is_ok() {
             return Err(format!("truncation to {n} bytes decoded without error"));
@@ -120,7 +128,13 @@ fn golden_flows_match_ovs() {
             Err(e) => failures.push(format!("{flow}\n  {e}")),
         }
     }
-    assert!(failures.is_empty(), "{} of {} flows differ from OVS:\n{}", failures.len(), checked + failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} flows differ from OVS:\n{}",
+        failures.len(),
+        checked + failures.len(),
+        failures.join("\n")
+    );
     assert!(checked >= 60, "only {checked} flows checked");
 }
 
@@ -179,12 +193,16 @@ fn mutated_bytes_never_panic() {
 fn unknown_actions_round_trip() {
     // An ONF experimenter action (copy_field), a Nicira subtype we do not know (sample, 29),
     // and a standard type we do not know (PUSH_PBB, 26): all kept byte for byte.
-    let bytes: Vec<u8> = [
-        &[0xff, 0xff, 0x00, 0x10, 0x4f, 0x4e, 0x46, 0x00, 0x0c, 0x80, 0, 0, 0, 0, 0, 0][..],
-        &[0xff, 0xff, 0x00, 0x18, 0x00, 0x00, 0x23, 0x20, 0x00, 0xff, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14][..],
-        &[0x00, 0x1a, 0x00, 0x08, 0x88, 0xe7, 0, 0][..],
-    ]
-    .concat();
+    let bytes: Vec<u8> =
+        [
+            &[0xff, 0xff, 0x00, 0x10, 0x4f, 0x4e, 0x46, 0x00, 0x0c, 0x80, 0, 0, 0, 0, 0, 0][..],
+            &[
+                0xff, 0xff, 0x00, 0x18, 0x00, 0x00, 0x23, 0x20, 0x00, 0xff, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+                14,
+            ][..],
+            &[0x00, 0x1a, 0x00, 0x08, 0x88, 0xe7, 0, 0][..],
+        ]
+        .concat();
     let mut r = Reader::new(&bytes, "actions", ErrorCode::BAD_ACTION_BAD_LEN);
     let acts = Action::decode_list(&mut r).unwrap();
     assert_eq!(acts.len(), 3);
@@ -253,8 +271,10 @@ fn text_errors() {
     assert_eq!(Action::resubmit_table(4).to_string(), "resubmit(,4)");
     let r0 = Subfield { field: Field::reg(0), ofs: 0, n_bits: 16 };
     assert_eq!(Action::load(r0, 7).to_string(), "load:0x7->NXM_NX_REG0[0..15]");
-    assert_eq!(Action::move_bits(r0, Subfield { field: Field::reg(1), ofs: 16, n_bits: 16 }).to_string(),
-        "move:NXM_NX_REG0[0..15]->NXM_NX_REG1[16..31]");
+    assert_eq!(
+        Action::move_bits(r0, Subfield { field: Field::reg(1), ofs: 16, n_bits: 16 }).to_string(),
+        "move:NXM_NX_REG0[0..15]->NXM_NX_REG1[16..31]"
+    );
     assert!(instruction::parse_instructions("goto_table:5,output:2").is_err());
     assert!(instruction::parse_instructions("write_actions(output:3),output:1").is_err());
     assert!(instruction::parse_instructions("goto_table:1,goto_table:2").is_err());
@@ -391,9 +411,15 @@ fn mutations_agree_with_ovs() {
             }
             match ours {
                 Ok(list) if format_instructions(&list) == text => {}
-                Ok(list) => problems.push(format!("text differs: ours {} ovs {text}: {}", format_instructions(&list), to_hex(&b))),
+                Ok(list) => problems.push(format!(
+                    "text differs: ours {} ovs {text}: {}",
+                    format_instructions(&list),
+                    to_hex(&b)
+                )),
                 // Known gap, not in this module: the field table has no tun_metadata fields.
-                Err(e) if e.detail.contains("unknown field header") && text.to_ascii_lowercase().contains("tun_metadata") => {}
+                Err(e)
+                    if e.detail.contains("unknown field header")
+                        && text.to_ascii_lowercase().contains("tun_metadata") => {}
                 Err(e) => problems.push(format!("OVS accepts ({text}), we refuse: {e}: {}", to_hex(&b))),
             }
         }
@@ -441,7 +467,11 @@ fn mutated_text_agrees_with_ovs() {
                 let mut b = Vec::new();
                 Instruction::encode_list(&list, &mut b);
                 if b != instructions_of(&ovs.bytes) {
-                    problems.push(format!("{text}: bytes differ: ours {} ovs {}", to_hex(&b), to_hex(instructions_of(&ovs.bytes))));
+                    problems.push(format!(
+                        "{text}: bytes differ: ours {} ovs {}",
+                        to_hex(&b),
+                        to_hex(instructions_of(&ovs.bytes))
+                    ));
                 }
             }
             (Err(e), Ok(_)) if !e.contains("OFPBAC_MATCH_INCONSISTENT") && !e.contains("prerequisites") => {

@@ -6,9 +6,9 @@ use std::fmt;
 
 use super::port::{self, parse_u16, parse_u32, parse_u8, OFPP_CONTROLLER, OFPP_IN_PORT, OFPP_MAX};
 use super::value::{self, format_value, parse_value};
+use super::{bundle, conjunction, ct, learn, multipath, Action, Controller};
 use crate::openflow::text::parse_subfield;
 use crate::openflow::text::value::parse_ipv4_strict;
-use super::{bundle, conjunction, ct, learn, multipath, Action, Controller};
 use crate::openflow::{Field, Subfield, TextError, Value};
 
 // === printing ===
@@ -372,7 +372,8 @@ fn resubmit_text(arg: &str) -> Result<Action, TextError> {
     }
     let in_port = if p.is_empty() { OFPP_IN_PORT } else { port::parse_port16(p)? };
     // Table ids are decimal in OVS (`resubmit(,010)` is table 10).
-    let table = if t.is_empty() { 255 } else { need(port::parse_dec(t).and_then(|v| u8::try_from(v).ok()), t, "table")? };
+    let table =
+        if t.is_empty() { 255 } else { need(port::parse_dec(t).and_then(|v| u8::try_from(v).ok()), t, "table")? };
     let ct = match c {
         "" => false,
         "ct" => true,
@@ -552,8 +553,14 @@ fn parse_one(key: &str, arg: &str, ctx: &ParseContext, out: &mut Vec<Action>) ->
         "mod_dl_src" => Action::SetField { field: Field::ETH_SRC, value: parse_field_value(Field::ETH_SRC, arg)? },
         "mod_dl_dst" => Action::SetField { field: Field::ETH_DST, value: parse_field_value(Field::ETH_DST, arg)? },
         // OVS reads these with `inet_pton` (`str_to_ip`), stricter than a match's `ip_parse`.
-        "mod_nw_src" => Action::SetField { field: Field::IPV4_SRC, value: Value::from_u128(u32::from_be_bytes(parse_ipv4_strict(arg)?) as u128, 4) },
-        "mod_nw_dst" => Action::SetField { field: Field::IPV4_DST, value: Value::from_u128(u32::from_be_bytes(parse_ipv4_strict(arg)?) as u128, 4) },
+        "mod_nw_src" => Action::SetField {
+            field: Field::IPV4_SRC,
+            value: Value::from_u128(u32::from_be_bytes(parse_ipv4_strict(arg)?) as u128, 4),
+        },
+        "mod_nw_dst" => Action::SetField {
+            field: Field::IPV4_DST,
+            value: Value::from_u128(u32::from_be_bytes(parse_ipv4_strict(arg)?) as u128, 4),
+        },
         "mod_nw_tos" => {
             let tos = need(parse_u8(arg), arg, "TOS")?;
             if tos & 3 != 0 {
@@ -569,9 +576,27 @@ fn parse_one(key: &str, arg: &str, ctx: &ParseContext, out: &mut Vec<Action>) ->
             let p = need(parse_u16(arg), arg, "port")?;
             let src = key_l == "mod_tp_src";
             let field = match ctx.ip_proto {
-                Some(6) => if src { Field::TCP_SRC } else { Field::TCP_DST },
-                Some(17) => if src { Field::UDP_SRC } else { Field::UDP_DST },
-                Some(132) => if src { Field::SCTP_SRC } else { Field::SCTP_DST },
+                Some(6) => {
+                    if src {
+                        Field::TCP_SRC
+                    } else {
+                        Field::TCP_DST
+                    }
+                }
+                Some(17) => {
+                    if src {
+                        Field::UDP_SRC
+                    } else {
+                        Field::UDP_DST
+                    }
+                }
+                Some(132) => {
+                    if src {
+                        Field::SCTP_SRC
+                    } else {
+                        Field::SCTP_DST
+                    }
+                }
                 _ => return Err(TextError::new(key, "needs a tcp, udp or sctp match (OFPBAC_MATCH_INCONSISTENT)")),
             };
             set_one(field, p as u128)?
@@ -601,9 +626,8 @@ fn parse_one(key: &str, arg: &str, ctx: &ParseContext, out: &mut Vec<Action>) ->
         "pop" => Action::StackPop(parse_subfield(arg)?),
         "sample" => sample_text(arg)?,
         "check_pkt_larger" => {
-            let (len, dst) = arg
-                .split_once(")->")
-                .ok_or_else(|| TextError::new(arg, "expected check_pkt_larger(LEN)->DST[bit]"))?;
+            let (len, dst) =
+                arg.split_once(")->").ok_or_else(|| TextError::new(arg, "expected check_pkt_larger(LEN)->DST[bit]"))?;
             let dst = parse_subfield(dst)?;
             if dst.n_bits != 1 {
                 return Err(TextError::new(arg, "check_pkt_larger destination must be a single bit"));

@@ -77,7 +77,10 @@ pub fn subfield_from(field: Field, ofs_nbits: u16, r: &Reader<'_>) -> Result<Sub
 
 pub fn check_subfield(sf: Subfield, r: &Reader<'_>) -> Result<Subfield, DecodeError> {
     if sf.n_bits == 0 || sf.ofs as u32 + sf.n_bits as u32 > sf.field.bits() as u32 {
-        return Err(r.error_code(ErrorCode::BAD_ACTION_BAD_ARGUMENT, format!("bits {}+{} outside {}", sf.ofs, sf.n_bits, sf.field.name())));
+        return Err(r.error_code(
+            ErrorCode::BAD_ACTION_BAD_ARGUMENT,
+            format!("bits {}+{} outside {}", sf.ofs, sf.n_bits, sf.field.name()),
+        ));
     }
     Ok(sf)
 }

@@ -13,7 +13,7 @@ use crate::control::api::{
 use crate::openflow::flow::FlowMod;
 use crate::openflow::message::{GroupMod, Message, MeterMod};
 
-use super::{dpid_hash, Command, CommandReply, Registry, ShardMsg};
+use super::{primary_of, Command, CommandReply, Registry, ShardMsg};
 
 pub struct DaemonApi {
     registry: Arc<Registry>,
@@ -35,12 +35,8 @@ impl DaemonApi {
     /// The shard to ask about `dpid`: its hash owner when that shard has a connection to it,
     /// else the lowest shard that has one.
     fn shard_for(&self, dpid: u64) -> Result<usize, ApiError> {
-        let shards = self.registry.shards_of(dpid);
-        if shards.is_empty() {
-            return Err(ApiError::UnknownSwitch(Dpid(dpid)));
-        }
-        let owner = shards::shard_of(dpid_hash(dpid), self.cfg.shards.count);
-        Ok(if shards.contains(&owner) { owner } else { shards[0] })
+        primary_of(dpid, self.cfg.shards.count, &self.registry.shards_of(dpid))
+            .ok_or(ApiError::UnknownSwitch(Dpid(dpid)))
     }
 
     fn ask(&self, dpid: u64, cmd: Command, deadline: Instant) -> Result<CommandReply, ApiError> {
@@ -107,14 +103,7 @@ impl ControlApi for DaemonApi {
 
     fn switches(&self, _deadline: Instant) -> Result<Vec<SwitchInfo>, ApiError> {
         let n = self.cfg.shards.count;
-        Ok(self.registry.switch_infos(|dpid, shards| {
-            let owner = shards::shard_of(dpid_hash(dpid), n);
-            if shards.contains(&owner) {
-                Some(owner)
-            } else {
-                shards.iter().copied().min()
-            }
-        }))
+        Ok(self.registry.switch_infos(|dpid, shards| primary_of(dpid, n, shards)))
     }
 
     fn dump_flows(&self, dpid: Dpid, deadline: Instant) -> Result<Vec<String>, ApiError> {

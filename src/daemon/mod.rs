@@ -156,16 +156,13 @@ impl Shared {
         }
     }
 
-    /// The shard whose connection to `dpid` installs its flows and serves its commands: the
-    /// dpid's hash owner if it has a connection, else the lowest shard that has one.
-    pub fn primary_shard(&self, dpid: u64, candidates: &[usize]) -> Option<usize> {
-        let n = self.cfg.shards.count;
-        let owner = shard_of(dpid_hash(dpid), n);
+    /// Whether `shard`'s connection to `dpid` installs the switch's pipeline: in fan-out mode the
+    /// dpid's owner (every shard has a connection to it), in single mode the one connection.
+    pub fn installs_pipeline(&self, dpid: u64, shard: usize) -> bool {
         match self.cfg.openflow.mode {
-            Mode::Fanout => Some(owner),
-            Mode::Single => candidates.iter().copied().min(),
+            Mode::Fanout => shard_of(dpid_hash(dpid), self.cfg.shards.count) == shard,
+            Mode::Single => true,
         }
-        .filter(|s| candidates.contains(s) || self.cfg.openflow.mode == Mode::Fanout)
     }
 
     /// Stops the daemon from inside (a shard that cannot listen).
@@ -263,6 +260,17 @@ pub fn desired_flows(cfg: &Config, generation: u16) -> Result<Vec<crate::openflo
     match &cfg.pipeline {
         Some(p) => crate::pipeline::default::generate_mode(p, mode, n, generation).map_err(|e| e.to_string()),
         None => crate::pipeline::dispatch::flows(mode, n, generation).map_err(|e| e.to_string()),
+    }
+}
+
+/// The shard that speaks for `dpid` (REST commands, `/v1/switches`): its owner (jump hash of the
+/// dpid) when that shard has a connection to it, else the lowest shard in `connected`.
+pub fn primary_of(dpid: u64, n_shards: usize, connected: &[usize]) -> Option<usize> {
+    let owner = shard_of(dpid_hash(dpid), n_shards);
+    if connected.contains(&owner) {
+        Some(owner)
+    } else {
+        connected.iter().copied().min()
     }
 }
 

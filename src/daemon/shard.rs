@@ -253,7 +253,7 @@ impl Shard {
         // One connection per switch installs the pipeline: the dpid's primary shard. Every other
         // shard puts back the connection flows it decided, if the switch lost them (an
         // ovs-vswitchd restart), without touching anything else.
-        if self.shared.primary_shard(dpid, &[self.id()]) != Some(self.id()) {
+        if !self.shared.installs_pipeline(dpid, self.id()) {
             let mine = self.live.borrow().flows(dpid);
             if mine.is_empty() {
                 return;

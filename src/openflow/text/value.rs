@@ -181,14 +181,19 @@ pub(crate) fn cidr_len(mask: &[u8]) -> Option<u32> {
 
 /// OVS `ip_format_masked`: `a.b.c.d`, `a.b.c.d/n` or `a.b.c.d/m.m.m.m`.
 pub(crate) fn format_ipv4_masked(v: &[u8], mask: Option<&[u8]>) -> String {
-    let mut s = format_ipv4(v);
+    format_masked(v, mask, format_ipv4)
+}
+
+/// An address, then `/n` for a CIDR mask or `/MASK` for any other; nothing for an exact match.
+fn format_masked(v: &[u8], mask: Option<&[u8]>, addr: fn(&[u8]) -> String) -> String {
+    let mut s = addr(v);
     if let Some(m) = mask {
         if !m.iter().all(|b| *b == 0xff) {
             match cidr_len(m) {
                 Some(n) => s.push_str(&format!("/{n}")),
                 None => {
                     s.push('/');
-                    s.push_str(&format_ipv4(m));
+                    s.push_str(&addr(m));
                 }
             }
         }
@@ -250,19 +255,7 @@ pub(crate) fn format_ipv6(b: &[u8]) -> String {
 
 /// OVS `ipv6_format_masked`.
 pub(crate) fn format_ipv6_masked(v: &[u8], mask: Option<&[u8]>) -> String {
-    let mut s = format_ipv6(v);
-    if let Some(m) = mask {
-        if !m.iter().all(|b| *b == 0xff) {
-            match cidr_len(m) {
-                Some(n) => s.push_str(&format!("/{n}")),
-                None => {
-                    s.push('/');
-                    s.push_str(&format_ipv6(m));
-                }
-            }
-        }
-    }
-    s
+    format_masked(v, mask, format_ipv6)
 }
 
 /// Formats a field value (and optional mask) as OVS's `mf_format` does, e.g. for `set_field`

@@ -15,6 +15,10 @@ use shardflow::openflow::oxm::Match;
 use shardflow::openflow::wire::from_hex;
 use shardflow::packet::FlowKey;
 
+// The daemon's allocator, so allocation costs are the daemon's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PACKET_IN_HEX: &str = include_str!("../tests/golden/messages/packet_in.hex");
 const NO_BUFFER: u32 = 0xffff_ffff;
 
@@ -123,6 +127,42 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let d = shardflow::policy::decide(black_box(&key4), 4, &allow, &ctx);
             d.messages(&syn).len()
+        })
+    });
+    // The same flows the way the daemon built them before: text, then parsed (the oracle).
+    g.bench_function("policy_decide_via_text", |b| {
+        b.iter(|| {
+            let (_, texts, _) = shardflow::policy::decision_texts(black_box(&key4), 4, &allow, &ctx);
+            texts.iter().filter_map(|t| FlowMod::parse(t, FlowModCommand::Add).ok()).count()
+        })
+    });
+    // The daemon's whole synchronous packet path, bytes in to bytes out: decode the PACKET_IN
+    // (with the pipeline's reg0 mark and ct_state), extract the flow key, plan the decision,
+    // build the typed flows and the packet-out (the frame moved, not copied), encode all three.
+    let pkt_in_syn = {
+        let pi = message::PacketIn {
+            buffer_id: NO_BUFFER,
+            total_len: syn.len() as u16,
+            reason: 1,
+            table_id: 3,
+            cookie: 0,
+            r#match: Match::new().with(Field::IN_PORT_OXM, 4).with(Field::reg(0), 0x4).with(Field::CT_STATE, 0x21),
+            data: syn.clone(),
+        };
+        message::encode(&Message::PacketIn(pi), 9)
+    };
+    g.bench_function("daemon_decision_bytes_to_bytes", |b| {
+        b.iter(|| {
+            out.clear();
+            let (_, msg) = message::decode(black_box(&pkt_in_syn)).expect("decodes");
+            let Message::PacketIn(pi) = msg else { unreachable!("not a packet-in") };
+            let in_port = pi.r#match.get(Field::IN_PORT_OXM).map(|e| e.value.to_u128() as u32).unwrap_or(0);
+            let key = FlowKey::extract(in_port, &pi.data).expect("parses");
+            let decided = shardflow::policy::plan(&key, in_port, &allow, &ctx);
+            for (i, m) in decided.messages(&pipeline, pi.data).iter().enumerate() {
+                message::encode_into(m, i as u32 + 1, &mut out);
+            }
+            out.len()
         })
     });
     g.finish();

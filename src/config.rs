@@ -22,6 +22,9 @@
 //! # Locked memory glommio registers per executor, in bytes (at least 512 KiB; a service unit
 //! # needs LimitMEMLOCK >= this times `count`).
 //! io_memory = 1048576
+//! # Live connections each shard remembers (reserved up front; the oldest-looking is evicted
+//! # past it, counted in shardflow_connections_evicted_total).
+//! max_connections = 917504
 //!
 //! [openflow]
 //! listen = "127.0.0.1"
@@ -45,7 +48,7 @@
 //! # Environment variables
 //!
 //! `SHARDFLOW_SHARDS` (or `SHARDFLOW_SHARDS_COUNT`), `SHARDFLOW_SHARDS_CPUS` ("0,1" or "0-3"),
-//! `SHARDFLOW_SHARDS_SPIN_BEFORE_PARK_US`, `SHARDFLOW_SHARDS_IO_MEMORY`,
+//! `SHARDFLOW_SHARDS_SPIN_BEFORE_PARK_US`, `SHARDFLOW_SHARDS_IO_MEMORY`, `SHARDFLOW_SHARDS_MAX_CONNECTIONS`,
 //! `SHARDFLOW_OPENFLOW_LISTEN`, `SHARDFLOW_OPENFLOW_BASE_PORT`, `SHARDFLOW_OPENFLOW_MODE`,
 //! `SHARDFLOW_OPENFLOW_ECHO_INTERVAL_SECS`, `SHARDFLOW_OPENFLOW_REQUEST_TIMEOUT_SECS`,
 //! `SHARDFLOW_HTTP_LISTEN`, `SHARDFLOW_LOG_LEVEL`, `SHARDFLOW_LOG_FORMAT`, and
@@ -171,11 +174,25 @@ pub struct ShardsConfig {
     pub spin_before_park_us: Option<u64>,
     /// Locked memory per executor for glommio's registered buffers, in bytes.
     pub io_memory: usize,
+    /// Live connections each shard remembers (decided flows to restore, counters); reserved
+    /// up front so the table never rehashes. Past it the oldest-looking record is evicted
+    /// (counted); its flows stay on the switch until their idle timeout.
+    pub max_connections: usize,
 }
+
+/// Default `shards.max_connections`: the most a 2^20-bucket index holds at its load factor
+/// (7/8), about 170 MB of slots per shard when full and ~1 MB when empty.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 917_504;
 
 impl Default for ShardsConfig {
     fn default() -> Self {
-        ShardsConfig { count: available_cores(), cpus: None, spin_before_park_us: None, io_memory: 1 << 20 }
+        ShardsConfig {
+            count: available_cores(),
+            cpus: None,
+            spin_before_park_us: None,
+            io_memory: 1 << 20,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
     }
 }
 
@@ -411,6 +428,7 @@ impl Config {
                 "SHARDS_CPUS" => self.shards.cpus = Some(parse_cpu_list(v).map_err(bad)?),
                 "SHARDS_SPIN_BEFORE_PARK_US" => self.shards.spin_before_park_us = Some(parse_num(v).map_err(bad)?),
                 "SHARDS_IO_MEMORY" => self.shards.io_memory = parse_num(v).map_err(bad)?,
+                "SHARDS_MAX_CONNECTIONS" => self.shards.max_connections = parse_num(v).map_err(bad)?,
                 "OPENFLOW_LISTEN" => {
                     self.openflow.listen = v.parse().map_err(|_| bad("not an IP address".to_string()))?
                 }
@@ -539,6 +557,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "shards.io_memory",
                 format!("{} bytes is below glommio's floor of {MIN_IO_MEMORY} bytes (512 KiB)", self.shards.io_memory),
+            ));
+        }
+        if self.shards.max_connections == 0 || self.shards.max_connections > u32::MAX as usize {
+            return Err(ConfigError::invalid(
+                "shards.max_connections",
+                format!("{} is out of range (1 to {})", self.shards.max_connections, u32::MAX),
             ));
         }
         let base = self.openflow.base_port;

@@ -10,7 +10,7 @@
 //! | state | where it lives | why no lock |
 //! | --- | --- | --- |
 //! | switch connections | the shard that accepted them | only its executor reads/writes the socket |
-//! | [`FlowTable`] of installed flows | the shard owning the connection key | one owner, `!Sync` use |
+//! | [`ConnTable`] of live connections | the shard owning the connection key | one owner, `!Sync` use |
 //! | [`HotSynCache`] of hot targets | the shard owning the connection key | both directions hash to it |
 //! | inboxes ([`Mesh`]) | shared, one bounded flume channel per shard | channels are the only shared state |
 //!
@@ -25,7 +25,7 @@
 //! Each executor registers `io_memory` bytes of locked memory: a service unit needs
 //! `LimitMEMLOCK` of at least `shards * io_memory` (glommio's floor is 512 KiB per executor).
 
-mod flow_table;
+mod conn_table;
 mod hot_syn;
 mod jump;
 mod mesh;
@@ -34,7 +34,7 @@ mod procfs;
 #[cfg(test)]
 mod testgen;
 
-pub use flow_table::{FlowEntry, FlowTable};
+pub use conn_table::{ConnTable, Inserted, PassThrough, PassThroughBuild};
 pub use hot_syn::HotSynCache;
 pub use jump::jump_consistent_hash;
 pub use mesh::{Mesh, MeshError};

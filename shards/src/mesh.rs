@@ -132,6 +132,19 @@ impl<M: Send + 'static> Mesh<M> {
         })
     }
 
+    /// Like [`Mesh::try_send_to`], but a full (or closed) inbox hands the message back, for the
+    /// caller to wait for room without losing it.
+    pub fn try_send_or_return(&self, id: ShardId, msg: M) -> Result<(), (M, MeshError)> {
+        let inbox = match self.inbox_of(id) {
+            Ok(i) => i,
+            Err(e) => return Err((msg, e)),
+        };
+        inbox.tx.try_send(msg).map_err(|e| match e {
+            flume::TrySendError::Full(m) => (m, MeshError::Full { shard: id }),
+            flume::TrySendError::Disconnected(m) => (m, MeshError::Closed { shard: id }),
+        })
+    }
+
     /// Sends `msg` to shard `id`, blocking the calling thread while the inbox is full. For
     /// plain threads only: never call it on an executor (it would stall every task there).
     pub fn send_blocking_to(&self, id: ShardId, msg: M) -> Result<(), MeshError> {

@@ -56,6 +56,11 @@ pub struct Metrics {
     /// `shardflow_decisions_total{shard,verdict}`: packet-in decisions (allow, service, deny,
     /// fail_closed, fail_open, dropped_pending, unsupported).
     pub decisions_total: IntCounterVec,
+    /// `shardflow_connections_live{shard}`: connection records a shard keeps now.
+    pub connections_live: IntGaugeVec,
+    /// `shardflow_connections_evicted_total{shard}`: records dropped because the shard's table
+    /// (`shards.max_connections`) was full.
+    pub connections_evicted_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -97,6 +102,14 @@ impl Metrics {
         registry.register(Box::new(flow_install_seconds.clone()))?;
         let http_requests_total = counter("http_requests_total", "HTTP requests served", &["route", "status"])?;
         let decisions_total = counter("decisions_total", "Packet-in decisions by verdict", &["shard", "verdict"])?;
+        let connections_live =
+            IntGaugeVec::new(Opts::new("connections_live", "Connection records a shard keeps"), &["shard"])?;
+        registry.register(Box::new(connections_live.clone()))?;
+        let connections_evicted_total = counter(
+            "connections_evicted_total",
+            "Connection records evicted because the shard's table was full",
+            &["shard"],
+        )?;
         Ok(Metrics {
             registry,
             switch_connections,
@@ -109,6 +122,8 @@ impl Metrics {
             flow_install_seconds,
             http_requests_total,
             decisions_total,
+            connections_live,
+            connections_evicted_total,
         })
     }
 
@@ -135,6 +150,14 @@ impl Metrics {
             packet_in: Arc::new(packet_in),
             flow_mods: Arc::new(flow_mods),
             handoff_to: Arc::new(handoff_to),
+            decisions: Arc::new(
+                DECISION_VERDICTS
+                    .iter()
+                    .map(|v| (*v, self.decisions_total.with_label_values(&[s.as_str(), v])))
+                    .collect(),
+            ),
+            connections_live: self.connections_live.with_label_values(&[s.as_str()]),
+            connections_evicted: self.connections_evicted_total.with_label_values(&[s.as_str()]),
             packet_in_decision: self.packet_in_decision_seconds.with_label_values(&[s.as_str()]),
             flow_install: self.flow_install_seconds.clone(),
         }
@@ -150,6 +173,20 @@ impl Metrics {
     }
 }
 
+/// Decision verdicts counted without a label look-up (others still work, resolved per call).
+pub const DECISION_VERDICTS: &[&str] = &[
+    "allow",
+    "service",
+    "deny",
+    "no_endpoints",
+    "fail_closed",
+    "fail_open",
+    "flood_unknown",
+    "arp_reply",
+    "arp_flood",
+    "arp_nothing",
+];
+
 /// A shard's view of the metrics: cheap to clone, every update one atomic operation.
 #[derive(Clone)]
 pub struct ShardMetrics {
@@ -161,6 +198,11 @@ pub struct ShardMetrics {
     packet_in: Arc<Vec<(&'static str, IntCounter)>>,
     flow_mods: Arc<Vec<(&'static str, IntCounter)>>,
     handoff_to: Arc<Vec<IntCounter>>,
+    decisions: Arc<Vec<(&'static str, IntCounter)>>,
+    /// `connections_live{shard}`, set on every sweep tick.
+    pub connections_live: IntGauge,
+    /// `connections_evicted_total{shard}`.
+    pub connections_evicted: IntCounter,
     /// `packet_in_decision_seconds{shard}`.
     pub packet_in_decision: Histogram,
     /// `flow_install_seconds`.
@@ -209,7 +251,11 @@ impl ShardMetrics {
 
     /// Count a packet-in decision by verdict.
     pub fn decision(&self, verdict: &str) {
-        self.metrics.decisions_total.with_label_values(&[&*self.label, verdict]).inc();
+        // Resolved once per shard: no label hashing on the packet path.
+        match self.decisions.iter().find(|(v, _)| *v == verdict) {
+            Some((_, c)) => c.inc(),
+            None => self.metrics.decisions_total.with_label_values(&[&*self.label, verdict]).inc(),
+        }
     }
 
     /// Record a packet-in decision latency.

@@ -1,7 +1,9 @@
 //! The Packet-In decision on the shard that owns a connection: reply guess (hot-SYN cache),
 //! the policy answer (this shard's cache, else the policy source), then the flows and the
-//! packet-out (`policy::decide`). A query to cni-ctl never blocks the shard: the packet waits in
-//! its own task (bounded by `max_pending`) while other packet-ins go on.
+//! packet-out (`policy::plan`, then the typed flows). When the answer is at hand (cache hit,
+//! embedded policy, policy file) the decision is synchronous: no task, no await. A query to
+//! cni-ctl never blocks the shard: the packet waits in its own task (bounded by `max_pending`)
+//! while other packet-ins go on.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -15,7 +17,7 @@ use crate::config::PolicyConfig;
 use crate::openflow::message::Message;
 use crate::packet::FlowKey;
 use crate::pipeline::default::PipelineConfig;
-use crate::policy::{self, DecisionContext, HotTarget, NetworkPolicy, PolicyQuery, PolicySource, Verdict};
+use crate::policy::{self, Decided, DecisionContext, HotTarget, NetworkPolicy, PolicyQuery, PolicySource, Verdict};
 
 /// OFPP_FLOOD as an OpenFlow 1.3 port.
 const OFPP_FLOOD: u32 = 0xffff_fffb;
@@ -35,6 +37,14 @@ pub struct Decider {
 
 /// What a decision did, for counters and logs.
 pub type Label = &'static str;
+
+/// A decision: its label, the decided connection (None when nothing was installed: flooded,
+/// fail-closed) and the messages to send, flows first, then the packet-out.
+pub struct Outcome {
+    pub label: Label,
+    pub decided: Option<Decided>,
+    pub messages: Vec<Message>,
+}
 
 impl Decider {
     pub fn new(pipeline: PipelineConfig, generation: u16, cfg: PolicyConfig, answers: Arc<PolicySource>) -> Decider {
@@ -77,53 +87,86 @@ impl Decider {
         from_pod_or_gateway || service_from_pod
     }
 
-    /// Decides for one packet-in: the messages to send (flows first, then the packet-out) and
-    /// the verdict label.
-    pub async fn decide(
+    /// Decides for one packet-in when the answer is at hand (this shard's cache, or a policy
+    /// source that answers without IO: the embedded policy, the policy file): no task, no
+    /// await. Otherwise hands the query back (with the packet) for [`Decider::decide_later`].
+    pub fn decide_now(
         &self,
         key: &FlowKey,
         in_port: u32,
         ct_state: u32,
-        data: &[u8],
+        data: Vec<u8>,
         tracker: &crate::tracker::TrackerView<'_>,
-    ) -> (Label, Vec<Message>) {
-        let now = Instant::now();
+        now: Instant,
+    ) -> Result<Outcome, (PolicyQuery, Vec<u8>)> {
         let is_reply = policy::classify(key, ct_state, &mut self.hot.borrow_mut(), now);
         let q = PolicyQuery::from_flow(key, is_reply, &self.pipeline.service_cidr);
+        // The embedded policy answers for free: nothing to cache. A policy file's answer is
+        // cached like cni-ctl's (its rules are scanned in order; invalidation drops it).
+        let answer = self.cached(&q, now).or_else(|| {
+            let p = self.answers.answer_now(q)?;
+            if matches!(*self.answers, PolicySource::File(_)) {
+                self.remember(q, &p, now);
+            }
+            Some(p)
+        });
+        match answer {
+            Some(p) => Ok(self.conclude(key, in_port, &q, Ok(p), data, tracker)),
+            None => Err((q, data)),
+        }
+    }
+
+    /// Asks the policy source (cni-ctl) and decides; the packet waits in the caller's task.
+    pub async fn decide_later(
+        &self,
+        key: &FlowKey,
+        in_port: u32,
+        q: PolicyQuery,
+        data: Vec<u8>,
+        tracker: &crate::tracker::TrackerView<'_>,
+    ) -> Outcome {
+        let fresh = self.ask(q).await;
+        if let Ok(p) = &fresh {
+            self.remember(q, p, Instant::now());
+        }
+        self.conclude(key, in_port, &q, fresh, data, tracker)
+    }
+
+    /// From the answer (or why there is none) to the messages.
+    fn conclude(
+        &self,
+        key: &FlowKey,
+        in_port: u32,
+        q: &PolicyQuery,
+        answer: Result<NetworkPolicy, String>,
+        data: Vec<u8>,
+        tracker: &crate::tracker::TrackerView<'_>,
+    ) -> Outcome {
         let mut label_override = None;
-        let answer = match self.cached(&q, now) {
-            Some(p) => p,
-            None => {
-                let fresh = match self.answers.answer_now(q) {
-                    Some(p) => Ok(p),
-                    None => self.ask(q).await,
-                };
-                match fresh {
-                    Ok(p) => {
-                        self.remember(q, &p, now);
-                        p
-                    }
-                    Err(why) if self.cfg.fail_open => {
-                        tracing::warn!("policy unavailable ({why}): allowing (fail-open)");
-                        label_override = Some("fail_open");
-                        NetworkPolicy::allow()
-                    }
-                    Err(why) => {
-                        // Fail closed: drop this packet, install nothing, so that the next
-                        // packet of the connection asks again once the policy is back.
-                        tracing::warn!("policy unavailable ({why}): dropping (fail-closed)");
-                        return ("fail_closed", Vec::new());
-                    }
-                }
+        let mut answer = match answer {
+            Ok(p) => p,
+            Err(why) if self.cfg.fail_open => {
+                tracing::warn!("policy unavailable ({why}): allowing (fail-open)");
+                label_override = Some("fail_open");
+                NetworkPolicy::allow()
+            }
+            Err(why) => {
+                // Fail closed: drop this packet, install nothing, so that the next packet of
+                // the connection asks again once the policy is back.
+                tracing::warn!("policy unavailable ({why}): dropping (fail-closed)");
+                return Outcome { label: "fail_closed", decided: None, messages: Vec::new() };
             }
         };
-        let mut answer = answer;
         if q.nat && matches!(answer.dst_type, policy::DstType::Direct) && answer.allowed {
             // A service address the policy knows no endpoints for: nothing to DNAT to. A short
             // drop flow keeps the rest of the connection off the controller.
             answer = NetworkPolicy::deny();
             label_override = Some("no_endpoints");
         }
+        // The configured pods first, then the policy file's static endpoints, then what the
+        // Tracker has seen on this switch.
+        let known = crate::tracker::Chain { first: &*self.answers, second: tracker };
+        let locator = crate::tracker::Chain { first: &self.pipeline, second: &known };
         // A learning switch for the pod range: an allowed connection to a pod address nobody has
         // seen yet is flooded, without flows, until the destination answers (the Tracker learns
         // it from that answer) and the next packet is decided with a location.
@@ -132,18 +175,16 @@ impl Decider {
                 IpAddr::V4(d) => self.pipeline.pod_cidr.contains(d),
                 IpAddr::V6(d) => self.pipeline.pod_cidr6.as_ref().is_some_and(|c| c.contains(d)),
             };
-            let known = crate::tracker::Chain { first: &*self.answers, second: tracker };
-            let chain = crate::tracker::Chain { first: &self.pipeline, second: &known };
             let is_gateway = key.ip_dst == IpAddr::V4(self.pipeline.gateway_ip)
                 || self.pipeline.gateway_ip6.is_some_and(|g| key.ip_dst == IpAddr::V6(g));
-            if in_pod_range && !is_gateway && policy::Locator::locate(&chain, key.ip_dst).is_none() {
+            if in_pod_range && !is_gateway && policy::Locator::locate(&locator, key.ip_dst).is_none() {
                 let flood = crate::openflow::message::PacketOut {
                     buffer_id: 0xffff_ffff,
                     in_port,
                     actions: vec![crate::openflow::action::Action::Output { port: OFPP_FLOOD, max_len: 0 }],
-                    data: data.to_vec(),
+                    data,
                 };
-                return ("flood_unknown", vec![Message::PacketOut(flood)]);
+                return Outcome { label: "flood_unknown", decided: None, messages: vec![Message::PacketOut(flood)] };
             }
         }
         let conn_idle_timeout = match label_override {
@@ -156,20 +197,21 @@ impl Decider {
             generation: self.generation,
             conn_idle_timeout,
             deny_idle_timeout: self.cfg.deny_idle_timeout,
-            // The configured pods first, then the policy file's static endpoints, then what the
-            // Tracker has seen on this switch.
-            locator: &crate::tracker::Chain {
-                first: &self.pipeline,
-                second: &crate::tracker::Chain { first: &*self.answers, second: tracker },
-            },
+            locator: &locator,
         };
-        let d = policy::decide(key, in_port, &answer, &ctx);
-        let label = label_override.unwrap_or(match d.verdict {
+        let decided = policy::plan(key, in_port, &answer, &ctx);
+        let label = label_override.unwrap_or(match decided.verdict() {
             Verdict::Allow => "allow",
             Verdict::Service { .. } => "service",
             Verdict::Deny => "deny",
         });
-        (label, d.messages(data))
+        let messages = decided.messages(&self.pipeline, data);
+        Outcome { label, decided: Some(decided), messages }
+    }
+
+    /// The flows of a decided connection, rebuilt (for a resync).
+    pub fn flows_of(&self, d: &Decided) -> Vec<crate::openflow::flow::FlowMod> {
+        d.flows(&self.pipeline)
     }
 
     async fn ask(&self, q: PolicyQuery) -> Result<NetworkPolicy, String> {
@@ -198,6 +240,9 @@ impl Decider {
 
     fn cached(&self, q: &PolicyQuery, now: Instant) -> Option<NetworkPolicy> {
         let mut cache = self.cache.borrow_mut();
+        if cache.is_empty() {
+            return None;
+        }
         match cache.get(q) {
             Some((p, until)) if *until > now => Some(p.clone()),
             Some(_) => {

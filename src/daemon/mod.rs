@@ -102,6 +102,9 @@ pub enum ShardMsg {
     Answer {
         conn: u64,
         messages: Vec<Message>,
+        /// The decided connection, kept by the receiving shard (it holds the switch connection
+        /// its flows are restored on).
+        decided: Option<Box<crate::policy::Decided>>,
     },
     Command {
         dpid: u64,
@@ -204,6 +207,26 @@ fn policy_source(
         }
     }))
 }
+
+/// The Tracker's expiry scans its maps: it runs on the control runtime, never on a shard.
+fn expire_tracker_off_the_shards(control: &ControlPlane, tracker: Arc<crate::tracker::Tracker>) {
+    let signal = control.shutdown_signal();
+    control.runtime().spawn(async move {
+        let tick = async {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                tracker.expire(std::time::Instant::now(), TRACKER_IDLE);
+            }
+        };
+        tokio::select! {
+            _ = tick => {}
+            _ = signal.wait() => {}
+        }
+    });
+}
+
+/// Addresses and paths the Tracker has not seen for this long are forgotten.
+const TRACKER_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Serves cni-ctl's ControllerService (invalidations) on the control runtime.
 fn serve_controller_service(
@@ -309,6 +332,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     if let Some(addr) = cfg.policy.listen {
         serve_controller_service(&control, addr, api.clone())?;
     }
+    expire_tracker_off_the_shards(&control, tracker.clone());
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         metrics,

@@ -1,12 +1,18 @@
 //! The flows and the packet-out a shard sends for one packet-in, from cni-ctl's answer.
 //!
-//! Flows are built as `ovs-ofctl` text (exactly what [`decision_texts`] returns, each checked
-//! against OVS's own encoder in the tests) and parsed by the codec.
+//! Two builders of the same flows: the packet path builds them typed ([`plan`], then
+//! [`Decided::flows`]: no text, no parsing), and [`decision_texts`] writes them as `ovs-ofctl`
+//! text, the readable oracle. Tests require the typed flows to equal the parsed texts and the
+//! texts to encode exactly as OVS's own encoder does.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use crate::openflow::action::ct::{Ct, CtZone, Nat, NatRange, CT_COMMIT, NAT_DST, NAT_SRC};
+use crate::openflow::action::port::OFPP11_IN_PORT;
 use crate::openflow::action::Action;
+use crate::openflow::field::{Field, Value};
+use crate::openflow::oxm::Match;
 use crate::openflow::flow::{FlowMod, FlowModCommand};
 use crate::openflow::message::packet::NO_BUFFER;
 use crate::openflow::message::{Message, PacketOut};
@@ -159,7 +165,7 @@ pub fn choose_endpoint<'e>(conn: &ConnKey, endpoints: &'e [Endpoint]) -> Option<
 // === flow text ===
 
 /// One direction of a connection: addresses, L4 ports or ICMP type/code.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Dir {
     src: IpAddr,
     dst: IpAddr,
@@ -425,31 +431,305 @@ pub fn decision_texts(
 /// again (`output:TABLE`) would also work, but the re-run's conntrack recirculation can race the
 /// new flows and come back as a second packet-in; applying the decided actions cannot.
 pub fn decide(key: &FlowKey, in_port: u32, policy: &NetworkPolicy, ctx: &DecisionContext<'_>) -> Decision {
-    let (verdict, texts, mut packet_out) = decision_texts(key, in_port, policy, ctx);
-    let flows = texts
-        .iter()
-        .filter_map(|t| match FlowMod::parse(t, FlowModCommand::Add) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                // A generator bug: tests check every form against OVS.
-                tracing::error!("decision flow {t:?} does not parse: {e}");
-                None
+    let decided = plan(key, in_port, policy, ctx);
+    let flows = decided.flows(ctx.pipeline);
+    let packet_out = decided.packet_out_actions(ctx.pipeline).map(|actions| PacketOut {
+        buffer_id: NO_BUFFER,
+        in_port,
+        actions,
+        data: Vec::new(),
+    });
+    Decision { verdict: decided.verdict(), flows, packet_out }
+}
+
+// === typed decisions: the packet path ===
+
+/// How a decided connection is carried out; with [`Decided`] it is all that is needed to
+/// (re)build the connection's flows, so a shard keeps this instead of the flows themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// A drop flow: table 0 with `in_port` for a service, else table 3.
+    Deny { service: bool },
+    /// Forward and reverse flows in table 3, delivered to `dst` (None: the gateway).
+    Direct { dst: Option<Location> },
+    /// Table-0 DNAT to `endpoint` (located at `loc`, None: the gateway) and the un-DNAT reply.
+    Service { endpoint: Endpoint, loc: Option<Location> },
+    /// Table-0 source NAT to `ip` (and `port`), delivered to `dst`; the reply un-SNATed.
+    Snat { ip: IpAddr, port: Option<u16>, dst: Option<Location> },
+}
+
+/// One decided connection, compact: the packet's direction as received, where it came in, its
+/// sender's MAC, the plan, its cookie and the idle timeout of its flows. Everything the flows
+/// are built from, so they can be rebuilt on a resync without keeping `FlowMod`s around.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    fwd: Dir,
+    pub in_port: u32,
+    pub eth_src: MacAddr,
+    pub plan: Plan,
+    /// `ConnKey::hash64` of the connection: its identity on the shards.
+    pub conn_hash: u64,
+    pub cookie: u64,
+    pub idle_timeout: u16,
+}
+
+/// Resolves a decision without building anything: the endpoint choice, the locations, the
+/// timeouts. [`Decided::flows`] then builds the messages; the text form of the same flows is
+/// [`decision_texts`] (the test oracle, checked against OVS's encoder).
+pub fn plan(key: &FlowKey, in_port: u32, policy: &NetworkPolicy, ctx: &DecisionContext<'_>) -> Decided {
+    let conn = key.conn_key();
+    let conn_hash = conn.hash64();
+    let cookie = cookie::make(ctx.generation, Category::Connection, conn_hash);
+    let cfg = ctx.pipeline;
+    let fwd = Dir::of(key);
+    let to_service = matches!(key.ip_dst, IpAddr::V4(d) if cfg.service_cidr.contains(d));
+    let is_service = to_service || matches!(policy.dst_type, DstType::Dnat { .. });
+    let endpoint = match &policy.dst_type {
+        DstType::Dnat { endpoints } if policy.allowed => choose_endpoint(&conn, endpoints).cloned(),
+        _ => None,
+    };
+    let decided =
+        |plan, idle_timeout| Decided { fwd, in_port, eth_src: key.eth_src, plan, conn_hash, cookie, idle_timeout };
+    let deny = !policy.allowed || (matches!(policy.dst_type, DstType::Dnat { .. }) && endpoint.is_none());
+    if deny {
+        return decided(Plan::Deny { service: is_service }, ctx.deny_idle_timeout);
+    }
+    let plan = match (&policy.dst_type, endpoint) {
+        (DstType::Dnat { .. }, Some(ep)) => {
+            let loc = ctx.locator.locate(ep.ip);
+            Plan::Service { endpoint: ep, loc }
+        }
+        (dst_type, _) => {
+            let snat_ip = match dst_type {
+                DstType::Snat { ip } => Some(*ip),
+                _ => policy.src_port.map(|_| key.ip_src),
+            };
+            let dst = ctx.locator.locate(key.ip_dst);
+            match snat_ip {
+                None => Plan::Direct { dst },
+                Some(ip) => Plan::Snat { ip, port: policy.src_port, dst },
             }
-        })
-        .collect::<Vec<FlowMod>>();
-    if let (Some(po), Some(first)) = (packet_out.as_mut(), flows.first()) {
-        let actions: Vec<Action> = first
-            .instructions
-            .iter()
-            .filter_map(|i| match i {
-                crate::openflow::instruction::Instruction::ApplyActions(a) => Some(a.clone()),
-                _ => None,
-            })
-            .flatten()
-            .collect();
-        if !actions.is_empty() {
-            po.actions = actions;
+        }
+    };
+    decided(plan, ctx.conn_idle_timeout)
+}
+
+/// `proto src:port -> dst:port` (the decided packet's direction).
+impl std::fmt::Display for Decided {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let proto = match self.fwd.proto {
+            6 => "tcp",
+            17 => "udp",
+            132 => "sctp",
+            1 => "icmp",
+            58 => "icmpv6",
+            _ => "ip",
+        };
+        let (sp, dp) = self.fwd.ports.unwrap_or((0, 0));
+        let ep = |ip: IpAddr, p: u16| std::net::SocketAddr::new(ip, p).to_string();
+        write!(f, "{proto} {} -> {}", ep(self.fwd.src, sp), ep(self.fwd.dst, dp))
+    }
+}
+
+impl Decided {
+    pub fn verdict(&self) -> Verdict {
+        match &self.plan {
+            Plan::Deny { .. } => Verdict::Deny,
+            Plan::Service { endpoint, .. } => Verdict::Service { endpoint: endpoint.clone() },
+            Plan::Direct { .. } | Plan::Snat { .. } => Verdict::Allow,
         }
     }
-    Decision { verdict, flows, packet_out }
+
+    /// Source and destination address of the packet the connection was decided on.
+    pub fn addresses(&self) -> (IpAddr, IpAddr) {
+        (self.fwd.src, self.fwd.dst)
+    }
+
+    /// The connection's flows, typed, in the order of [`decision_texts`] (the packet's own
+    /// direction first): byte for byte what the text form encodes to.
+    pub fn flows(&self, cfg: &PipelineConfig) -> Vec<FlowMod> {
+        let (pz, sz, gw) = (cfg.pod_zone, cfg.service_zone, cfg.gateway_port);
+        let sender = Some(Location { port: self.in_port, mac: self.eth_src });
+        let fwd = &self.fwd;
+        let rev = fwd.reversed();
+        let mut out = Vec::with_capacity(2);
+        match &self.plan {
+            Plan::Deny { service: true } => {
+                out.push(self.flow(table::CLASSIFIER, NAT_PRIORITY, Some(self.in_port), fwd, Vec::new()))
+            }
+            Plan::Deny { service: false } => out.push(self.flow(table::POLICY, POLICY_PRIORITY, None, fwd, Vec::new())),
+            Plan::Direct { dst } => {
+                let dst_in = dst.map_or(gw, |l| l.port);
+                let a = with_delivery(vec![ct(pz, None)], *dst, gw, self.in_port);
+                out.push(self.flow(table::POLICY, POLICY_PRIORITY, None, fwd, a));
+                let a = with_delivery(vec![ct(pz, None)], sender, gw, dst_in);
+                out.push(self.flow(table::POLICY, POLICY_PRIORITY, None, &rev, a));
+            }
+            Plan::Service { endpoint: ep, loc } => {
+                let ep_in = loc.map_or(gw, |l| l.port);
+                let nat = nat(NAT_DST, ep.ip, ep.port);
+                let a = with_delivery(vec![ct(sz, Some(nat))], *loc, gw, self.in_port);
+                out.push(self.flow(table::CLASSIFIER, NAT_PRIORITY, Some(self.in_port), fwd, a));
+                let mut reply = rev;
+                reply.src = ep.ip;
+                if let (Some(p), true) = (reply.ports.as_mut(), ep.port != 0) {
+                    p.0 = ep.port;
+                }
+                let a = with_delivery(vec![ct_nat(sz)], sender, gw, ep_in);
+                out.push(self.flow(table::CLASSIFIER, NAT_PRIORITY, Some(ep_in), &reply, a));
+            }
+            Plan::Snat { ip, port, dst } => {
+                let dst_in = dst.map_or(gw, |l| l.port);
+                let nat = nat(NAT_SRC, *ip, port.unwrap_or(0));
+                let a = with_delivery(vec![ct(sz, Some(nat))], *dst, gw, self.in_port);
+                out.push(self.flow(table::CLASSIFIER, NAT_PRIORITY, Some(self.in_port), fwd, a));
+                let mut reply = rev;
+                reply.dst = *ip;
+                if let (Some(p), Some(sp)) = (reply.ports.as_mut(), *port) {
+                    p.1 = sp;
+                }
+                let a = with_delivery(vec![ct_nat(sz)], sender, gw, dst_in);
+                out.push(self.flow(table::CLASSIFIER, NAT_PRIORITY, Some(dst_in), &reply, a));
+            }
+        }
+        out
+    }
+
+    /// The actions the first packet goes on with (those of its own direction's flow), or None
+    /// when it is dropped.
+    pub fn packet_out_actions(&self, cfg: &PipelineConfig) -> Option<Vec<Action>> {
+        if matches!(self.plan, Plan::Deny { .. }) {
+            return None;
+        }
+        self.flows(cfg).first().map(apply_actions)
+    }
+
+    /// The flows, then the packet-out carrying `data` (moved, not copied).
+    pub fn messages(&self, cfg: &PipelineConfig, data: Vec<u8>) -> Vec<Message> {
+        let mut flows = self.flows(cfg);
+        let po = if matches!(self.plan, Plan::Deny { .. }) {
+            None
+        } else {
+            flows.first().map(|f| PacketOut {
+                buffer_id: NO_BUFFER,
+                in_port: self.in_port,
+                actions: apply_actions(f),
+                data,
+            })
+        };
+        let mut out: Vec<Message> = flows.drain(..).map(Message::FlowMod).collect();
+        out.extend(po.map(Message::PacketOut));
+        out
+    }
+
+    fn flow(&self, table: u8, priority: u16, in_port: Option<u32>, dir: &Dir, actions: Vec<Action>) -> FlowMod {
+        let mut fm = FlowMod::new(FlowModCommand::Add);
+        fm.table_id = table;
+        fm.priority = priority;
+        fm.cookie = self.cookie;
+        fm.idle_timeout = self.idle_timeout;
+        fm.r#match = dir.to_match(in_port);
+        if !actions.is_empty() {
+            fm.instructions = vec![crate::openflow::instruction::Instruction::ApplyActions(actions)];
+        }
+        fm
+    }
+}
+
+/// The apply-actions of a flow, flattened.
+fn apply_actions(f: &FlowMod) -> Vec<Action> {
+    let actions: Vec<Action> = f
+        .instructions
+        .iter()
+        .filter_map(|i| match i {
+            crate::openflow::instruction::Instruction::ApplyActions(a) => Some(a.iter().cloned()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    if actions.is_empty() {
+        vec![Action::Output { port: OFPP_TABLE, max_len: 0 }]
+    } else {
+        actions
+    }
+}
+
+/// `ct(commit,zone=Z[,nat(...)])`.
+fn ct(zone: u16, nat: Option<Nat>) -> Action {
+    Action::Ct(Ct {
+        flags: CT_COMMIT,
+        zone: CtZone::Immediate(zone),
+        actions: nat.map(Action::Nat).into_iter().collect(),
+        ..Ct::default()
+    })
+}
+
+/// `ct(zone=Z,nat)`: un-NAT the reply.
+fn ct_nat(zone: u16) -> Action {
+    Action::Ct(Ct { zone: CtZone::Immediate(zone), actions: vec![Action::Nat(Nat::default())], ..Ct::default() })
+}
+
+/// `nat(src|dst=IP[:PORT])`.
+fn nat(kind: u16, ip: IpAddr, port: u16) -> Nat {
+    let range = match ip {
+        IpAddr::V4(a) => NatRange::V4 { min: a, max: None },
+        IpAddr::V6(a) => NatRange::V6 { min: a, max: None },
+    };
+    Nat { flags: kind, range, ports: (port != 0).then_some((port, None)) }
+}
+
+/// Appends [`deliver`]'s actions: `set_field:MAC->eth_dst,output:P` (or `IN_PORT`).
+fn with_delivery(mut actions: Vec<Action>, loc: Option<Location>, gateway_port: u32, in_port: u32) -> Vec<Action> {
+    let port = match loc {
+        Some(l) => {
+            actions.push(Action::SetField { field: Field::ETH_DST, value: Value::from_u128(mac_u128(l.mac), 6) });
+            l.port
+        }
+        None => gateway_port,
+    };
+    let out = if port == in_port { OFPP11_IN_PORT } else { port };
+    actions.push(Action::Output { port: out, max_len: 0 });
+    actions
+}
+
+fn mac_u128(m: MacAddr) -> u128 {
+    m.0.iter().fold(0u128, |acc, b| (acc << 8) | u128::from(*b))
+}
+
+fn ip_u128(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+impl Dir {
+    /// The match [`Dir::match_text`] writes, built directly.
+    fn to_match(&self, in_port: Option<u32>) -> Match {
+        let v6 = self.src.is_ipv6();
+        let mut m = Match::new().with(Field::ETH_TYPE, if v6 { 0x86dd } else { 0x0800 });
+        m.set(Field::IP_PROTO, Value::from_u128(u128::from(self.proto), 1), None);
+        let (s, d) = if v6 { (Field::IPV6_SRC, Field::IPV6_DST) } else { (Field::IPV4_SRC, Field::IPV4_DST) };
+        let bytes = if v6 { 16 } else { 4 };
+        m.set(s, Value::from_u128(ip_u128(self.src), bytes), None);
+        m.set(d, Value::from_u128(ip_u128(self.dst), bytes), None);
+        if let Some((sp, dp)) = self.ports {
+            let (fs, fd) = match self.proto {
+                17 => (Field::UDP_SRC, Field::UDP_DST),
+                132 => (Field::SCTP_SRC, Field::SCTP_DST),
+                _ => (Field::TCP_SRC, Field::TCP_DST),
+            };
+            m.set(fs, Value::from_u128(u128::from(sp), 2), None);
+            m.set(fd, Value::from_u128(u128::from(dp), 2), None);
+        }
+        if let Some((t, c)) = self.icmp {
+            let (ft, fc) = if v6 { (Field::ICMPV6_TYPE, Field::ICMPV6_CODE) } else { (Field::ICMPV4_TYPE, Field::ICMPV4_CODE) };
+            m.set(ft, Value::from_u128(u128::from(t), 1), None);
+            m.set(fc, Value::from_u128(u128::from(c), 1), None);
+        }
+        if let Some(p) = in_port {
+            m.set(Field::IN_PORT_OXM, Value::from_u128(u128::from(p), 4), None);
+        }
+        m
+    }
 }

@@ -81,6 +81,12 @@ impl Tracker {
         let ck = key.conn_key();
         let max_hops = self.config.max_hops;
         let hop = Hop { dpid, in_port, shard, at: now, last: now, packets: 1 };
+        // Full (the steady state under a flood of new connections): refuse with a read, not a
+        // write lock, so shards do not contend on the map.
+        if self.n_paths.load(Ordering::Relaxed) >= self.config.max_paths && !self.paths.contains_key(&ck) {
+            self.paths_dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
         match self.paths.entry(ck) {
             dashmap::Entry::Occupied(mut o) => {
                 let p = o.get_mut();

@@ -483,6 +483,44 @@ fn decided_flows_survive_vswitchd_restart() {
     );
 }
 
+/// A decided connection leaves one small record on its shard, and the record goes with its
+/// flows' idle timeout: nothing stays behind for ever, and a resync (ovs-vswitchd restart)
+/// sends only the live connections.
+#[test]
+fn connection_records_expire_with_their_flows_and_resync_sends_only_live_ones() {
+    let toml = format!("{}\n[policy]\nconn_idle_timeout = 2\n", example_toml());
+    let env = Env(PipelineEnv::start_with_config(&toml, &[], false, &[]));
+    let syn = build::tcp_syn(B_MAC, GW_MAC, b(), a(), 40300, 80);
+    let a0 = env.count(A_PORT);
+    env.inject(B_PORT, std::slice::from_ref(&syn));
+    assert_eq!(env.wait_count(A_PORT, a0 + 1, Duration::from_secs(5)), a0 + 1);
+    let cookie = env.conn_cookie(B_PORT, &syn);
+    assert!(wait_until(Duration::from_secs(2), || env.live_flows() == 2), "{:#?}", env.shards());
+    let live = |k: &str| -> u64 { env.shards().iter().map(|s| s[k].as_u64().unwrap_or(0)).sum() };
+    assert!(live("connections_live") >= 1);
+    // Idle for 2 s on the switch (its flows expire) and on the shard (its record goes).
+    let t = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(8), || env.live_flows() == 0 && live("connections_live") == 0),
+        "records not expired: {:#?}",
+        env.shards()
+    );
+    assert!(live("connections_expired") >= 1);
+    eprintln!("FIGURE record expiry: gone {:?} after the decision (idle timeout 2 s)", t.elapsed());
+    // A resync now restores the pipeline and no connection flows.
+    let want: BTreeSet<String> = env.pipeline_flows().into_iter().collect();
+    env.ovs.restart_vswitchd();
+    let mut last = Vec::new();
+    let back = wait_until(Duration::from_secs(15), || {
+        let out = env.ovs.tool("ovs-ofctl", &["-O", "OpenFlow13", "dump-flows", "br0", "--no-stats"]);
+        last = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+        out.status.success() && last.iter().cloned().collect::<BTreeSet<String>>() == want
+    });
+    assert!(back, "{last:#?}\n{}", env.d.stderr());
+    assert!(!last.iter().any(|l| l.contains(&format!("cookie={cookie:#x},"))));
+    assert!(env.d.stderr().contains("connection_flows=0"), "{}", env.d.stderr());
+}
+
 // === 6 ===
 
 /// Ethernet (pod B -> gateway, IPv4) and a 20-byte IPv4 header whose IHL says 15 (60 bytes),

@@ -43,6 +43,73 @@ impl Hasher for PassThrough {
 /// `HashMap` hashing with [`PassThrough`].
 pub type PassThroughBuild = BuildHasherDefault<PassThrough>;
 
+/// A fast non-cryptographic hasher for small structured keys on a shard (addresses, ports):
+/// the multiply-rotate scheme of rustc's FxHasher, finished with a 64-bit mix so that the
+/// high bits hashbrown uses are well spread. Not for keys an attacker picks freely to collide
+/// on purpose at scale: shard maps are bounded, so the worst case is slower, never unbounded.
+#[derive(Default, Clone, Copy)]
+pub struct FastHasher(u64);
+
+const FX_K: u64 = 0xf135_7aea_2e62_a9c5;
+
+impl FastHasher {
+    #[inline]
+    fn add(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(26) ^ v).wrapping_mul(FX_K);
+    }
+}
+
+impl Hasher for FastHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        // fmix64 (MurmurHash3's finaliser).
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            self.add(u64::from_le_bytes(b));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            b[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(b) ^ ((rest.len() as u64) << 56));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, v: u8) {
+        self.add(u64::from(v));
+    }
+    #[inline]
+    fn write_u16(&mut self, v: u16) {
+        self.add(u64::from(v));
+    }
+    #[inline]
+    fn write_u32(&mut self, v: u32) {
+        self.add(u64::from(v));
+    }
+    #[inline]
+    fn write_u64(&mut self, v: u64) {
+        self.add(v);
+    }
+    #[inline]
+    fn write_usize(&mut self, v: usize) {
+        self.add(v as u64);
+    }
+}
+
+/// `HashMap` hashing with [`FastHasher`].
+pub type FastBuild = BuildHasherDefault<FastHasher>;
+
 struct Slot<V> {
     key: u64,
     /// Seconds since the table's epoch of the latest insert or touch.
@@ -247,6 +314,22 @@ impl<V> ConnTable<V> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_hasher_spreads_small_keys() {
+        use std::hash::{BuildHasher, Hash};
+        let b = FastBuild::default();
+        let mut seen = std::collections::HashSet::new();
+        for a in 0u32..256 {
+            for p in [80u16, 443, 8080] {
+                let mut h = b.build_hasher();
+                (a, p).hash(&mut h);
+                // The top 7 bits (hashbrown's control byte) and the low bits (its bucket) vary.
+                seen.insert(h.finish() >> 57);
+            }
+        }
+        assert!(seen.len() > 100, "{}", seen.len());
+    }
 
     #[test]
     fn insert_get_touch_remove() {

@@ -26,7 +26,7 @@ struct Mark {
 /// A bounded set of keys, each hot for `ttl` after its latest [`HotSynCache::mark`].
 #[derive(Debug)]
 pub struct HotSynCache<K> {
-    map: HashMap<K, Mark>,
+    map: HashMap<K, Mark, crate::FastBuild>,
     /// Marks in the order they were made: (stamp, key). Items whose stamp differs from the
     /// key's current mark are stale.
     order: VecDeque<(u64, K)>,
@@ -41,7 +41,7 @@ impl<K: Hash + Eq + Clone> HotSynCache<K> {
     pub fn new(capacity: usize, ttl: Duration) -> Self {
         let capacity = capacity.max(1);
         HotSynCache {
-            map: HashMap::with_capacity(capacity),
+            map: HashMap::with_capacity_and_hasher(capacity, crate::FastBuild::default()),
             order: VecDeque::with_capacity(capacity + 1),
             capacity,
             ttl,

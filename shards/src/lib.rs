@@ -34,7 +34,7 @@ mod procfs;
 #[cfg(test)]
 mod testgen;
 
-pub use conn_table::{ConnTable, Inserted, PassThrough, PassThroughBuild};
+pub use conn_table::{ConnTable, FastBuild, FastHasher, Inserted, PassThrough, PassThroughBuild};
 pub use hot_syn::HotSynCache;
 pub use jump::jump_consistent_hash;
 pub use mesh::{Mesh, MeshError};

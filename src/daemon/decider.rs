@@ -30,7 +30,7 @@ pub struct Decider {
     generation: u16,
     cfg: PolicyConfig,
     answers: Arc<PolicySource>,
-    cache: RefCell<HashMap<PolicyQuery, (NetworkPolicy, Instant)>>,
+    cache: RefCell<HashMap<PolicyQuery, (NetworkPolicy, Instant), shards::FastBuild>>,
     hot: RefCell<HotSynCache<HotTarget>>,
     pending: Cell<usize>,
 }
@@ -53,7 +53,7 @@ impl Decider {
             generation,
             cfg,
             answers,
-            cache: RefCell::new(HashMap::new()),
+            cache: RefCell::new(HashMap::default()),
             hot: RefCell::new(HotSynCache::new(HOT_SYN_CAPACITY, HOT_SYN_TTL)),
             pending: Cell::new(0),
         }

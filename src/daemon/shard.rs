@@ -80,6 +80,9 @@ pub struct Shard {
     /// Live connections, keyed by `ConnKey::hash64`; time in seconds since `epoch`.
     keys: RefCell<ConnTable<ConnRecord>>,
     epoch: Instant,
+    /// Whole seconds since `epoch`, refreshed by the expiry tick: records need no finer clock,
+    /// so the packet path reads none for them.
+    coarse_secs: Cell<u32>,
     /// Flows of the decided connections in `keys`, per switch.
     decided_flows_n: RefCell<HashMap<u64, u64>>,
     /// Flows installed through this shard's FlowManager by REST, and connection flows adopted
@@ -106,6 +109,7 @@ pub async fn main(ctx: ShardCtx, shared: Arc<Shared>) {
         by_dpid: RefCell::new(HashMap::new()),
         keys: RefCell::new(ConnTable::with_capacity(shared.cfg.shards.max_connections)),
         epoch: Instant::now(),
+        coarse_secs: Cell::new(0),
         decided_flows_n: RefCell::new(HashMap::new()),
         live: RefCell::new(LiveFlows::default()),
         decider: shared.cfg.pipeline.as_ref().map(|p| {
@@ -446,9 +450,10 @@ impl Shard {
 
     /// Packet-in to answer sent: the shard's histogram (`/v1/shards` p50/p99) and prometheus.
     fn observe_latency(&self, t0: Instant) {
-        let us = t0.elapsed().as_micros().max(1) as u64;
+        let took = t0.elapsed();
+        let us = took.as_micros().max(1) as u64;
         let _ = self.decision_us.borrow_mut().record(us.min(60_000_000));
-        self.metrics.observe_decision(t0.elapsed());
+        self.metrics.observe_decision(took);
     }
 
     /// ARP from the packet-in path (`pipeline.arp = "controller"`): answered from the configured
@@ -531,7 +536,7 @@ impl Shard {
 
     /// Keeps a decided connection's record, idle for its flows' idle timeout.
     fn keep_decided(&self, dpid: u64, d: Decided) {
-        let now = self.now_secs(Instant::now());
+        let now = self.coarse_secs.get();
         let idle = u32::from(d.idle_timeout);
         let hash = d.conn_hash;
         let mut keys = self.keys.borrow_mut();
@@ -570,7 +575,7 @@ impl Shard {
 
     /// Counts a packet-in of connection `key` on the shard that owns it.
     fn record(&self, key: ConnKey, handed_over: bool) {
-        let now = self.now_secs(Instant::now());
+        let now = self.coarse_secs.get();
         let hash = key.hash64();
         let mut keys = self.keys.borrow_mut();
         if !keys.touch(hash, now, None) {
@@ -864,6 +869,7 @@ impl Shard {
         loop {
             glommio::timer::sleep(SWEEP_EVERY).await;
             let now = self.now_secs(Instant::now());
+            self.coarse_secs.set(now);
             let mut gone = Vec::new();
             let n = self.keys.borrow_mut().sweep(now, SWEEP_SLICE, |_, r| gone.push(r));
             for r in gone {

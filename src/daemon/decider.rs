@@ -93,6 +93,7 @@ impl Decider {
     pub fn decide_now(
         &self,
         key: &FlowKey,
+        conn_hash: u64,
         in_port: u32,
         ct_state: u32,
         data: Vec<u8>,
@@ -111,7 +112,7 @@ impl Decider {
             Some(p)
         });
         match answer {
-            Some(p) => Ok(self.conclude(key, in_port, &q, Ok(p), data, tracker)),
+            Some(p) => Ok(self.conclude(key, conn_hash, in_port, &q, Ok(p), data, tracker)),
             None => Err((q, data)),
         }
     }
@@ -120,6 +121,7 @@ impl Decider {
     pub async fn decide_later(
         &self,
         key: &FlowKey,
+        conn_hash: u64,
         in_port: u32,
         q: PolicyQuery,
         data: Vec<u8>,
@@ -129,13 +131,15 @@ impl Decider {
         if let Ok(p) = &fresh {
             self.remember(q, p, Instant::now());
         }
-        self.conclude(key, in_port, &q, fresh, data, tracker)
+        self.conclude(key, conn_hash, in_port, &q, fresh, data, tracker)
     }
 
     /// From the answer (or why there is none) to the messages.
+    #[allow(clippy::too_many_arguments)]
     fn conclude(
         &self,
         key: &FlowKey,
+        conn_hash: u64,
         in_port: u32,
         q: &PolicyQuery,
         answer: Result<NetworkPolicy, String>,
@@ -199,7 +203,7 @@ impl Decider {
             deny_idle_timeout: self.cfg.deny_idle_timeout,
             locator: &locator,
         };
-        let decided = policy::plan(key, in_port, &answer, &ctx);
+        let decided = policy::plan_hashed(key, conn_hash, in_port, &answer, &ctx);
         let label = label_override.unwrap_or(match decided.verdict() {
             Verdict::Allow => "allow",
             Verdict::Service { .. } => "service",

@@ -70,6 +70,8 @@ pub struct Handoff {
 pub struct HandoffPacket {
     pub dpid: u64,
     pub flow: crate::packet::FlowKey,
+    /// `ConnKey::hash64` of the flow, computed once where the packet-in arrived.
+    pub conn_hash: u64,
     pub in_port: u32,
     pub ct_state: u32,
     pub data: Vec<u8>,

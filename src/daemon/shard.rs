@@ -405,21 +405,22 @@ impl Shard {
             return;
         }
         let ck = key.conn_key();
+        let conn_hash = ck.hash64();
         let owner = match self.shared.cfg.openflow.mode {
             // The switch already hashed the connection to this shard.
             Mode::Fanout => self.id(),
-            Mode::Single => shard_of(ck.hash64(), self.ctx.n_shards),
+            Mode::Single => shard_of(conn_hash, self.ctx.n_shards),
         };
         let ct_state = pi.r#match.get(Field::CT_STATE).map(|e| e.value.to_u128() as u32).unwrap_or(0);
         let reg0 = pi.r#match.get(Field::reg(0)).map(|e| e.value.to_u128() as u32).unwrap_or(0);
         let decide = self.decider.as_ref().is_some_and(|d| d.should_decide(&key, in_port, reg0));
-        let packet = decide.then(|| Box::new(HandoffPacket { flow: key, in_port, ct_state, data: pi.data, dpid }));
+        let packet = decide.then(|| Box::new(HandoffPacket { flow: key, conn_hash, in_port, ct_state, data: pi.data, dpid }));
         if packet.is_none() {
             // Recorded only: the time to here is the whole of it. (Decisions record their own.)
             self.observe_latency(t0);
         }
         if owner == self.id() {
-            self.record(ck, false);
+            self.record(ck, conn_hash, false);
             if let Some(p) = packet {
                 self.decide_and_send(p, conn.id, t0);
             }
@@ -491,9 +492,9 @@ impl Shard {
     /// a task of its own while other packet-ins go on.
     fn decide_then(self: &Rc<Self>, p: Box<HandoffPacket>, t0: Instant, then: impl FnOnce(&Rc<Shard>, Outcome) + 'static) {
         let Some(decider) = self.decider.clone() else { return };
-        let HandoffPacket { dpid, flow, in_port, ct_state, data } = *p;
+        let HandoffPacket { dpid, flow, conn_hash, in_port, ct_state, data } = *p;
         let view = self.shared.tracker.view(dpid);
-        match decider.decide_now(&flow, in_port, ct_state, data, &view, t0) {
+        match decider.decide_now(&flow, conn_hash, in_port, ct_state, data, &view, t0) {
             Ok(outcome) => {
                 self.metrics.decision(outcome.label);
                 then(self, outcome);
@@ -503,7 +504,7 @@ impl Shard {
                 let shard = self.clone();
                 glommio::spawn_local(async move {
                     let view = shard.shared.tracker.view(dpid);
-                    let outcome = decider.decide_later(&flow, in_port, q, data, &view).await;
+                    let outcome = decider.decide_later(&flow, conn_hash, in_port, q, data, &view).await;
                     shard.metrics.decision(outcome.label);
                     then(&shard, outcome);
                     shard.observe_latency(t0);
@@ -574,9 +575,8 @@ impl Shard {
     }
 
     /// Counts a packet-in of connection `key` on the shard that owns it.
-    fn record(&self, key: ConnKey, handed_over: bool) {
+    fn record(&self, key: ConnKey, hash: u64, handed_over: bool) {
         let now = self.coarse_secs.get();
-        let hash = key.hash64();
         let mut keys = self.keys.borrow_mut();
         if !keys.touch(hash, now, None) {
             let r = ConnRecord::Seen { key, counts: Counts::default() };
@@ -624,7 +624,7 @@ impl Shard {
             match msg {
                 ShardMsg::Handoff(h) => {
                     self.handoffs_in.set(self.handoffs_in.get() + 1);
-                    self.record(h.key, true);
+                    self.record(h.key, h.key.hash64(), true);
                     let Some(p) = h.packet else { continue };
                     let (from, conn) = (h.from, h.conn);
                     self.decide_then(p, Instant::now(), move |shard, outcome| {

@@ -12,7 +12,7 @@ use crate::openflow::action::ct::{Ct, CtZone, Nat, NatRange, CT_COMMIT, NAT_DST,
 use crate::openflow::action::port::OFPP11_IN_PORT;
 use crate::openflow::action::Action;
 use crate::openflow::field::{Field, Value};
-use crate::openflow::oxm::Match;
+use crate::openflow::oxm::{Match, MatchEntry};
 use crate::openflow::flow::{FlowMod, FlowModCommand};
 use crate::openflow::message::packet::NO_BUFFER;
 use crate::openflow::message::{Message, PacketOut};
@@ -141,7 +141,11 @@ fn ip_bytes(ip: IpAddr) -> [u8; 17] {
 /// outscores it): removing another endpoint never moves it. Weight 0 is never chosen; `None`
 /// when no endpoint has a weight.
 pub fn choose_endpoint<'e>(conn: &ConnKey, endpoints: &'e [Endpoint]) -> Option<&'e Endpoint> {
-    let c = conn.hash64();
+    choose_endpoint_hashed(conn.hash64(), endpoints)
+}
+
+/// [`choose_endpoint`] for a connection whose `hash64` is `c`.
+pub fn choose_endpoint_hashed(c: u64, endpoints: &[Endpoint]) -> Option<&Endpoint> {
     let mut best: Option<(f64, &Endpoint)> = None;
     for ep in endpoints.iter().filter(|e| e.weight > 0) {
         let mut b = [0u8; 19];
@@ -477,15 +481,25 @@ pub struct Decided {
 /// timeouts. [`Decided::flows`] then builds the messages; the text form of the same flows is
 /// [`decision_texts`] (the test oracle, checked against OVS's encoder).
 pub fn plan(key: &FlowKey, in_port: u32, policy: &NetworkPolicy, ctx: &DecisionContext<'_>) -> Decided {
-    let conn = key.conn_key();
-    let conn_hash = conn.hash64();
+    plan_hashed(key, key.conn_key().hash64(), in_port, policy, ctx)
+}
+
+/// [`plan`] with the connection's `ConnKey::hash64` already known (the shard computed it to
+/// place the packet-in): one hash per packet.
+pub fn plan_hashed(
+    key: &FlowKey,
+    conn_hash: u64,
+    in_port: u32,
+    policy: &NetworkPolicy,
+    ctx: &DecisionContext<'_>,
+) -> Decided {
     let cookie = cookie::make(ctx.generation, Category::Connection, conn_hash);
     let cfg = ctx.pipeline;
     let fwd = Dir::of(key);
     let to_service = matches!(key.ip_dst, IpAddr::V4(d) if cfg.service_cidr.contains(d));
     let is_service = to_service || matches!(policy.dst_type, DstType::Dnat { .. });
     let endpoint = match &policy.dst_type {
-        DstType::Dnat { endpoints } if policy.allowed => choose_endpoint(&conn, endpoints).cloned(),
+        DstType::Dnat { endpoints } if policy.allowed => choose_endpoint_hashed(conn_hash, endpoints).cloned(),
         _ => None,
     };
     let decided =
@@ -704,32 +718,36 @@ fn ip_u128(ip: IpAddr) -> u128 {
 }
 
 impl Dir {
-    /// The match [`Dir::match_text`] writes, built directly.
+    /// The match [`Dir::match_text`] writes, built directly in OVS's wire order (in_port,
+    /// eth_type, addresses, ip_proto, ports or ICMP type/code): no search, one allocation.
     fn to_match(&self, in_port: Option<u32>) -> Match {
         let v6 = self.src.is_ipv6();
-        let mut m = Match::new().with(Field::ETH_TYPE, if v6 { 0x86dd } else { 0x0800 });
-        m.set(Field::IP_PROTO, Value::from_u128(u128::from(self.proto), 1), None);
-        let (s, d) = if v6 { (Field::IPV6_SRC, Field::IPV6_DST) } else { (Field::IPV4_SRC, Field::IPV4_DST) };
-        let bytes = if v6 { 16 } else { 4 };
-        m.set(s, Value::from_u128(ip_u128(self.src), bytes), None);
-        m.set(d, Value::from_u128(ip_u128(self.dst), bytes), None);
+        let mut entries = Vec::with_capacity(8);
+        let mut put = |field: Field, v: u128, len: usize| {
+            entries.push(MatchEntry { field, value: Value::from_u128(v, len), mask: None });
+        };
+        if let Some(p) = in_port {
+            put(Field::IN_PORT_OXM, u128::from(p), 4);
+        }
+        put(Field::ETH_TYPE, if v6 { 0x86dd } else { 0x0800 }, 2);
+        let (s, d, n) = if v6 { (Field::IPV6_SRC, Field::IPV6_DST, 16) } else { (Field::IPV4_SRC, Field::IPV4_DST, 4) };
+        put(s, ip_u128(self.src), n);
+        put(d, ip_u128(self.dst), n);
+        put(Field::IP_PROTO, u128::from(self.proto), 1);
         if let Some((sp, dp)) = self.ports {
             let (fs, fd) = match self.proto {
                 17 => (Field::UDP_SRC, Field::UDP_DST),
                 132 => (Field::SCTP_SRC, Field::SCTP_DST),
                 _ => (Field::TCP_SRC, Field::TCP_DST),
             };
-            m.set(fs, Value::from_u128(u128::from(sp), 2), None);
-            m.set(fd, Value::from_u128(u128::from(dp), 2), None);
+            put(fs, u128::from(sp), 2);
+            put(fd, u128::from(dp), 2);
         }
         if let Some((t, c)) = self.icmp {
             let (ft, fc) = if v6 { (Field::ICMPV6_TYPE, Field::ICMPV6_CODE) } else { (Field::ICMPV4_TYPE, Field::ICMPV4_CODE) };
-            m.set(ft, Value::from_u128(u128::from(t), 1), None);
-            m.set(fc, Value::from_u128(u128::from(c), 1), None);
+            put(ft, u128::from(t), 1);
+            put(fc, u128::from(c), 1);
         }
-        if let Some(p) = in_port {
-            m.set(Field::IN_PORT_OXM, Value::from_u128(u128::from(p), 4), None);
-        }
-        m
+        Match { entries, unknown: Vec::new() }
     }
 }

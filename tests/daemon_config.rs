@@ -90,3 +90,18 @@ fn http_not_an_address_is_a_clap_usage_error() {
     assert_eq!(st.code(), Some(2), "clap's usage error: {err}");
     assert!(err.contains("--http") && err.contains("notaport"), "{err}");
 }
+
+/// `--cpus` is read (it used to panic in clap for any value): a list that does not match the
+/// shard count is a configuration error naming `shards.cpus`, a malformed one a usage error.
+#[test]
+fn cpus_flag_is_parsed_not_a_panic() {
+    let (base, http) = free_ports(2);
+    let p = ports_args(base, http);
+    let (st, err) = run_bounded(&["run", "--shards", "2", "--cpus", "0", &p[0], &p[1], &p[2], &p[3]]);
+    assert_eq!(st.code(), Some(64), "{err}");
+    assert!(err.contains("shards.cpus") && !err.contains("panicked"), "{err}");
+    let (st, err) = run_bounded(&["run", "--cpus", "zero", &p[0], &p[1], &p[2], &p[3]]);
+    assert_eq!(st.code(), Some(2), "{err}");
+    assert!(err.contains("--cpus") && !err.contains("panicked"), "{err}");
+    assert!(port_free(http) && port_free(base), "nothing left bound");
+}

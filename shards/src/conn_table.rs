@@ -231,6 +231,17 @@ impl<V> ConnTable<V> {
         true
     }
 
+    /// [`ConnTable::touch`] and [`ConnTable::get_mut`] in one probe.
+    pub fn touch_mut(&mut self, key: u64, now: u32, idle: Option<u32>) -> Option<&mut V> {
+        let i = *self.index.get(&key)? as usize;
+        let s = self.slots.get_mut(i)?;
+        s.last_seen = s.last_seen.max(now);
+        if let Some(idle) = idle {
+            s.idle = idle;
+        }
+        s.value.as_mut()
+    }
+
     pub fn remove(&mut self, key: u64) -> Option<V> {
         let i = self.index.remove(&key)?;
         self.free.push(i);
@@ -338,8 +349,10 @@ mod tests {
         assert_eq!(t.insert(10, "b", 1, 5), Inserted::Replaced("a"));
         assert_eq!(t.get(10), Some(&"b"));
         assert!(t.touch(10, 3, None));
+        *t.touch_mut(10, 4, Some(9)).unwrap() = "c";
+        assert_eq!(t.get(10), Some(&"c"));
         assert!(!t.touch(11, 3, None));
-        assert_eq!(t.remove(10), Some("b"));
+        assert_eq!(t.remove(10), Some("c"));
         assert_eq!(t.remove(10), None);
         assert!(t.is_empty());
     }

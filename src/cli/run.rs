@@ -17,8 +17,8 @@ pub struct RunArgs {
     #[arg(long)]
     shards: Option<usize>,
     /// CPUs to pin the shards to, e.g. `0-1` or `0,2`.
-    #[arg(long, value_parser = config::parse_cpu_list)]
-    cpus: Option<Vec<usize>>,
+    #[arg(long, value_parser = parse_cpus)]
+    cpus: Option<CpuList>,
     /// Address the OpenFlow listeners bind (default 127.0.0.1).
     #[arg(long)]
     listen: Option<IpAddr>,
@@ -43,7 +43,7 @@ pub fn run(args: RunArgs) -> ExitCode {
     let flags = Overrides {
         config: args.config,
         shards: args.shards,
-        cpus: args.cpus,
+        cpus: args.cpus.map(|c| c.0),
         listen: args.listen,
         base_port: args.base_port,
         mode: args.mode,
@@ -69,4 +69,13 @@ pub fn run(args: RunArgs) -> ExitCode {
             ExitCode::from(e.exit_code() as u8)
         }
     }
+}
+
+/// `--cpus`: a newtype, because clap reads a bare `Vec<usize>` as many values of `usize` and
+/// panics when the parser returns the whole list.
+#[derive(Debug, Clone)]
+struct CpuList(Vec<usize>);
+
+fn parse_cpus(s: &str) -> Result<CpuList, String> {
+    config::parse_cpu_list(s).map(CpuList)
 }

@@ -65,6 +65,8 @@ pub struct Conn {
     rearm_tx: flume::Sender<()>,
     dpid: Cell<Option<u64>>,
     bundle_ids: Cell<u32>,
+    /// The deadline the timer task sleeps until (None: not sleeping on one).
+    armed: Cell<Option<Instant>>,
 }
 
 /// The receivers that belong to the writer and timer tasks.
@@ -89,6 +91,7 @@ impl Conn {
             rearm_tx,
             dpid: Cell::new(None),
             bundle_ids: Cell::new(0),
+            armed: Cell::new(None),
         });
         (conn, ConnTasks { kick_rx, rearm_rx })
     }
@@ -109,9 +112,19 @@ impl Conn {
         self.ops.borrow().len()
     }
 
+    /// Wakes the writer, and the timer only when the session's next deadline moved earlier
+    /// than the one it sleeps for (a new request): most sends and reads change no deadline, and
+    /// re-arming a timer per packet is measurable.
     fn wake(&self) {
         let _ = self.kick_tx.try_send(());
-        let _ = self.rearm_tx.try_send(());
+        let next = self.session.borrow().poll_timeout();
+        let rearm = match (next, self.armed.get()) {
+            (Some(next), Some(armed)) => next < armed,
+            _ => true,
+        };
+        if rearm {
+            let _ = self.rearm_tx.try_send(());
+        }
     }
 
     /// Sends messages the shard decided on (a packet-in answer) without waiting for anything.
@@ -368,6 +381,7 @@ impl Conn {
                 break;
             }
             let deadline = self.session.borrow().poll_timeout();
+            self.armed.set(deadline);
             let wait =
                 deadline.map(|d| d.saturating_duration_since(Instant::now())).unwrap_or(Duration::from_secs(3600));
             let rearmed = futures_lite::future::race(
@@ -378,6 +392,7 @@ impl Conn {
                 async { rearm_rx.recv_async().await.is_ok() },
             )
             .await;
+            self.armed.set(None);
             if !rearmed {
                 self.session.borrow_mut().handle_timeout(Instant::now());
                 on_events(self.take_events());

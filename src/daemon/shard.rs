@@ -83,6 +83,8 @@ pub struct Shard {
     /// Whole seconds since `epoch`, refreshed by the expiry tick: records need no finer clock,
     /// so the packet path reads none for them.
     coarse_secs: Cell<u32>,
+    /// When the batch of messages being handled was read.
+    batch_now: Cell<Instant>,
     /// Flows of the decided connections in `keys`, per switch.
     decided_flows_n: RefCell<HashMap<u64, u64>>,
     /// Flows installed through this shard's FlowManager by REST, and connection flows adopted
@@ -110,6 +112,7 @@ pub async fn main(ctx: ShardCtx, shared: Arc<Shared>) {
         keys: RefCell::new(ConnTable::with_capacity(shared.cfg.shards.max_connections)),
         epoch: Instant::now(),
         coarse_secs: Cell::new(0),
+        batch_now: Cell::new(Instant::now()),
         decided_flows_n: RefCell::new(HashMap::new()),
         live: RefCell::new(LiveFlows::default()),
         decider: shared.cfg.pipeline.as_ref().map(|p| {
@@ -212,6 +215,9 @@ impl Shard {
         let shard = self.clone();
         glommio::spawn_local(async move {
             let on_events = |evs: Vec<Event>| {
+                // One clock read per batch of messages read: the packet-ins of the batch share
+                // it as their arrival time.
+                shard.batch_now.set(Instant::now());
                 for ev in evs {
                     shard.on_event(&conn, ev);
                 }
@@ -366,7 +372,7 @@ impl Shard {
     // === packet-in path ===
 
     fn on_packet_in(self: &Rc<Self>, conn: &Rc<Conn>, pi: PacketIn) {
-        let t0 = Instant::now();
+        let t0 = self.batch_now.get();
         self.packet_ins.set(self.packet_ins.get() + 1);
         let in_port = pi.r#match.get(Field::IN_PORT_OXM).map(|e| e.value.to_u128() as u32).unwrap_or(0);
         let key = match FlowKey::extract(in_port, &pi.data) {
@@ -399,7 +405,7 @@ impl Shard {
             "packet-in"
         );
         let dpid = conn.dpid().unwrap_or(0);
-        self.shared.tracker.observe(dpid, in_port, self.id(), &key, Instant::now());
+        self.shared.tracker.observe(dpid, in_port, self.id(), &key, t0);
         if key.is_arp() {
             self.answer_arp(conn, &key, in_port, &pi.data);
             return;
@@ -540,11 +546,16 @@ impl Shard {
         let now = self.coarse_secs.get();
         let idle = u32::from(d.idle_timeout);
         let hash = d.conn_hash;
-        let mut keys = self.keys.borrow_mut();
-        let counts = keys.get_mut(hash).map(|r| *r.counts_mut()).unwrap_or_default();
         self.count_flows(dpid, flow_count(&d) as i64);
-        let r = ConnRecord::Decided { dpid, decided: d, counts };
-        let gone = keys.insert(hash, r, now, idle);
+        let mut keys = self.keys.borrow_mut();
+        // Usually the packet-in was just counted here: replace that record in place.
+        let gone = match keys.touch_mut(hash, now, Some(idle)) {
+            Some(r) => {
+                let counts = *r.counts_mut();
+                Inserted::Replaced(std::mem::replace(r, ConnRecord::Decided { dpid, decided: d, counts }))
+            }
+            None => keys.insert(hash, ConnRecord::Decided { dpid, decided: d, counts: Counts::default() }, now, idle),
+        };
         drop(keys);
         self.forget(gone);
     }

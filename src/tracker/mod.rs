@@ -128,9 +128,11 @@ pub struct Tracker {
     config: TrackerConfig,
     /// Times are stored as nanoseconds since this instant (`now` before it counts as 0).
     epoch: Instant,
-    ips: DashMap<IpAddr, IpEntry>,
-    macs: DashMap<MacAddr, MacEntry>,
-    paths: DashMap<crate::packet::ConnKey, path::PathRecord>,
+    // Shards read these on every packet-in: a fast hasher, not SipHash. The maps are bounded
+    // (`TrackerConfig`), so keys chosen to collide can slow them, never grow them.
+    ips: DashMap<IpAddr, IpEntry, shards::FastBuild>,
+    macs: DashMap<MacAddr, MacEntry, shards::FastBuild>,
+    paths: DashMap<crate::packet::ConnKey, path::PathRecord, shards::FastBuild>,
     excluded: DashSet<(u64, u32)>,
     n_ips: AtomicUsize,
     n_macs: AtomicUsize,
@@ -170,9 +172,9 @@ impl Tracker {
         Tracker {
             config,
             epoch,
-            ips: DashMap::new(),
-            macs: DashMap::new(),
-            paths: DashMap::new(),
+            ips: DashMap::default(),
+            macs: DashMap::default(),
+            paths: DashMap::default(),
             excluded: DashSet::new(),
             n_ips: AtomicUsize::new(0),
             n_macs: AtomicUsize::new(0),

@@ -256,6 +256,28 @@ fn allowed_tcp_fanout() {
     eprintln!("FIGURE tcp: {}", fields.join("; "));
 }
 
+/// `first_packet = "resume"`: the pipeline pauses at the controller (NXT_PACKET_IN2), the shard
+/// sends the flows and then NXT_RESUME, and OVS continues the paused pipeline into the new
+/// flow: delivered once, committed, one packet-in, the reply switched.
+#[test]
+fn resume_mode_continues_the_paused_pipeline() {
+    let toml = example_toml().replacen("[pipeline]\n", "[pipeline]\nfirst_packet = \"resume\"\n", 1);
+    let env = Env(PipelineEnv::start_with_config(&toml, &[], false, &[]));
+    let flows = env.ovs.flows("br0");
+    assert!(flows.iter().any(|l| l.contains("controller(") && l.contains("pause")), "{flows:#?}");
+    assert!(flows.iter().any(|l| l.contains("table=3") && l.contains("resubmit(,3)")), "{flows:#?}");
+    let syn = build::tcp_syn(B_MAC, GW_MAC, b(), a(), 40100, 80);
+    let syn_ack = build::tcp_syn_ack(A_MAC, GW_MAC, a(), b(), 80, 40100);
+    first_packet_and_reply(
+        &env,
+        "tcp SYN, resumed",
+        syn,
+        syn_ack,
+        tcp_matches(40100, 80),
+        &["tcp", "orig=(src=10.244.1.4,dst=10.244.1.2,sport=40100,dport=80)"],
+    );
+}
+
 // === 2 ===
 
 #[test]

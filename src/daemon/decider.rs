@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use shards::HotSynCache;
 
 use crate::config::PolicyConfig;
-use crate::openflow::message::Message;
+use crate::openflow::message::{Message, PacketIn2};
 use crate::packet::FlowKey;
 use crate::pipeline::default::PipelineConfig;
 use crate::policy::{self, Decided, DecisionContext, HotTarget, NetworkPolicy, PolicyQuery, PolicySource, Verdict};
@@ -37,6 +37,10 @@ pub struct Decider {
 
 /// What a decision did, for counters and logs.
 pub type Label = &'static str;
+
+/// The packet a decision is about: its bytes, and the paused packet-in to resume
+/// (`first_packet = "resume"`).
+pub type Held = (Vec<u8>, Option<Box<PacketIn2>>);
 
 /// A decision: its label, the decided connection (None when nothing was installed: flooded,
 /// fail-closed) and the messages to send, flows first, then the packet-out.
@@ -96,10 +100,10 @@ impl Decider {
         conn_hash: u64,
         in_port: u32,
         ct_state: u32,
-        data: Vec<u8>,
+        data: Held,
         tracker: &crate::tracker::TrackerView<'_>,
         now: Instant,
-    ) -> Result<Outcome, (PolicyQuery, Vec<u8>)> {
+    ) -> Result<Outcome, (PolicyQuery, Held)> {
         let is_reply = policy::classify(key, ct_state, &mut self.hot.borrow_mut(), now);
         let q = PolicyQuery::from_flow(key, is_reply, &self.pipeline.service_cidr);
         // The embedded policy answers for free: nothing to cache. A policy file's answer is
@@ -124,7 +128,7 @@ impl Decider {
         conn_hash: u64,
         in_port: u32,
         q: PolicyQuery,
-        data: Vec<u8>,
+        data: Held,
         tracker: &crate::tracker::TrackerView<'_>,
     ) -> Outcome {
         let fresh = self.ask(q).await;
@@ -143,7 +147,7 @@ impl Decider {
         in_port: u32,
         q: &PolicyQuery,
         answer: Result<NetworkPolicy, String>,
-        data: Vec<u8>,
+        (data, paused): Held,
         tracker: &crate::tracker::TrackerView<'_>,
     ) -> Outcome {
         let mut label_override = None;
@@ -209,7 +213,12 @@ impl Decider {
             Verdict::Service { .. } => "service",
             Verdict::Deny => "deny",
         });
-        let messages = decided.messages(&self.pipeline, data);
+        let messages = match paused {
+            // The flows, then NXT_RESUME: OVS continues the paused pipeline, which looks the
+            // decided table up again (a denied packet meets its drop flow).
+            Some(p) => decided.messages_resume(&self.pipeline, *p),
+            None => decided.messages(&self.pipeline, data),
+        };
         Outcome { label, decided: Some(decided), messages }
     }
 

@@ -72,6 +72,9 @@ pub struct HandoffPacket {
     pub flow: crate::packet::FlowKey,
     /// `ConnKey::hash64` of the flow, computed once where the packet-in arrived.
     pub conn_hash: u64,
+    /// The paused packet-in (`first_packet = "resume"`): sent back as NXT_RESUME after the
+    /// flows instead of a PACKET_OUT.
+    pub paused: Option<Box<crate::openflow::message::PacketIn2>>,
     pub in_port: u32,
     pub ct_state: u32,
     pub data: Vec<u8>,

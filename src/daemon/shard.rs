@@ -197,7 +197,10 @@ impl Shard {
                 Mode::Fanout => Some(dispatch::controller_id(self.id())),
                 Mode::Single => None,
             },
-            packet_in_format: PacketInFormat::Standard,
+            packet_in_format: match self.shared.cfg.pipeline.as_ref().map(|p| p.first_packet) {
+                Some(crate::pipeline::default::FirstPacket::Resume) => PacketInFormat::Nxt2,
+                _ => PacketInFormat::Standard,
+            },
             ..SessionConfig::default()
         }
     }
@@ -243,19 +246,21 @@ impl Shard {
     fn on_event(self: &Rc<Self>, conn: &Rc<Conn>, ev: Event) {
         match ev {
             Event::Ready { datapath_id } => self.on_ready(conn, datapath_id),
-            Event::PacketIn(pi) => self.on_packet_in(conn, pi),
+            Event::PacketIn(pi) => self.on_packet_in(conn, pi, None),
             Event::PacketIn2(p) => {
-                if let Some(data) = p.packet {
+                if let Some(data) = p.packet.clone() {
                     let pi = PacketIn {
                         buffer_id: p.buffer_id.unwrap_or(u32::MAX),
                         total_len: p.full_len.unwrap_or(data.len() as u32) as u16,
                         reason: p.reason.unwrap_or(0),
                         table_id: p.table_id.unwrap_or(0),
                         cookie: p.cookie.unwrap_or(0),
-                        r#match: p.metadata.unwrap_or_default(),
+                        r#match: p.metadata.clone().unwrap_or_default(),
                         data,
                     };
-                    self.on_packet_in(conn, pi);
+                    // Paused (a continuation to resume): kept whole for NXT_RESUME.
+                    let paused = p.continuation.is_some().then(|| Box::new(p));
+                    self.on_packet_in(conn, pi, paused);
                 }
             }
             Event::Closed { reason } => {
@@ -371,7 +376,7 @@ impl Shard {
 
     // === packet-in path ===
 
-    fn on_packet_in(self: &Rc<Self>, conn: &Rc<Conn>, pi: PacketIn) {
+    fn on_packet_in(self: &Rc<Self>, conn: &Rc<Conn>, pi: PacketIn, paused: Option<Box<crate::openflow::message::PacketIn2>>) {
         let t0 = self.batch_now.get();
         self.packet_ins.set(self.packet_ins.get() + 1);
         let in_port = pi.r#match.get(Field::IN_PORT_OXM).map(|e| e.value.to_u128() as u32).unwrap_or(0);
@@ -420,7 +425,7 @@ impl Shard {
         let ct_state = pi.r#match.get(Field::CT_STATE).map(|e| e.value.to_u128() as u32).unwrap_or(0);
         let reg0 = pi.r#match.get(Field::reg(0)).map(|e| e.value.to_u128() as u32).unwrap_or(0);
         let decide = self.decider.as_ref().is_some_and(|d| d.should_decide(&key, in_port, reg0));
-        let packet = decide.then(|| Box::new(HandoffPacket { flow: key, conn_hash, in_port, ct_state, data: pi.data, dpid }));
+        let packet = decide.then(|| Box::new(HandoffPacket { flow: key, conn_hash, paused, in_port, ct_state, data: pi.data, dpid }));
         if packet.is_none() {
             // Recorded only: the time to here is the whole of it. (Decisions record their own.)
             self.observe_latency(t0);
@@ -498,9 +503,9 @@ impl Shard {
     /// a task of its own while other packet-ins go on.
     fn decide_then(self: &Rc<Self>, p: Box<HandoffPacket>, t0: Instant, then: impl FnOnce(&Rc<Shard>, Outcome) + 'static) {
         let Some(decider) = self.decider.clone() else { return };
-        let HandoffPacket { dpid, flow, conn_hash, in_port, ct_state, data } = *p;
+        let HandoffPacket { dpid, flow, conn_hash, paused, in_port, ct_state, data } = *p;
         let view = self.shared.tracker.view(dpid);
-        match decider.decide_now(&flow, conn_hash, in_port, ct_state, data, &view, t0) {
+        match decider.decide_now(&flow, conn_hash, in_port, ct_state, (data, paused), &view, t0) {
             Ok(outcome) => {
                 self.metrics.decision(outcome.label);
                 then(self, outcome);

@@ -30,7 +30,7 @@
 
 mod config;
 
-pub use config::{ArpMode, Ipv4Cidr, Ipv6Cidr, LocalPod, PipelineConfig, PipelineError, MAX_PORT};
+pub use config::{ArpMode, FirstPacket, Ipv4Cidr, Ipv6Cidr, LocalPod, PipelineConfig, PipelineError, MAX_PORT};
 
 use crate::config::Mode;
 use crate::openflow::flow::{FlowMod, FlowModCommand};
@@ -123,10 +123,13 @@ impl Texts {
     }
 }
 
+/// reg0 bit 4: the packet was paused at the controller and resumed (`first_packet = "resume"`).
+pub const RESUMED: u32 = 0x10;
+
 /// The actions of the dispatch table-miss flow (multipath + resubmit in fan-out mode,
 /// `controller` in single mode), reused by the pipeline's own packet-in verdicts.
-fn dispatch_actions(mode: Mode, shards: usize, generation: u16) -> String {
-    dispatch::flow_texts(mode, shards, generation)
+fn dispatch_actions(mode: Mode, shards: usize, generation: u16, pause: bool) -> String {
+    dispatch::flow_texts_with(mode, shards, generation, pause)
         .first()
         .and_then(|t| t.split_once("actions=").map(|(_, a)| a.to_string()))
         .unwrap_or_else(|| "controller".to_string())
@@ -147,7 +150,7 @@ fn check_shards(shards: usize) -> Result<(), PipelineError> {
 pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generation: u16) -> Vec<String> {
     use table::*;
     let mut t = Texts { generation, out: Vec::new() };
-    let to_controller = dispatch_actions(mode, shards, generation);
+    let to_controller = dispatch_actions(mode, shards, generation, cfg.first_packet == FirstPacket::Resume);
     let gw_mac = cfg.gateway_mac;
     let gw_ip = cfg.gateway_ip;
     let v6 = cfg.pod_cidr6.is_some();
@@ -174,7 +177,15 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
     }
     // 100-199: the policy's per-connection service (DNAT) flows. Below them, the first packet
     // of a service connection goes to the controller.
-    t.add(CLASSIFIER, 90, 4, 0, &format!("ip,nw_dst={}", cfg.service_cidr), &to_controller);
+    let resume = cfg.first_packet == FirstPacket::Resume;
+    if resume {
+        // Resume mode: after NXT_RESUME the packet looks table 0 up again (the service flows
+        // are there now); one that was already asked about is dropped, never asked again.
+        t.add(CLASSIFIER, 91, 30, 0, &format!("ip,reg0={RESUMED:#x}/{RESUMED:#x},nw_dst={}", cfg.service_cidr), "drop");
+        t.add(CLASSIFIER, 90, 4, 0, &format!("ip,nw_dst={}", cfg.service_cidr), &format!("{to_controller},resubmit(,{CLASSIFIER})"));
+    } else {
+        t.add(CLASSIFIER, 90, 4, 0, &format!("ip,nw_dst={}", cfg.service_cidr), &to_controller);
+    }
     for p in &cfg.local_pods {
         t.add(
             CLASSIFIER,
@@ -260,7 +271,12 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
     t.add(CT_VERDICT, 0, 0, 0, "", "drop");
 
     // --- table 3: per-connection policy (flows from the policy at POLICY_PRIORITY) ---
-    t.add(POLICY, 0, 0, 0, "", &to_controller);
+    if resume {
+        t.add(POLICY, 1, 1, 0, &format!("reg0={RESUMED:#x}/{RESUMED:#x}"), "drop");
+        t.add(POLICY, 0, 0, 0, "", &format!("{to_controller},resubmit(,{POLICY})"));
+    } else {
+        t.add(POLICY, 0, 0, 0, "", &to_controller);
+    }
 
     // --- table 4: from uplink / tunnel ---
     for (proto, kw, _, _) in LEARNED_PROTOCOLS {
@@ -400,7 +416,7 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
 /// packet-in dispatch flows. Does not validate (see [`generate_mode`]).
 pub fn flow_texts_mode(cfg: &PipelineConfig, mode: Mode, shards: usize, generation: u16) -> Vec<String> {
     let mut v = pipeline_texts(cfg, mode, shards, generation);
-    v.extend(dispatch::flow_texts(mode, shards, generation));
+    v.extend(dispatch::flow_texts_with(mode, shards, generation, cfg.first_packet == FirstPacket::Resume));
     v
 }
 
@@ -533,6 +549,8 @@ mod tests {
             (sample6(false), Mode::Fanout, 2),
             (sample6(true), Mode::Single, 1),
             (PipelineConfig { tunnel_port: None, gateway_ip6: None, ..sample6(true) }, Mode::Fanout, 3),
+            (PipelineConfig { first_packet: FirstPacket::Resume, ..sample() }, Mode::Fanout, 2),
+            (PipelineConfig { first_packet: FirstPacket::Resume, ..sample6(true) }, Mode::Single, 1),
         ] {
             let texts = flow_texts_mode(&cfg, mode, shards, 7);
             let flows = generate_mode(&cfg, mode, shards, 7).unwrap();

@@ -29,9 +29,22 @@ pub const fn controller_id(shard: usize) -> u16 {
 
 /// The dispatch flows as text, in `ovs-ofctl` syntax (documentation and tests print these).
 pub fn flow_texts(mode: Mode, shards: usize, generation: u16) -> Vec<String> {
+    flow_texts_with(mode, shards, generation, false)
+}
+
+/// [`flow_texts`]; with `pause`, the packet-in pauses the pipeline (NXT_PACKET_IN2 with a
+/// continuation, for NXT_RESUME) after marking reg0 bit 4 (resumed), the pipeline's
+/// `first_packet = "resume"`.
+pub fn flow_texts_with(mode: Mode, shards: usize, generation: u16, pause: bool) -> Vec<String> {
     let c = |obj: u64| format!("{:#x}", cookie::make(generation, Category::Dispatch, obj));
+    let to = |id: Option<u16>| match (id, pause) {
+        (None, false) => "controller".to_string(),
+        (None, true) => "load:0x1->NXM_NX_REG0[4],controller(pause)".to_string(),
+        (Some(id), false) => format!("controller(id={id})"),
+        (Some(id), true) => format!("load:0x1->NXM_NX_REG0[4],controller(id={id},pause)"),
+    };
     match mode {
-        Mode::Single => vec![format!("table=0,priority=0,cookie={},actions=controller", c(0))],
+        Mode::Single => vec![format!("table=0,priority=0,cookie={},actions={}", c(0), to(None))],
         Mode::Fanout => {
             let mut v = vec![format!(
                 "table=0,priority=0,cookie={},actions=multipath(symmetric_l3l4+udp,0,hrw,{shards},0,{HASH_REG}),resubmit(,{DISPATCH_TABLE})",
@@ -39,9 +52,9 @@ pub fn flow_texts(mode: Mode, shards: usize, generation: u16) -> Vec<String> {
             )];
             for k in 0..shards {
                 v.push(format!(
-                    "table={DISPATCH_TABLE},priority=10,cookie={},reg15={k},actions=controller(id={})",
+                    "table={DISPATCH_TABLE},priority=10,cookie={},reg15={k},actions={}",
                     c(k as u64 + 1),
-                    controller_id(k)
+                    to(Some(controller_id(k)))
                 ));
             }
             v
@@ -61,10 +74,14 @@ mod tests {
 
     #[test]
     fn dispatch_flows_are_what_ovs_encodes() {
-        for (mode, n) in [(Mode::Fanout, 2), (Mode::Fanout, 5), (Mode::Single, 3)] {
-            let texts = flow_texts(mode, n, 3);
+        for (mode, n, pause) in
+            [(Mode::Fanout, 2, false), (Mode::Fanout, 5, false), (Mode::Single, 3, false), (Mode::Fanout, 2, true), (Mode::Single, 1, true)]
+        {
+            let texts = flow_texts_with(mode, n, 3, pause);
             assert_eq!(texts.len(), if mode == Mode::Fanout { n + 1 } else { 1 });
-            for (t, fm) in texts.iter().zip(flows(mode, n, 3).expect("dispatch flows parse")) {
+            let parsed: Vec<FlowMod> =
+                texts.iter().map(|t| FlowMod::parse(t, FlowModCommand::Add).expect("dispatch flows parse")).collect();
+            for (t, fm) in texts.iter().zip(parsed) {
                 let ovs = oracle::parse_flow(t).unwrap_or_else(|e| panic!("OVS refuses {t}: {e}"));
                 let ours = fm.encode(u32::from_be_bytes([ovs.bytes[4], ovs.bytes[5], ovs.bytes[6], ovs.bytes[7]]));
                 assert_eq!(ours, ovs.bytes, "{t}");

@@ -636,6 +636,13 @@ impl Decided {
         out
     }
 
+    /// The flows, then NXT_RESUME of the paused packet-in `paused` (sent back as received).
+    pub fn messages_resume(&self, cfg: &PipelineConfig, paused: crate::openflow::message::PacketIn2) -> Vec<Message> {
+        let mut out: Vec<Message> = self.flows(cfg).into_iter().map(Message::FlowMod).collect();
+        out.push(Message::Resume(paused));
+        out
+    }
+
     fn flow(&self, table: u8, priority: u16, in_port: Option<u32>, dir: &Dir, actions: Vec<Action>) -> FlowMod {
         let mut fm = FlowMod::new(FlowModCommand::Add);
         fm.table_id = table;

@@ -259,6 +259,21 @@ pub enum ArpMode {
     Controller,
 }
 
+/// `pipeline.first_packet`: how the first packet of a decided connection goes on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FirstPacket {
+    /// The packet-in carries the packet; the controller sends it back in a PACKET_OUT that
+    /// applies the decided actions.
+    #[default]
+    PacketOut,
+    /// The pipeline pauses at the controller (`controller(...,pause)`, NXT_PACKET_IN2); after
+    /// the flows the controller sends NXT_RESUME and OVS continues the paused pipeline, which
+    /// looks the decided table up again. reg0 bit 4 marks a resumed packet so that a decision
+    /// that installed nothing cannot send it to the controller twice.
+    Resume,
+}
+
 /// `[pipeline]`: the node's addresses and ports the default pipeline is built from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -296,6 +311,8 @@ pub struct PipelineConfig {
     /// Who answers ARP requests that are not for the gateway (`"responder"`: OVS switches them;
     /// `"controller"`: the packet-in path).
     pub arp: ArpMode,
+    /// How the first packet of a decided connection goes on (`"packet_out"` or `"resume"`).
+    pub first_packet: FirstPacket,
 }
 
 impl Default for PipelineConfig {
@@ -316,6 +333,7 @@ impl Default for PipelineConfig {
             pod_cidr6: None,
             gateway_ip6: None,
             arp: ArpMode::Responder,
+            first_packet: FirstPacket::PacketOut,
         }
     }
 }

@@ -196,8 +196,58 @@ fn many_distinct_queries_are_in_flight_together() {
     let took = t.elapsed();
     // One after the other would be 100 x 50 ms = 5 s.
     assert!(took < Duration::from_millis(2500), "100 queries took {took:?}");
-    assert_eq!(srv.calls(), 101);
-    assert_eq!(client.stats().snapshot().coalesced, 0);
+    // They wait together, so they leave together: a few ExistBatch calls, not 100 Exist calls.
+    let s = client.stats().snapshot();
+    assert!(srv.calls() <= 1 + 4, "calls: {}", srv.calls());
+    assert!(s.batches >= 1 && s.rpcs == srv.calls(), "{s:?}");
+    assert_eq!((s.coalesced, s.errors, s.refused), (0, 0, 0));
+    eprintln!("FIGURE 100 distinct queries at 50 ms: {took:?}, {} calls ({} batches)", srv.calls(), s.batches);
+}
+
+/// A cni-ctl without `ExistBatch` (UNIMPLEMENTED): the client notices once and asks one `Exist`
+/// per query from then on; every query is answered.
+#[test]
+fn a_cnictl_without_exist_batch_gets_one_exist_per_query() {
+    use shardflow::policy::proto::route_service_server::{RouteService, RouteServiceServer};
+    struct Old(Arc<std::sync::atomic::AtomicU64>);
+    #[tonic::async_trait]
+    impl RouteService for Old {
+        async fn exist(
+            &self,
+            _r: tonic::Request<proto::RouteQuery>,
+        ) -> Result<tonic::Response<proto::NetworkPolicy>, tonic::Status> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(tonic::Response::new(proto::NetworkPolicy { allowed: true, ..Default::default() }))
+        }
+        async fn exist_batch(
+            &self,
+            _r: tonic::Request<proto::RouteQueries>,
+        ) -> Result<tonic::Response<proto::NetworkPolicies>, tonic::Status> {
+            Err(tonic::Status::unimplemented("ExistBatch"))
+        }
+    }
+    let ctl = Control::start();
+    let exists = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let listener = StdListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let svc = RouteServiceServer::new(Old(exists.clone()));
+    ctl.rt.spawn(async move {
+        let incoming = tonic::transport::server::TcpIncoming::from(tokio::net::TcpListener::from_std(listener).unwrap());
+        let _ = tonic::transport::Server::builder().serve_with_incoming(svc, incoming).await;
+    });
+    let client = ctl.client(addr, ClientConfig { deadline: Duration::from_secs(5), ..ClientConfig::default() });
+    for round in 0..2 {
+        let rxs: Vec<_> =
+            (0..20).map(|i| client.query(query("10.244.1.5", "10.244.2.6", 6, 3000 + round * 100 + i, 80))).collect();
+        for rx in rxs {
+            assert!(wait(rx).unwrap().allowed);
+        }
+    }
+    let s = client.stats().snapshot();
+    assert_eq!(exists.load(std::sync::atomic::Ordering::Relaxed), 40, "{s:?}");
+    assert_eq!((s.batches, s.errors), (0, 0), "{s:?}");
 }
 
 #[test]

@@ -7,6 +7,13 @@
 //!   reachable, connection reset) is retried with exponential backoff, at most `max_tries`
 //!   times within the deadline. Other errors are not retried.
 //! - Identical queries in flight are coalesced: one RPC, every waiter gets its answer (or error).
+//! - Distinct queries waiting at the same time go out together in one `ExistBatch` call (at most
+//!   [`MAX_BATCH`] each, at most [`MAX_BATCHES_IN_FLIGHT`] calls at once; while they are busy new
+//!   queries gather for the next batch). A cni-ctl without `ExistBatch` (UNIMPLEMENTED) is asked
+//!   one `Exist` per query from then on.
+//! - Admission control instead of timeouts under load: at most [`MAX_WAITING`] distinct queries
+//!   wait to be sent; past that a query is refused at once (`PolicyError::Overloaded`, counted)
+//!   rather than queued to time out.
 //! - Health: `down_after` consecutive failed queries mark cni-ctl down ([`PolicyClientHandle::is_down`],
 //!   for fail-closed / fail-open); the first success marks it up again. While down a query gets
 //!   one try (no retries) so packets are not held for the whole backoff.
@@ -24,7 +31,7 @@ use tonic::transport::{Channel, Endpoint as TonicEndpoint};
 use tonic::Code;
 
 use super::proto::route_service_client::RouteServiceClient;
-use super::proto::RouteQuery;
+use super::proto::{RouteQueries, RouteQuery};
 use super::source::PolicyError;
 use super::{NetworkPolicy, PolicyQuery};
 
@@ -71,6 +78,10 @@ pub struct ClientStats {
     pub errors: AtomicU64,
     /// Retries after UNAVAILABLE.
     pub retries: AtomicU64,
+    /// `ExistBatch` calls that answered (each carries one or more queries).
+    pub batches: AtomicU64,
+    /// Queries refused by admission control ([`MAX_WAITING`]).
+    pub refused: AtomicU64,
 }
 
 /// A copy of [`ClientStats`].
@@ -81,6 +92,8 @@ pub struct StatsSnapshot {
     pub coalesced: u64,
     pub errors: u64,
     pub retries: u64,
+    pub batches: u64,
+    pub refused: u64,
 }
 
 impl ClientStats {
@@ -92,6 +105,8 @@ impl ClientStats {
             coalesced: g(&self.coalesced),
             errors: g(&self.errors),
             retries: g(&self.retries),
+            batches: g(&self.batches),
+            refused: g(&self.refused),
         }
     }
 }
@@ -99,10 +114,17 @@ impl ClientStats {
 type Reply = Result<NetworkPolicy, PolicyError>;
 type Waiters = Vec<flume::Sender<Reply>>;
 
-/// What the dispatcher task hears: a new query from a shard, or an RPC's result.
+/// Most queries in one `ExistBatch` (the reference server's limit too).
+pub const MAX_BATCH: usize = super::server::MAX_BATCH;
+/// Most `ExistBatch` calls in flight at once; more queries gather for the next batch.
+pub const MAX_BATCHES_IN_FLIGHT: usize = 4;
+/// Most distinct queries waiting to be sent (admission control); past it a query is refused.
+pub const MAX_WAITING: usize = 65_536;
+
+/// What the dispatcher task hears: a new query from a shard, or the results of a call.
 enum Cmd {
     Query(PolicyQuery, flume::Sender<Reply>),
-    Done(PolicyQuery, Reply),
+    Done(Vec<(PolicyQuery, Reply)>),
 }
 
 struct Inner {
@@ -115,6 +137,8 @@ struct Inner {
     stats: ClientStats,
     failures: AtomicU32,
     down: AtomicBool,
+    /// cni-ctl answered UNIMPLEMENTED to `ExistBatch`: one `Exist` per query from then on.
+    no_batch: AtomicBool,
 }
 
 /// The client's owner (on the control thread). Dropping it does not stop the client: the
@@ -157,6 +181,7 @@ impl PolicyClient {
             stats: ClientStats::default(),
             failures: AtomicU32::new(0),
             down: AtomicBool::new(false),
+            no_batch: AtomicBool::new(false),
         });
         rt.spawn(dispatch(inner.clone(), rx));
         Ok(PolicyClient { handle: PolicyClientHandle { inner } })
@@ -174,61 +199,86 @@ impl std::ops::Deref for PolicyClient {
     }
 }
 
-/// The dispatcher: joins identical queries in flight, starts one RPC per distinct query, and
-/// answers every waiter when it completes. Runs on the control runtime until the runtime stops
-/// (then the waiters' channels close: the shards see the source gone and fail closed or open).
+/// The dispatcher: joins identical queries in flight, gathers distinct ones into batches (one
+/// `ExistBatch` per batch, a bounded number at once), and answers every waiter when its call
+/// completes. Runs on the control runtime until the runtime stops (then the waiters' channels
+/// close: the shards see the source gone and fail closed or open).
 async fn dispatch(inner: Arc<Inner>, rx: flume::Receiver<Cmd>) {
     let mut inflight: HashMap<PolicyQuery, Waiters> = HashMap::new();
+    let mut waiting: Vec<PolicyQuery> = Vec::new();
+    let mut calls = 0usize;
     while let Ok(cmd) = rx.recv_async().await {
-        match cmd {
-            Cmd::Query(q, tx) => {
-                if let Some(waiters) = inflight.get_mut(&q) {
-                    waiters.push(tx);
-                    inner.stats.coalesced.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    inflight.insert(q, vec![tx]);
-                    let done = Completion { inner: inner.clone(), query: q, answered: false };
-                    tokio::spawn(async move {
-                        let result = done.inner.call(&q).await;
-                        done.finish(result);
-                    });
+        let mut next = Some(cmd);
+        // Take everything that is already there: what arrives together leaves together.
+        while let Some(cmd) = next.take().or_else(|| rx.try_recv().ok()) {
+            match cmd {
+                Cmd::Query(q, tx) => {
+                    if let Some(waiters) = inflight.get_mut(&q) {
+                        waiters.push(tx);
+                        inner.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                    } else if waiting.len() >= MAX_WAITING {
+                        inner.stats.refused.fetch_add(1, Ordering::Relaxed);
+                        let _ = tx.send(Err(PolicyError::Overloaded(waiting.len())));
+                    } else {
+                        inflight.insert(q, vec![tx]);
+                        waiting.push(q);
+                    }
+                }
+                Cmd::Done(results) => {
+                    calls = calls.saturating_sub(1);
+                    for (q, result) in results {
+                        for w in inflight.remove(&q).unwrap_or_default() {
+                            let _ = w.send(result.clone());
+                        }
+                    }
                 }
             }
-            Cmd::Done(q, result) => {
-                for w in inflight.remove(&q).unwrap_or_default() {
-                    let _ = w.send(result.clone());
-                }
-            }
+        }
+        while calls < MAX_BATCHES_IN_FLIGHT && !waiting.is_empty() {
+            let n = waiting.len().min(MAX_BATCH);
+            let batch: Vec<PolicyQuery> = waiting.drain(..n).collect();
+            calls += 1;
+            let done = Completion { inner: inner.clone(), queries: batch, answered: false };
+            tokio::spawn(async move {
+                let results = done.inner.clone().call_batch(&done.queries).await;
+                done.finish(results);
+            });
         }
         inner.in_flight.store(inflight.len(), Ordering::Relaxed);
     }
 }
 
-/// Reports one query's result to the dispatcher: the RPC's ([`Completion::finish`]), or
-/// [`PolicyError::Stopped`] when dropped unanswered (the task was dropped or panicked), so no
-/// waiter is left behind.
+/// Reports one call's results to the dispatcher: the call's ([`Completion::finish`]), or
+/// [`PolicyError::Stopped`] for every query when dropped unanswered (the task was dropped or
+/// panicked), so no waiter is left behind.
 struct Completion {
     inner: Arc<Inner>,
-    query: PolicyQuery,
+    queries: Vec<PolicyQuery>,
     answered: bool,
 }
 
 impl Completion {
-    fn finish(mut self, result: Reply) {
-        self.answer(result);
+    fn finish(mut self, results: Vec<Reply>) {
+        self.answer(Some(results));
     }
 
-    fn answer(&mut self, result: Reply) {
+    fn answer(&mut self, results: Option<Vec<Reply>>) {
         if std::mem::replace(&mut self.answered, true) {
             return;
         }
-        let _ = self.inner.cmds.send(Cmd::Done(self.query, result));
+        let mut results = results.unwrap_or_default().into_iter();
+        let out = self
+            .queries
+            .iter()
+            .map(|q| (*q, results.next().unwrap_or(Err(PolicyError::Stopped))))
+            .collect();
+        let _ = self.inner.cmds.send(Cmd::Done(out));
     }
 }
 
 impl Drop for Completion {
     fn drop(&mut self) {
-        self.answer(Err(PolicyError::Stopped));
+        self.answer(None);
     }
 }
 
@@ -270,11 +320,50 @@ impl PolicyClientHandle {
 }
 
 impl Inner {
+    /// One batch: one `ExistBatch` (or one `Exist` when it is the only query, or when cni-ctl
+    /// has no `ExistBatch`), answers in the queries' order.
+    async fn call_batch(self: Arc<Self>, queries: &[PolicyQuery]) -> Vec<Reply> {
+        if queries.len() > 1 && !self.no_batch.load(Ordering::Relaxed) {
+            let result = self.batch_tries(queries).await;
+            match result {
+                Err(PolicyError::Rpc { code, .. }) if code == format!("{:?}", Code::Unimplemented) => {
+                    tracing::info!(endpoint = %self.cfg.endpoint, "cni-ctl has no ExistBatch: one Exist per query");
+                    self.no_batch.store(true, Ordering::Relaxed);
+                }
+                other => {
+                    self.health(other.as_ref().map(|_| ()));
+                    return match other {
+                        Ok(answers) => answers,
+                        Err(e) => queries.iter().map(|_| Err(e.clone())).collect(),
+                    };
+                }
+            }
+        }
+        // One Exist per query, all at once.
+        let mut handles = Vec::with_capacity(queries.len());
+        for q in queries {
+            let q = *q;
+            let this = self.clone();
+            handles.push(tokio::spawn(async move { this.call(&q).await }));
+        }
+        let mut out = Vec::with_capacity(handles.len());
+        for h in handles {
+            out.push(h.await.unwrap_or(Err(PolicyError::Stopped)));
+        }
+        out
+    }
+
     /// One query: tries within the deadline, then the health bookkeeping.
     async fn call(&self, q: &PolicyQuery) -> Reply {
         let result = self.tries(q).await;
-        match &result {
-            Ok(_) => {
+        self.health(result.as_ref().map(|_| ()));
+        result
+    }
+
+    /// Health bookkeeping after a call: consecutive failures mark cni-ctl down, a success up.
+    fn health(&self, result: Result<(), &PolicyError>) {
+        match result {
+            Ok(()) => {
                 self.failures.store(0, Ordering::Relaxed);
                 if self.down.swap(false, Ordering::Relaxed) {
                     tracing::info!(endpoint = %self.cfg.endpoint, "cni-ctl is answering again");
@@ -288,10 +377,50 @@ impl Inner {
                 }
             }
         }
-        result
+    }
+
+    /// One `ExistBatch` with the same tries and deadline as one query.
+    async fn batch_tries(&self, queries: &[PolicyQuery]) -> Result<Vec<Reply>, PolicyError> {
+        let req = RouteQueries { queries: queries.iter().map(RouteQuery::from).collect() };
+        let answers = self
+            .with_tries(|left| {
+                let mut client = RouteServiceClient::new(self.channel.clone());
+                let mut r = tonic::Request::new(req.clone());
+                r.set_timeout(left);
+                async move { client.exist_batch(r).await.map(|resp| resp.into_inner()) }
+            })
+            .await?;
+        if answers.answers.len() != queries.len() {
+            return Err(PolicyError::BadAnswer(format!(
+                "{} answers to {} queries",
+                answers.answers.len(),
+                queries.len()
+            )));
+        }
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        Ok(answers.answers.into_iter().map(NetworkPolicy::try_from).collect())
     }
 
     async fn tries(&self, q: &PolicyQuery) -> Reply {
+        let resp = self
+            .with_tries(|left| {
+                let mut client = RouteServiceClient::new(self.channel.clone());
+                let mut req = tonic::Request::new(RouteQuery::from(q));
+                // grpc-timeout: cni-ctl can give up too.
+                req.set_timeout(left);
+                async move { client.exist(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        NetworkPolicy::try_from(resp)
+    }
+
+    /// Runs `rpc` (given the time left) until it answers, within the deadline; UNAVAILABLE is
+    /// retried with backoff (once only while cni-ctl is down), other errors are final.
+    async fn with_tries<T, F, Fut>(&self, mut rpc: F) -> Result<T, PolicyError>
+    where
+        F: FnMut(Duration) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
         let deadline_ms = u64::try_from(self.cfg.deadline.as_millis()).unwrap_or(u64::MAX);
         let deadline = Instant::now() + self.cfg.deadline;
         let max_tries = if self.down.load(Ordering::Relaxed) { 1 } else { self.cfg.max_tries };
@@ -304,13 +433,9 @@ impl Inner {
                 return Err(PolicyError::Timeout(deadline_ms));
             }
             self.stats.rpcs.fetch_add(1, Ordering::Relaxed);
-            let mut client = RouteServiceClient::new(self.channel.clone());
-            let mut req = tonic::Request::new(RouteQuery::from(q));
-            // grpc-timeout: cni-ctl can give up too.
-            req.set_timeout(left);
-            let status = match tokio::time::timeout(left, client.exist(req)).await {
+            let status = match tokio::time::timeout(left, rpc(left)).await {
                 Err(_) => return Err(PolicyError::Timeout(deadline_ms)),
-                Ok(Ok(resp)) => return NetworkPolicy::try_from(resp.into_inner()),
+                Ok(Ok(answer)) => return Ok(answer),
                 Ok(Err(status)) => status,
             };
             match status.code() {

@@ -96,7 +96,33 @@ impl RouteService for RouteSvc {
         let answer = self.0.policy().evaluate(&q);
         Ok(Response::new(proto::NetworkPolicy::from(&answer)))
     }
+
+    async fn exist_batch(
+        &self,
+        request: Request<proto::RouteQueries>,
+    ) -> Result<Response<proto::NetworkPolicies>, Status> {
+        self.0.calls.fetch_add(1, Ordering::Relaxed);
+        let queries = &request.get_ref().queries;
+        if queries.len() > MAX_BATCH {
+            return Err(Status::invalid_argument(format!("{} queries in one batch: at most {MAX_BATCH}", queries.len())));
+        }
+        let queries: Vec<PolicyQuery> = queries
+            .iter()
+            .enumerate()
+            .map(|(i, q)| PolicyQuery::try_from(q).map_err(|e| Status::invalid_argument(format!("query {i}: {e}"))))
+            .collect::<Result<_, _>>()?;
+        // The added latency is per call, as for Exist: a batch costs one round trip.
+        if !self.0.latency.is_zero() {
+            tokio::time::sleep(self.0.latency).await;
+        }
+        let policy = self.0.policy();
+        let answers = queries.iter().map(|q| proto::NetworkPolicy::from(&policy.evaluate(q))).collect();
+        Ok(Response::new(proto::NetworkPolicies { answers }))
+    }
 }
+
+/// The most queries one `ExistBatch` may carry (the client sends at most this many).
+pub const MAX_BATCH: usize = 1024;
 
 struct ControllerSvc(InvalidateFn);
 

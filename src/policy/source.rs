@@ -40,6 +40,9 @@ pub enum PolicyError {
     /// The client's runtime is gone (the daemon is stopping).
     #[error("cni-ctl client stopped")]
     Stopped,
+    /// Admission control: this many distinct queries already wait to be sent.
+    #[error("cni-ctl client overloaded: {0} queries already wait")]
+    Overloaded(usize),
     /// The server could not run (bind, transport).
     #[error("cni-ctl server: {0}")]
     Server(String),

@@ -194,7 +194,10 @@ shardflow_variant() { # VARIANT FIRST_PACKET
     measure "$v"
     ovs-ofctl -O OpenFlow13 dump-flows br0 table=3 >"$TMP/$v-table3.txt"
     grep -c "priority=100" "$TMP/$v-table3.txt" >"$TMP/$v.flows" || true
-    curl_metrics "$http" | grep -E '^shardflow_(decisions_total|packet_in_decision_seconds_(sum|count))' >"$TMP/$v-metrics.txt" || true
+    curl_metrics "$http" | grep -E '^shardflow_(decisions_total|packet_in_decision_seconds)' >"$TMP/$v-metrics.txt" || true
+    # The shards' own decision histograms (packet-in read -> answer written), p50 and p99.
+    python3 -c 'import sys,urllib.request; print(urllib.request.urlopen("http://"+sys.argv[1]+"/v1/shards", timeout=5).read().decode())' \
+        "$http" >"$TMP/$v-shards.json" 2>/dev/null || true
     stop_pid "$pid"
 }
 if [[ $VARIANTS == *A* ]]; then shardflow_variant A packet_out; fi
@@ -280,5 +283,8 @@ md.append("B has no conntrack and no pipeline, so A/R/C - B is the controller's 
 open(os.path.join(out, "first-packet.md"), "w").write("\n".join(md) + "\n")
 print("\n".join(md))
 PY
-for v in A R; do cp "$TMP/$v-metrics.txt" "$OUT/shardflow-$v-metrics.txt" 2>/dev/null || true; done
+for v in A R; do
+    cp "$TMP/$v-metrics.txt" "$OUT/shardflow-$v-metrics.txt" 2>/dev/null || true
+    cp "$TMP/$v-shards.json" "$OUT/shardflow-$v-shards.json" 2>/dev/null || true
+done
 log "results in $OUT"

@@ -19,9 +19,13 @@
 #   sf2-single-tput 2 shards, single mode: one port, packet-ins handed to the owning shard
 #   sf1-cnictl0-tput / sf1-cnictl1-tput
 #                   1 shard, [policy] source = "cnictl": every packet-in is a cache miss and one
-#                   gRPC Exist call to `shardflow cnictl --latency-ms 0` / `--latency-ms 1`
+#                   query to `shardflow cnictl --latency-ms 0` / `--latency-ms 1` (batched:
+#                   queries waiting together go in one ExistBatch call)
 #   osken-tput / osken-lat
 #                   perf/osken/reactive_app.py on os-ken's eventlet hub, same generator
+#   sf1-lat-spin    (pinned only) sf1-lat with shards.spin_before_park_us = 100
+#   floor-lat       a trivial echo controller (perf/examples/echo_controller), latency mode:
+#                   what loopback, wake-ups and the generator cost by themselves, same run
 # Every process it starts is stopped on exit (trap); every run is bounded by `timeout`.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -67,14 +71,16 @@ trap 'exit 130' INT TERM
 
 if [ "$BUILD" = 1 ]; then
     log "building release binaries (cargo build --release --workspace)"
-    (cd "$REPO" && cargo build --release --workspace)
+    (cd "$REPO" && cargo build --release --workspace && cargo build --release -p shardflow-perf --example echo_controller)
 fi
+ECHO=$REPO/target/release/examples/echo_controller
 [ -x "$SF" ] || die "$SF missing (cargo build --release)"
 [ -x "$LOADGEN" ] || die "$LOADGEN missing (cargo build --release --workspace)"
 SF_VERSION=$(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo "?")  # of the tree built
 # Private copies: a concurrent cargo build must not swap the binaries between scenarios.
 cp "$SF" "$TMP/shardflow"; cp "$LOADGEN" "$TMP/loadgen"
 SF=$TMP/shardflow LOADGEN=$TMP/loadgen
+if [ -x "$ECHO" ]; then cp "$ECHO" "$TMP/echo_controller"; ECHO=$TMP/echo_controller; fi
 log "os-ken venv: $VENV"
 "$PERF_DIR/osken/setup.sh" >/dev/null 2>&1 || "$PERF_DIR/osken/setup.sh"
 need_pkg gnuplot gnuplot-nox
@@ -208,17 +214,41 @@ osken_scenario() {
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$full" "$pin" osken "os-ken (eventlet hub)" 1 - "$lgmode" "$cpin" "" >>"$INDEX"
 }
 
+# echo_scenario NAME PIN LGMODE: the floor. A trivial controller (perf/examples/echo_controller:
+# blocking threads, answers each PACKET_IN with a PACKET_OUT, no decision, no flows) measured
+# the same way: what loopback, wake-ups and the generator cost by themselves, in this run.
+echo_scenario() {
+    local name=$1 pin=$2 lgmode=$3
+    local full=$pin-$name
+    [ -z "$ONLY" ] || [[ $name =~ $ONLY ]] || return 0
+    [ -x "$ECHO" ] || { log "no echo_controller: floor scenario $full skipped"; return 0; }
+    log "scenario $full"
+    local port
+    port=$(free_port)
+    # shellcheck disable=SC2046
+    bg "$OUT/logs/$full.echo.log" $(pin_prefix ctl "$pin") "$ECHO" "127.0.0.1:$port"
+    local pid=$BG_PID
+    wait_port "$port" 100 "$pid" || die "echo_controller did not listen (logs/$full.echo.log)"
+    run_loadgen "$full" "$pin" "$lgmode" "$pid" "127.0.0.1:$port"
+    stop_pid "$pid"
+    local cpin="unpinned (scheduler's choice of $NCPU CPUs)"
+    if [ "$pin" = pinned ]; then cpin="controller CPU $CTL_CPU (taskset -c $CTL_CPU), loadgen CPU $GEN_CPU (taskset -c $GEN_CPU)"; fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$full" "$pin" echo "floor: echo controller (PACKET_IN -> PACKET_OUT, nothing else)" 1 - "$lgmode" "$cpin" "" >>"$INDEX"
+}
+
 # Other load on the machine (a shared one: cargo builds...) skews every figure: recorded.
 { echo "loadavg $(cut -d' ' -f1-3 /proc/loadavg)"; ps -eo comm=,pcpu= --sort=-pcpu | head -5 | tr '\n' ';'; echo; } >"$OUT/raw/load-start.txt"
 for pin in "${PINS[@]}"; do
     sf_scenario sf1-tput "$pin" shardflow-1shard.toml 1 fanout tput
     sf_scenario sf1-lat "$pin" shardflow-1shard.toml 1 fanout lat
+    if [ "$pin" = pinned ]; then sf_scenario sf1-lat-spin "$pin" shardflow-1shard-spin.toml 1 fanout lat; fi
     sf_scenario sf2-fanout-tput "$pin" shardflow-2shard-fanout.toml 2 fanout tput
     sf_scenario sf2-single-tput "$pin" shardflow-2shard-single.toml 2 single tput
     sf_scenario sf1-cnictl0-tput "$pin" shardflow-cnictl.toml 1 fanout tput 0
     sf_scenario sf1-cnictl1-tput "$pin" shardflow-cnictl.toml 1 fanout tput 1
     osken_scenario osken-tput "$pin" tput
     osken_scenario osken-lat "$pin" lat
+    echo_scenario floor-lat "$pin" lat
 done
 
 { echo "loadavg $(cut -d' ' -f1-3 /proc/loadavg)"; ps -eo comm=,pcpu= --sort=-pcpu | head -5 | tr '\n' ';'; echo; } >"$OUT/raw/load-end.txt"

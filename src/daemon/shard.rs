@@ -69,6 +69,8 @@ const KEY_IDLE_SECS: u32 = 300;
 /// Records looked at per expiry tick: the whole table every few seconds, never a long turn.
 const SWEEP_SLICE: usize = 16_384;
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
+/// Records rebuilt per slice of a resync (up to twice as many flows).
+const RESTORE_SLICE: usize = 1024;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 pub struct Shard {
@@ -300,9 +302,8 @@ impl Shard {
         // shard puts back the connection flows it decided, if the switch lost them (an
         // ovs-vswitchd restart), without touching anything else.
         if !self.shared.installs_pipeline(dpid, self.id()) {
-            let mut mine = self.live.borrow().flows(dpid);
-            mine.extend(self.decided_flows(dpid));
-            if mine.is_empty() {
+            let mine = self.live.borrow().flows(dpid);
+            if mine.is_empty() && !self.decided_flows_n.borrow().contains_key(&dpid) {
                 return;
             }
             let (shard, conn) = (self.clone(), conn.clone());
@@ -316,6 +317,7 @@ impl Shard {
                         Err(e) => tracing::warn!(shard = shard.id(), "restoring connection flows failed: {e}"),
                     }
                 }
+                shard.restore_decided(&conn, dpid, &actual).await;
             })
             .detach();
             return;
@@ -337,10 +339,6 @@ impl Shard {
             let adopted = shard.live.borrow_mut().adopt(dpid, resync::adopt(&actual, cookie::Category::Connection));
             let mut desired = flows.clone();
             desired.extend(shard.live.borrow().flows(dpid));
-            // Only live connections: records go with their flows' idle timeout.
-            let decided = shard.decided_flows(dpid);
-            let n_decided = decided.len();
-            desired.extend(decided);
             let policy = ResyncPolicy::only(&[cookie::Category::Dispatch, cookie::Category::Pipeline]);
             let plan = resync::plan(&desired, &actual, &policy);
             let n = (plan.adds.len() + plan.changed.len() + plan.deletes.len()) as u64;
@@ -360,10 +358,11 @@ impl Shard {
                         deleted = plan.deletes.len(),
                         unchanged = plan.unchanged,
                         adopted,
-                        connection_flows = n_decided,
                         "pipeline in place {:.3} ms after the handshake",
                         took.as_secs_f64() * 1e3
                     );
+                    // Then this shard's live connections, in slices between packet-ins.
+                    shard.restore_decided(&conn, dpid, &actual).await;
                 }
                 Err(e) => {
                     shard.metrics.flow_mods_n("error", n);
@@ -372,6 +371,64 @@ impl Shard {
             }
         })
         .detach();
+    }
+
+    /// Puts back the flows of the live connections this shard decided on `dpid` that the switch
+    /// does not have (`actual`, by cookie: an ovs-vswitchd restart lost them), rebuilt from
+    /// their records. Slices of [`RESTORE_SLICE`] records, with a pause between slices so that
+    /// packet-ins go on: a resync of a large table is never one long turn. Logged with its time.
+    async fn restore_decided(self: &Rc<Self>, conn: &Rc<Conn>, dpid: u64, actual: &[FlowStats]) {
+        let Some(decider) = self.decider.clone() else { return };
+        if !self.decided_flows_n.borrow().contains_key(&dpid) {
+            return;
+        }
+        let t0 = Instant::now();
+        let present: std::collections::HashSet<u64> = actual
+            .iter()
+            .filter(|f| cookie::category(f.cookie) == Some(cookie::Category::Connection))
+            .map(|f| f.cookie)
+            .collect();
+        let capacity = self.keys.borrow().capacity();
+        let (mut flows, mut connections) = (0usize, 0usize);
+        for start in (0..capacity).step_by(RESTORE_SLICE) {
+            let msgs: Vec<Message> = {
+                let keys = self.keys.borrow();
+                let mut v = Vec::new();
+                for (_, r) in keys.slots(start, RESTORE_SLICE) {
+                    if let ConnRecord::Decided { dpid: d, decided, .. } = r {
+                        if *d == dpid && !present.contains(&decided.cookie) {
+                            connections += 1;
+                            v.extend(decider.flows_of(decided).into_iter().map(Message::FlowMod));
+                        }
+                    }
+                }
+                v
+            };
+            if !msgs.is_empty() {
+                flows += msgs.len();
+                conn.send_all(&msgs);
+            }
+            if conn.is_closed() {
+                tracing::warn!(shard = self.id(), dpid = %format!("{dpid:016x}"), flows, "connection closed while restoring connection flows");
+                return;
+            }
+            // Let the writer and the packet-ins run (a timer, not a yield: a yield alone would
+            // not let the executor poll its IO).
+            glommio::timer::sleep(Duration::from_micros(20)).await;
+        }
+        // A barrier: the switch has taken them all (errors, if any, were logged as they came).
+        let done = conn.apply(&[]).await;
+        self.flow_mods.set(self.flow_mods.get() + flows as u64);
+        self.metrics.flow_mods_n("ok", flows as u64);
+        tracing::info!(
+            shard = self.id(),
+            dpid = %format!("{dpid:016x}"),
+            connections,
+            flows,
+            barrier = ?done,
+            "live connection flows restored in {:.1} ms",
+            t0.elapsed().as_secs_f64() * 1e3
+        );
     }
 
     // === packet-in path ===
@@ -614,22 +671,6 @@ impl Shard {
                 c.handed_over = c.handed_over.saturating_add(1);
             }
         }
-    }
-
-    /// The flows of the connections this shard decided on switch `dpid`, rebuilt from their
-    /// records (the live ones only: records go with their flows' idle timeout).
-    fn decided_flows(&self, dpid: u64) -> Vec<FlowMod> {
-        let Some(decider) = &self.decider else { return Vec::new() };
-        let keys = self.keys.borrow();
-        let mut out = Vec::new();
-        for (_, r) in keys.iter() {
-            if let ConnRecord::Decided { dpid: d, decided, .. } = r {
-                if *d == dpid {
-                    out.extend(decider.flows_of(decided));
-                }
-            }
-        }
-        out
     }
 
     // === inbox ===

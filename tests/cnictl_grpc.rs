@@ -234,7 +234,8 @@ fn a_cnictl_without_exist_batch_gets_one_exist_per_query() {
     let addr = listener.local_addr().unwrap();
     let svc = RouteServiceServer::new(Old(exists.clone()));
     ctl.rt.spawn(async move {
-        let incoming = tonic::transport::server::TcpIncoming::from(tokio::net::TcpListener::from_std(listener).unwrap());
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(tokio::net::TcpListener::from_std(listener).unwrap());
         let _ = tonic::transport::Server::builder().serve_with_incoming(svc, incoming).await;
     });
     let client = ctl.client(addr, ClientConfig { deadline: Duration::from_secs(5), ..ClientConfig::default() });

@@ -94,6 +94,8 @@ impl Decider {
     /// Decides for one packet-in when the answer is at hand (this shard's cache, or a policy
     /// source that answers without IO: the embedded policy, the policy file): no task, no
     /// await. Otherwise hands the query back (with the packet) for [`Decider::decide_later`].
+    // The packet's facts travel as separate arguments: they come out of the handoff by move.
+    #[allow(clippy::too_many_arguments)]
     pub fn decide_now(
         &self,
         key: &FlowKey,

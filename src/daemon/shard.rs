@@ -25,9 +25,9 @@ use crate::openflow::message::multipart::{
 use crate::openflow::message::{Message, PacketIn};
 use crate::openflow::session::{CloseReason, Event, PacketInFormat, SessionConfig};
 use crate::packet::{ConnKey, FlowKey};
-use crate::policy::Decided;
 use crate::pipeline::resync::{self, ResyncPolicy};
 use crate::pipeline::{cookie, dispatch};
+use crate::policy::Decided;
 
 use super::conn::{Conn, OpError};
 use super::decider::{Decider, Outcome};
@@ -433,7 +433,12 @@ impl Shard {
 
     // === packet-in path ===
 
-    fn on_packet_in(self: &Rc<Self>, conn: &Rc<Conn>, pi: PacketIn, paused: Option<Box<crate::openflow::message::PacketIn2>>) {
+    fn on_packet_in(
+        self: &Rc<Self>,
+        conn: &Rc<Conn>,
+        pi: PacketIn,
+        paused: Option<Box<crate::openflow::message::PacketIn2>>,
+    ) {
         let t0 = self.batch_now.get();
         self.packet_ins.set(self.packet_ins.get() + 1);
         let in_port = pi.r#match.get(Field::IN_PORT_OXM).map(|e| e.value.to_u128() as u32).unwrap_or(0);
@@ -482,7 +487,8 @@ impl Shard {
         let ct_state = pi.r#match.get(Field::CT_STATE).map(|e| e.value.to_u128() as u32).unwrap_or(0);
         let reg0 = pi.r#match.get(Field::reg(0)).map(|e| e.value.to_u128() as u32).unwrap_or(0);
         let decide = self.decider.as_ref().is_some_and(|d| d.should_decide(&key, in_port, reg0));
-        let packet = decide.then(|| Box::new(HandoffPacket { flow: key, conn_hash, paused, in_port, ct_state, data: pi.data, dpid }));
+        let packet = decide
+            .then(|| Box::new(HandoffPacket { flow: key, conn_hash, paused, in_port, ct_state, data: pi.data, dpid }));
         if packet.is_none() {
             // Recorded only: the time to here is the whole of it. (Decisions record their own.)
             self.observe_latency(t0);
@@ -558,7 +564,12 @@ impl Shard {
 
     /// Decides at once when the answer is at hand (no task, no await); a policy query waits in
     /// a task of its own while other packet-ins go on.
-    fn decide_then(self: &Rc<Self>, p: Box<HandoffPacket>, t0: Instant, then: impl FnOnce(&Rc<Shard>, Outcome) + 'static) {
+    fn decide_then(
+        self: &Rc<Self>,
+        p: Box<HandoffPacket>,
+        t0: Instant,
+        then: impl FnOnce(&Rc<Shard>, Outcome) + 'static,
+    ) {
         let Some(decider) = self.decider.clone() else { return };
         let HandoffPacket { dpid, flow, conn_hash, paused, in_port, ct_state, data } = *p;
         let view = self.shared.tracker.view(dpid);
@@ -740,10 +751,8 @@ impl Shard {
         for (_, r) in touched {
             self.forget(Inserted::Replaced(r));
         }
-        let mut cookies: Vec<u64> = doomed
-            .iter()
-            .map(|h| cookie::make(self.shared.generation, cookie::Category::Connection, *h))
-            .collect();
+        let mut cookies: Vec<u64> =
+            doomed.iter().map(|h| cookie::make(self.shared.generation, cookie::Category::Connection, *h)).collect();
         // Connection flows adopted from the switch (a previous run decided them) count too.
         cookies.extend(self.live.borrow().connection_cookies(ips, all));
         cookies.sort_unstable();

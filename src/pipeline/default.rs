@@ -182,7 +182,14 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
         // Resume mode: after NXT_RESUME the packet looks table 0 up again (the service flows
         // are there now); one that was already asked about is dropped, never asked again.
         t.add(CLASSIFIER, 91, 30, 0, &format!("ip,reg0={RESUMED:#x}/{RESUMED:#x},nw_dst={}", cfg.service_cidr), "drop");
-        t.add(CLASSIFIER, 90, 4, 0, &format!("ip,nw_dst={}", cfg.service_cidr), &format!("{to_controller},resubmit(,{CLASSIFIER})"));
+        t.add(
+            CLASSIFIER,
+            90,
+            4,
+            0,
+            &format!("ip,nw_dst={}", cfg.service_cidr),
+            &format!("{to_controller},resubmit(,{CLASSIFIER})"),
+        );
     } else {
         t.add(CLASSIFIER, 90, 4, 0, &format!("ip,nw_dst={}", cfg.service_cidr), &to_controller);
     }

@@ -74,9 +74,13 @@ mod tests {
 
     #[test]
     fn dispatch_flows_are_what_ovs_encodes() {
-        for (mode, n, pause) in
-            [(Mode::Fanout, 2, false), (Mode::Fanout, 5, false), (Mode::Single, 3, false), (Mode::Fanout, 2, true), (Mode::Single, 1, true)]
-        {
+        for (mode, n, pause) in [
+            (Mode::Fanout, 2, false),
+            (Mode::Fanout, 5, false),
+            (Mode::Single, 3, false),
+            (Mode::Fanout, 2, true),
+            (Mode::Single, 1, true),
+        ] {
             let texts = flow_texts_with(mode, n, 3, pause);
             assert_eq!(texts.len(), if mode == Mode::Fanout { n + 1 } else { 1 });
             let parsed: Vec<FlowMod> =

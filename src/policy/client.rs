@@ -267,11 +267,7 @@ impl Completion {
             return;
         }
         let mut results = results.unwrap_or_default().into_iter();
-        let out = self
-            .queries
-            .iter()
-            .map(|q| (*q, results.next().unwrap_or(Err(PolicyError::Stopped))))
-            .collect();
+        let out = self.queries.iter().map(|q| (*q, results.next().unwrap_or(Err(PolicyError::Stopped)))).collect();
         let _ = self.inner.cmds.send(Cmd::Done(out));
     }
 }

@@ -12,10 +12,10 @@ use crate::openflow::action::ct::{Ct, CtZone, Nat, NatRange, CT_COMMIT, NAT_DST,
 use crate::openflow::action::port::OFPP11_IN_PORT;
 use crate::openflow::action::Action;
 use crate::openflow::field::{Field, Value};
-use crate::openflow::oxm::{Match, MatchEntry};
 use crate::openflow::flow::{FlowMod, FlowModCommand};
 use crate::openflow::message::packet::NO_BUFFER;
 use crate::openflow::message::{Message, PacketOut};
+use crate::openflow::oxm::{Match, MatchEntry};
 use crate::packet::key::{fmix64, fnv1a64};
 use crate::packet::{ConnKey, FlowKey, MacAddr};
 use crate::pipeline::cookie::{self, Category};
@@ -649,7 +649,7 @@ impl Decided {
         fm.priority = priority;
         fm.cookie = self.cookie;
         fm.idle_timeout = self.idle_timeout;
-        fm.r#match = dir.to_match(in_port);
+        fm.r#match = dir.into_match(in_port);
         if !actions.is_empty() {
             fm.instructions = vec![crate::openflow::instruction::Instruction::ApplyActions(actions)];
         }
@@ -727,7 +727,7 @@ fn ip_u128(ip: IpAddr) -> u128 {
 impl Dir {
     /// The match [`Dir::match_text`] writes, built directly in OVS's wire order (in_port,
     /// eth_type, addresses, ip_proto, ports or ICMP type/code): no search, one allocation.
-    fn to_match(&self, in_port: Option<u32>) -> Match {
+    fn into_match(self, in_port: Option<u32>) -> Match {
         let v6 = self.src.is_ipv6();
         let mut entries = Vec::with_capacity(8);
         let mut put = |field: Field, v: u128, len: usize| {
@@ -751,7 +751,8 @@ impl Dir {
             put(fd, u128::from(dp), 2);
         }
         if let Some((t, c)) = self.icmp {
-            let (ft, fc) = if v6 { (Field::ICMPV6_TYPE, Field::ICMPV6_CODE) } else { (Field::ICMPV4_TYPE, Field::ICMPV4_CODE) };
+            let (ft, fc) =
+                if v6 { (Field::ICMPV6_TYPE, Field::ICMPV6_CODE) } else { (Field::ICMPV4_TYPE, Field::ICMPV4_CODE) };
             put(ft, u128::from(t), 1);
             put(fc, u128::from(c), 1);
         }

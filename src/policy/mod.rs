@@ -28,8 +28,9 @@ use crate::pipeline::default::Ipv4Cidr;
 
 pub use client::{ClientConfig, PolicyClient, PolicyClientHandle};
 pub use decision::{
-    choose_endpoint, choose_endpoint_hashed, decide, decision_texts, plan, plan_hashed, Decided, Decision, DecisionContext, Location, Locator, Plan, Verdict,
-    DEFAULT_CONN_IDLE_TIMEOUT, DEFAULT_DENY_IDLE_TIMEOUT, NAT_PRIORITY,
+    choose_endpoint, choose_endpoint_hashed, decide, decision_texts, plan, plan_hashed, Decided, Decision,
+    DecisionContext, Location, Locator, Plan, Verdict, DEFAULT_CONN_IDLE_TIMEOUT, DEFAULT_DENY_IDLE_TIMEOUT,
+    NAT_PRIORITY,
 };
 pub use file::PolicyFile;
 pub use hot_syn::{classify, is_reply, mark, HotTarget};

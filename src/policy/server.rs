@@ -104,7 +104,10 @@ impl RouteService for RouteSvc {
         self.0.calls.fetch_add(1, Ordering::Relaxed);
         let queries = &request.get_ref().queries;
         if queries.len() > MAX_BATCH {
-            return Err(Status::invalid_argument(format!("{} queries in one batch: at most {MAX_BATCH}", queries.len())));
+            return Err(Status::invalid_argument(format!(
+                "{} queries in one batch: at most {MAX_BATCH}",
+                queries.len()
+            )));
         }
         let queries: Vec<PolicyQuery> = queries
             .iter()

@@ -432,7 +432,11 @@ fn typed_flows_equal_the_text_oracle_for_every_form() {
         NetworkPolicy::service(vec![]),
         NetworkPolicy { src_port: Some(30000), ..NetworkPolicy::allow() },
         NetworkPolicy { dst_type: DstType::Snat { ip: ip("172.16.0.1") }, ..NetworkPolicy::allow() },
-        NetworkPolicy { dst_type: DstType::Snat { ip: ip("172.16.0.1") }, src_port: Some(31000), ..NetworkPolicy::allow() },
+        NetworkPolicy {
+            dst_type: DstType::Snat { ip: ip("172.16.0.1") },
+            src_port: Some(31000),
+            ..NetworkPolicy::allow()
+        },
     ];
     let mut checked = 0;
     for (frame, in_port) in &frames {
@@ -441,7 +445,10 @@ fn typed_flows_equal_the_text_oracle_for_every_form() {
             if k.ip_src.is_ipv6() && !matches!(p.dst_type, DstType::Direct) {
                 continue; // no IPv6 services or NAT
             }
-            for ctx in [DecisionContext::new(&c, GEN), DecisionContext { conn_idle_timeout: 77, ..DecisionContext::new(&c, 9) }] {
+            for ctx in [
+                DecisionContext::new(&c, GEN),
+                DecisionContext { conn_idle_timeout: 77, ..DecisionContext::new(&c, 9) },
+            ] {
                 let (verdict, texts, po) = decision_texts(&k, *in_port, p, &ctx);
                 let parsed: Vec<FlowMod> =
                     texts.iter().map(|t| FlowMod::parse(t, FlowModCommand::Add).expect("oracle text parses")).collect();

@@ -207,11 +207,18 @@ osken_scenario() {
         "$PERF_DIR/osken/run_app.py" --ofp-listen-host 127.0.0.1 --ofp-tcp-listen-port "$port"
     local pid=$BG_PID
     wait_port "$port" 150 "$pid" || die "os-ken did not listen (logs/$full.osken.log)"
+    measure_single "$full" "$pin" "$lgmode" "$pid" "$port" osken "os-ken (eventlet hub)"
+}
+
+# measure_single FULL PIN LGMODE PID PORT KIND DESC: runs the generator against a one-port
+# controller, stops it, and records the scenario with its placement.
+measure_single() {
+    local full=$1 pin=$2 lgmode=$3 pid=$4 port=$5 kind=$6 desc=$7
     run_loadgen "$full" "$pin" "$lgmode" "$pid" "127.0.0.1:$port"
     stop_pid "$pid"
     local cpin="unpinned (scheduler's choice of $NCPU CPUs)"
     if [ "$pin" = pinned ]; then cpin="controller CPU $CTL_CPU (taskset -c $CTL_CPU), loadgen CPU $GEN_CPU (taskset -c $GEN_CPU)"; fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$full" "$pin" osken "os-ken (eventlet hub)" 1 - "$lgmode" "$cpin" "" >>"$INDEX"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$full" "$pin" "$kind" "$desc" 1 - "$lgmode" "$cpin" "" >>"$INDEX"
 }
 
 # echo_scenario NAME PIN LGMODE: the floor. A trivial controller (perf/examples/echo_controller:
@@ -229,11 +236,7 @@ echo_scenario() {
     bg "$OUT/logs/$full.echo.log" $(pin_prefix ctl "$pin") "$ECHO" "127.0.0.1:$port"
     local pid=$BG_PID
     wait_port "$port" 100 "$pid" || die "echo_controller did not listen (logs/$full.echo.log)"
-    run_loadgen "$full" "$pin" "$lgmode" "$pid" "127.0.0.1:$port"
-    stop_pid "$pid"
-    local cpin="unpinned (scheduler's choice of $NCPU CPUs)"
-    if [ "$pin" = pinned ]; then cpin="controller CPU $CTL_CPU (taskset -c $CTL_CPU), loadgen CPU $GEN_CPU (taskset -c $GEN_CPU)"; fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$full" "$pin" echo "floor: echo controller (PACKET_IN -> PACKET_OUT, nothing else)" 1 - "$lgmode" "$cpin" "" >>"$INDEX"
+    measure_single "$full" "$pin" "$lgmode" "$pid" "$port" echo "floor: echo controller (PACKET_IN -> PACKET_OUT, nothing else)"
 }
 
 # Other load on the machine (a shared one: cargo builds...) skews every figure: recorded.

@@ -176,10 +176,19 @@ impl Field {
 
     /// Finds the field a wire header names (NXM or OXM form, `experimenter` 0 unless class 0xffff).
     pub fn from_header(hdr: Hdr) -> Option<Field> {
-        FIELDS
-            .iter()
-            .position(|d| d.nxm == Some(hdr) || d.oxm13 == Some(hdr) || d.oxm15() == Some(hdr))
-            .map(|i| Field(i as u16))
+        // Every OXM of every packet-in and flow is looked up here: an index built once, not a
+        // scan of the table. The first field naming a header wins, as a scan in order would.
+        static BY_HEADER: std::sync::OnceLock<std::collections::HashMap<Hdr, u16>> = std::sync::OnceLock::new();
+        let by_header = BY_HEADER.get_or_init(|| {
+            let mut m = std::collections::HashMap::new();
+            for (i, d) in FIELDS.iter().enumerate() {
+                for h in [d.nxm, d.oxm13, d.oxm15()].into_iter().flatten() {
+                    m.entry(h).or_insert(i as u16);
+                }
+            }
+            m
+        });
+        by_header.get(&hdr).map(|i| Field(*i))
     }
 
     /// `reg0`..`reg15`.
@@ -457,6 +466,26 @@ impl fmt::Display for Subfield {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    #[test]
+    fn the_header_index_answers_as_a_scan_of_the_table() {
+        let scan = |hdr: Hdr| {
+            FIELDS
+                .iter()
+                .position(|d| d.nxm == Some(hdr) || d.oxm13 == Some(hdr) || d.oxm15() == Some(hdr))
+                .map(|i| Field(i as u16))
+        };
+        let mut n = 0;
+        for d in FIELDS {
+            for h in [d.nxm, d.oxm13, d.oxm15()].into_iter().flatten() {
+                assert_eq!(Field::from_header(h), scan(h), "{h:?}");
+                n += 1;
+            }
+        }
+        assert!(n > 100, "{n}");
+        let unknown = Hdr { class: 0x8000, field: 127, experimenter: 0 };
+        assert_eq!(Field::from_header(unknown), None);
+    }
+
     use super::*;
 
     #[test]

@@ -218,19 +218,8 @@ impl<V> ConnTable<V> {
         outcome
     }
 
-    /// Moves `key`'s last-seen time to `now` (never backwards); optionally changes its idle
-    /// timeout. False when there is no such record.
-    pub fn touch(&mut self, key: u64, now: u32, idle: Option<u32>) -> bool {
-        let Some(&i) = self.index.get(&key) else { return false };
-        let s = &mut self.slots[i as usize];
-        s.last_seen = s.last_seen.max(now);
-        if let Some(idle) = idle {
-            s.idle = idle;
-        }
-        true
-    }
-
-    /// [`ConnTable::touch`] and [`ConnTable::get_mut`] in one probe.
+    /// `key`'s record, its last-seen time moved to `now` (never backwards) and, if given, its
+    /// idle timeout changed; one probe. None when there is no such record.
     pub fn touch_mut(&mut self, key: u64, now: u32, idle: Option<u32>) -> Option<&mut V> {
         let i = *self.index.get(&key)? as usize;
         let s = self.slots.get_mut(i)?;
@@ -239,12 +228,6 @@ impl<V> ConnTable<V> {
             s.idle = idle;
         }
         s.value.as_mut()
-    }
-
-    pub fn remove(&mut self, key: u64) -> Option<V> {
-        let i = self.index.remove(&key)?;
-        self.free.push(i);
-        self.slots[i as usize].value.take()
     }
 
     /// Looks at up to `budget` slots (of all `capacity`) from where the previous call stopped and removes the
@@ -346,17 +329,16 @@ mod tests {
     }
 
     #[test]
-    fn insert_get_touch_remove() {
+    fn insert_get_touch() {
         let mut t = ConnTable::with_capacity(4);
         assert_eq!(t.insert(10, "a", 0, 5), Inserted::New);
         assert_eq!(t.insert(10, "b", 1, 5), Inserted::Replaced("a"));
         assert_eq!(t.get(10), Some(&"b"));
-        assert!(t.touch(10, 3, None));
         *t.touch_mut(10, 4, Some(9)).unwrap() = "c";
         assert_eq!(t.get(10), Some(&"c"));
-        assert!(!t.touch(11, 3, None));
-        assert_eq!(t.remove(10), Some("c"));
-        assert_eq!(t.remove(10), None);
+        assert!(t.touch_mut(11, 3, None).is_none());
+        assert_eq!(t.remove_where(|k, _| k == 10).len(), 1);
+        assert_eq!(t.get(10), None);
         assert!(t.is_empty());
     }
 
@@ -385,7 +367,7 @@ mod tests {
         for k in 0..100u64 {
             t.insert(k, k, 0, if k % 2 == 0 { 10 } else { 0 });
         }
-        t.touch(0, 8, None);
+        assert!(t.touch_mut(0, 8, None).is_some());
         let mut gone = Vec::new();
         // Not yet idle long enough.
         assert_eq!(t.sweep(9, 100, |k, _| gone.push(k)), 0);

@@ -249,20 +249,23 @@ impl Shard {
         match ev {
             Event::Ready { datapath_id } => self.on_ready(conn, datapath_id),
             Event::PacketIn(pi) => self.on_packet_in(conn, pi, None),
-            Event::PacketIn2(p) => {
-                if let Some(data) = p.packet.clone() {
+            Event::PacketIn2(mut p) => {
+                // Paused (a continuation to resume): kept whole for NXT_RESUME, so the packet and
+                // the metadata are copied; otherwise they are taken.
+                let paused = p.continuation.is_some();
+                let (packet, metadata) =
+                    if paused { (p.packet.clone(), p.metadata.clone()) } else { (p.packet.take(), p.metadata.take()) };
+                if let Some(data) = packet {
                     let pi = PacketIn {
                         buffer_id: p.buffer_id.unwrap_or(u32::MAX),
                         total_len: p.full_len.unwrap_or(data.len() as u32) as u16,
                         reason: p.reason.unwrap_or(0),
                         table_id: p.table_id.unwrap_or(0),
                         cookie: p.cookie.unwrap_or(0),
-                        r#match: p.metadata.clone().unwrap_or_default(),
+                        r#match: metadata.unwrap_or_default(),
                         data,
                     };
-                    // Paused (a continuation to resume): kept whole for NXT_RESUME.
-                    let paused = p.continuation.is_some().then(|| Box::new(p));
-                    self.on_packet_in(conn, pi, paused);
+                    self.on_packet_in(conn, pi, paused.then(|| Box::new(p)));
                 }
             }
             Event::Closed { reason } => {
@@ -660,19 +663,7 @@ impl Shard {
 
     /// Counts a packet-in of connection `key` on the shard that owns it.
     fn record(&self, key: ConnKey, hash: u64, handed_over: bool) {
-        let now = self.coarse_secs.get();
-        let mut keys = self.keys.borrow_mut();
-        if !keys.touch(hash, now, None) {
-            let r = ConnRecord::Seen { key, counts: Counts::default() };
-            let gone = keys.insert(hash, r, now, KEY_IDLE_SECS);
-            if !matches!(gone, Inserted::New) {
-                drop(keys);
-                self.forget(gone);
-                keys = self.keys.borrow_mut();
-            }
-        }
-        if let Some(r) = keys.get_mut(hash) {
-            let c = r.counts_mut();
+        let bump = |c: &mut Counts| {
             if key.is_forward() {
                 c.forward = c.forward.saturating_add(1);
             } else {
@@ -681,7 +672,23 @@ impl Shard {
             if handed_over {
                 c.handed_over = c.handed_over.saturating_add(1);
             }
-        }
+        };
+        let now = self.coarse_secs.get();
+        let mut keys = self.keys.borrow_mut();
+        // One probe for a known connection, two (miss, insert) for a new one.
+        let gone = match keys.touch_mut(hash, now, None) {
+            Some(r) => {
+                bump(r.counts_mut());
+                return;
+            }
+            None => {
+                let mut counts = Counts::default();
+                bump(&mut counts);
+                keys.insert(hash, ConnRecord::Seen { key, counts }, now, KEY_IDLE_SECS)
+            }
+        };
+        drop(keys);
+        self.forget(gone);
     }
 
     // === inbox ===

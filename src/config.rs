@@ -34,6 +34,14 @@
 //! mode = "fanout"
 //! echo_interval_secs = 5
 //! request_timeout_secs = 10
+//! # Bytes queued to one switch above which the daemon stops reading from it; closed if it
+//! # stays above for output_stall_timeout_secs (a peer that does not read cannot grow us).
+//! output_high_water = 4194304
+//! output_stall_timeout_secs = 10
+//! # Switch connections per shard; more are refused (lowered at start to fit the fd limit).
+//! max_switch_connections = 512
+//! # Bytes one multipart reply (a flow dump, all parts) may reassemble to.
+//! multipart_max_bytes = 67108864
 //!
 //! [http]
 //! # Metrics (/metrics), health (/healthz) and the REST API (/v1/...).
@@ -51,6 +59,8 @@
 //! `SHARDFLOW_SHARDS_SPIN_BEFORE_PARK_US`, `SHARDFLOW_SHARDS_IO_MEMORY`, `SHARDFLOW_SHARDS_MAX_CONNECTIONS`,
 //! `SHARDFLOW_OPENFLOW_LISTEN`, `SHARDFLOW_OPENFLOW_BASE_PORT`, `SHARDFLOW_OPENFLOW_MODE`,
 //! `SHARDFLOW_OPENFLOW_ECHO_INTERVAL_SECS`, `SHARDFLOW_OPENFLOW_REQUEST_TIMEOUT_SECS`,
+//! `SHARDFLOW_OPENFLOW_OUTPUT_HIGH_WATER`, `SHARDFLOW_OPENFLOW_OUTPUT_STALL_TIMEOUT_SECS`,
+//! `SHARDFLOW_OPENFLOW_MAX_SWITCH_CONNECTIONS`, `SHARDFLOW_OPENFLOW_MULTIPART_MAX_BYTES`,
 //! `SHARDFLOW_HTTP_LISTEN`, `SHARDFLOW_LOG_LEVEL`, `SHARDFLOW_LOG_FORMAT`, and
 //! `SHARDFLOW_CONFIG` (the file, see [`config_path`]). Any other `SHARDFLOW_*` variable is an
 //! error, like an unknown key in the file.
@@ -90,6 +100,9 @@ pub enum ConfigError {
     Invalid { key: String, reason: String },
     #[error("{key}: port {addr} is already in use (another shardflow running?): {source}")]
     PortInUse { key: String, addr: SocketAddr, source: std::io::Error },
+    /// EADDRNOTAVAIL: the address is not one of this host's (a typo, or another machine's).
+    #[error("{key}: address {} is not available on this host (no interface has it): {source}", .addr.ip())]
+    AddrNotAvailable { key: String, addr: SocketAddr, source: std::io::Error },
 }
 
 impl ConfigError {
@@ -97,10 +110,20 @@ impl ConfigError {
         ConfigError::Invalid { key: key.into(), reason: reason.into() }
     }
 
+    /// A listener that could not bind `addr`: "not available on this host" for
+    /// EADDRNOTAVAIL, "already in use" otherwise.
+    pub fn bind(key: impl Into<String>, addr: SocketAddr, source: std::io::Error) -> Self {
+        let key = key.into();
+        match source.kind() {
+            std::io::ErrorKind::AddrNotAvailable => ConfigError::AddrNotAvailable { key, addr, source },
+            _ => ConfigError::PortInUse { key, addr, source },
+        }
+    }
+
     /// The process exit status a daemon should use for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            ConfigError::PortInUse { .. } => EXIT_UNAVAILABLE,
+            ConfigError::PortInUse { .. } | ConfigError::AddrNotAvailable { .. } => EXIT_UNAVAILABLE,
             _ => EXIT_CONFIG,
         }
     }
@@ -213,6 +236,18 @@ pub struct OpenflowConfig {
     pub mode: Mode,
     pub echo_interval_secs: u64,
     pub request_timeout_secs: u64,
+    /// Bytes queued for one switch connection above which the daemon stops reading from it
+    /// (a peer that does not read its answers cannot grow the daemon).
+    pub output_high_water: usize,
+    /// How long a connection may stay above `output_high_water` before it is closed
+    /// (`shardflow_openflow_connections_closed_total{cause="output_stalled"}`).
+    pub output_stall_timeout_secs: u64,
+    /// Switch connections each shard serves at once; more are refused
+    /// (`shardflow_openflow_connections_refused_total{cause="cap"}`). Lowered at start to fit
+    /// the file-descriptor limit.
+    pub max_switch_connections: usize,
+    /// Bytes one multipart reply may reassemble to (all parts); past it the request fails.
+    pub multipart_max_bytes: usize,
 }
 
 impl Default for OpenflowConfig {
@@ -223,9 +258,23 @@ impl Default for OpenflowConfig {
             mode: Mode::Fanout,
             echo_interval_secs: 5,
             request_timeout_secs: 10,
+            output_high_water: DEFAULT_OUTPUT_HIGH_WATER,
+            output_stall_timeout_secs: 10,
+            max_switch_connections: DEFAULT_MAX_SWITCH_CONNECTIONS,
+            multipart_max_bytes: DEFAULT_MULTIPART_MAX_BYTES,
         }
     }
 }
+
+/// Default `openflow.output_high_water`: 4 MiB queued per switch connection.
+pub const DEFAULT_OUTPUT_HIGH_WATER: usize = 4 << 20;
+/// Default `openflow.max_switch_connections` per shard (a node has a few bridges; each
+/// connects once to every shard in fan-out mode).
+pub const DEFAULT_MAX_SWITCH_CONNECTIONS: usize = 512;
+/// Default `openflow.multipart_max_bytes`: 64 MiB for one reassembled reply (a flow dump).
+pub const DEFAULT_MULTIPART_MAX_BYTES: usize = 64 << 20;
+/// The smallest `openflow.output_high_water`: one largest OpenFlow message and some.
+pub const MIN_OUTPUT_HIGH_WATER: usize = 128 << 10;
 
 impl OpenflowConfig {
     pub fn echo_interval(&self) -> Duration {
@@ -233,6 +282,9 @@ impl OpenflowConfig {
     }
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
+    }
+    pub fn output_stall_timeout(&self) -> Duration {
+        Duration::from_secs(self.output_stall_timeout_secs)
     }
 }
 
@@ -437,6 +489,14 @@ impl Config {
                 "OPENFLOW_MODE" => self.openflow.mode = v.parse().map_err(bad)?,
                 "OPENFLOW_ECHO_INTERVAL_SECS" => self.openflow.echo_interval_secs = parse_num(v).map_err(bad)?,
                 "OPENFLOW_REQUEST_TIMEOUT_SECS" => self.openflow.request_timeout_secs = parse_num(v).map_err(bad)?,
+                "OPENFLOW_OUTPUT_HIGH_WATER" => self.openflow.output_high_water = parse_num(v).map_err(bad)?,
+                "OPENFLOW_OUTPUT_STALL_TIMEOUT_SECS" => {
+                    self.openflow.output_stall_timeout_secs = parse_num(v).map_err(bad)?
+                }
+                "OPENFLOW_MAX_SWITCH_CONNECTIONS" => {
+                    self.openflow.max_switch_connections = parse_num(v).map_err(bad)?
+                }
+                "OPENFLOW_MULTIPART_MAX_BYTES" => self.openflow.multipart_max_bytes = parse_num(v).map_err(bad)?,
                 "HTTP_LISTEN" => self.http.listen = v.parse().map_err(|_| bad("not an IP:port address".to_string()))?,
                 "LOG_LEVEL" => self.log.level = v.to_string(),
                 "LOG_FORMAT" => self.log.format = v.parse().map_err(bad)?,
@@ -590,6 +650,24 @@ impl Config {
         if self.openflow.request_timeout_secs == 0 {
             return Err(ConfigError::invalid("openflow.request_timeout_secs", "must be at least 1"));
         }
+        if self.openflow.output_high_water < MIN_OUTPUT_HIGH_WATER {
+            return Err(ConfigError::invalid(
+                "openflow.output_high_water",
+                format!(
+                    "{} bytes is below {MIN_OUTPUT_HIGH_WATER} (two largest OpenFlow messages)",
+                    self.openflow.output_high_water
+                ),
+            ));
+        }
+        if self.openflow.output_stall_timeout_secs == 0 {
+            return Err(ConfigError::invalid("openflow.output_stall_timeout_secs", "must be at least 1"));
+        }
+        if self.openflow.max_switch_connections == 0 {
+            return Err(ConfigError::invalid("openflow.max_switch_connections", "must be at least 1"));
+        }
+        if self.openflow.multipart_max_bytes < 1 << 16 {
+            return Err(ConfigError::invalid("openflow.multipart_max_bytes", "must be at least 65536"));
+        }
         let hp = self.http.listen.port();
         if hp != 0 && (base..=last as u16).contains(&hp) {
             return Err(ConfigError::invalid(
@@ -617,14 +695,10 @@ impl Config {
                 Mode::Fanout => format!("openflow.base_port (shard {i})"),
                 Mode::Single => "openflow.base_port".to_string(),
             };
-            probe_openflow(addr).map_err(|source| ConfigError::PortInUse { key, addr, source })?;
+            probe_openflow(addr).map_err(|source| ConfigError::bind(key, addr, source))?;
         }
         if self.http.listen.port() != 0 {
-            probe(self.http.listen).map_err(|source| ConfigError::PortInUse {
-                key: "http.listen".to_string(),
-                addr: self.http.listen,
-                source,
-            })?;
+            probe(self.http.listen).map_err(|source| ConfigError::bind("http.listen", self.http.listen, source))?;
         }
         Ok(())
     }

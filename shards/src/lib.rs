@@ -26,6 +26,7 @@
 //! `LimitMEMLOCK` of at least `shards * io_memory` (glommio's floor is 512 KiB per executor).
 
 mod conn_table;
+pub mod fd_limit;
 mod hot_syn;
 mod jump;
 mod mesh;
@@ -37,7 +38,7 @@ mod testgen;
 pub use conn_table::{ConnTable, FastBuild, FastHasher, Inserted, PassThrough, PassThroughBuild};
 pub use hot_syn::HotSynCache;
 pub use jump::jump_consistent_hash;
-pub use mesh::{Mesh, MeshError};
+pub use mesh::{Mesh, MeshError, Outbox, OutboxFull};
 pub use pool::{Pool, PoolConfig, PoolError, ShardCtx, ShardFailure, DEFAULT_IO_MEMORY, MIN_IO_MEMORY};
 pub use procfs::{memlock_limit, parse_cpu_list, process_allowed_cpus, thread_allowed_cpus};
 

@@ -8,8 +8,15 @@
 //!
 //! Channels are bounded so that a slow shard pushes back on its producers ([`Mesh::send_to`]
 //! waits) instead of growing memory without limit; nothing is ever dropped silently.
+//!
+//! A shard that must not wait (its packet path) sends through its [`Outbox`]: when the target's
+//! inbox is full, messages wait in a bounded queue per target, in order, drained by at most one
+//! task per target; past the queue's bound they are handed back to be dropped and counted.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::fmt;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::ShardId;
@@ -158,9 +165,176 @@ impl<M: Send + 'static> Mesh<M> {
     }
 }
 
+// === Outbox ===
+
+/// [`Outbox::send`] found the target's queue full: the message comes back to be dropped (and
+/// counted) by the caller, or the target is not in the mesh.
+#[derive(Debug)]
+pub struct OutboxFull<M> {
+    pub msg: M,
+    pub error: MeshError,
+}
+
+struct Queue<M> {
+    waiting: VecDeque<M>,
+    /// A task is draining `waiting` into the target's inbox.
+    draining: bool,
+    /// The drainer holds one message taken from `waiting` while it waits for room (it counts
+    /// towards the bound).
+    in_hand: bool,
+}
+
+/// One shard's way out to the others without waiting: a message goes straight into the target's
+/// inbox when it has room and nothing of ours waits before it; otherwise into a per-target queue
+/// of at most `capacity` messages, which one task per target (spawned when the queue starts,
+/// ending when it empties) moves into the inbox in order as room appears. Lives on one executor
+/// (`Rc`, not `Send`): create it on the shard that sends.
+pub struct Outbox<M: Send + 'static> {
+    mesh: Mesh<M>,
+    capacity: usize,
+    queues: Rc<RefCell<Vec<Queue<M>>>>,
+}
+
+impl<M: Send + 'static> Outbox<M> {
+    /// An outbox over `mesh` whose per-target queues hold `capacity` messages (at least 1).
+    pub fn new(mesh: Mesh<M>, capacity: usize) -> Outbox<M> {
+        let queues =
+            (0..mesh.n_shards()).map(|_| Queue { waiting: VecDeque::new(), draining: false, in_hand: false }).collect();
+        Outbox { mesh, capacity: capacity.max(1), queues: Rc::new(RefCell::new(queues)) }
+    }
+
+    /// Messages waiting for room towards shard `to`.
+    pub fn queued(&self, to: ShardId) -> usize {
+        self.queues.borrow().get(to.0).map_or(0, |q| q.waiting.len() + usize::from(q.in_hand))
+    }
+
+    /// Sends `msg` to shard `to` without waiting: into its inbox, or behind what already waits
+    /// for it. `Err` hands the message back when the queue is full (or `to` is unknown).
+    /// Must run on a glommio executor (it may spawn the draining task).
+    pub fn send(&self, to: ShardId, msg: M) -> Result<(), OutboxFull<M>> {
+        let mut queues = self.queues.borrow_mut();
+        let Some(q) = queues.get_mut(to.0) else {
+            return Err(OutboxFull {
+                msg,
+                error: MeshError::NoSuchShard { shard: to, n_shards: self.mesh.n_shards() },
+            });
+        };
+        let msg = if !q.draining {
+            match self.mesh.try_send_or_return(to, msg) {
+                Ok(()) => return Ok(()),
+                Err((msg, MeshError::Full { .. })) => msg,
+                Err((msg, error)) => return Err(OutboxFull { msg, error }),
+            }
+        } else {
+            msg
+        };
+        if q.waiting.len() + usize::from(q.in_hand) >= self.capacity {
+            return Err(OutboxFull { msg, error: MeshError::Full { shard: to } });
+        }
+        q.waiting.push_back(msg);
+        if !q.draining {
+            q.draining = true;
+            drop(queues);
+            let (mesh, queues) = (self.mesh.clone(), Rc::clone(&self.queues));
+            glommio::spawn_local(drain(mesh, queues, to)).detach();
+        }
+        Ok(())
+    }
+}
+
+/// Moves the messages waiting for `to` into its inbox, in order, waiting for room; ends when
+/// the queue is empty (or the inbox is gone: the rest is dropped with the mesh).
+async fn drain<M: Send + 'static>(mesh: Mesh<M>, queues: Rc<RefCell<Vec<Queue<M>>>>, to: ShardId) {
+    loop {
+        let next = {
+            let mut qs = queues.borrow_mut();
+            let q = &mut qs[to.0];
+            match q.waiting.pop_front() {
+                Some(m) => {
+                    q.in_hand = true;
+                    m
+                }
+                None => {
+                    q.draining = false;
+                    return;
+                }
+            }
+        };
+        let sent = mesh.send_to(to, next).await;
+        let mut qs = queues.borrow_mut();
+        qs[to.0].in_hand = false;
+        if sent.is_err() {
+            qs[to.0].waiting.clear();
+            qs[to.0].draining = false;
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs `f` on a small glommio executor (the outbox spawns local tasks).
+    fn on_executor<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(1 << 20)
+            .spawn(move || async move { f().await })
+            .expect("executor")
+            .join()
+            .expect("join");
+    }
+
+    #[test]
+    fn outbox_keeps_order_bounds_the_queue_and_spawns_one_drainer() {
+        on_executor(|| async {
+            let mesh: Mesh<u32> = Mesh::new(2, 2);
+            let out = Outbox::new(mesh.clone(), 3);
+            let to = ShardId(1);
+            // 2 fit the inbox, 3 wait in the queue, the 6th and 7th come back.
+            for i in 0..5 {
+                assert!(out.send(to, i).is_ok(), "{i}");
+            }
+            assert_eq!(out.queued(to), 3);
+            let back = out.send(to, 5).expect_err("queue full");
+            assert_eq!((back.msg, back.error), (5, MeshError::Full { shard: to }));
+            assert!(out.send(to, 6).is_err());
+            assert!(out.send(ShardId(9), 7).is_err(), "unknown shard");
+            // The receiver takes everything; the drainer refills the inbox in order.
+            let rx = mesh.inbox(to);
+            let mut got = Vec::new();
+            while got.len() < 5 {
+                got.push(rx.recv_async().await.expect("recv"));
+            }
+            assert_eq!(got, vec![0, 1, 2, 3, 4], "in order, nothing lost below the bound");
+            // Once drained, sends go straight to the inbox again (no task left behind).
+            glommio::yield_if_needed().await;
+            while out.queued(to) > 0 || out.queues.borrow()[1].draining {
+                glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            assert!(out.send(to, 8).is_ok());
+            assert_eq!(out.queued(to), 0);
+            assert_eq!(rx.recv_async().await.ok(), Some(8));
+        });
+    }
+
+    #[test]
+    fn a_message_sent_while_others_wait_queues_behind_them() {
+        on_executor(|| async {
+            let mesh: Mesh<u32> = Mesh::new(1, 1);
+            let out = Outbox::new(mesh.clone(), 8);
+            let to = ShardId(0);
+            out.send(to, 1).expect("inbox");
+            out.send(to, 2).expect("queued");
+            let rx = mesh.inbox(to);
+            assert_eq!(rx.recv_async().await.ok(), Some(1));
+            // Room in the inbox now, but 2 waits: 3 must not overtake it.
+            out.send(to, 3).expect("queued behind 2");
+            let a = rx.recv_async().await.ok();
+            let b = rx.recv_async().await.ok();
+            assert_eq!((a, b), (Some(2), Some(3)));
+        });
+    }
 
     #[test]
     fn try_send_full_and_unknown_shard() {

@@ -79,10 +79,16 @@ impl From<Cmd> for FlowModCommand {
 pub fn run(cmd: FlowCommand) -> ExitCode {
     match cmd {
         FlowCommand::Encode { xid, command, flow } => match FlowMod::parse(&flow, command.into()) {
-            Ok(fm) => {
-                println!("{}", wire::to_hex(&fm.encode(xid)));
-                ExitCode::SUCCESS
-            }
+            Ok(fm) => match fm.try_encode(xid) {
+                Ok(bytes) => {
+                    println!("{}", wire::to_hex(&bytes));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("shardflow: flow does not fit one message: {e}");
+                    ExitCode::from(EX_DATAERR)
+                }
+            },
             Err(e) => {
                 eprintln!("shardflow: bad flow: {e}");
                 ExitCode::from(EX_DATAERR)

@@ -191,6 +191,9 @@ pub enum ApiError {
     /// 502: anything else between us and the switch (connection lost, shard gone).
     #[error("{0}")]
     Failed(String),
+    /// 400: the request itself cannot be carried out (a flow mod over OpenFlow's 65,535 bytes).
+    #[error("bad request: {0}")]
+    BadRequest(String),
 }
 
 // === the trait ===

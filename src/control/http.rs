@@ -89,6 +89,7 @@ impl Reply {
             }
             ApiError::Timeout => Reply::error(504, e.to_string()),
             ApiError::Failed(_) => Reply::error(502, e.to_string()),
+            ApiError::BadRequest(_) => Reply::error(400, e.to_string()),
         }
     }
 }

@@ -61,6 +61,17 @@ pub struct Metrics {
     /// `shardflow_connections_evicted_total{shard}`: records dropped because the shard's table
     /// (`shards.max_connections`) was full.
     pub connections_evicted_total: IntCounterVec,
+    /// `shardflow_openflow_connections_refused_total{shard,cause}`: switch connections not
+    /// served: `cap` (`openflow.max_switch_connections`), `accept_error` (e.g. EMFILE).
+    pub openflow_connections_refused_total: IntCounterVec,
+    /// `shardflow_openflow_connections_closed_total{shard,cause}`: switch connections the
+    /// daemon closed for a bound: `output_stalled` (above `openflow.output_high_water` for
+    /// `output_stall_timeout_secs`).
+    pub openflow_connections_closed_total: IntCounterVec,
+    /// `shardflow_shard_dropped_total{shard,cause}`: work a shard refused at a bound:
+    /// `handoff_full`/`answer_full` (a peer shard's outbox), `output_full` (a connection's
+    /// output), `message_too_large` (over 65,535 bytes), `multipart_too_large`.
+    pub shard_dropped_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -110,8 +121,26 @@ impl Metrics {
             "Connection records evicted because the shard's table was full",
             &["shard"],
         )?;
+        let openflow_connections_refused_total = counter(
+            "openflow_connections_refused_total",
+            "Switch connections refused (cap: max_switch_connections; accept_error: e.g. no fds left)",
+            &["shard", "cause"],
+        )?;
+        let openflow_connections_closed_total = counter(
+            "openflow_connections_closed_total",
+            "Switch connections closed by the daemon for a bound (output_stalled)",
+            &["shard", "cause"],
+        )?;
+        let shard_dropped_total = counter(
+            "shard_dropped_total",
+            "Messages or work a shard dropped at a bound, by cause",
+            &["shard", "cause"],
+        )?;
         Ok(Metrics {
             registry,
+            openflow_connections_refused_total,
+            openflow_connections_closed_total,
+            shard_dropped_total,
             switch_connections,
             packet_in_total,
             packet_in_handoff_total,
@@ -247,6 +276,21 @@ impl ShardMetrics {
     /// Count a session event (`connected`, `disconnected`, `handshake_failed`, `echo_timeout`).
     pub fn session_event(&self, event: &str) {
         self.metrics.session_events_total.with_label_values(&[&*self.label, event]).inc();
+    }
+
+    /// Count a switch connection refused (`cap`, `accept_error`).
+    pub fn connection_refused(&self, cause: &str) {
+        self.metrics.openflow_connections_refused_total.with_label_values(&[&*self.label, cause]).inc();
+    }
+
+    /// Count a switch connection the daemon closed for a bound (`output_stalled`).
+    pub fn connection_closed(&self, cause: &str) {
+        self.metrics.openflow_connections_closed_total.with_label_values(&[&*self.label, cause]).inc();
+    }
+
+    /// Count `n` messages (or units of work) dropped at a bound, by cause.
+    pub fn dropped(&self, cause: &str, n: u64) {
+        self.metrics.shard_dropped_total.with_label_values(&[&*self.label, cause]).inc_by(n);
     }
 
     /// Count a packet-in decision by verdict.

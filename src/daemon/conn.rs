@@ -5,6 +5,14 @@
 //! arrives, the writer sends what the session queues, and the timer drives the session's
 //! deadlines (echo, request timeouts). All run on the shard's executor, so plain `RefCell`s are
 //! enough, and a `RefCell` borrow never lives across an await.
+//!
+//! Bounds (OVS's rconn does the same): the output queued for a switch has a high-water mark.
+//! Above it the reader stops reading from that switch (nothing it sends can add answers); if
+//! the output does not drain below half of it within the stall timeout the connection is closed
+//! ([`CloseReason::OutputStalled`]). Fire-and-forget sends above twice the mark are dropped and
+//! counted. When the session closes, the reader stops at once and the writer gets
+//! [`CLOSE_FLUSH`] to flush, so the socket is released even if the peer never reads or closes.
+//! Buffers start small (an idle connection costs a few KiB) and grow only with traffic.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -15,9 +23,10 @@ use std::time::{Duration, Instant};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
+use crate::control::metrics::ShardMetrics;
 use crate::openflow::message::bundle::{ctrl_type, BUNDLE_ATOMIC, BUNDLE_ORDERED};
 use crate::openflow::message::{BundleAdd, BundleControl, ErrorMsg, Message};
-use crate::openflow::session::{CloseReason, Event, Session, SessionConfig};
+use crate::openflow::session::{CloseReason, Event, Refusal, Session, SessionConfig};
 
 use super::io::{self, WriteHalf};
 
@@ -33,6 +42,10 @@ pub enum OpError {
     Closed(String),
     #[error("unexpected answer: {0}")]
     Unexpected(String),
+    /// Refused here, before or instead of the switch: message `index` does not fit one OpenFlow
+    /// message, or the reply outgrew its bounds.
+    #[error("message {index}: {reason}")]
+    Local { index: usize, reason: Refusal },
 }
 
 impl OpError {
@@ -53,9 +66,33 @@ struct PendingOp {
     done: flume::Sender<Result<Vec<Message>, OpError>>,
 }
 
+/// How long the writer may go on flushing after the session closed before the socket is dropped.
+pub const CLOSE_FLUSH: Duration = Duration::from_secs(1);
+/// The reader's buffer: small for an idle connection, doubled (up to the max) when a read fills
+/// it, so a busy switch is read in large chunks.
+const READ_BUF_MIN: usize = 4 * 1024;
+const READ_BUF_MAX: usize = 64 * 1024;
+/// A writer buffer above this capacity is released after its write (a burst does not pin it).
+const WRITE_BUF_KEEP: usize = 256 * 1024;
+
+/// The output bounds of one connection (`openflow.output_high_water`, `output_stall_timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct OutputLimits {
+    pub high_water: usize,
+    pub stall_timeout: Duration,
+}
+
 pub struct Conn {
     pub id: u64,
     pub peer: SocketAddr,
+    metrics: ShardMetrics,
+    limits: OutputLimits,
+    /// Bytes handed to the socket by the writer and not yet confirmed written.
+    in_flight: Cell<usize>,
+    /// Tasks waiting for the output to drain; each is told once after the writer's next write.
+    drain_waiters: RefCell<Vec<flume::Sender<()>>>,
+    /// Told once when the session closes (reader and writer stop waiting on the socket).
+    stop_tx: RefCell<Option<(flume::Sender<()>, flume::Sender<()>)>>,
     session: RefCell<Session>,
     /// Completion xid -> operation.
     ops: RefCell<HashMap<u32, PendingOp>>,
@@ -73,17 +110,32 @@ pub struct Conn {
 pub struct ConnTasks {
     kick_rx: flume::Receiver<()>,
     rearm_rx: flume::Receiver<()>,
+    stop_read_rx: flume::Receiver<()>,
+    stop_write_rx: flume::Receiver<()>,
 }
 
 impl Conn {
-    pub fn new(id: u64, peer: SocketAddr, cfg: SessionConfig) -> (Rc<Conn>, ConnTasks) {
+    pub fn new(
+        id: u64,
+        peer: SocketAddr,
+        cfg: SessionConfig,
+        limits: OutputLimits,
+        metrics: ShardMetrics,
+    ) -> (Rc<Conn>, ConnTasks) {
         let now = Instant::now();
         // Capacity 1: a pending wake-up is as good as many.
         let (kick_tx, kick_rx) = flume::bounded(1);
         let (rearm_tx, rearm_rx) = flume::bounded(1);
+        let (stop_read_tx, stop_read_rx) = flume::bounded(1);
+        let (stop_write_tx, stop_write_rx) = flume::bounded(1);
         let conn = Rc::new(Conn {
             id,
             peer,
+            metrics,
+            limits,
+            in_flight: Cell::new(0),
+            drain_waiters: RefCell::new(Vec::new()),
+            stop_tx: RefCell::new(Some((stop_read_tx, stop_write_tx))),
             session: RefCell::new(Session::new(cfg, now)),
             ops: RefCell::new(HashMap::new()),
             op_of_msg: RefCell::new(HashMap::new()),
@@ -93,7 +145,7 @@ impl Conn {
             bundle_ids: Cell::new(0),
             armed: Cell::new(None),
         });
-        (conn, ConnTasks { kick_rx, rearm_rx })
+        (conn, ConnTasks { kick_rx, rearm_rx, stop_read_rx, stop_write_rx })
     }
 
     pub fn dpid(&self) -> Option<u64> {
@@ -113,22 +165,43 @@ impl Conn {
     }
 
     /// Wakes the writer, and the timer only when the session's next deadline moved earlier
-    /// than the one it sleeps for (a new request): most sends and reads change no deadline, and
-    /// re-arming a timer per packet is measurable.
+    /// than the one it sleeps for (a new request) or it has events nobody else will take (a
+    /// refused send): most sends and reads change no deadline, and re-arming a timer per packet
+    /// is measurable. Once the session is closed, tells the reader and the writer to stop.
     fn wake(&self) {
         let _ = self.kick_tx.try_send(());
-        let next = self.session.borrow().poll_timeout();
+        let (next, closed, events) = {
+            let s = self.session.borrow();
+            (s.poll_timeout(), s.is_closed(), s.has_events())
+        };
         let rearm = match (next, self.armed.get()) {
             (Some(next), Some(armed)) => next < armed,
             _ => true,
         };
-        if rearm {
+        if rearm || events {
             let _ = self.rearm_tx.try_send(());
+        }
+        if closed {
+            if let Some((r, w)) = self.stop_tx.borrow_mut().take() {
+                let _ = r.try_send(());
+                let _ = w.try_send(());
+            }
         }
     }
 
+    /// Bytes queued for the switch: in the session and in the writer's hands.
+    pub fn output_backlog(&self) -> usize {
+        self.session.borrow().queued_output() + self.in_flight.get()
+    }
+
     /// Sends messages the shard decided on (a packet-in answer) without waiting for anything.
-    pub fn send_all(&self, msgs: &[Message]) {
+    /// Above twice the output high-water mark (a switch that does not read) they are dropped
+    /// and counted (`shard_dropped_total{cause="output_full"}`); returns how many were sent.
+    pub fn send_all(&self, msgs: &[Message]) -> usize {
+        if self.output_backlog() > self.limits.high_water.saturating_mul(2) {
+            self.metrics.dropped("output_full", msgs.len() as u64);
+            return 0;
+        }
         {
             let mut s = self.session.borrow_mut();
             for m in msgs {
@@ -136,6 +209,48 @@ impl Conn {
             }
         }
         self.wake();
+        msgs.len()
+    }
+
+    /// Waits until the output is at or below the high-water mark (at once when it is), e.g.
+    /// between slices of a large restore. `false` when the connection closed or the output did
+    /// not drain within the stall timeout.
+    pub async fn wait_for_room(&self) -> bool {
+        let deadline = Instant::now() + self.limits.stall_timeout;
+        while self.output_backlog() > self.limits.high_water {
+            if self.is_closed() {
+                return false;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || !self.drained_within(left).await {
+                return false;
+            }
+        }
+        !self.is_closed()
+    }
+
+    /// Waits for the writer's next completed write, at most `left`; `false` on timeout.
+    async fn drained_within(&self, left: Duration) -> bool {
+        let (tx, rx) = flume::bounded(1);
+        self.drain_waiters.borrow_mut().push(tx);
+        futures_lite::future::race(
+            async {
+                // Dropped unsent (the connection ends) counts as drained: the caller re-checks.
+                let _ = rx.recv_async().await;
+                true
+            },
+            async {
+                glommio::timer::sleep(left).await;
+                false
+            },
+        )
+        .await
+    }
+
+    fn notify_drained(&self) {
+        for w in self.drain_waiters.borrow_mut().drain(..) {
+            let _ = w.try_send(());
+        }
     }
 
     /// Closes the session (the writer flushes what is queued, then the socket closes).
@@ -291,6 +406,25 @@ impl Conn {
                     None => Some(Event::Error { xid, error }),
                 }
             }
+            Event::Refused { xid, reason } => {
+                let completion = self.op_of_msg.borrow().get(&xid).copied();
+                match completion {
+                    Some(c) => {
+                        if let Some(op) = self.ops.borrow_mut().get_mut(&c) {
+                            let index = op.msg_xids.iter().position(|x| *x == xid).unwrap_or(0);
+                            if op.error.is_none() {
+                                op.error = Some(OpError::Local { index, reason: reason.clone() });
+                            }
+                        }
+                        self.metrics.dropped(reason.label(), 1);
+                        if c == xid {
+                            self.finish(c, Err(OpError::Local { index: 0, reason }));
+                        }
+                        None
+                    }
+                    None => Some(Event::Refused { xid, reason }),
+                }
+            }
             Event::RequestTimedOut { xid } => {
                 let completion = self.op_of_msg.borrow().get(&xid).copied().unwrap_or(xid);
                 self.finish(completion, Err(OpError::Timeout));
@@ -322,26 +456,48 @@ impl Conn {
 
     // === IO tasks ===
 
-    /// Reads until the peer closes or the session ends. Returns after the session is closed.
+    /// Reads until the peer closes or the session ends; returns at once when the session closes
+    /// (the socket is not kept open for a peer that never closes). Above the output high-water
+    /// mark it stops reading until the output drains to half of it, and closes the session
+    /// ([`CloseReason::OutputStalled`], counted) if that takes longer than the stall timeout.
     pub async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
         self: &Rc<Self>,
         mut rd: R,
+        stop_rx: flume::Receiver<()>,
         on_events: impl Fn(Vec<Event>),
     ) {
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; READ_BUF_MIN];
         loop {
             if self.is_closed() {
                 break;
             }
-            match rd.read(&mut buf).await {
-                Ok(0) => {
-                    self.session.borrow_mut().close(CloseReason::PeerClosed);
-                }
-                Ok(n) => {
-                    self.session.borrow_mut().handle_input(&buf[..n], Instant::now());
-                }
-                Err(e) => {
-                    self.session.borrow_mut().close(CloseReason::Local(format!("read: {e}")));
+            if self.output_backlog() > self.limits.high_water && !self.pause_reading().await {
+                let l = self.limits;
+                tracing::warn!(peer = %self.peer, conn = self.id, backlog = self.output_backlog(), "switch does not read its output: closing");
+                self.metrics.connection_closed("output_stalled");
+                self.session
+                    .borrow_mut()
+                    .close(CloseReason::OutputStalled { high_water: l.high_water, secs: l.stall_timeout.as_secs() });
+            } else if !self.is_closed() {
+                let read = futures_lite::future::race(async { Some(rd.read(&mut buf).await) }, async {
+                    let _ = stop_rx.recv_async().await;
+                    None
+                })
+                .await;
+                match read {
+                    None => {}
+                    Some(Ok(0)) => {
+                        self.session.borrow_mut().close(CloseReason::PeerClosed);
+                    }
+                    Some(Ok(n)) => {
+                        self.session.borrow_mut().handle_input(&buf[..n], Instant::now());
+                        if n == buf.len() && buf.len() < READ_BUF_MAX {
+                            buf.resize(buf.len() * 2, 0);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        self.session.borrow_mut().close(CloseReason::Local(format!("read: {e}")));
+                    }
                 }
             }
             on_events(self.take_events());
@@ -349,32 +505,89 @@ impl Conn {
         }
     }
 
-    /// Sends what the session queues; after the session closes, flushes once more and closes.
-    pub async fn write_loop(self: &Rc<Self>, mut wr: WriteHalf<TcpStream>, kick_rx: flume::Receiver<()>) {
-        let mut out = Vec::with_capacity(64 * 1024);
+    /// Not reading: waits until the output is at most half the high-water mark. `false` when
+    /// it did not get there within the stall timeout; `true` also when the session closed.
+    async fn pause_reading(&self) -> bool {
+        let deadline = Instant::now() + self.limits.stall_timeout;
+        tracing::debug!(peer = %self.peer, conn = self.id, backlog = self.output_backlog(), "output above high-water: reading paused");
+        while self.output_backlog() > self.limits.high_water / 2 {
+            if self.is_closed() {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || !self.drained_within(left).await {
+                return self.is_closed();
+            }
+        }
+        true
+    }
+
+    /// Sends what the session queues; after the session closes, flushes for at most
+    /// [`CLOSE_FLUSH`] more and closes. A write that blocks (the peer does not read) is given up
+    /// [`CLOSE_FLUSH`] after the session closed, so the socket is always released.
+    pub async fn write_loop(
+        self: &Rc<Self>,
+        mut wr: WriteHalf<TcpStream>,
+        kick_rx: flume::Receiver<()>,
+        stop_rx: flume::Receiver<()>,
+    ) {
+        let mut out = Vec::new();
+        let stopped = async {
+            let _ = stop_rx.recv_async().await;
+            glommio::timer::sleep(CLOSE_FLUSH).await;
+        };
+        let mut stopped = std::pin::pin!(stopped);
         loop {
             out.clear();
             self.session.borrow_mut().poll_transmit(&mut out);
-            if !out.is_empty() && wr.write_all(&out).await.is_err() {
-                self.session.borrow_mut().close(CloseReason::Local("write failed".into()));
-                break;
+            if !out.is_empty() {
+                self.in_flight.set(out.len());
+                let written = futures_lite::future::race(async { Some(wr.write_all(&out).await) }, async {
+                    (&mut stopped).await;
+                    None
+                })
+                .await;
+                self.in_flight.set(0);
+                if out.capacity() > WRITE_BUF_KEEP {
+                    out = Vec::new();
+                }
+                self.notify_drained();
+                match written {
+                    Some(Ok(())) => {}
+                    Some(Err(_)) => {
+                        self.session.borrow_mut().close(CloseReason::Local("write failed".into()));
+                        self.wake();
+                        break;
+                    }
+                    // Closed and not flushed in time: drop the rest with the socket.
+                    None => break,
+                }
+                // Output came while writing: go on before waiting for a kick.
+                if self.session.borrow().queued_output() > 0 && !self.is_closed() {
+                    continue;
+                }
             }
             if self.is_closed() {
                 out.clear();
                 self.session.borrow_mut().poll_transmit(&mut out);
-                if !out.is_empty() {
-                    let _ = wr.write_all(&out).await;
-                }
-                let _ = wr.close().await;
+                let flush = async {
+                    if !out.is_empty() {
+                        let _ = wr.write_all(&out).await;
+                    }
+                    let _ = wr.close().await;
+                };
+                futures_lite::future::race(flush, glommio::timer::sleep(CLOSE_FLUSH)).await;
                 break;
             }
             if kick_rx.recv_async().await.is_err() {
                 break;
             }
         }
+        self.notify_drained();
     }
 
-    /// Drives the session's deadlines; re-armed whenever the session may have a new one.
+    /// Drives the session's deadlines; re-armed whenever the session may have a new one (or
+    /// events that no read will pick up, such as a refused send).
     pub async fn timer_loop(self: &Rc<Self>, rearm_rx: flume::Receiver<()>, on_events: impl Fn(Vec<Event>)) {
         loop {
             if self.is_closed() {
@@ -395,8 +608,10 @@ impl Conn {
             self.armed.set(None);
             if !rearmed {
                 self.session.borrow_mut().handle_timeout(Instant::now());
+            }
+            if !rearmed || self.session.borrow().has_events() {
                 on_events(self.take_events());
-                let _ = self.kick_tx.try_send(());
+                self.wake();
             }
         }
     }
@@ -406,8 +621,21 @@ impl Conn {
     }
 }
 
+/// The receivers of a connection's tasks, by task.
+pub struct TaskRx {
+    pub kick: flume::Receiver<()>,
+    pub rearm: flume::Receiver<()>,
+    pub stop_read: flume::Receiver<()>,
+    pub stop_write: flume::Receiver<()>,
+}
+
 impl ConnTasks {
-    pub fn into_parts(self) -> (flume::Receiver<()>, flume::Receiver<()>) {
-        (self.kick_rx, self.rearm_rx)
+    pub fn into_parts(self) -> TaskRx {
+        TaskRx {
+            kick: self.kick_rx,
+            rearm: self.rearm_rx,
+            stop_read: self.stop_read_rx,
+            stop_write: self.stop_write_rx,
+        }
     }
 }

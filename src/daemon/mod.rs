@@ -4,6 +4,7 @@
 //! Start-up order matters: the configuration is validated and every port probed before anything
 //! binds; the control plane comes next (so a signal during start-up is honoured); then the shards.
 
+mod accept;
 mod api;
 mod conn;
 pub mod decider;
@@ -152,6 +153,9 @@ pub struct Shared {
     pub answers: Arc<crate::policy::PolicySource>,
     /// Where MACs and IPs were seen (shared by the shards: lock-free reads on the packet path).
     pub tracker: Arc<crate::tracker::Tracker>,
+    /// Switch connections each shard serves at once: `openflow.max_switch_connections`,
+    /// lowered to fit the file-descriptor limit.
+    pub max_switch_connections: usize,
     fatal_reason: std::sync::OnceLock<String>,
 }
 
@@ -242,7 +246,7 @@ fn serve_controller_service(
     use crate::policy::server::{serve, InvalidateFn, InvalidationReply, Services};
     let std_listener = std::net::TcpListener::bind(addr)
         .and_then(|l| l.set_nonblocking(true).map(|_| l))
-        .map_err(|e| DaemonError::Config(ConfigError::PortInUse { key: "policy.listen".into(), addr, source: e }))?;
+        .map_err(|e| DaemonError::Config(ConfigError::bind("policy.listen", addr, e)))?;
     let callback: InvalidateFn = Arc::new(move |inv| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         match api.invalidate(inv.ips, inv.below_version, inv.all, deadline) {
@@ -307,6 +311,41 @@ pub fn dpid_hash(dpid: u64) -> u64 {
     crate::packet::key::fmix64(dpid)
 }
 
+/// Raises the soft file-descriptor limit to the hard one (logged) and returns the per-shard
+/// switch connection cap that sits well below it (see [`accept::cap_for_fd_limit`]).
+fn connection_cap(cfg: &Config) -> usize {
+    let configured = cfg.openflow.max_switch_connections;
+    let nofile = match shards::fd_limit::raise_to_hard() {
+        Ok(l) => {
+            if l.soft_before != l.soft {
+                tracing::info!(
+                    from = l.soft_before,
+                    to = l.soft,
+                    "raised the open-file limit (RLIMIT_NOFILE) to the hard limit"
+                );
+            } else {
+                tracing::info!(limit = l.soft, hard = l.hard, "open-file limit (RLIMIT_NOFILE)");
+            }
+            l.soft
+        }
+        Err(e) => {
+            let soft = shards::fd_limit::current().unwrap_or(1024);
+            tracing::warn!(limit = soft, "cannot raise the open-file limit: {e}");
+            soft
+        }
+    };
+    let cap = accept::cap_for_fd_limit(configured, nofile, cfg.shards.count);
+    if cap < configured {
+        tracing::warn!(
+            configured,
+            cap,
+            nofile,
+            "openflow.max_switch_connections lowered to fit the open-file limit ({cap} per shard)"
+        );
+    }
+    cap
+}
+
 /// Runs the daemon until SIGTERM/SIGINT or a fatal error.
 pub fn run(cfg: Config) -> Result<(), DaemonError> {
     cfg.validate()?;
@@ -318,6 +357,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     cfg.check_ports_free()?;
     let cfg = Arc::new(cfg);
     let n = cfg.shards.count;
+    let max_switch_connections = connection_cap(&cfg);
     let metrics = Arc::new(Metrics::new().map_err(|e| DaemonError::Metrics(e.to_string()))?);
     let registry = Arc::new(Registry::new(n));
     let mesh: Mesh<ShardMsg> = Mesh::new(n, 4096);
@@ -349,6 +389,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         desired,
         answers: policy_source(&cfg, control.runtime()).inspect_err(|_| control.shutdown())?,
         tracker: tracker.clone(),
+        max_switch_connections,
         fatal_reason: std::sync::OnceLock::new(),
     });
     let pool_cfg = PoolConfig {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use glommio::net::TcpListener;
 use hdrhistogram::Histogram;
-use shards::{shard_of, ConnTable, Inserted, ShardCtx, ShardId};
+use shards::{shard_of, ConnTable, Inserted, Outbox, ShardCtx, ShardId};
 
 use crate::config::Mode;
 use crate::control::api::{ApiError, ShardStats};
@@ -29,7 +29,8 @@ use crate::pipeline::resync::{self, ResyncPolicy};
 use crate::pipeline::{cookie, dispatch};
 use crate::policy::Decided;
 
-use super::conn::{Conn, OpError};
+use super::accept;
+use super::conn::{Conn, OpError, OutputLimits};
 use super::decider::{Decider, Outcome};
 use super::live::LiveFlows;
 use super::registry::ConnInfo;
@@ -72,6 +73,9 @@ const SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// Records rebuilt per slice of a resync (up to twice as many flows).
 const RESTORE_SLICE: usize = 1024;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Messages waiting per target shard when its inbox is full (handoffs and answers); past it they
+/// are dropped and counted (`shard_dropped_total{cause="handoff_full"|"answer_full"}`).
+const OUTBOX_CAPACITY: usize = 4096;
 
 pub struct Shard {
     pub ctx: ShardCtx,
@@ -96,6 +100,9 @@ pub struct Shard {
     decider: Option<Rc<Decider>>,
     decision_us: RefCell<Histogram<u64>>,
     next_conn: Cell<u64>,
+    /// Handoffs and answers to other shards whose inbox is full: bounded, in order, one
+    /// draining task per target at most.
+    outbox: Outbox<ShardMsg>,
     packet_ins: Cell<u64>,
     handoffs_in: Cell<u64>,
     handoffs_out: Cell<u64>,
@@ -122,6 +129,7 @@ pub async fn main(ctx: ShardCtx, shared: Arc<Shared>) {
         }),
         decision_us: RefCell::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds")),
         next_conn: Cell::new(0),
+        outbox: Outbox::new(shared.mesh.clone(), OUTBOX_CAPACITY),
         packet_ins: Cell::new(0),
         handoffs_in: Cell::new(0),
         handoffs_out: Cell::new(0),
@@ -152,17 +160,7 @@ pub async fn main(ctx: ShardCtx, shared: Arc<Shared>) {
 
     let accept = {
         let shard = shard.clone();
-        async move {
-            loop {
-                match listener.accept().await {
-                    Ok(stream) => shard.clone().serve(stream),
-                    Err(e) => {
-                        tracing::warn!(shard = shard.ctx.id.0, "accept failed: {e}");
-                        glommio::timer::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-        }
+        async move { shard.accept_loop(listener).await }
     };
     futures_lite::future::race(accept, shared.shutdown.wait()).await;
 
@@ -207,16 +205,57 @@ impl Shard {
         }
     }
 
+    /// Accepts switch connections: at most `max_switch_connections` at once (the rest are closed
+    /// at once, counted), and accept errors (EMFILE...) back off and are logged rate-limited.
+    async fn accept_loop(self: Rc<Self>, listener: TcpListener) {
+        let cap = self.shared.max_switch_connections;
+        let backoff = accept::Backoff::default();
+        let (refused_log, error_log) = (accept::RateLimitedLog::default(), accept::RateLimitedLog::default());
+        loop {
+            match listener.accept().await {
+                Ok(stream) => {
+                    backoff.success();
+                    if self.conns.borrow().len() >= cap {
+                        self.metrics.connection_refused("cap");
+                        if let Some(suppressed) = refused_log.should_log(Instant::now()) {
+                            let peer = stream.peer_addr().ok();
+                            tracing::warn!(
+                                shard = self.id(),
+                                ?peer,
+                                cap,
+                                suppressed,
+                                "switch connection refused: openflow.max_switch_connections reached"
+                            );
+                        }
+                        drop(stream);
+                        continue;
+                    }
+                    self.clone().serve(stream);
+                }
+                Err(e) => {
+                    self.metrics.connection_refused("accept_error");
+                    let wait = backoff.error();
+                    if let Some(suppressed) = error_log.should_log(Instant::now()) {
+                        tracing::warn!(shard = self.id(), suppressed, retry_in = ?wait, "accept failed: {e}");
+                    }
+                    glommio::timer::sleep(wait).await;
+                }
+            }
+        }
+    }
+
     /// Serves one accepted switch connection until it closes.
     fn serve(self: Rc<Self>, stream: glommio::net::TcpStream) {
         let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let _ = stream.set_nodelay(true);
         let id = ((self.id() as u64) << 48) | self.next_conn.replace(self.next_conn.get() + 1);
-        let (conn, tasks) = Conn::new(id, peer, self.session_config());
+        let of = &self.shared.cfg.openflow;
+        let limits = OutputLimits { high_water: of.output_high_water, stall_timeout: of.output_stall_timeout() };
+        let (conn, tasks) = Conn::new(id, peer, self.session_config(), limits, self.metrics.clone());
         self.conns.borrow_mut().insert(id, conn.clone());
         tracing::debug!(shard = self.id(), %peer, conn = id, "switch connected");
         let (rd, wr) = Conn::tasks(stream);
-        let (kick_rx, rearm_rx) = tasks.into_parts();
+        let rx = tasks.into_parts();
         let shard = self.clone();
         glommio::spawn_local(async move {
             let on_events = |evs: Vec<Event>| {
@@ -227,9 +266,9 @@ impl Shard {
                     shard.on_event(&conn, ev);
                 }
             };
-            let writer = conn.write_loop(wr, kick_rx);
-            let timer = conn.timer_loop(rearm_rx, on_events);
-            let reader = conn.read_loop(rd, on_events);
+            let writer = conn.write_loop(wr, rx.kick, rx.stop_write);
+            let timer = conn.timer_loop(rx.rearm, on_events);
+            let reader = conn.read_loop(rd, rx.stop_read, on_events);
             futures_lite::future::zip(writer, futures_lite::future::zip(timer, reader)).await;
             shard.conns.borrow_mut().remove(&conn.id);
             if let Some(dpid) = conn.dpid() {
@@ -271,6 +310,11 @@ impl Shard {
             Event::Closed { reason } => {
                 self.metrics.session_event(reason.label());
                 tracing::info!(shard = self.id(), peer = %conn.peer, "session closed: {reason}");
+            }
+            Event::Refused { xid, reason } => {
+                // A decided answer (packet-out, flow mod) too large to send: dropped, counted.
+                self.metrics.dropped(reason.label(), 1);
+                tracing::warn!(shard = self.id(), peer = %conn.peer, xid, "not sent: {reason}");
             }
             Event::Error { xid, error } => {
                 self.metrics.openflow_error(&error.code.to_string());
@@ -408,6 +452,12 @@ impl Shard {
                 v
             };
             if !msgs.is_empty() {
+                // Never above the output high-water mark: a slow switch slows the restore down
+                // instead of growing the queue or losing flows.
+                if !conn.wait_for_room().await {
+                    tracing::warn!(shard = self.id(), dpid = %format!("{dpid:016x}"), flows, "switch does not take the restored flows; stopped");
+                    return;
+                }
                 flows += msgs.len();
                 conn.send_all(&msgs);
             }
@@ -509,20 +559,18 @@ impl Shard {
         }
     }
 
-    /// Sends to another shard's inbox without waiting: when it is full the message waits in a
-    /// task for room (backpressure on that shard, not this one).
+    /// Sends to another shard's inbox without waiting: when it is full the message waits in
+    /// this shard's bounded outbox towards it (in order, one draining task per target); when
+    /// that is full too it is dropped and counted by cause (`handoff_full`, `answer_full`).
     fn send_to_shard(&self, to: ShardId, msg: ShardMsg) {
-        let mesh = self.shared.mesh.clone();
-        match mesh.try_send_or_return(to, msg) {
-            Ok(()) => {}
-            Err((msg, _full)) => {
-                glommio::spawn_local(async move {
-                    if let Err(e) = mesh.send_to(to, msg).await {
-                        tracing::warn!("message to shard {} failed: {e}", to.0);
-                    }
-                })
-                .detach();
-            }
+        if let Err(back) = self.outbox.send(to, msg) {
+            let cause = match back.msg {
+                ShardMsg::Handoff(_) => "handoff_full",
+                ShardMsg::Answer { .. } => "answer_full",
+                _ => "mesh_full",
+            };
+            self.metrics.dropped(cause, 1);
+            tracing::debug!(shard = self.id(), to = to.0, cause, "message to shard dropped: {}", back.error);
         }
     }
 
@@ -797,6 +845,16 @@ impl Shard {
         };
         match cmd {
             Command::Apply { msgs, bundle } => {
+                // A message that cannot be framed is the request's fault: refused before any is
+                // sent (the session would refuse it too, after the others went out).
+                if let Some((i, e)) = msgs
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, m)| crate::openflow::message::try_encode(m, 0).err().map(|e| (i, e)))
+                {
+                    self.metrics.dropped("message_too_large", 1);
+                    return Err(ApiError::BadRequest(format!("flow {}: {e}", i + 1)));
+                }
                 let n = msgs.len();
                 let t0 = Instant::now();
                 let r = if bundle { conn.bundle(msgs.clone()).await } else { conn.apply(&msgs).await };
@@ -994,6 +1052,9 @@ fn op_to_api(e: OpError) -> ApiError {
             ApiError::Refused { name: error.code.to_string(), detail: format!("flow {} of the request", index + 1) }
         }
         OpError::Timeout => ApiError::Timeout,
+        OpError::Local { index, reason: reason @ crate::openflow::session::Refusal::Encode(_) } => {
+            ApiError::BadRequest(format!("flow {}: {reason}", index + 1))
+        }
         other => ApiError::Failed(other.to_string()),
     }
 }

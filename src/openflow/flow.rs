@@ -202,20 +202,50 @@ impl FlowMod {
     }
 
     /// The whole OpenFlow 1.3 message.
+    ///
+    /// # Panics
+    /// When it is over 65,535 bytes (thousands of actions): tests and tools with small flows;
+    /// anything built from outside input uses [`FlowMod::try_encode`].
     pub fn encode(&self, xid: u32) -> Vec<u8> {
         let mut out = Vec::with_capacity(128);
         self.encode_into(xid, &mut out);
         out
     }
 
+    /// [`FlowMod::encode`] that refuses a flow mod whose length does not fit its u16.
+    pub fn try_encode(&self, xid: u32) -> Result<Vec<u8>, crate::openflow::message::EncodeError> {
+        let mut out = Vec::with_capacity(128);
+        self.try_encode_into(xid, &mut out)?;
+        Ok(out)
+    }
+
     /// Appends the whole OpenFlow 1.3 message to `out` (no allocation beyond `out`'s growth).
+    ///
+    /// # Panics
+    /// When it is over 65,535 bytes (see [`FlowMod::encode`]).
     pub fn encode_into(&self, xid: u32, out: &mut Vec<u8>) {
+        if let Err(e) = self.try_encode_into(xid, out) {
+            panic!("{e}");
+        }
+    }
+
+    /// Appends the message to `out`, or leaves `out` as it was and refuses a flow mod over
+    /// 65,535 bytes (its length field would wrap and corrupt the stream).
+    pub fn try_encode_into(&self, xid: u32, out: &mut Vec<u8>) -> Result<(), crate::openflow::message::EncodeError> {
         let start = out.len();
         out.extend_from_slice(&[4, OFPT_FLOW_MOD, 0, 0]);
         out.extend_from_slice(&xid.to_be_bytes());
         self.encode_body(out);
         let len = out.len() - start;
+        if len > crate::openflow::message::MAX_MESSAGE_LEN {
+            out.truncate(start);
+            return Err(crate::openflow::message::EncodeError::TooLong {
+                msg_type: crate::openflow::message::MsgType::FlowMod,
+                len,
+            });
+        }
         patch_u16(out, start + 2, len as u16);
+        Ok(())
     }
 
     // === text ===

@@ -126,7 +126,8 @@ impl BundleAdd {
         out.extend_from_slice(&self.bundle_id.to_be_bytes());
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&self.flags.to_be_bytes());
-        super::encode_into(&self.message, xid, out);
+        // Checked with the BUNDLE_ADD that carries it (longer than the inner message).
+        super::encode_nested(&self.message, xid, out);
         out.extend_from_slice(&self.properties);
     }
 

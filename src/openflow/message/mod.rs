@@ -336,34 +336,99 @@ fn decode_experimenter(header: &Header, r: &mut Reader<'_>) -> Result<Message, D
 
 // === Encoding ===
 
+/// The largest OpenFlow message: its length is a u16.
+pub const MAX_MESSAGE_LEN: usize = u16::MAX as usize;
+
+/// Why a message could not be encoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The message is longer than its 16-bit length field can say: sending it would corrupt the
+    /// stream (the peer would frame the rest of it as the next message).
+    #[error("{msg_type:?} message of {len} bytes does not fit OpenFlow's 16-bit length (at most 65535)")]
+    TooLong { msg_type: MsgType, len: usize },
+}
+
 /// The message's bytes with `xid`, OpenFlow 1.3 version.
+///
+/// # Panics
+/// When the message is over [`MAX_MESSAGE_LEN`] bytes: for messages built from trusted, small
+/// parts (tests, tools); anything built from outside input goes through [`try_encode`].
 pub fn encode(msg: &Message, xid: u32) -> Vec<u8> {
+    match try_encode(msg, xid) {
+        Ok(b) => b,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Like [`encode`], refusing a message that does not fit instead of corrupting it.
+pub fn try_encode(msg: &Message, xid: u32) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::new();
-    encode_into(msg, xid, &mut out);
-    out
+    try_encode_into(msg, xid, &mut out)?;
+    Ok(out)
 }
 
 /// Appends the message to `out` (OpenFlow 1.3; an `Unknown` keeps its own version).
+///
+/// # Panics
+/// When the message is over [`MAX_MESSAGE_LEN`] bytes (see [`encode`]); the session and every
+/// path fed from outside use [`try_encode_into`].
 pub fn encode_into(msg: &Message, xid: u32, out: &mut Vec<u8>) {
+    if let Err(e) = try_encode_into(msg, xid, out) {
+        panic!("{e}");
+    }
+}
+
+/// Appends the message to `out`, or leaves `out` as it was and refuses a message over
+/// [`MAX_MESSAGE_LEN`] bytes. Returns the message's length.
+pub fn try_encode_into(msg: &Message, xid: u32, out: &mut Vec<u8>) -> Result<usize, EncodeError> {
     let version = match msg {
         Message::Unknown { header, .. } => header.version,
         _ => OFP13_VERSION,
     };
-    encode_version(msg, version, xid, out)
+    try_encode_version(msg, version, xid, out)
 }
 
 /// Appends the message to `out` with an explicit header version (a HELLO of another version
 /// re-encodes as it came).
 ///
-/// A body over 65527 bytes cannot be framed; building one is the caller's bug, and its length
-/// field is then wrong (debug builds assert).
+/// # Panics
+/// When the message is over [`MAX_MESSAGE_LEN`] bytes (see [`try_encode_version`]).
 pub fn encode_version(msg: &Message, version: u8, xid: u32, out: &mut Vec<u8>) {
+    if let Err(e) = try_encode_version(msg, version, xid, out) {
+        panic!("{e}");
+    }
+}
+
+/// [`encode_version`] that refuses, leaving `out` unchanged, a message whose length does not
+/// fit the header's u16 (every inner length is bounded by the message's, so this one check
+/// covers the nested `len as u16` of matches, actions and instructions too).
+pub fn try_encode_version(msg: &Message, version: u8, xid: u32, out: &mut Vec<u8>) -> Result<usize, EncodeError> {
     let start = out.len();
     let header = Header { version, msg_type: msg_type(msg), length: 0, xid };
     header.encode(out);
     encode_body(msg, xid, out);
     let len = out.len() - start;
-    debug_assert!(len <= u16::MAX as usize, "OpenFlow message of {len} bytes");
+    if len > MAX_MESSAGE_LEN {
+        out.truncate(start);
+        return Err(EncodeError::TooLong { msg_type: msg_type(msg), len });
+    }
+    patch_u16(out, start + 2, len as u16);
+    Ok(len)
+}
+
+/// Appends the message with its length field patched as `len as u16` and no check: only for a
+/// message nested in another (a bundled message), whose container's own check refuses the whole
+/// when it is too long (the container is always longer than what it holds).
+pub(crate) fn encode_nested(msg: &Message, xid: u32, out: &mut Vec<u8>) {
+    let version = match msg {
+        Message::Unknown { header, .. } => header.version,
+        _ => OFP13_VERSION,
+    };
+    let start = out.len();
+    let header = Header { version, msg_type: msg_type(msg), length: 0, xid };
+    header.encode(out);
+    encode_body(msg, xid, out);
+    let len = out.len() - start;
     patch_u16(out, start + 2, len as u16);
 }
 

@@ -71,6 +71,14 @@ pub struct SessionConfig {
     pub miss_send_len: u16,
     /// Sent as OFPT_SET_ASYNC when set (e.g. to narrow packet-ins on one of several connections).
     pub async_config: Option<AsyncConfig>,
+    /// Bytes (OpenFlow lengths of every part) one multipart reply may reassemble to; past it
+    /// the request fails with [`Refusal::ReplyTooLarge`] and its later parts are ignored.
+    pub multipart_max_bytes: usize,
+    /// Parts one multipart reply may have (small parts would otherwise cost more than bytes).
+    pub multipart_max_parts: usize,
+    /// A multipart reply must be complete this long after its request at the latest: each part
+    /// renews `request_timeout`, never beyond this fixed deadline.
+    pub multipart_timeout: Duration,
 }
 
 impl Default for SessionConfig {
@@ -83,6 +91,9 @@ impl Default for SessionConfig {
             packet_in_format: PacketInFormat::Standard,
             miss_send_len: 0xffff,
             async_config: None,
+            multipart_max_bytes: 64 << 20,
+            multipart_max_parts: 1 << 16,
+            multipart_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -125,6 +136,10 @@ pub enum CloseReason {
     /// The application closed it.
     #[error("closed locally: {0}")]
     Local(String),
+    /// The switch did not read what we sent: output stayed above its high-water mark for the
+    /// stall timeout (the driver decides; the session only names it).
+    #[error("output above {high_water} bytes for {secs} s: the switch does not read")]
+    OutputStalled { high_water: usize, secs: u64 },
 }
 
 impl CloseReason {
@@ -138,8 +153,10 @@ impl CloseReason {
             CloseReason::HandshakeTimeout { .. } => "handshake_timeout",
             CloseReason::HandshakeFailed { .. } => "handshake_failed",
             CloseReason::EchoTimeout => "echo_timeout",
-            CloseReason::PeerClosed => "disconnected",
+            // Not "disconnected": the shard counts that once per switch that was ready.
+            CloseReason::PeerClosed => "peer_closed",
             CloseReason::Local(_) => "closed_locally",
+            CloseReason::OutputStalled { .. } => "output_stalled",
         }
     }
 }
@@ -180,9 +197,37 @@ pub enum Event {
     Closed {
         reason: CloseReason,
     },
+    /// Something the session refused to do for the application: a message that does not fit
+    /// OpenFlow's 16-bit length was not sent (a request with it fails here), or a multipart
+    /// reply outgrew its bounds. For a request `xid` this is its only answer.
+    Refused {
+        xid: u32,
+        reason: Refusal,
+    },
     /// A well-formed message the session has no use for (an unknown type or experimenter
     /// message, a reply nobody waits for...): passed on, not answered with an error.
     Unhandled(Header, Box<Message>),
+}
+
+/// What [`Event::Refused`] refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The message was not sent: it does not fit one OpenFlow message.
+    #[error(transparent)]
+    Encode(#[from] message::EncodeError),
+    /// The multipart reply passed `multipart_max_bytes` or `multipart_max_parts`.
+    #[error("multipart reply over its bounds: {bytes} bytes in {parts} parts (at most {max_bytes} bytes, {max_parts} parts)")]
+    ReplyTooLarge { bytes: usize, parts: usize, max_bytes: usize, max_parts: usize },
+}
+
+impl Refusal {
+    /// A short fixed name for metrics labels (`message_too_large`, `multipart_too_large`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Refusal::Encode(_) => "message_too_large",
+            Refusal::ReplyTooLarge { .. } => "multipart_too_large",
+        }
+    }
 }
 
 // === Session ===
@@ -248,6 +293,11 @@ impl Session {
         &self.ports
     }
 
+    /// Bytes queued for the switch and not yet taken by `poll_transmit`.
+    pub fn queued_output(&self) -> usize {
+        self.tx.len()
+    }
+
     /// How many requests are waiting for an answer.
     pub fn pending_requests(&self) -> usize {
         self.requests.len()
@@ -265,6 +315,11 @@ impl Session {
             out.append(&mut self.tx);
         }
         n
+    }
+
+    /// Whether `poll_event` has something.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
@@ -324,17 +379,35 @@ impl Session {
         self.events.push_back(Event::Closed { reason });
     }
 
-    fn send_with_xid(&mut self, msg: &Message, xid: u32) {
-        if !self.is_closed() {
-            message::encode_into(msg, xid, &mut self.tx);
+    /// Queues `msg`; one that does not fit OpenFlow's 16-bit length is refused (nothing is
+    /// queued, the stream stays intact) and [`Event::Refused`] says so.
+    fn send_with_xid(&mut self, msg: &Message, xid: u32) -> bool {
+        if self.is_closed() {
+            return false;
+        }
+        match message::try_encode_into(msg, xid, &mut self.tx) {
+            Ok(_) => true,
+            Err(e) => {
+                warn!(xid, error = %e, "openflow message not sent");
+                self.events.push_back(Event::Refused { xid, reason: Refusal::Encode(e) });
+                false
+            }
         }
     }
 
     fn request_as(&mut self, msg: &Message, waiter: Waiter, now: Instant) -> u32 {
         let xid = self.requests.alloc_xid();
         if !self.is_closed() {
-            self.requests.insert(xid, waiter, now + self.cfg.request_timeout);
-            self.send_with_xid(msg, xid);
+            let c = &self.cfg;
+            let limits = pending::Limits {
+                max_bytes: c.multipart_max_bytes,
+                max_parts: c.multipart_max_parts,
+                until: now + c.multipart_timeout.max(c.request_timeout),
+            };
+            self.requests.insert(xid, waiter, now + c.request_timeout, limits);
+            if !self.send_with_xid(msg, xid) {
+                self.requests.remove(xid);
+            }
         }
         xid
     }
@@ -428,7 +501,9 @@ impl Session {
     fn handle_message(&mut self, header: Header, msg: Message, now: Instant) {
         match msg {
             Message::Hello(hello) => self.handle_hello(header, hello, now),
-            Message::EchoRequest(data) => self.send_with_xid(&Message::EchoReply(data), header.xid),
+            Message::EchoRequest(data) => {
+                self.send_with_xid(&Message::EchoReply(data), header.xid);
+            }
             Message::Error(error) => self.handle_error(header.xid, error),
             Message::PacketIn(p) => self.events.push_back(Event::PacketIn(p)),
             Message::PacketIn2(p) => self.events.push_back(Event::PacketIn2(p)),
@@ -437,7 +512,7 @@ impl Session {
                 self.apply_port_status(&ps);
                 self.events.push_back(Event::PortStatus(ps));
             }
-            msg if self.requests.contains(header.xid) => self.handle_reply(header.xid, msg, now),
+            msg if self.requests.contains(header.xid) => self.handle_reply(header, msg, now),
             // The answer to our own echo probe: its arrival already counted as input.
             Message::EchoReply(_) => {}
             msg => {
@@ -489,9 +564,24 @@ impl Session {
         }
     }
 
-    fn handle_reply(&mut self, xid: u32, msg: Message, now: Instant) {
-        match self.requests.reply(xid, msg, now + self.cfg.request_timeout) {
+    fn handle_reply(&mut self, header: Header, msg: Message, now: Instant) {
+        let xid = header.xid;
+        match self.requests.reply(xid, msg, usize::from(header.length), now + self.cfg.request_timeout) {
             None | Some(Progress::More) => {}
+            Some(Progress::TooLarge(waiter, reason)) => {
+                warn!(xid, %reason, "multipart reply refused");
+                match waiter {
+                    Waiter::User => self.events.push_back(Event::Refused { xid, reason }),
+                    Waiter::Features => self.close(CloseReason::HandshakeFailed {
+                        step: "FEATURES_REQUEST",
+                        code: ErrorCode::BAD_REQUEST_BAD_LEN,
+                    }),
+                    Waiter::PortDesc => self.close(CloseReason::HandshakeFailed {
+                        step: "PORT_DESC",
+                        code: ErrorCode::BAD_REQUEST_BAD_LEN,
+                    }),
+                }
+            }
             Some(Progress::Done(Waiter::User, messages)) => self.events.push_back(Event::Reply { xid, messages }),
             Some(Progress::Done(Waiter::Features, messages)) => self.handle_features(messages, now),
             Some(Progress::Done(Waiter::PortDesc, messages)) => self.handle_port_desc(messages),

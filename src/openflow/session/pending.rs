@@ -20,12 +20,25 @@ pub(super) enum Waiter {
     PortDesc,
 }
 
+/// The bounds of one request's reply: what a multipart reply may grow to, and the fixed
+/// deadline its parts cannot push the request past.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Limits {
+    pub max_bytes: usize,
+    pub max_parts: usize,
+    pub until: Instant,
+}
+
 #[derive(Debug)]
 struct Pending {
     waiter: Waiter,
     deadline: Instant,
     /// Replies received so far; multipart parts are merged into the last one while they can be.
     parts: Vec<Message>,
+    /// Bytes (OpenFlow lengths) and messages received so far, checked against `limits`.
+    bytes: usize,
+    n_parts: usize,
+    limits: Limits,
 }
 
 /// What happened to a request when a reply part arrived.
@@ -35,6 +48,8 @@ pub(super) enum Progress {
     More,
     /// The reply is complete.
     Done(Waiter, Vec<Message>),
+    /// The reply outgrew its limits: the request is gone (later parts are unsolicited).
+    TooLarge(Waiter, super::Refusal),
 }
 
 /// The table of requests waiting for an answer, keyed by xid.
@@ -70,8 +85,9 @@ impl Requests {
         self.next_xid = xid;
     }
 
-    pub(super) fn insert(&mut self, xid: u32, waiter: Waiter, deadline: Instant) {
-        if let Some(old) = self.pending.insert(xid, Pending { waiter, deadline, parts: Vec::new() }) {
+    pub(super) fn insert(&mut self, xid: u32, waiter: Waiter, deadline: Instant, limits: Limits) {
+        let p = Pending { waiter, deadline, parts: Vec::new(), bytes: 0, n_parts: 0, limits };
+        if let Some(old) = self.pending.insert(xid, p) {
             self.by_deadline.remove(&(old.deadline, xid));
         }
         self.by_deadline.insert((deadline, xid));
@@ -92,10 +108,26 @@ impl Requests {
         Some(p.waiter)
     }
 
-    /// Records one reply message. A multipart part with REPLY_MORE keeps the request pending and
-    /// pushes its deadline out to `refreshed` (a long dump that makes progress is alive).
-    pub(super) fn reply(&mut self, xid: u32, msg: Message, refreshed: Instant) -> Option<Progress> {
+    /// Records one reply message of `len` bytes (its OpenFlow length). A multipart part with
+    /// REPLY_MORE keeps the request pending and pushes its deadline out to `refreshed` (a long
+    /// dump that makes progress is alive), but never past the request's fixed `limits.until`;
+    /// a reply over `limits` ends the request with [`Progress::TooLarge`].
+    pub(super) fn reply(&mut self, xid: u32, msg: Message, len: usize, refreshed: Instant) -> Option<Progress> {
         let p = self.pending.get_mut(&xid)?;
+        p.bytes = p.bytes.saturating_add(len);
+        p.n_parts += 1;
+        if p.bytes > p.limits.max_bytes || p.n_parts > p.limits.max_parts {
+            let reason = super::Refusal::ReplyTooLarge {
+                bytes: p.bytes,
+                parts: p.n_parts,
+                max_bytes: p.limits.max_bytes,
+                max_parts: p.limits.max_parts,
+            };
+            let waiter = p.waiter;
+            self.remove(xid);
+            return Some(Progress::TooLarge(waiter, reason));
+        }
+        let refreshed = refreshed.min(p.limits.until);
         let more = matches!(&msg, Message::MultipartReply(m) if m.more());
         match (p.parts.last_mut(), msg) {
             (Some(Message::MultipartReply(acc)), Message::MultipartReply(next)) if acc.more() => {
@@ -149,6 +181,10 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn limits(now: Instant) -> Limits {
+        Limits { max_bytes: 1 << 20, max_parts: 100, until: now + Duration::from_secs(60) }
+    }
+
     #[test]
     fn xids_skip_zero_and_pending_ones_when_wrapping() {
         let now = Instant::now();
@@ -156,7 +192,7 @@ mod tests {
         r.set_next_xid(u32::MAX - 1);
         let a = r.alloc_xid();
         assert_eq!(a, u32::MAX - 1);
-        r.insert(a, Waiter::User, now);
+        r.insert(a, Waiter::User, now, limits(now));
         assert_eq!(r.alloc_xid(), u32::MAX);
         assert_eq!(r.alloc_xid(), 1, "0 is skipped on wrap");
         r.set_next_xid(u32::MAX - 1);
@@ -167,9 +203,9 @@ mod tests {
     fn expire_returns_only_due_requests_in_order() {
         let t = Instant::now();
         let mut r = Requests::new();
-        r.insert(7, Waiter::User, t + Duration::from_secs(2));
-        r.insert(5, Waiter::User, t + Duration::from_secs(1));
-        r.insert(9, Waiter::Features, t + Duration::from_secs(3));
+        r.insert(7, Waiter::User, t + Duration::from_secs(2), limits(t));
+        r.insert(5, Waiter::User, t + Duration::from_secs(1), limits(t));
+        r.insert(9, Waiter::Features, t + Duration::from_secs(3), limits(t));
         assert_eq!(r.next_deadline(), Some(t + Duration::from_secs(1)));
         assert_eq!(r.expire(t + Duration::from_secs(2)), vec![(5, Waiter::User), (7, Waiter::User)]);
         assert_eq!(r.len(), 1);

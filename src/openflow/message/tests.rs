@@ -838,3 +838,43 @@ fn desc_reply_raw_strings_round_trip() {
     assert!(text.contains("Manufacturer: Nicira,\n"), "{text}");
     crate::fuzzing::openflow_decode(&bytes);
 }
+
+// === Messages that do not fit a 16-bit length (issue 12) ===
+
+#[test]
+fn the_largest_message_fits_and_one_byte_more_is_refused() {
+    let fits = Message::EchoRequest(vec![0xa5; MAX_MESSAGE_LEN - HEADER_LEN]);
+    let bytes = try_encode(&fits, 9).expect("65,535 bytes fit");
+    assert_eq!(bytes.len(), MAX_MESSAGE_LEN);
+    assert_eq!(u16::from_be_bytes([bytes[2], bytes[3]]), u16::MAX);
+    let over = Message::EchoRequest(vec![0xa5; MAX_MESSAGE_LEN - HEADER_LEN + 1]);
+    let mut out = vec![1, 2, 3];
+    let err = try_encode_into(&over, 9, &mut out).expect_err("65,536 bytes do not");
+    assert_eq!(err, EncodeError::TooLong { msg_type: MsgType::EchoRequest, len: MAX_MESSAGE_LEN + 1 });
+    assert_eq!(out, vec![1, 2, 3], "nothing written on refusal");
+}
+
+#[test]
+fn a_packet_out_with_a_70000_byte_frame_is_refused() {
+    let po = Message::PacketOut(PacketOut {
+        buffer_id: u32::MAX,
+        in_port: 0xffff_fffd,
+        actions: vec![crate::openflow::action::Action::Output { port: 1, max_len: 0 }],
+        data: vec![0; 70_000],
+    });
+    assert!(matches!(try_encode(&po, 1), Err(EncodeError::TooLong { msg_type: MsgType::PacketOut, len }) if len > 70_000));
+}
+
+#[test]
+fn a_flow_mod_with_thousands_of_actions_is_refused_not_wrapped() {
+    let actions: Vec<String> = (0..9000).map(|i| format!("output:{}", i % 60 + 1)).collect();
+    let text = format!("table=0,priority=1,actions={}", actions.join(","));
+    let fm = crate::openflow::flow::FlowMod::parse(&text, crate::openflow::flow::FlowModCommand::Add).expect("parses");
+    // 9000 outputs of 16 bytes: 144,000 bytes, which `len as u16` would have written as 12,928.
+    let err = fm.try_encode(1).expect_err("too long");
+    assert!(matches!(err, EncodeError::TooLong { msg_type: MsgType::FlowMod, len } if len > 140_000), "{err}");
+    assert!(try_encode(&Message::FlowMod(fm.clone()), 1).is_err());
+    // In a bundle too: the BUNDLE_ADD carrying it is refused as a whole.
+    let add = Message::BundleAdd(BundleAdd { bundle_id: 1, flags: 0, message: Box::new(Message::FlowMod(fm)), properties: vec![] });
+    assert!(matches!(try_encode(&add, 1), Err(EncodeError::TooLong { .. })));
+}

@@ -576,3 +576,141 @@ fn hello_refused_after_ours_closes() {
     }
     assert_eq!(CloseReason::EchoTimeout.label(), "echo_timeout");
 }
+
+// === Bounds (issue 12) ===
+
+/// A packet-out whose frame alone is 70,000 bytes: more than a 16-bit OpenFlow length can say.
+fn oversized_packet_out() -> Message {
+    Message::PacketOut(crate::openflow::message::PacketOut {
+        buffer_id: u32::MAX,
+        in_port: 0xffff_fffd,
+        actions: vec![crate::openflow::action::Action::Output { port: 1, max_len: 0 }],
+        data: vec![0xa5; 70_000],
+    })
+}
+
+#[test]
+fn a_message_over_64_kib_is_refused_and_the_stream_stays_intact() {
+    let t0 = Instant::now();
+    let mut s = ready(t0);
+    let _ = sent(&mut s);
+    let before = s.send(&Message::BarrierRequest);
+    let big = s.send(&oversized_packet_out());
+    let after = s.send(&Message::BarrierRequest);
+    // Nothing of the big one went out: the bytes frame as exactly the two barriers.
+    let out = sent(&mut s);
+    assert_eq!(out.iter().map(|(h, _)| h.xid).collect::<Vec<_>>(), vec![before, after]);
+    let ev = events(&mut s);
+    assert!(
+        matches!(&ev[..], [Event::Refused { xid, reason: Refusal::Encode(message::EncodeError::TooLong { len, .. }) }]
+            if *xid == big && *len > 70_000),
+        "{ev:?}"
+    );
+    assert!(!s.is_closed());
+}
+
+#[test]
+fn a_request_too_large_to_send_fails_at_once_and_is_not_pending() {
+    let t0 = Instant::now();
+    let mut s = ready(t0);
+    let _ = sent(&mut s);
+    let pending = s.pending_requests();
+    let xid = s.request(&oversized_packet_out(), t0);
+    assert_eq!(s.pending_requests(), pending, "no request waits for an answer that cannot come");
+    assert!(matches!(&events(&mut s)[..], [Event::Refused { xid: x, .. }] if *x == xid));
+    assert_eq!(s.queued_output(), 0);
+}
+
+/// `n` flow-stats parts for request `xid`, each with the golden reply's flows, all but the last
+/// with REPLY_MORE.
+fn flow_parts(xid: u32, n: usize) -> (Vec<Vec<u8>>, usize) {
+    let Ok((_, Message::MultipartReply(whole))) = decode(&golden("flow_stats_reply")) else { panic!("golden") };
+    let parts: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let flags = if i + 1 < n { MULTIPART_MORE } else { 0 };
+            encode(&Message::MultipartReply(MultipartReply { flags, body: whole.body.clone() }), xid)
+        })
+        .collect();
+    let len = parts[0].len();
+    (parts, len)
+}
+
+#[test]
+fn multipart_reassembly_is_capped_in_bytes() {
+    let t0 = Instant::now();
+    let cfg = SessionConfig { multipart_max_bytes: 4096, ..SessionConfig::default() };
+    let mut s = Session::new(cfg, t0);
+    drive_ready(&mut s, t0);
+    let xid = s.request(&flow_stats_request(), t0);
+    let (parts, len) = flow_parts(xid, 64);
+    let fit = 4096 / len;
+    for p in &parts[..fit] {
+        s.handle_input(p, t0);
+    }
+    assert!(events(&mut s).is_empty(), "under the cap: still reassembling");
+    s.handle_input(&parts[fit], t0);
+    let ev = events(&mut s);
+    assert!(
+        matches!(&ev[..], [Event::Refused { xid: x, reason: Refusal::ReplyTooLarge { bytes, parts, max_bytes: 4096, .. } }]
+            if *x == xid && *bytes > 4096 && *parts == fit + 1),
+        "{ev:?}"
+    );
+    assert_eq!(s.pending_requests(), 0, "the reassembly is freed");
+    // The rest of the reply is not reassembled again (unsolicited, passed on) and the session lives.
+    for p in &parts[fit + 1..] {
+        s.handle_input(p, t0);
+    }
+    assert!(events(&mut s).iter().all(|e| matches!(e, Event::Unhandled(..))));
+    assert!(!s.is_closed());
+}
+
+#[test]
+fn multipart_reassembly_is_capped_in_parts() {
+    let t0 = Instant::now();
+    let cfg = SessionConfig { multipart_max_parts: 3, ..SessionConfig::default() };
+    let mut s = Session::new(cfg, t0);
+    drive_ready(&mut s, t0);
+    let xid = s.request(&flow_stats_request(), t0);
+    let (parts, _) = flow_parts(xid, 10);
+    for p in &parts[..4] {
+        s.handle_input(p, t0);
+    }
+    let ev = events(&mut s);
+    assert!(matches!(&ev[..], [Event::Refused { reason: Refusal::ReplyTooLarge { parts: 4, .. }, .. }]), "{ev:?}");
+}
+
+#[test]
+fn multipart_parts_do_not_extend_the_fixed_deadline() {
+    let t0 = Instant::now();
+    let cfg = SessionConfig { multipart_timeout: 30 * SEC, ..SessionConfig::default() };
+    let mut s = Session::new(cfg, t0);
+    drive_ready(&mut s, t0);
+    let xid = s.request(&flow_stats_request(), t0);
+    let (parts, _) = flow_parts(xid, 100);
+    // A part every 5 s (each within the 10 s request timeout): alive until 30 s, no later.
+    let mut timed_out_at = None;
+    for (i, p) in parts.iter().enumerate().take(99) {
+        let now = t0 + (5 * i as u32 + 1) * SEC;
+        s.handle_timeout(now);
+        if events(&mut s).iter().any(|e| matches!(e, Event::RequestTimedOut { xid: x } if *x == xid)) {
+            timed_out_at = Some(now);
+            break;
+        }
+        s.handle_input(p, now);
+        let _ = sent(&mut s);
+    }
+    let at = timed_out_at.expect("the request timed out despite a steady trickle of parts");
+    assert!(at >= t0 + 30 * SEC && at <= t0 + 36 * SEC, "timed out {:?} after the request", at - t0);
+}
+
+/// Drives a session made with a custom config through OVS's handshake bytes.
+fn drive_ready(s: &mut Session, t0: Instant) {
+    let _ = sent(s);
+    s.handle_input(&golden("hello"), t0);
+    let feat = xid_of(&sent(s), MsgType::FeaturesRequest);
+    s.handle_input(&with_xid(golden("features_reply"), feat), t0);
+    let pd = xid_of(&sent(s), MsgType::MultipartRequest);
+    s.handle_input(&with_xid(golden("port_desc_reply"), pd), t0);
+    assert!(matches!(&events(s)[..], [Event::Ready { .. }]), "handshake");
+    assert_eq!(s.state(), SessionState::Ready);
+}

@@ -262,7 +262,11 @@ fn two_thousand_idle_connections_cost_little_and_the_memory_is_reused() {
     let round = || {
         let conns: Vec<TcpStream> =
             (0..n).map(|i| TcpStream::connect(("127.0.0.1", d.of_port((i % 2) as u16))).expect("connect")).collect();
-        assert!(wait_until(Duration::from_secs(20), || open_fds(pid) >= f0 + n), "not all accepted: {} fds", open_fds(pid));
+        assert!(
+            wait_until(Duration::from_secs(20), || open_fds(pid) >= f0 + n),
+            "not all accepted: {} fds",
+            open_fds(pid)
+        );
         // Every connection has sent its HELLO and waits in a read.
         std::thread::sleep(Duration::from_millis(500));
         let loaded = rss_kib(pid);
@@ -311,7 +315,9 @@ impl Limited {
             .spawn()
             .expect("spawn prlimit shardflow");
         let l = Limited { child, base_port, http: format!("127.0.0.1:{http_port}"), log };
-        let up = wait_until(Duration::from_secs(10), || matches!(http_request(&l.http, "GET", "/healthz", ""), Ok((200, _))));
+        let up = wait_until(Duration::from_secs(10), || {
+            matches!(http_request(&l.http, "GET", "/healthz", ""), Ok((200, _)))
+        });
         assert!(up, "not up:\n{}", l.stderr());
         l
     }
@@ -337,8 +343,7 @@ fn under_a_low_fd_limit_connections_are_capped_and_the_daemon_serves_on() {
     let log = l.stderr();
     assert!(log.contains("max_switch_connections lowered"), "cap fitted to the fd limit:\n{log}");
     // 48 per shard fit (see cap_for_fd_limit); 150 idle peers on shard 0.
-    let flood: Vec<TcpStream> =
-        (0..150).filter_map(|_| TcpStream::connect(("127.0.0.1", l.base_port)).ok()).collect();
+    let flood: Vec<TcpStream> = (0..150).filter_map(|_| TcpStream::connect(("127.0.0.1", l.base_port)).ok()).collect();
     assert!(flood.len() >= 100);
     let refused = wait_until(Duration::from_secs(10), || {
         metric(&l.http, "shardflow_openflow_connections_refused_total", &["cause=\"cap\""]) >= 100.0
@@ -425,8 +430,13 @@ fn a_flow_too_large_for_one_message_is_a_400_and_nothing_is_sent() {
     // The stream is intact: a normal flow still applies.
     let http = d.http_addr();
     let req = std::thread::spawn(move || {
-        http_request(&http, "POST", &format!("/v1/switches/{dpid:016x}/flows?command=add"), "table=3,priority=5,ip,actions=drop")
-            .unwrap()
+        http_request(
+            &http,
+            "POST",
+            &format!("/v1/switches/{dpid:016x}/flows?command=add"),
+            "table=3,priority=5,ip,actions=drop",
+        )
+        .unwrap()
     });
     while !req.is_finished() {
         if let Some(m) = f.read_msg(Duration::from_millis(100)) {

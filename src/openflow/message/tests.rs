@@ -862,7 +862,9 @@ fn a_packet_out_with_a_70000_byte_frame_is_refused() {
         actions: vec![crate::openflow::action::Action::Output { port: 1, max_len: 0 }],
         data: vec![0; 70_000],
     });
-    assert!(matches!(try_encode(&po, 1), Err(EncodeError::TooLong { msg_type: MsgType::PacketOut, len }) if len > 70_000));
+    assert!(
+        matches!(try_encode(&po, 1), Err(EncodeError::TooLong { msg_type: MsgType::PacketOut, len }) if len > 70_000)
+    );
 }
 
 #[test]
@@ -875,6 +877,11 @@ fn a_flow_mod_with_thousands_of_actions_is_refused_not_wrapped() {
     assert!(matches!(err, EncodeError::TooLong { msg_type: MsgType::FlowMod, len } if len > 140_000), "{err}");
     assert!(try_encode(&Message::FlowMod(fm.clone()), 1).is_err());
     // In a bundle too: the BUNDLE_ADD carrying it is refused as a whole.
-    let add = Message::BundleAdd(BundleAdd { bundle_id: 1, flags: 0, message: Box::new(Message::FlowMod(fm)), properties: vec![] });
+    let add = Message::BundleAdd(BundleAdd {
+        bundle_id: 1,
+        flags: 0,
+        message: Box::new(Message::FlowMod(fm)),
+        properties: vec![],
+    });
     assert!(matches!(try_encode(&add, 1), Err(EncodeError::TooLong { .. })));
 }

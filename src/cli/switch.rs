@@ -82,7 +82,8 @@ impl Switch {
     fn send(&mut self, msg: &Message) -> anyhow::Result<u32> {
         let xid = self.next_xid;
         self.next_xid = self.next_xid.wrapping_add(1).max(1);
-        self.stream.write_all(&message::encode(msg, xid)).context("send to switch")?;
+        let bytes = message::try_encode(msg, xid)?;
+        self.stream.write_all(&bytes).context("send to switch")?;
         Ok(xid)
     }
 

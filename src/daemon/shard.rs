@@ -652,7 +652,10 @@ impl Shard {
         }
         let c = self.conns.borrow().get(&conn).cloned();
         let Some(c) = c else { return };
-        c.send_all(&messages);
+        if c.send_all(&messages) == 0 {
+            // Dropped at the connection's output bound (counted there): nothing was installed.
+            return;
+        }
         let n = messages.iter().filter(|m| matches!(m, Message::FlowMod(_))).count() as u64;
         self.flow_mods.set(self.flow_mods.get() + n);
         self.metrics.flow_mods_n("ok", n);

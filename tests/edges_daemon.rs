@@ -1,8 +1,8 @@
 //! The daemon's edges under abuse (issue 12): a switch that stops reading while flooding echo
 //! requests, idle connections that never say HELLO, a file-descriptor limit that runs out, a
 //! flow too large for one OpenFlow message, a disconnect counted once, and a listen address that
-//! is not on this host. The peers are test-side fake switches over raw TCP: these tests are
-//! about our socket handling, not about Open vSwitch.
+//! is not on this host. The peers are test-side fake switches over raw TCP (these tests are
+//! about our socket handling), and a real Open vSwitch once the fd-limit flood is over.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{free_ports, http_request, shardflow, wait_until, Daemon};
+use support::{free_ports, http_request, shardflow, wait_until, Daemon, Ovs};
 
 // === a fake switch ===
 
@@ -367,6 +367,38 @@ fn under_a_low_fd_limit_connections_are_capped_and_the_daemon_serves_on() {
     Fake::connect(l.base_port, on0).handshake_until(|| listed(&http, on0));
     let lines = l.stderr().lines().filter(|x| x.contains("switch connection refused")).count();
     assert!(lines <= 2, "refusals are logged rate-limited, not {lines} times");
+    // A real Open vSwitch bridge connects to both shards and takes a flow.
+    let ovs = Ovs::start(&["br0"]);
+    ovs.ok(
+        "ovs-vsctl",
+        &[
+            "set-controller",
+            "br0",
+            &format!("tcp:127.0.0.1:{}", l.base_port),
+            &format!("tcp:127.0.0.1:{}", l.base_port + 1),
+        ],
+    );
+    for u in ovs.ok("ovs-vsctl", &["--bare", "--columns=_uuid", "list", "controller"]).split_whitespace() {
+        ovs.ok("ovs-vsctl", &["set", "controller", u, "connection_mode=out-of-band"]);
+    }
+    let both = wait_until(Duration::from_secs(15), || match http_request(&http, "GET", "/v1/switches", "") {
+        Ok((200, body)) => body.contains("0000000000000001") && body.contains("\"connections\":2"),
+        _ => false,
+    });
+    assert!(both, "OVS not connected to both shards: {:?}", http_request(&http, "GET", "/v1/switches", ""));
+    let (st, body) = http_request(
+        &http,
+        "POST",
+        "/v1/switches/0000000000000001/flows?command=add",
+        "table=3,priority=5,ip,actions=drop",
+    )
+    .unwrap();
+    assert_eq!(st, 200, "{body}");
+    assert!(
+        ovs.flows("br0").iter().any(|f| f.contains("table=3") && f.contains("priority=5")),
+        "{:?}",
+        ovs.flows("br0")
+    );
 }
 
 #[test]

@@ -156,6 +156,7 @@ fn a_switch_that_does_not_read_is_bounded_then_closed() {
     );
     let http = d.http_addr();
     let dpid = 0x00ed_0000_0000_0001u64;
+    let fds_before = open_fds(d.pid());
     let mut f = Fake::connect(d.of_port(0), dpid);
     f.handshake_until(|| listed(&http, dpid));
     // Let the dispatch install finish (answered), then stop reading for good.
@@ -202,6 +203,12 @@ fn a_switch_that_does_not_read_is_bounded_then_closed() {
         "exactly this connection"
     );
     assert!(wait_until(Duration::from_secs(5), || !listed(&http, dpid)), "switch still listed");
+    // The socket is gone on our side too, though the peer still holds its end open.
+    assert!(
+        wait_until(Duration::from_secs(5), || open_fds(d.pid()) <= fds_before),
+        "daemon fds {} > {fds_before} before the switch came",
+        open_fds(d.pid())
+    );
     assert!(d.stderr().contains("does not read"), "the close is logged:\n{}", d.stderr());
     // And the daemon lives on: a new switch handshakes.
     let other = 0x00ed_0000_0000_0002u64;

@@ -61,6 +61,11 @@ pub struct Metrics {
     /// `shardflow_connections_evicted_total{shard}`: records dropped because the shard's table
     /// (`shards.max_connections`) was full.
     pub connections_evicted_total: IntCounterVec,
+    /// `shardflow_http_connections_refused_total`: HTTP connections closed at accept because
+    /// `http.max_connections` were open.
+    pub http_connections_refused_total: IntCounter,
+    /// `shardflow_http_accept_errors_total`: failed HTTP accepts (e.g. out of file descriptors).
+    pub http_accept_errors_total: IntCounter,
 }
 
 impl Metrics {
@@ -110,6 +115,14 @@ impl Metrics {
             "Connection records evicted because the shard's table was full",
             &["shard"],
         )?;
+        let http_connections_refused_total = IntCounter::new(
+            "http_connections_refused_total",
+            "HTTP connections refused because http.max_connections were open",
+        )?;
+        registry.register(Box::new(http_connections_refused_total.clone()))?;
+        let http_accept_errors_total =
+            IntCounter::new("http_accept_errors_total", "HTTP accepts that failed (e.g. out of file descriptors)")?;
+        registry.register(Box::new(http_accept_errors_total.clone()))?;
         Ok(Metrics {
             registry,
             switch_connections,
@@ -124,6 +137,8 @@ impl Metrics {
             decisions_total,
             connections_live,
             connections_evicted_total,
+            http_connections_refused_total,
+            http_accept_errors_total,
         })
     }
 

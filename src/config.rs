@@ -54,7 +54,8 @@
 //! `SHARDFLOW_SHARDS_SPIN_BEFORE_PARK_US`, `SHARDFLOW_SHARDS_IO_MEMORY`, `SHARDFLOW_SHARDS_MAX_CONNECTIONS`,
 //! `SHARDFLOW_OPENFLOW_LISTEN`, `SHARDFLOW_OPENFLOW_BASE_PORT`, `SHARDFLOW_OPENFLOW_MODE`,
 //! `SHARDFLOW_OPENFLOW_ECHO_INTERVAL_SECS`, `SHARDFLOW_OPENFLOW_REQUEST_TIMEOUT_SECS`,
-//! `SHARDFLOW_HTTP_LISTEN`, `SHARDFLOW_LOG_LEVEL`, `SHARDFLOW_LOG_FORMAT`, and
+//! `SHARDFLOW_HTTP_LISTEN`, `SHARDFLOW_HTTP_MAX_CONNECTIONS`, `SHARDFLOW_HTTP_MAX_IN_FLIGHT`,
+//! `SHARDFLOW_HTTP_HEADER_TIMEOUT_MS`, `SHARDFLOW_LOG_LEVEL`, `SHARDFLOW_LOG_FORMAT`, and
 //! `SHARDFLOW_CONFIG` (the file, see [`config_path`]). Any other `SHARDFLOW_*` variable is an
 //! error, like an unknown key in the file.
 
@@ -463,6 +464,9 @@ impl Config {
                 "OPENFLOW_ECHO_INTERVAL_SECS" => self.openflow.echo_interval_secs = parse_num(v).map_err(bad)?,
                 "OPENFLOW_REQUEST_TIMEOUT_SECS" => self.openflow.request_timeout_secs = parse_num(v).map_err(bad)?,
                 "HTTP_LISTEN" => self.http.listen = v.parse().map_err(|_| bad("not an IP:port address".to_string()))?,
+                "HTTP_MAX_CONNECTIONS" => self.http.max_connections = parse_num(v).map_err(bad)?,
+                "HTTP_MAX_IN_FLIGHT" => self.http.max_in_flight = parse_num(v).map_err(bad)?,
+                "HTTP_HEADER_TIMEOUT_MS" => self.http.header_timeout_ms = parse_num(v).map_err(bad)?,
                 "LOG_LEVEL" => self.log.level = v.to_string(),
                 "LOG_FORMAT" => self.log.format = v.parse().map_err(bad)?,
                 _ => return Err(bad("unknown SHARDFLOW_ variable".to_string())),

@@ -130,7 +130,8 @@ fn oversized_request_head_is_refused() {
     assert!(matches!(out.status, None | Some(431)), "{out:?}");
     // A head just under the limit is fine.
     let mut s = connect(&d);
-    let ok = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\nConnection: close\r\n\r\n", "a".repeat(12 << 10));
+    let ok =
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\nConnection: close\r\n\r\n", "a".repeat(12 << 10));
     s.write_all(ok.as_bytes()).unwrap();
     assert_eq!(read_outcome(&mut s, Duration::from_secs(10)).status, Some(200));
 }
@@ -174,7 +175,8 @@ fn healthz_and_metrics_answer_while_heavy_requests_hold_every_slot() {
 
 #[test]
 fn connections_over_the_cap_are_refused_and_counted() {
-    let d = Daemon::start_with_config(1, &format!("{ONE_SHARD}[http]\nmax_connections = 4\nheader_timeout_ms = 30000\n"));
+    let d =
+        Daemon::start_with_config(1, &format!("{ONE_SHARD}[http]\nmax_connections = 4\nheader_timeout_ms = 30000\n"));
     let mut held = Vec::new();
     for _ in 0..4 {
         let mut s = connect(&d);

@@ -768,7 +768,14 @@ async fn respond(lanes: Arc<Lanes>, req: hyper::Request<Incoming>) -> Result<Htt
 /// anyway (its blocking thread and lane slot stay taken until it does return).
 const API_GRACE: Duration = Duration::from_millis(500);
 
-fn to_response(ctx: &HttpContext, route: &'static str, method: &Method, url: &str, reply: Reply, close: bool) -> HttpResponse {
+fn to_response(
+    ctx: &HttpContext,
+    route: &'static str,
+    method: &Method,
+    url: &str,
+    reply: Reply,
+    close: bool,
+) -> HttpResponse {
     ctx.metrics.http_requests_total.with_label_values(&[route, &reply.status.to_string()]).inc();
     tracing::debug!(%method, %url, status = reply.status, "http request");
     let mut resp = hyper::Response::new(Full::new(Bytes::from(reply.body)));

@@ -72,11 +72,7 @@ impl DaemonApi {
     /// Ask every shard (`make` builds each one's message around its reply channel) and collect
     /// the answers, all by `deadline`. Every request goes out before any answer is awaited, so
     /// the shards work in parallel.
-    fn broadcast<R>(
-        &self,
-        make: impl Fn(flume::Sender<R>) -> ShardMsg,
-        deadline: Instant,
-    ) -> Result<Vec<R>, ApiError> {
+    fn broadcast<R>(&self, make: impl Fn(flume::Sender<R>) -> ShardMsg, deadline: Instant) -> Result<Vec<R>, ApiError> {
         let mut waiting = Vec::with_capacity(self.cfg.shards.count);
         for s in 0..self.cfg.shards.count {
             let (tx, rx) = flume::bounded(1);
@@ -275,10 +271,10 @@ mod tests {
         let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         registry.connected(1, ConnInfo { shard: 0, conn: 7, peer, connected_at: Instant::now(), n_tables: 254 });
         let mesh: Mesh<ShardMsg> = Mesh::new(1, capacity);
-        while full {
-            let (tx, _rx) = flume::bounded(1);
-            if mesh.try_send_to(ShardId(0), ShardMsg::Stats { reply: tx }).is_err() {
-                break;
+        if full {
+            for _ in 0..capacity {
+                let (tx, _rx) = flume::bounded(1);
+                mesh.try_send_to(ShardId(0), ShardMsg::Stats { reply: tx }).unwrap();
             }
         }
         let tracker = Arc::new(crate::tracker::Tracker::new(crate::tracker::TrackerConfig::default()));

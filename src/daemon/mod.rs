@@ -248,7 +248,10 @@ pub fn invalidate_status(e: &ApiError) -> tonic::Status {
 
 /// `ControllerService/Invalidate` served by `api`: each call awaits every shard's answer for at
 /// most `deadline`, then fails with `DEADLINE_EXCEEDED`.
-pub fn invalidate_callback(api: Arc<api::DaemonApi>, deadline: std::time::Duration) -> crate::policy::server::InvalidateFn {
+pub fn invalidate_callback(
+    api: Arc<api::DaemonApi>,
+    deadline: std::time::Duration,
+) -> crate::policy::server::InvalidateFn {
     use crate::policy::server::InvalidationReply;
     Arc::new(move |inv| {
         let api = api.clone();

@@ -107,6 +107,7 @@ fn body_over_the_limit_is_413_at_once_and_never_read() {
     let sent = written.load(Ordering::Relaxed);
     assert!(sent < 100 << 20, "the daemon took the whole 100 MiB body");
     let grown = rss_kib(d.pid()).saturating_sub(before);
+    eprintln!("413 for a declared 100 MiB body: {sent} bytes pushed before the close, RSS +{grown} KiB");
     assert!(grown < 16 << 10, "RSS grew by {grown} KiB for a refused body ({sent} bytes sent)");
     // The daemon goes on serving.
     assert_eq!(d.get("/healthz").0, 200);
@@ -263,6 +264,7 @@ fn http_survives_file_descriptor_exhaustion() {
         d.stderr().contains("http accept failed")
     });
     assert!(exhausted, "no accept failure after {} connections:\n{}", idle.len(), d.stderr());
+    eprintln!("accept failed (EMFILE under ulimit -n 128) with {} connections open", idle.len());
     drop(idle);
     let ok = wait_until(Duration::from_secs(10), || matches!(healthz(&d.http).0, Ok((200, _))));
     assert!(ok, "/healthz does not answer after the connections closed:\n{}", d.stderr());

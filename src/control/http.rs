@@ -12,8 +12,9 @@
 //! - **Connections capped** ([`HttpLimits::max_connections`], `http.max_connections`): one more
 //!   is answered 503 and closed, counted in `shardflow_http_connections_refused_total`.
 //! - **Request heads bounded**: at most [`MAX_HEADER_BYTES`] and [`MAX_HEADERS`] lines (hyper
-//!   answers 431 and closes), received within `http.header_timeout_ms` (hyper answers 408 and
-//!   closes; an idle kept-alive connection is closed after the same time).
+//!   answers 431 and closes), received within `http.header_timeout_ms` (else hyper closes the
+//!   connection; an idle kept-alive connection is closed after the same time). A body must
+//!   arrive within the request's deadline (else 408, closed).
 //! - **Bodies bounded**: a `Content-Length` over [`MAX_BODY`] is answered 413 at once, the body
 //!   never read, the connection closed; a chunked body is cut at [`MAX_BODY`] (413 as well).
 //! - **Two lanes**: `/healthz`, `/readyz` and `/metrics` take a slot among [`LIGHT_IN_FLIGHT`]
@@ -545,7 +546,7 @@ pub struct HttpLimits {
     /// wait for a slot until their deadline, then get 503.
     pub max_in_flight: usize,
     /// Time to receive a request head, counted from the first poll for it (an idle kept-alive
-    /// connection is closed after it too); past it hyper answers 408 and closes.
+    /// connection is closed after it too); past it hyper closes the connection.
     pub header_timeout: Duration,
 }
 
@@ -683,9 +684,14 @@ async fn connection(
     }
 }
 
-/// Whether `path` is a light route, served from its own lane.
-fn is_light(path: &str) -> bool {
-    matches!(path.trim_end_matches('/'), "/healthz" | "/readyz" | "/metrics")
+/// The route of `path` if it is a light one (served from its own lane), else None.
+fn light_route(path: &str) -> Option<&'static str> {
+    match path.trim_end_matches('/') {
+        "/healthz" => Some("/healthz"),
+        "/readyz" => Some("/readyz"),
+        "/metrics" => Some("/metrics"),
+        _ => None,
+    }
 }
 
 type HttpResponse = hyper::Response<Full<Bytes>>;
@@ -698,7 +704,7 @@ async fn respond(lanes: Arc<Lanes>, req: hyper::Request<Incoming>) -> Result<Htt
     let ctx = &lanes.ctx;
     let method = Method::from(req.method());
     let url = req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), |pq| pq.as_str().to_string());
-    let light = is_light(req.uri().path());
+    let light = light_route(req.uri().path());
     let deadline = started + ctx.request_timeout;
     let declared = req
         .headers()
@@ -714,29 +720,30 @@ async fn respond(lanes: Arc<Lanes>, req: hyper::Request<Incoming>) -> Result<Htt
         return Ok(to_response(ctx, "too_large", &method, &url, reply, true));
     }
 
-    let lane = if light { &lanes.light } else { &lanes.heavy };
+    let lane = if light.is_some() { &lanes.light } else { &lanes.heavy };
     let permit = match tokio::time::timeout_at(deadline.into(), lane.clone().acquire_owned()).await {
         Ok(Ok(p)) => p,
         _ => {
-            let route = if light { req.uri().path().trim_end_matches('/') } else { "busy" };
-            let route: &'static str = match route {
-                "/healthz" => "/healthz",
-                "/readyz" => "/readyz",
-                "/metrics" => "/metrics",
-                _ => "busy",
-            };
             let reply = Reply::error(503, "too many requests in progress; try again");
-            return Ok(to_response(ctx, route, &method, &url, reply, has_body));
+            return Ok(to_response(ctx, light.unwrap_or("busy"), &method, &url, reply, has_body));
         }
     };
 
+    // The body, within MAX_BODY and the request's deadline. Whenever it is not read to its end
+    // the connection is closed after the answer.
     let body = if has_body {
         let limited = Limited::new(req.into_body(), MAX_BODY);
         match tokio::time::timeout_at(deadline.into(), limited.collect()).await {
             Ok(Ok(b)) => Body::Bytes(b.to_bytes().to_vec()),
             Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Body::TooLarge,
-            // A broken or late body: the route then says what it missed; the connection closes.
-            Ok(Err(_)) | Err(_) => Body::Bytes(Vec::new()),
+            Ok(Err(e)) => {
+                let reply = Reply::error(400, format!("cannot read the request body: {e}"));
+                return Ok(to_response(ctx, "bad_body", &method, &url, reply, true));
+            }
+            Err(_) => {
+                let reply = Reply::error(408, "request body not received before the deadline");
+                return Ok(to_response(ctx, "bad_body", &method, &url, reply, true));
+            }
         }
     } else {
         Body::Bytes(Vec::new())

@@ -400,6 +400,27 @@ fn unresponsive_shard_is_504_and_health_still_answers() {
     }
 }
 
+/// A body that never finishes holds its slot only until the request deadline: then 408 and the
+/// connection closed, and nothing reaches the api.
+#[test]
+fn a_body_that_never_finishes_is_408_at_the_deadline() {
+    let api = FakeApi::new();
+    let mut cfg = Config::default();
+    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.openflow.request_timeout_secs = 1;
+    let metrics = Arc::new(Metrics::new().unwrap());
+    let cp = ControlPlane::start(&cfg, metrics, api.clone()).unwrap();
+    let mut s = TcpStream::connect(cp.http_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"POST /v1/switches/1/flows HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\ntable=0").unwrap();
+    let mut raw = Vec::new();
+    // read_to_end returns only once the server closes (or after the 5 s read timeout: an error).
+    s.read_to_end(&mut raw).expect("the connection was not closed");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(api.calls().is_empty());
+}
+
 #[test]
 fn delete_flows_query() {
     let api = FakeApi::new();

@@ -46,6 +46,9 @@
 //! [http]
 //! # Metrics (/metrics), health (/healthz) and the REST API (/v1/...).
 //! listen = "127.0.0.1:9464"
+//! max_connections = 256     # more are answered 503 and closed (counted)
+//! max_in_flight = 16        # REST requests handled at once (health and metrics have their own lane)
+//! header_timeout_ms = 5000  # time to send a request head (and idle time of a kept-alive connection)
 //!
 //! [log]
 //! # A level (trace, debug, info, warn, error) or a tracing filter ("info,shardflow=debug").
@@ -61,7 +64,8 @@
 //! `SHARDFLOW_OPENFLOW_ECHO_INTERVAL_SECS`, `SHARDFLOW_OPENFLOW_REQUEST_TIMEOUT_SECS`,
 //! `SHARDFLOW_OPENFLOW_OUTPUT_HIGH_WATER`, `SHARDFLOW_OPENFLOW_OUTPUT_STALL_TIMEOUT_SECS`,
 //! `SHARDFLOW_OPENFLOW_MAX_SWITCH_CONNECTIONS`, `SHARDFLOW_OPENFLOW_MULTIPART_MAX_BYTES`,
-//! `SHARDFLOW_HTTP_LISTEN`, `SHARDFLOW_LOG_LEVEL`, `SHARDFLOW_LOG_FORMAT`, and
+//! `SHARDFLOW_HTTP_LISTEN`, `SHARDFLOW_HTTP_MAX_CONNECTIONS`, `SHARDFLOW_HTTP_MAX_IN_FLIGHT`,
+//! `SHARDFLOW_HTTP_HEADER_TIMEOUT_MS`, `SHARDFLOW_LOG_LEVEL`, `SHARDFLOW_LOG_FORMAT`, and
 //! `SHARDFLOW_CONFIG` (the file, see [`config_path`]). Any other `SHARDFLOW_*` variable is an
 //! error, like an unknown key in the file.
 
@@ -294,11 +298,33 @@ impl OpenflowConfig {
 pub struct HttpConfig {
     /// Address of the metrics/health/REST endpoint. Port 0 picks a free port (tests).
     pub listen: SocketAddr,
+    /// HTTP connections open at once (at least 1); more are answered 503 and closed.
+    pub max_connections: usize,
+    /// REST requests handled at once (at least 1); `/healthz`, `/readyz`, `/metrics` have their own lane.
+    pub max_in_flight: usize,
+    /// Time a client has to send a request head (at least 1 ms).
+    pub header_timeout_ms: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9464) }
+        HttpConfig {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9464),
+            max_connections: 256,
+            max_in_flight: 16,
+            header_timeout_ms: 5000,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The HTTP server's bounds.
+    pub fn limits(&self) -> crate::control::http::HttpLimits {
+        crate::control::http::HttpLimits {
+            max_connections: self.max_connections.max(1),
+            max_in_flight: self.max_in_flight.max(1),
+            header_timeout: Duration::from_millis(self.header_timeout_ms.max(1)),
+        }
     }
 }
 
@@ -498,6 +524,9 @@ impl Config {
                 }
                 "OPENFLOW_MULTIPART_MAX_BYTES" => self.openflow.multipart_max_bytes = parse_num(v).map_err(bad)?,
                 "HTTP_LISTEN" => self.http.listen = v.parse().map_err(|_| bad("not an IP:port address".to_string()))?,
+                "HTTP_MAX_CONNECTIONS" => self.http.max_connections = parse_num(v).map_err(bad)?,
+                "HTTP_MAX_IN_FLIGHT" => self.http.max_in_flight = parse_num(v).map_err(bad)?,
+                "HTTP_HEADER_TIMEOUT_MS" => self.http.header_timeout_ms = parse_num(v).map_err(bad)?,
                 "LOG_LEVEL" => self.log.level = v.to_string(),
                 "LOG_FORMAT" => self.log.format = v.parse().map_err(bad)?,
                 _ => return Err(bad("unknown SHARDFLOW_ variable".to_string())),
@@ -571,6 +600,15 @@ impl Config {
                 return Err(ConfigError::invalid("policy.cnictl", "source = \"cnictl\" needs cni-ctl's address"))
             }
             _ => {}
+        }
+        for (key, v) in [
+            ("http.max_connections", self.http.max_connections as u64),
+            ("http.max_in_flight", self.http.max_in_flight as u64),
+            ("http.header_timeout_ms", self.http.header_timeout_ms),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
         }
         if self.policy.timeout_ms == 0 {
             return Err(ConfigError::invalid("policy.timeout_ms", "must be at least 1"));

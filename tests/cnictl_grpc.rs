@@ -328,7 +328,7 @@ fn invalidate_reaches_the_daemon_callback() {
     let callback: server::InvalidateFn = Arc::new(move |inv: Invalidation| {
         let dropped = inv.ips.len() as u64;
         log.lock().unwrap().push(inv);
-        InvalidationReply { dropped, flows_deleted: 2 * dropped }
+        Box::pin(async move { Ok(InvalidationReply { dropped, flows_deleted: 2 * dropped }) })
     });
     let srv = Server::start(&ctl, any_port(), Services::new().controller(callback), None);
 

@@ -1,9 +1,10 @@
 //! What the HTTP layer asks of the daemon: the [`ControlApi`] trait and its request and
 //! response types.
 //!
-//! The HTTP server is blocking (tiny_http) and runs on its own threads, never on a shard, so the
-//! trait's methods are blocking too: the daemon implements them by sending a request to the
-//! owning shard (flume) and waiting for the answer until `deadline`. The HTTP layer parses and
+//! The trait's methods are blocking: the HTTP server calls them on the control runtime's
+//! blocking pool (never on the runtime's thread, never on a shard), and the daemon implements
+//! them by sending a request to the owning shard (flume) and waiting for the answer, both until
+//! `deadline`. Keeping them blocking keeps [`crate::control::http::handle`] a plain function. The HTTP layer parses and
 //! validates everything first (dpid, flow text, query), so an implementation sees only
 //! well-formed requests.
 
@@ -198,8 +199,9 @@ pub enum ApiError {
 
 // === the trait ===
 
-/// The daemon's side of the REST API. Called on the HTTP threads (several at once), never on a
-/// shard; each call must return by `deadline` (answer [`ApiError::Timeout`] then).
+/// The daemon's side of the REST API. Called on blocking threads (several at once), never on a
+/// shard nor on an async runtime's thread; each call must return by `deadline` (answer
+/// [`ApiError::Timeout`] then: HTTP 504).
 pub trait ControlApi: Send + Sync {
     /// `Ok(())` when the daemon serves traffic, else why not (for `/healthz`).
     fn ready(&self) -> Result<(), String>;

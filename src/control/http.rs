@@ -1,8 +1,28 @@
-//! The HTTP endpoint: health, Prometheus metrics and the REST API, served by tiny_http.
+//! The HTTP endpoint: health, Prometheus metrics and the REST API, served by hyper (HTTP/1.1)
+//! on the control runtime.
 //!
-//! tiny_http is blocking, so it runs on a few std threads of its own (`shardflow-http-N`), never
-//! on a shard nor on the control runtime. Several workers let `/metrics` and `/healthz` answer
-//! while another request waits on a slow switch.
+//! Why hyper and not tiny_http (which the design first named): tiny_http panics in its accept
+//! thread when the process runs out of file descriptors (the endpoint is then gone for good),
+//! has no limit on the size of a request head, no header timeout, a thread per connection, and
+//! reads a body in full before it can be refused. hyper (already built for tonic) gives each of
+//! those bounds directly; what remains is ours, here:
+//!
+//! - **Accept errors never end the server**: counted (`shardflow_http_accept_errors_total`),
+//!   logged at most every 10 s, retried after [`ACCEPT_BACKOFF`].
+//! - **Connections capped** ([`HttpLimits::max_connections`], `http.max_connections`): one more
+//!   is answered 503 and closed, counted in `shardflow_http_connections_refused_total`.
+//! - **Request heads bounded**: at most [`MAX_HEADER_BYTES`] and [`MAX_HEADERS`] lines (hyper
+//!   answers 431 and closes), received within `http.header_timeout_ms` (else hyper closes the
+//!   connection; an idle kept-alive connection is closed after the same time). A body must
+//!   arrive within the request's deadline (else 408, closed).
+//! - **Bodies bounded**: a `Content-Length` over [`MAX_BODY`] is answered 413 at once, the body
+//!   never read, the connection closed; a chunked body is cut at [`MAX_BODY`] (413 as well).
+//! - **Two lanes**: `/healthz`, `/readyz` and `/metrics` take a slot among [`LIGHT_IN_FLIGHT`]
+//!   of their own; every other request one among `http.max_in_flight`. A light request never
+//!   queues behind a flow dump. A heavy request that finds no slot before its deadline gets 503.
+//! - **The runtime never waits**: [`handle`] (whose [`ControlApi`] calls wait for a shard, each
+//!   until its deadline) runs on tokio's blocking pool, sized by [`blocking_threads`], never on
+//!   the runtime's own thread, which also runs the gRPC clients and servers.
 //!
 //! | route | answer |
 //! | --- | --- |
@@ -19,15 +39,18 @@
 //! over 1 MiB), 502 (switch refused: `openflow_error` holds the OpenFlow error name, or another
 //! failure), 503 (not ready), 504 (no answer before the deadline).
 
-use std::io::Read;
+use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
-use tiny_http::{Header, Method, Request, Response, Server};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::api::{ApiError, ControlApi, DeleteFilter, Dpid, FlowCommand};
 use super::metrics::Metrics;
@@ -48,7 +71,7 @@ pub struct HttpContext {
     pub request_timeout: Duration,
 }
 
-/// A response before it is turned into a tiny_http one (and what the tests inspect).
+/// A response before it is turned into an HTTP one (and what the tests inspect).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
@@ -444,40 +467,111 @@ fn parse_u64(s: &str) -> Option<u64> {
     }
 }
 
+// === method ===
+
+/// The request method, as `handle` sees it (the variant names tiny_http used, so routing code
+/// reads the same whichever transport feeds it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Connect,
+    Options,
+    Trace,
+    Patch,
+    NonStandard(String),
+}
+
+impl From<&hyper::Method> for Method {
+    fn from(m: &hyper::Method) -> Method {
+        match *m {
+            hyper::Method::GET => Method::Get,
+            hyper::Method::HEAD => Method::Head,
+            hyper::Method::POST => Method::Post,
+            hyper::Method::PUT => Method::Put,
+            hyper::Method::DELETE => Method::Delete,
+            hyper::Method::CONNECT => Method::Connect,
+            hyper::Method::OPTIONS => Method::Options,
+            hyper::Method::TRACE => Method::Trace,
+            hyper::Method::PATCH => Method::Patch,
+            _ => Method::NonStandard(m.as_str().to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Connect => "CONNECT",
+            Method::Options => "OPTIONS",
+            Method::Trace => "TRACE",
+            Method::Patch => "PATCH",
+            Method::NonStandard(s) => s,
+        })
+    }
+}
+
 // === server ===
 
-/// The running HTTP server: its listener and worker threads.
+/// Largest request head (request line and headers) accepted; a larger one is answered 431 and
+/// the connection closed. hyper's own floor for its read buffer is 8 KiB.
+pub const MAX_HEADER_BYTES: usize = 16 << 10;
+/// Most header lines in one request (hyper answers 431 past it).
+pub const MAX_HEADERS: usize = 64;
+/// Light requests (`/healthz`, `/readyz`, `/metrics`) handled at once; more wait for a slot.
+pub const LIGHT_IN_FLIGHT: usize = 4;
+/// Pause after a failed accept (out of file descriptors, usually) before trying again: the
+/// pending connection stays in the backlog, so spinning would only burn the control thread.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Blocking threads the control runtime may start: every lane full, plus a few for tokio's own
+/// use (name resolution of the gRPC client).
+pub fn blocking_threads(limits: &HttpLimits) -> usize {
+    limits.max_in_flight.max(1) + LIGHT_IN_FLIGHT + 4
+}
+
+/// The server's bounds (`[http]` in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Connections open at once; one more is answered 503 and closed
+    /// (`shardflow_http_connections_refused_total`).
+    pub max_connections: usize,
+    /// Heavy requests (everything but `/healthz`, `/readyz`, `/metrics`) handled at once; more
+    /// wait for a slot until their deadline, then get 503.
+    pub max_in_flight: usize,
+    /// Time to receive a request head, counted from the first poll for it (an idle kept-alive
+    /// connection is closed after it too); past it hyper closes the connection.
+    pub header_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> HttpLimits {
+        HttpLimits { max_connections: 256, max_in_flight: 16, header_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// A bound HTTP listener, not yet serving: binding happens before the control thread starts,
+/// so a port in use is a start-up error, and serving runs on the control runtime.
 pub struct HttpServer {
-    server: Arc<Server>,
-    workers: Vec<JoinHandle<()>>,
-    stopping: Arc<AtomicBool>,
+    listener: std::net::TcpListener,
     addr: SocketAddr,
 }
 
 impl HttpServer {
-    /// Bind `addr` and start `workers` threads (at least one).
-    pub fn start(addr: SocketAddr, ctx: HttpContext, workers: usize) -> Result<HttpServer, ControlError> {
-        let server = Server::http(addr).map_err(|e| ControlError::HttpBind { addr, message: e.to_string() })?;
-        let bound = server.server_addr().to_ip().unwrap_or(addr);
-        let server = Arc::new(server);
-        let stopping = Arc::new(AtomicBool::new(false));
-        let mut handles = Vec::new();
-        for i in 0..workers.max(1) {
-            let (srv, stop, ctx) = (server.clone(), stopping.clone(), ctx.clone());
-            let spawned = std::thread::Builder::new()
-                .name(format!("shardflow-http-{i}"))
-                .spawn(move || worker(&srv, &stop, &ctx));
-            match spawned {
-                Ok(h) => handles.push(h),
-                Err(e) => {
-                    let partial = HttpServer { server, workers: handles, stopping, addr: bound };
-                    partial.stop();
-                    return Err(ControlError::Thread(e));
-                }
-            }
-        }
-        tracing::info!(addr = %bound, "http endpoint listening");
-        Ok(HttpServer { server, workers: handles, stopping, addr: bound })
+    /// Bind `addr` (non-blocking, for tokio).
+    pub fn bind(addr: SocketAddr) -> Result<HttpServer, ControlError> {
+        let err = |e: std::io::Error| ControlError::HttpBind { addr, message: e.to_string() };
+        let listener = std::net::TcpListener::bind(addr).map_err(err)?;
+        listener.set_nonblocking(true).map_err(err)?;
+        let bound = listener.local_addr().map_err(err)?;
+        Ok(HttpServer { listener, addr: bound })
     }
 
     /// The bound address (the real port when configured with port 0).
@@ -485,77 +579,222 @@ impl HttpServer {
         self.addr
     }
 
-    /// Stop the workers, wait for them, and close the listener.
-    pub fn stop(self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        for _ in 0..self.workers.len() {
-            self.server.unblock();
-        }
-        for w in self.workers {
-            if w.join().is_err() {
-                tracing::error!("an http worker panicked");
-            }
-        }
-        // Dropping the last Arc<Server> tells tiny_http's accept thread to stop; that thread
-        // owns the listening socket and closes it a moment later, unjoinable. Wait (bounded)
-        // until the port can be bound again, so "stopped" really means "port released".
-        drop(self.server);
-        let until = Instant::now() + Duration::from_secs(1);
-        while std::net::TcpListener::bind(self.addr).is_err() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-}
-
-fn worker(server: &Server, stopping: &AtomicBool, ctx: &HttpContext) {
-    loop {
-        let req = server.recv();
-        if stopping.load(Ordering::SeqCst) {
-            // Unblocked for shutdown; a request received in the race is dropped (connection closes).
-            return;
-        }
-        match req {
-            Ok(req) => serve(ctx, req),
+    /// Serve until `stop` fires, on the current tokio runtime (which must have the time driver
+    /// and room for [`blocking_threads`] blocking threads). Returns when the listener is closed;
+    /// connections still open are asked to finish their request and close.
+    pub async fn serve(self, ctx: HttpContext, limits: HttpLimits, stop: super::ShutdownSignal) {
+        let addr = self.addr;
+        let listener = match tokio::net::TcpListener::from_std(self.listener) {
+            Ok(l) => l,
             Err(e) => {
-                // E.g. out of file descriptors: do not spin on it.
-                tracing::warn!(error = %e, "http accept failed");
-                std::thread::sleep(Duration::from_millis(10));
+                tracing::error!(%addr, error = %e, "http endpoint cannot start");
+                return;
+            }
+        };
+        tracing::info!(%addr, ?limits, "http endpoint listening");
+        let lanes = Arc::new(Lanes {
+            ctx,
+            heavy: Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
+            light: Arc::new(Semaphore::new(LIGHT_IN_FLIGHT)),
+        });
+        let conns = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        let mut last_warning: Option<Instant> = None;
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stop.wait() => break,
+            };
+            let metrics = &lanes.ctx.metrics;
+            match accepted {
+                Ok((stream, peer)) => {
+                    let Ok(permit) = conns.clone().try_acquire_owned() else {
+                        metrics.http_connections_refused_total.inc();
+                        tracing::debug!(%peer, "http connection refused: too many open");
+                        refuse(stream);
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(connection(stream, lanes.clone(), limits, stop.clone(), permit));
+                }
+                Err(e) => {
+                    metrics.http_accept_errors_total.inc();
+                    // Rate-limited: under fd exhaustion this fails every ACCEPT_BACKOFF.
+                    if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        tracing::warn!(error = %e, "http accept failed; retrying");
+                        last_warning = Some(Instant::now());
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                        _ = stop.wait() => break,
+                    }
+                }
             }
         }
+        tracing::debug!(%addr, "http endpoint closed");
     }
 }
 
-fn serve(ctx: &HttpContext, mut req: Request) {
-    let body = read_body(&mut req);
-    let method = req.method().clone();
-    let url = req.url().to_string();
-    let mut route: &'static str = "other";
-    let reply = handle(ctx, &method, &url, body, &mut route);
+/// Answer 503 to a connection over the cap without waiting for anything: whatever fits in the
+/// socket buffer now is written, then the socket is closed.
+fn refuse(stream: tokio::net::TcpStream) {
+    const BODY: &str = "{\"error\":\"too many http connections\"}";
+    let resp = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = stream.try_write(resp.as_bytes());
+}
+
+/// What every connection shares: the handler context and the two lanes.
+struct Lanes {
+    ctx: HttpContext,
+    /// Slots for heavy requests (REST calls that ask the shards or parse bodies).
+    heavy: Arc<Semaphore>,
+    /// Slots for health and metrics: never taken by a heavy request, so these never queue
+    /// behind a flow dump.
+    light: Arc<Semaphore>,
+}
+
+/// One connection, HTTP/1.1 with keep-alive, within [`MAX_HEADER_BYTES`] and the header timeout.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    lanes: Arc<Lanes>,
+    limits: HttpLimits,
+    stop: super::ShutdownSignal,
+    _slot: OwnedSemaphorePermit,
+) {
+    let svc = service_fn(move |req| respond(lanes.clone(), req));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEADER_BYTES.max(8192))
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_headers(MAX_HEADERS);
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.wait() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "http connection ended");
+    }
+}
+
+/// The route of `path` if it is a light one (served from its own lane), else None.
+fn light_route(path: &str) -> Option<&'static str> {
+    match path.trim_end_matches('/') {
+        "/healthz" => Some("/healthz"),
+        "/readyz" => Some("/readyz"),
+        "/metrics" => Some("/metrics"),
+        _ => None,
+    }
+}
+
+type HttpResponse = hyper::Response<Full<Bytes>>;
+
+/// One request: the body limit checked from `Content-Length` before anything is read, a slot
+/// in its lane, then [`handle`] on a blocking thread (the `ControlApi` calls wait for shards;
+/// the control runtime itself never waits).
+async fn respond(lanes: Arc<Lanes>, req: hyper::Request<Incoming>) -> Result<HttpResponse, Infallible> {
+    let started = Instant::now();
+    let ctx = &lanes.ctx;
+    let method = Method::from(req.method());
+    let url = req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), |pq| pq.as_str().to_string());
+    let light = light_route(req.uri().path());
+    let deadline = started + ctx.request_timeout;
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let has_body = declared.is_some_and(|n| n > 0) || req.headers().contains_key(hyper::header::TRANSFER_ENCODING);
+
+    // 413 from the header alone: the body is never read (and the connection is closed, since
+    // its unread bytes would otherwise be taken for the next request).
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        let reply = Reply::error(413, format!("body larger than {MAX_BODY} bytes"));
+        return Ok(to_response(ctx, "too_large", &method, &url, reply, true));
+    }
+
+    let lane = if light.is_some() { &lanes.light } else { &lanes.heavy };
+    let permit = match tokio::time::timeout_at(deadline.into(), lane.clone().acquire_owned()).await {
+        Ok(Ok(p)) => p,
+        _ => {
+            let reply = Reply::error(503, "too many requests in progress; try again");
+            return Ok(to_response(ctx, light.unwrap_or("busy"), &method, &url, reply, has_body));
+        }
+    };
+
+    // The body, within MAX_BODY and the request's deadline. Whenever it is not read to its end
+    // the connection is closed after the answer.
+    let body = if has_body {
+        let limited = Limited::new(req.into_body(), MAX_BODY);
+        match tokio::time::timeout_at(deadline.into(), limited.collect()).await {
+            Ok(Ok(b)) => Body::Bytes(b.to_bytes().to_vec()),
+            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Body::TooLarge,
+            Ok(Err(e)) => {
+                let reply = Reply::error(400, format!("cannot read the request body: {e}"));
+                return Ok(to_response(ctx, "bad_body", &method, &url, reply, true));
+            }
+            Err(_) => {
+                let reply = Reply::error(408, "request body not received before the deadline");
+                return Ok(to_response(ctx, "bad_body", &method, &url, reply, true));
+            }
+        }
+    } else {
+        Body::Bytes(Vec::new())
+    };
+    let close = matches!(body, Body::TooLarge);
+
+    let work_ctx = ctx.clone();
+    let (m, u) = (method.clone(), url.clone());
+    let work = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let mut route: &'static str = "other";
+        let reply = handle(&work_ctx, &m, &u, body, &mut route);
+        (route, reply)
+    });
+    // The api answers by its deadline; this bound only guards against one that does not.
+    let guard = deadline + API_GRACE;
+    let (route, reply) = match tokio::time::timeout_at(guard.into(), work).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, %url, "http handler panicked");
+            ("other", Reply::error(500, "internal error"))
+        }
+        Err(_) => ("other", Reply::error(504, "no answer before the deadline")),
+    };
+    Ok(to_response(ctx, route, &method, &url, reply, close))
+}
+
+/// Time past a request's deadline after which a handler that has not returned is answered 504
+/// anyway (its blocking thread and lane slot stay taken until it does return).
+const API_GRACE: Duration = Duration::from_millis(500);
+
+fn to_response(
+    ctx: &HttpContext,
+    route: &'static str,
+    method: &Method,
+    url: &str,
+    reply: Reply,
+    close: bool,
+) -> HttpResponse {
     ctx.metrics.http_requests_total.with_label_values(&[route, &reply.status.to_string()]).inc();
     tracing::debug!(%method, %url, status = reply.status, "http request");
-    let mut resp = Response::from_string(reply.body).with_status_code(reply.status);
-    if let Ok(h) = Header::from_bytes(&b"Content-Type"[..], reply.content_type.as_bytes()) {
-        resp = resp.with_header(h);
-    }
+    let mut resp = hyper::Response::new(Full::new(Bytes::from(reply.body)));
+    *resp.status_mut() = hyper::StatusCode::from_u16(reply.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = resp.headers_mut();
+    headers.insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(reply.content_type));
     if let Some(allow) = reply.allow {
-        if let Ok(h) = Header::from_bytes(&b"Allow"[..], allow.as_bytes()) {
-            resp = resp.with_header(h);
-        }
+        headers.insert(hyper::header::ALLOW, hyper::header::HeaderValue::from_static(allow));
     }
-    if let Err(e) = req.respond(resp) {
-        tracing::debug!(error = %e, "http response not delivered");
+    if close {
+        headers.insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
     }
-}
-
-fn read_body(req: &mut Request) -> Body {
-    if req.body_length().is_some_and(|n| n > MAX_BODY) {
-        return Body::TooLarge;
-    }
-    let mut buf = Vec::new();
-    match req.as_reader().take(MAX_BODY as u64 + 1).read_to_end(&mut buf) {
-        Ok(_) if buf.len() > MAX_BODY => Body::TooLarge,
-        Ok(_) => Body::Bytes(buf),
-        // A broken body reads as empty; the route then says what it missed.
-        Err(_) => Body::Bytes(Vec::new()),
-    }
+    resp
 }

@@ -72,6 +72,11 @@ pub struct Metrics {
     /// `handoff_full`/`answer_full` (a peer shard's outbox), `output_full` (a connection's
     /// output), `message_too_large` (over 65,535 bytes), `multipart_too_large`.
     pub shard_dropped_total: IntCounterVec,
+    /// `shardflow_http_connections_refused_total`: HTTP connections closed at accept because
+    /// `http.max_connections` were open.
+    pub http_connections_refused_total: IntCounter,
+    /// `shardflow_http_accept_errors_total`: failed HTTP accepts (e.g. out of file descriptors).
+    pub http_accept_errors_total: IntCounter,
 }
 
 impl Metrics {
@@ -136,6 +141,14 @@ impl Metrics {
             "Messages or work a shard dropped at a bound, by cause",
             &["shard", "cause"],
         )?;
+        let http_connections_refused_total = IntCounter::new(
+            "http_connections_refused_total",
+            "HTTP connections refused because http.max_connections were open",
+        )?;
+        registry.register(Box::new(http_connections_refused_total.clone()))?;
+        let http_accept_errors_total =
+            IntCounter::new("http_accept_errors_total", "HTTP accepts that failed (e.g. out of file descriptors)")?;
+        registry.register(Box::new(http_accept_errors_total.clone()))?;
         Ok(Metrics {
             registry,
             openflow_connections_refused_total,
@@ -153,6 +166,8 @@ impl Metrics {
             decisions_total,
             connections_live,
             connections_evicted_total,
+            http_connections_refused_total,
+            http_accept_errors_total,
         })
     }
 

@@ -1,13 +1,14 @@
 //! The control plane: one OS thread (`shardflow-control`) running a tokio current-thread
 //! runtime, apart from the glommio shards. It owns process signals (SIGTERM, SIGINT), turns them
-//! into a [`ShutdownSignal`] the shards await, starts the HTTP endpoint (metrics, health, REST;
-//! see [`http`]) on threads of its own, and offers its runtime ([`ControlPlane::runtime`]) to
-//! the tokio-based clients (gRPC to cni-ctl).
+//! into a [`ShutdownSignal`] the shards await, serves the HTTP endpoint (metrics, health, REST;
+//! see [`http`]) on that runtime, and offers the runtime ([`ControlPlane::runtime`]) to the
+//! tokio-based clients and servers (gRPC to and from cni-ctl). Nothing on the runtime's thread
+//! waits: REST handlers, whose shard calls wait until their deadline, run on its blocking pool.
 //!
 //! Lifecycle: [`ControlPlane::start`] returns once the HTTP port is bound and the signal
 //! handlers are installed (so a SIGTERM after it returns is never lost). Shutdown comes from a
 //! signal, [`ControlPlane::shutdown`] or any [`ShutdownTrigger`]; the control thread then stops
-//! the HTTP workers (closing the port) and its runtime, and [`ControlPlane::join`] returns the
+//! serving HTTP (closing the port) and its runtime, and [`ControlPlane::join`] returns the
 //! reason. Dropping a `ControlPlane` shuts it down and joins it.
 
 pub mod api;
@@ -24,13 +25,10 @@ pub use metrics::{Metrics, MetricsError, ShardMetrics};
 pub use signal::{shutdown_channel, ShutdownReason, ShutdownSignal, ShutdownTrigger};
 
 use crate::config::Config;
-use http::{HttpContext, HttpServer};
+use http::{HttpContext, HttpLimits, HttpServer};
 
 /// How long tasks on the control runtime get to finish after shutdown is triggered.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
-
-/// Number of HTTP worker threads.
-pub const HTTP_WORKERS: usize = 2;
 
 /// Why the control plane could not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
@@ -72,25 +70,16 @@ impl ControlPlane {
         (trigger, signal): (ShutdownTrigger, ShutdownSignal),
     ) -> Result<ControlPlane, ControlError> {
         let ctx = HttpContext { metrics, api, request_timeout: cfg.openflow.request_timeout() };
-        let http = HttpServer::start(cfg.http.listen, ctx, HTTP_WORKERS)?;
+        // Bound here, so a port in use is an error of `start`; served on the control runtime.
+        let http = HttpServer::bind(cfg.http.listen)?;
         let http_addr = http.addr();
+        let limits = cfg.http.limits();
         let (init_tx, init_rx) = std::sync::mpsc::channel();
         let (t, s) = (trigger.clone(), signal.clone());
-        // The HTTP server moves into the thread, which stops it whichever way it ends.
-        let http_slot = Arc::new(std::sync::Mutex::new(Some(http)));
-        let slot = http_slot.clone();
         let spawned = std::thread::Builder::new()
             .name("shardflow-control".to_string())
-            .spawn(move || control_thread(t, s, slot, init_tx));
-        let thread = match spawned {
-            Ok(h) => h,
-            Err(e) => {
-                if let Some(http) = take(&http_slot) {
-                    http.stop();
-                }
-                return Err(ControlError::Thread(e));
-            }
-        };
+            .spawn(move || control_thread(t, s, (http, ctx, limits), init_tx));
+        let thread = spawned.map_err(ControlError::Thread)?;
         let runtime = match init_rx.recv() {
             Ok(Ok(handle)) => handle,
             Ok(Err(e)) => {
@@ -154,32 +143,27 @@ impl Drop for ControlPlane {
     }
 }
 
-type HttpSlot = Arc<std::sync::Mutex<Option<HttpServer>>>;
-
-fn take(slot: &HttpSlot) -> Option<HttpServer> {
-    match slot.lock() {
-        Ok(mut g) => g.take(),
-        Err(p) => p.into_inner().take(),
-    }
-}
-
 fn control_thread(
     trigger: ShutdownTrigger,
     signal: ShutdownSignal,
-    http: HttpSlot,
+    (http, ctx, limits): (HttpServer, HttpContext, HttpLimits),
     init: std::sync::mpsc::Sender<Result<tokio::runtime::Handle, ControlError>>,
 ) -> ShutdownReason {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let built = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(http::blocking_threads(&limits))
+        .thread_name("shardflow-control-blocking")
+        .build();
+    let rt = match built {
         Ok(rt) => rt,
         Err(e) => {
-            if let Some(h) = take(&http) {
-                h.stop();
-            }
             let _ = init.send(Err(ControlError::Runtime(e)));
             return ShutdownReason::Fatal;
         }
     };
     let handle = rt.handle().clone();
+    // The listener closes when this task ends: on the shutdown signal, or with the runtime.
+    let http_task = rt.spawn(http.serve(ctx, limits, signal.clone()));
     let reason = rt.block_on(async {
         use tokio::signal::unix::{signal as unix_signal, SignalKind};
         let installed =
@@ -206,9 +190,7 @@ fn control_thread(
         }
         Some(signal.reason().unwrap_or(ShutdownReason::Requested))
     });
-    if let Some(h) = take(&http) {
-        h.stop();
-    }
+    http_task.abort();
     // Tasks still alive after the grace period are dropped.
     rt.shutdown_timeout(std::time::Duration::from_millis(50));
     tracing::info!(?reason, "control plane stopped");

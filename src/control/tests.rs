@@ -44,6 +44,7 @@ impl FakeApi {
             3 => Err(ApiError::Timeout),
             4 => Err(ApiError::Failed("connection lost".into())),
             5 => Err(ApiError::NotReady("handshake in progress".into())),
+
             _ => Err(ApiError::UnknownSwitch(dpid)),
         }
     }
@@ -78,6 +79,12 @@ impl ControlApi for FakeApi {
     }
 
     fn dump_flows(&self, dpid: Dpid, deadline: Instant) -> Result<Vec<String>, ApiError> {
+        if matches!(dpid.0, 6 | 7) {
+            // Not a deadline check: these wait on purpose.
+            let left = deadline.saturating_duration_since(Instant::now());
+            std::thread::sleep(if dpid.0 == 6 { left } else { left + Duration::from_secs(3) });
+            return Err(ApiError::Timeout);
+        }
         self.check(dpid, deadline)?;
         Ok(vec![" cookie=0x5, table=3, priority=100,tcp actions=drop".into()])
     }
@@ -350,6 +357,68 @@ fn body_over_one_mib_is_413() {
     assert!(api.calls().is_empty());
     // The server still answers afterwards.
     assert_eq!(request(cp.http_addr(), "GET", "/healthz", b"").status, 200);
+}
+
+/// Dpid 6 waits until its deadline (a shard that does not answer), dpid 7 blocks 3 s past it (an
+/// api that ignores its deadline). Both answer 504 by the deadline (plus the grace for 7), and
+/// health, metrics and cheap REST calls go on answering while they hold every heavy slot.
+#[test]
+fn unresponsive_shard_is_504_and_health_still_answers() {
+    let api = FakeApi::new();
+    let mut cfg = Config::default();
+    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.openflow.request_timeout_secs = 1;
+    cfg.http.max_in_flight = 4;
+    let metrics = Arc::new(Metrics::new().unwrap());
+    let cp = ControlPlane::start(&cfg, metrics, api).unwrap();
+    let addr = cp.http_addr();
+    // Fill every heavy slot with calls to the stalled switches.
+    let slow: Vec<_> = (0..4)
+        .map(|i| {
+            let dpid = if i % 2 == 0 { 6 } else { 7 };
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                let r = request(addr, "GET", &format!("/v1/switches/{dpid}/flows"), b"");
+                (dpid, r, t.elapsed())
+            })
+        })
+        .collect();
+    // Meanwhile health and metrics answer, each on a fresh connection, several times over.
+    let until = Instant::now() + Duration::from_millis(800);
+    let mut n = 0;
+    while Instant::now() < until {
+        assert_eq!(request(addr, "GET", "/healthz", b"").status, 200);
+        assert_eq!(request(addr, "GET", "/metrics", b"").status, 200);
+        n += 1;
+    }
+    assert!(n >= 2, "health answered only {n} times in 800 ms");
+    for h in slow {
+        let (dpid, r, took) = h.join().unwrap();
+        assert_eq!(r.status, 504, "dpid {dpid}: {}", r.body);
+        // The request deadline is 1 s; dpid 7 gets the 0.5 s grace on top, never its 4 s.
+        assert!(took < Duration::from_millis(2500), "dpid {dpid}: 504 after {took:?}");
+    }
+}
+
+/// A body that never finishes holds its slot only until the request deadline: then 408 and the
+/// connection closed, and nothing reaches the api.
+#[test]
+fn a_body_that_never_finishes_is_408_at_the_deadline() {
+    let api = FakeApi::new();
+    let mut cfg = Config::default();
+    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.openflow.request_timeout_secs = 1;
+    let metrics = Arc::new(Metrics::new().unwrap());
+    let cp = ControlPlane::start(&cfg, metrics, api.clone()).unwrap();
+    let mut s = TcpStream::connect(cp.http_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"POST /v1/switches/1/flows HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\ntable=0").unwrap();
+    let mut raw = Vec::new();
+    // read_to_end returns only once the server closes (or after the 5 s read timeout: an error).
+    s.read_to_end(&mut raw).expect("the connection was not closed");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(api.calls().is_empty());
 }
 
 #[test]

@@ -237,26 +237,53 @@ fn expire_tracker_off_the_shards(control: &ControlPlane, tracker: Arc<crate::tra
 /// Addresses and paths the Tracker has not seen for this long are forgotten.
 const TRACKER_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// Serves cni-ctl's ControllerService (invalidations) on the control runtime.
+/// How long an `Invalidate` call may take to reach every shard and collect their answers.
+pub const INVALIDATE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The gRPC status of a failed invalidation: no answer in time is `DEADLINE_EXCEEDED` (cni-ctl
+/// may retry: invalidating twice is harmless), a daemon not running is `UNAVAILABLE`.
+pub fn invalidate_status(e: &ApiError) -> tonic::Status {
+    match e {
+        ApiError::Timeout => tonic::Status::deadline_exceeded(e.to_string()),
+        ApiError::NotReady(_) => tonic::Status::unavailable(e.to_string()),
+        _ => tonic::Status::internal(e.to_string()),
+    }
+}
+
+/// `ControllerService/Invalidate` served by `api`: each call awaits every shard's answer for at
+/// most `deadline`, then fails with `DEADLINE_EXCEEDED`.
+pub fn invalidate_callback(
+    api: Arc<api::DaemonApi>,
+    deadline: std::time::Duration,
+) -> crate::policy::server::InvalidateFn {
+    use crate::policy::server::InvalidationReply;
+    Arc::new(move |inv| {
+        let api = api.clone();
+        Box::pin(async move {
+            let until = std::time::Instant::now() + deadline;
+            match api.invalidate_async(inv.ips, inv.below_version, inv.all, until).await {
+                Ok(r) => Ok(InvalidationReply { dropped: r.answers_dropped, flows_deleted: r.connections_removed }),
+                Err(e) => {
+                    tracing::warn!("invalidation failed: {e}");
+                    Err(invalidate_status(&e))
+                }
+            }
+        })
+    })
+}
+
+/// Serves cni-ctl's ControllerService (invalidations) on the control runtime: the handler
+/// awaits the shards (with [`INVALIDATE_DEADLINE`]), it never blocks the runtime.
 fn serve_controller_service(
     control: &ControlPlane,
     addr: SocketAddr,
     api: Arc<api::DaemonApi>,
 ) -> Result<(), DaemonError> {
-    use crate::policy::server::{serve, InvalidateFn, InvalidationReply, Services};
+    use crate::policy::server::{serve, Services};
     let std_listener = std::net::TcpListener::bind(addr)
         .and_then(|l| l.set_nonblocking(true).map(|_| l))
         .map_err(|e| DaemonError::Config(ConfigError::bind("policy.listen", addr, e)))?;
-    let callback: InvalidateFn = Arc::new(move |inv| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        match api.invalidate(inv.ips, inv.below_version, inv.all, deadline) {
-            Ok(r) => InvalidationReply { dropped: r.answers_dropped, flows_deleted: r.connections_removed },
-            Err(e) => {
-                tracing::warn!("invalidation failed: {e}");
-                InvalidationReply { dropped: 0, flows_deleted: 0 }
-            }
-        }
-    });
+    let callback = invalidate_callback(api, INVALIDATE_DEADLINE);
     let signal = control.shutdown_signal();
     let rt = control.runtime();
     rt.spawn(async move {

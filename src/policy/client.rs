@@ -13,7 +13,9 @@
 //!   one `Exist` per query from then on.
 //! - Admission control instead of timeouts under load: at most [`MAX_WAITING`] distinct queries
 //!   wait to be sent; past that a query is refused at once (`PolicyError::Overloaded`, counted)
-//!   rather than queued to time out.
+//!   rather than queued to time out. The channel from the shards to the dispatcher is bounded
+//!   too ([`MAX_QUEUED`]): when the dispatcher falls behind (or its runtime is stalled) a query
+//!   is refused the same way at the send, instead of piling up in memory.
 //! - Health: `down_after` consecutive failed queries mark cni-ctl down ([`PolicyClientHandle::is_down`],
 //!   for fail-closed / fail-open); the first success marks it up again. While down a query gets
 //!   one try (no retries) so packets are not held for the whole backoff.
@@ -80,7 +82,8 @@ pub struct ClientStats {
     pub retries: AtomicU64,
     /// `ExistBatch` calls that answered (each carries one or more queries).
     pub batches: AtomicU64,
-    /// Queries refused by admission control ([`MAX_WAITING`]).
+    /// Queries refused by admission control: [`MAX_WAITING`] distinct queries waiting, or
+    /// [`MAX_QUEUED`] not yet seen by the dispatcher.
     pub refused: AtomicU64,
 }
 
@@ -121,18 +124,27 @@ pub const MAX_BATCHES_IN_FLIGHT: usize = 4;
 /// Most distinct queries waiting to be sent (admission control); past it a query is refused.
 pub const MAX_WAITING: usize = 65_536;
 
-/// What the dispatcher task hears: a new query from a shard, or the results of a call.
-enum Cmd {
-    Query(PolicyQuery, flume::Sender<Reply>),
-    Done(Vec<(PolicyQuery, Reply)>),
-}
+/// Most queries sent by the shards and not yet taken by the dispatcher (the bound of its
+/// inbox); past it a query is refused at once. The dispatcher takes them in bulk into its own
+/// waiting list, itself bounded by [`MAX_WAITING`], so this matches it.
+pub const MAX_QUEUED: usize = MAX_WAITING;
+
+/// A new query from a shard, and where its answer goes.
+type Query = (PolicyQuery, flume::Sender<Reply>);
+/// The results of one call, back to the dispatcher.
+type Done = Vec<(PolicyQuery, Reply)>;
 
 struct Inner {
     cfg: ClientConfig,
     channel: Channel,
     /// To the dispatcher, which alone owns the in-flight map: a shard only sends on a channel,
-    /// it never takes a lock.
-    cmds: flume::Sender<Cmd>,
+    /// it never takes a lock. Bounded by [`MAX_QUEUED`].
+    queries: flume::Sender<Query>,
+    /// Call results to the dispatcher. Unbounded, yet never holds more than
+    /// [`MAX_BATCHES_IN_FLIGHT`] messages: each call sends exactly one, and the dispatcher
+    /// starts no more calls than that. Kept apart from `queries` so that a full query queue
+    /// can never hold back (or drop) the answers that would drain it.
+    done: flume::Sender<Done>,
     in_flight: AtomicUsize,
     stats: ClientStats,
     failures: AtomicU32,
@@ -172,18 +184,20 @@ impl PolicyClient {
         };
         let cfg =
             ClientConfig { endpoint: uri, max_tries: cfg.max_tries.max(1), down_after: cfg.down_after.max(1), ..cfg };
-        let (cmds, rx) = flume::unbounded();
+        let (queries, queries_rx) = flume::bounded(MAX_QUEUED);
+        let (done, done_rx) = flume::unbounded();
         let inner = Arc::new(Inner {
             cfg,
             channel,
-            cmds,
+            queries,
+            done,
             in_flight: AtomicUsize::new(0),
             stats: ClientStats::default(),
             failures: AtomicU32::new(0),
             down: AtomicBool::new(false),
             no_batch: AtomicBool::new(false),
         });
-        rt.spawn(dispatch(inner.clone(), rx));
+        rt.spawn(dispatch(inner.clone(), queries_rx, done_rx));
         Ok(PolicyClient { handle: PolicyClientHandle { inner } })
     }
 
@@ -203,36 +217,49 @@ impl std::ops::Deref for PolicyClient {
 /// `ExistBatch` per batch, a bounded number at once), and answers every waiter when its call
 /// completes. Runs on the control runtime until the runtime stops (then the waiters' channels
 /// close: the shards see the source gone and fail closed or open).
-async fn dispatch(inner: Arc<Inner>, rx: flume::Receiver<Cmd>) {
+async fn dispatch(inner: Arc<Inner>, queries: flume::Receiver<Query>, done: flume::Receiver<Done>) {
     let mut inflight: HashMap<PolicyQuery, Waiters> = HashMap::new();
     let mut waiting: Vec<PolicyQuery> = Vec::new();
     let mut calls = 0usize;
-    while let Ok(cmd) = rx.recv_async().await {
-        let mut next = Some(cmd);
-        // Take everything that is already there: what arrives together leaves together.
-        while let Some(cmd) = next.take().or_else(|| rx.try_recv().ok()) {
-            match cmd {
-                Cmd::Query(q, tx) => {
-                    if let Some(waiters) = inflight.get_mut(&q) {
-                        waiters.push(tx);
-                        inner.stats.coalesced.fetch_add(1, Ordering::Relaxed);
-                    } else if waiting.len() >= MAX_WAITING {
-                        inner.stats.refused.fetch_add(1, Ordering::Relaxed);
-                        let _ = tx.send(Err(PolicyError::Overloaded(waiting.len())));
-                    } else {
-                        inflight.insert(q, vec![tx]);
-                        waiting.push(q);
-                    }
-                }
-                Cmd::Done(results) => {
-                    calls = calls.saturating_sub(1);
-                    for (q, result) in results {
-                        for w in inflight.remove(&q).unwrap_or_default() {
-                            let _ = w.send(result.clone());
-                        }
-                    }
-                }
+    let on_query = |(q, tx): Query, inflight: &mut HashMap<PolicyQuery, Waiters>, waiting: &mut Vec<PolicyQuery>| {
+        if let Some(waiters) = inflight.get_mut(&q) {
+            waiters.push(tx);
+            inner.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+        } else if waiting.len() >= MAX_WAITING {
+            inner.stats.refused.fetch_add(1, Ordering::Relaxed);
+            let _ = tx.send(Err(PolicyError::Overloaded(waiting.len())));
+        } else {
+            inflight.insert(q, vec![tx]);
+            waiting.push(q);
+        }
+    };
+    let on_done = |results: Done, inflight: &mut HashMap<PolicyQuery, Waiters>, calls: &mut usize| {
+        *calls = calls.saturating_sub(1);
+        for (q, result) in results {
+            for w in inflight.remove(&q).unwrap_or_default() {
+                let _ = w.send(result.clone());
             }
+        }
+    };
+    loop {
+        // Results first: they free call slots and waiters.
+        tokio::select! {
+            biased;
+            d = done.recv_async() => match d {
+                Ok(d) => on_done(d, &mut inflight, &mut calls),
+                Err(_) => break,
+            },
+            q = queries.recv_async() => match q {
+                Ok(q) => on_query(q, &mut inflight, &mut waiting),
+                Err(_) => break,
+            },
+        }
+        // Take everything that is already there: what arrives together leaves together.
+        while let Ok(d) = done.try_recv() {
+            on_done(d, &mut inflight, &mut calls);
+        }
+        while let Ok(q) = queries.try_recv() {
+            on_query(q, &mut inflight, &mut waiting);
         }
         while calls < MAX_BATCHES_IN_FLIGHT && !waiting.is_empty() {
             let n = waiting.len().min(MAX_BATCH);
@@ -268,7 +295,7 @@ impl Completion {
         }
         let mut results = results.unwrap_or_default().into_iter();
         let out = self.queries.iter().map(|q| (*q, results.next().unwrap_or(Err(PolicyError::Stopped)))).collect();
-        let _ = self.inner.cmds.send(Cmd::Done(out));
+        let _ = self.inner.done.send(out);
     }
 }
 
@@ -280,13 +307,22 @@ impl Drop for Completion {
 
 impl PolicyClientHandle {
     /// Asks cni-ctl about `q`. The answer (or the error) arrives on the returned channel; an
-    /// identical query already in flight is joined, not sent again. Never blocks.
+    /// identical query already in flight is joined, not sent again. Never blocks: with
+    /// [`MAX_QUEUED`] queries not yet taken by the dispatcher, the answer is
+    /// `PolicyError::Overloaded` at once (counted in `refused`).
     pub fn query(&self, q: PolicyQuery) -> flume::Receiver<Reply> {
         self.inner.stats.queries.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = flume::bounded(1);
-        if let Err(flume::SendError(Cmd::Query(_, tx))) = self.inner.cmds.send(Cmd::Query(q, tx)) {
+        match self.inner.queries.try_send((q, tx)) {
+            Ok(()) => {}
+            Err(flume::TrySendError::Full((_, tx))) => {
+                self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
+                let _ = tx.send(Err(PolicyError::Overloaded(MAX_QUEUED)));
+            }
             // The dispatcher is gone with its runtime.
-            let _ = tx.send(Err(PolicyError::Stopped));
+            Err(flume::TrySendError::Disconnected((_, tx))) => {
+                let _ = tx.send(Err(PolicyError::Stopped));
+            }
         }
         rx
     }
@@ -455,5 +491,44 @@ impl Inner {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::packet::MacAddr;
+
+    fn q(port: u16) -> PolicyQuery {
+        PolicyQuery {
+            src_ip: "10.244.1.5".parse().unwrap(),
+            dst_ip: "10.244.2.7".parse().unwrap(),
+            src_mac: MacAddr::ZERO,
+            dst_mac: MacAddr::ZERO,
+            src_port: port,
+            dst_port: 80,
+            protocol: 6,
+            is_reply: false,
+            nat: false,
+        }
+    }
+
+    /// The dispatcher's runtime is never driven (a stalled control thread): the shards' queries
+    /// pile up in its inbox until [`MAX_QUEUED`], then each further one is refused at once and
+    /// counted, instead of growing memory without bound.
+    #[test]
+    fn a_stalled_dispatcher_refuses_past_the_queue_bound() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        // Nothing listens there, and nothing is sent anyway: the runtime never runs.
+        let cfg = ClientConfig { endpoint: "http://127.0.0.1:9".into(), ..ClientConfig::default() };
+        let client = PolicyClient::new(cfg, rt.handle().clone()).unwrap();
+        let queued: Vec<_> = (0..MAX_QUEUED).map(|i| client.query(q(i as u16))).collect();
+        assert!(queued.iter().all(|rx| rx.is_empty()), "queries within the bound wait for the dispatcher");
+        assert_eq!(client.stats().snapshot().refused, 0);
+        let over = client.query(q(1));
+        assert!(matches!(over.try_recv(), Ok(Err(PolicyError::Overloaded(MAX_QUEUED)))), "refused at once");
+        let s = client.stats().snapshot();
+        assert_eq!((s.queries, s.refused), (MAX_QUEUED as u64 + 1, 1));
     }
 }

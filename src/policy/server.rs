@@ -46,9 +46,11 @@ pub struct InvalidationReply {
     pub flows_deleted: u64,
 }
 
-/// The daemon's invalidation, called on the server's runtime for each `Invalidate`: keep it
-/// short (hand the work to the shards and answer).
-pub type InvalidateFn = Arc<dyn Fn(Invalidation) -> InvalidationReply + Send + Sync>;
+/// The daemon's invalidation, called on the server's runtime for each `Invalidate`. It returns
+/// a future, awaited by the handler: the shards' answers are awaited, never waited for on the
+/// runtime's thread (which also runs every shard's cni-ctl queries). An error is the call's
+/// status, e.g. `DEADLINE_EXCEEDED` when the shards did not answer in time.
+pub type InvalidateFn = Arc<dyn Fn(Invalidation) -> BoxFuture<InvalidationReply, Status> + Send + Sync>;
 
 /// The `RouteService` state: the policy (replaceable while serving), an added latency per call,
 /// and a call counter.
@@ -142,7 +144,7 @@ impl ControllerService for ControllerSvc {
                 s.parse().map_err(|_| Status::invalid_argument(format!("ips[{i}]: {s:?} is not an IP address")))?;
             ips.push(ip);
         }
-        let reply = (self.0)(Invalidation { ips, below_version: m.below_version, all: m.all });
+        let reply = (self.0)(Invalidation { ips, below_version: m.below_version, all: m.all }).await?;
         Ok(Response::new(proto::InvalidationReply { dropped: reply.dropped, flows_deleted: reply.flows_deleted }))
     }
 }

@@ -18,7 +18,7 @@
 
 use std::fmt;
 
-use super::action::ct::{NatRange, ALG_FTP, ALG_TFTP, CT_COMMIT};
+use super::action::ct::{needs_commit, NatRange, ALG_FTP, ALG_TFTP, CT_COMMIT, NEEDS_COMMIT};
 use super::action::learn::{Learn, LearnDst, LearnSrc};
 use super::action::{port, Action};
 use super::error::ErrorCode;
@@ -78,10 +78,12 @@ pub fn check_flow_mod(fm: &FlowMod) -> Result<(), CheckError> {
 
 /// Checks instructions for a flow in `table_id` (255: unknown, no goto check) matching `m`.
 pub fn check_instructions(m: &Match, table_id: u8, instructions: &[Instruction]) -> Result<(), CheckError> {
+    conjunction_alone(instructions)?;
     let mut cx = Checker { flow: FlowView::from_match(m), inconsistent: None };
     for i in instructions {
         match i {
-            Instruction::ApplyActions(a) => cx.actions(a)?,
+            // One list in OVS: what apply-actions change, write-actions see.
+            Instruction::ApplyActions(a) => a.iter().try_for_each(|a| cx.action(a))?,
             Instruction::WriteActions(a) => {
                 // OVS checks an action set on a copy: its inconsistencies do not count.
                 let mut set = Checker { flow: cx.flow.clone(), inconsistent: None };
@@ -107,6 +109,36 @@ pub fn check_instructions(m: &Match, table_id: u8, instructions: &[Instruction])
         }
     }
     cx.finish()
+}
+
+/// OVS `ofpacts_verify`: a flow with `conjunction` may have nothing else but `note`.
+fn conjunction_alone(instructions: &[Instruction]) -> Result<(), CheckError> {
+    let is_conj = |a: &Action| matches!(a, Action::Conjunction(_));
+    let has_conj = instructions.iter().any(|i| matches!(i, Instruction::ApplyActions(a) if a.iter().any(is_conj)));
+    if !has_conj {
+        return Ok(());
+    }
+    let other = instructions.iter().find_map(|i| match i {
+        Instruction::ApplyActions(a) => {
+            a.iter().find(|a| !matches!(a, Action::Conjunction(_) | Action::Note(_))).map(|a| format!("{a:?}"))
+        }
+        other => Some(format!("{other:?}")),
+    });
+    match other {
+        None => Ok(()),
+        Some(what) => Err(CheckError::new(
+            ErrorCode::NX_BAD_ACTION_BAD_CONJUNCTION,
+            format!(
+                "\"conjunction\" actions may be used along with \"note\" but not any other kind of action (here {})",
+                short(&what)
+            ),
+        )),
+    }
+}
+
+/// The variant name of a `Debug` rendering (`DecTtl`, `Output`), for messages.
+fn short(debug: &str) -> &str {
+    debug.split(['(', ' ', '{']).next().unwrap_or(debug)
 }
 
 /// Checks an action list (apply-actions) against `m`.
@@ -328,11 +360,22 @@ impl Checker {
     }
 
     /// OVS `check_SET_FIELD` (also what NXAST_REG_LOAD and REG_LOAD2 become).
-    fn set_field(&mut self, f: Field, value: u128) -> Result<(), CheckError> {
+    fn set_field(&mut self, f: Field, value: u128, whole: bool) -> Result<(), CheckError> {
+        if !f.def().writable {
+            // OVS's decoder refuses it before any check.
+            return Err(CheckError::new(ErrorCode::BAD_ACTION_BAD_SET_ARGUMENT, format!("{} is read-only", f.name())));
+        }
         if !self.flow.prereqs_ok(f, false) || (f == Field::VLAN_VID && !self.flow.vlans[0]) {
             return Err(CheckError::new(
                 ErrorCode::BAD_ACTION_MATCH_INCONSISTENT,
                 format!("set_field {} lacks correct prerequisites", f.name()),
+            ));
+        }
+        if f == Field::VLAN_VID && whole && value & VLAN_CFI == 0 {
+            // OVS's text parser writes it; its decoder refuses it.
+            return Err(CheckError::new(
+                ErrorCode::BAD_ACTION_BAD_SET_ARGUMENT,
+                format!("set_field {value:#x}->vlan_vid lacks the OFPVID_PRESENT bit (0x1000)"),
             ));
         }
         if f == Field::VLAN_TCI {
@@ -362,12 +405,12 @@ impl Checker {
             },
             Action::OutputTrunc { port: p, .. } => self.output_port(*p),
             Action::OutputReg { src, .. } => self.flow.check_src(src),
-            Action::SetField { field, value } => self.set_field(*field, value.to_u128()),
+            Action::SetField { field, value } => self.set_field(*field, value.to_u128(), true),
             Action::RegLoad { dst, value } => {
                 let v = (*value as u128).checked_shl(dst.ofs as u32).unwrap_or(0);
-                self.set_field(dst.field, v)
+                self.set_field(dst.field, v, false)
             }
-            Action::RegLoad2 { field, value, .. } => self.set_field(*field, value.to_u128()),
+            Action::RegLoad2 { field, value, mask } => self.set_field(*field, value.to_u128(), mask.is_none()),
             Action::RegMove { src, dst } => {
                 self.flow.check_src(src)?;
                 self.flow.check_dst(dst)
@@ -450,6 +493,10 @@ impl Checker {
                 if let Some(why) = bad {
                     return Err(CheckError::new(ErrorCode::BAD_ACTION_MATCH_INCONSISTENT, why));
                 }
+                if ct.flags & CT_COMMIT == 0 && needs_commit(&ct.actions) {
+                    // OVS's decoder refuses it (its text parser lets it through to the switch).
+                    return Err(CheckError::new(ErrorCode::BAD_ACTION_BAD_ARGUMENT, NEEDS_COMMIT));
+                }
                 match &ct.zone {
                     // As OVS: a zone taken from a field is all that is checked then.
                     super::action::ct::CtZone::Field(sf) => self.flow.check_src(sf),
@@ -479,6 +526,10 @@ impl Checker {
                     self.flow.check_dst(dst)?;
                 }
                 for m in &b.members {
+                    if *m == port::OFPP_CONTROLLER {
+                        // OVS: no max_len to send it with.
+                        return Err(CheckError::new(ErrorCode::BAD_ACTION_BAD_OUT_PORT, "bundle member CONTROLLER"));
+                    }
                     if *m != port::OFPP_NONE {
                         self.output_port(*m)?;
                     }
@@ -597,6 +648,17 @@ mod tests {
         assert_eq!(verdict("dl_vlan=5,actions=pop_vlan,push_vlan:0x8100,push_vlan:0x8100"), Ok(()));
         // What clone() changes is undone after it.
         assert_eq!(verdict("ip,actions=clone(push_mpls:0x8847),set_field:1.1.1.1->ip_dst"), Ok(()));
+    }
+
+    #[test]
+    fn conjunction_goes_alone() {
+        assert_eq!(verdict("ip,actions=conjunction(1,1/2),note:01"), Ok(()));
+        assert_eq!(verdict("ip,actions=conjunction(1,1/2),dec_ttl"), Err("NXBAC_BAD_CONJUNCTION".into()));
+    }
+
+    #[test]
+    fn write_actions_see_what_apply_actions_changed() {
+        assert_eq!(verdict("actions=push_vlan:0x8100,write_actions(set_field:1->vlan_pcp)"), Ok(()));
     }
 
     #[test]

@@ -485,6 +485,10 @@ fn raw_name(buf: &[u8]) -> Option<String> {
                 (nicira::NX_VENDOR_ID, nicira::NXT_RESUME) => "NXT_RESUME",
                 (ONF_EXPERIMENTER, bundle::ONFT_BUNDLE_CONTROL) => "ONFT_BUNDLE_CONTROL",
                 (ONF_EXPERIMENTER, bundle::ONFT_BUNDLE_ADD_MESSAGE) => "ONFT_BUNDLE_ADD_MESSAGE",
+                (ONF_EXPERIMENTER, ONFT_FLOW_MONITOR_CANCEL) => "ONFT_FLOW_MONITOR_CANCEL",
+                (ONF_EXPERIMENTER, ONFT_FLOW_MONITOR_PAUSED) => "ONFT_FLOW_MONITOR_PAUSED",
+                (ONF_EXPERIMENTER, ONFT_FLOW_MONITOR_RESUMED) => "ONFT_FLOW_MONITOR_RESUMED",
+                (ONF_EXPERIMENTER, ONFT_ROLE_STATUS) => "ONFT_ROLE_STATUS",
                 _ => return None,
             };
             Some(name.to_string())
@@ -534,6 +538,9 @@ fn raw_check(buf: &[u8]) -> Result<(), ErrorCode> {
                 (nicira::NX_VENDOR_ID, nicira::NXT_SET_PACKET_IN_FORMAT) => (12, true),
                 (nicira::NX_VENDOR_ID, nicira::NXT_SET_CONTROLLER_ID) => (16, true),
                 (nicira::NX_VENDOR_ID, nicira::NXT_PACKET_IN2 | nicira::NXT_RESUME) => (8, false),
+                (ONF_EXPERIMENTER, ONFT_FLOW_MONITOR_CANCEL) => (12, true),
+                (ONF_EXPERIMENTER, ONFT_FLOW_MONITOR_PAUSED | ONFT_FLOW_MONITOR_RESUMED) => (8, true),
+                (ONF_EXPERIMENTER, ONFT_ROLE_STATUS) => (24, false),
                 (nicira::NX_VENDOR_ID, _) | (ONF_EXPERIMENTER, _)
                     if subtype != bundle::ONFT_BUNDLE_CONTROL && subtype != bundle::ONFT_BUNDLE_ADD_MESSAGE =>
                 {
@@ -636,8 +643,47 @@ fn body_text(header: &Header, msg: &Message, bytes: &[u8]) -> String {
         M::PacketIn2(p) | M::Resume(p) => p.fmt_body(),
         M::BundleControl(b) => b.fmt_body(),
         M::BundleAdd(b) => b.fmt_body(header.xid),
-        // Types OVS knows but we keep raw (queue config, experimenter multiparts...): name only.
-        M::Experimenter(_) | M::Unknown { .. } => String::new(),
+        M::Experimenter(e) => onf_body_text(e),
+        // Types OVS knows but we keep raw (queue config...): name only.
+        M::Unknown { .. } => String::new(),
+    }
+}
+
+/// ONF messages of OpenFlow 1.3 OVS sends a controller and we keep raw (`Experimenter`).
+pub const ONFT_FLOW_MONITOR_CANCEL: u32 = 1870;
+pub const ONFT_FLOW_MONITOR_PAUSED: u32 = 1871;
+pub const ONFT_FLOW_MONITOR_RESUMED: u32 = 1872;
+pub const ONFT_ROLE_STATUS: u32 = 1911;
+
+/// The text OVS prints after the name of an ONF message we keep raw (lengths already checked
+/// by `raw_check`).
+fn onf_body_text(e: &Experimenter) -> String {
+    let be32 = |at: usize| e.data.get(at..at + 4).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    match (e.experimenter, e.exp_type) {
+        (ONF_EXPERIMENTER, ONFT_FLOW_MONITOR_CANCEL) => format!(" id={}", be32(0)),
+        (ONF_EXPERIMENTER, ONFT_ROLE_STATUS) if e.data.len() >= 16 => {
+            // `ofputil_format_role_status`.
+            let role = match be32(0) {
+                0 => "nochange".to_string(),
+                1 => "equal".to_string(),
+                2 => "primary".to_string(),
+                3 => "secondary".to_string(),
+                n => n.to_string(),
+            };
+            let mut s = format!(" role={role}");
+            let generation = u64::from_be_bytes(e.data[8..16].try_into().unwrap_or([0xff; 8]));
+            if generation != u64::MAX {
+                s.push_str(&format!(" generation_id={generation}"));
+            }
+            let reason = match e.data[4] {
+                0 => "primary_request".to_string(),
+                1 => "configuration_changed".to_string(),
+                2 => "experimenter_data_changed".to_string(),
+                n => format!("unknown({n})"),
+            };
+            s + " reason=" + &reason
+        }
+        _ => String::new(),
     }
 }
 

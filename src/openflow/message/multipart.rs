@@ -273,6 +273,10 @@ impl MultipartRequest {
             B::GroupDesc => " group_id=ALL".to_string(),
             B::MeterStats { meter_id } | B::MeterConfig { meter_id } => format!(" meter={}", meter(*meter_id)),
             B::PortDesc => " port=ANY".to_string(),
+            B::Unknown { mp_type: mp_type::QUEUE, body } if body.len() == 8 => {
+                let (port, queue) = (be32(&body[0..4]), be32(&body[4..8]));
+                format!(" port={} queue={}", port_text(port), queue_text(queue))
+            }
             _ => String::new(),
         });
         s
@@ -944,8 +948,43 @@ impl MultipartReply {
                 s.push('\n');
                 sorted.iter().for_each(|p| s.push_str(&p.fmt()));
             }
+            B::Unknown { mp_type: mp_type::QUEUE, body } => s.push_str(&fmt_queue_stats(body)),
             B::Unknown { .. } => {}
         }
         s
     }
+}
+
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn be64(b: &[u8]) -> u64 {
+    u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// `OFPQ_ALL` prints as `ALL` (OVS `ofp_print_queue_name`).
+fn queue_text(q: u32) -> String {
+    if q == 0xffff_ffff {
+        "ALL".into()
+    } else {
+        q.to_string()
+    }
+}
+
+/// OFPMP_QUEUE reply entries (40 bytes each), as OVS's `ofp_print_ofpst_queue_reply`.
+fn fmt_queue_stats(body: &[u8]) -> String {
+    let stat = |name: &str, v: u64| if v == u64::MAX { format!("{name}?, ") } else { format!("{name}{v}, ") };
+    let entries: Vec<&[u8]> = body.chunks_exact(40).collect();
+    let mut s = format!(" {} queues\n", entries.len());
+    for e in entries {
+        s.push_str(&format!("  port {} queue {}: ", port_text(be32(&e[0..4])), queue_text(be32(&e[4..8]))));
+        s.push_str(&stat("bytes=", be64(&e[8..16])));
+        s.push_str(&stat("pkts=", be64(&e[16..24])));
+        s.push_str(&stat("errors=", be64(&e[24..32])));
+        let (sec, nsec) = (be32(&e[32..36]), be32(&e[36..40]));
+        let d = if sec == u32::MAX { "?".to_string() } else { duration_text(sec, nsec) };
+        s.push_str(&format!("duration={d}\n"));
+    }
+    s
 }

@@ -624,10 +624,21 @@ impl Session {
 fn unsupported(msg: &Message) -> Option<ErrorCode> {
     match msg {
         Message::Unknown { .. } => Some(ErrorCode::BAD_REQUEST_BAD_TYPE),
+        // A subtype OVS knows (a role status, a flow monitor pause...) is passed on, not refused.
         Message::Experimenter(e) if e.experimenter == NX_VENDOR_ID || e.experimenter == ONF_EXPERIMENTER => {
-            Some(ErrorCode::BAD_REQUEST_BAD_EXP_TYPE)
+            (!ovs_knows_subtype(e.experimenter, e.exp_type)).then_some(ErrorCode::BAD_REQUEST_BAD_EXP_TYPE)
         }
         Message::Experimenter(_) => Some(ErrorCode::BAD_REQUEST_BAD_EXPERIMENTER),
         _ => None,
+    }
+}
+
+/// Whether OVS (`include/openvswitch/ofp-msgs.h`) has a Nicira or ONF message of this subtype in
+/// OpenFlow 1.3, so that it would not answer it with OFPBRC_BAD_SUBTYPE.
+fn ovs_knows_subtype(experimenter: u32, subtype: u32) -> bool {
+    match experimenter {
+        NX_VENDOR_ID => matches!(subtype, 10 | 11 | 13..=20 | 24..=30 | 32),
+        ONF_EXPERIMENTER => matches!(subtype, 1870 | 1871 | 1872 | 1911 | 2300 | 2301 | 2350),
+        _ => false,
     }
 }

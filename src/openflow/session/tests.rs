@@ -550,6 +550,10 @@ fn unknown_message_types_and_experimenters_are_answered_like_ovs() {
         }
     }
     assert_eq!(s.unsupported_messages(), 5);
+    // A subtype OVS knows (ONFT_FLOW_MONITOR_PAUSED) is passed on, not refused.
+    s.handle_input(&[4, 4, 0, 16, 0, 0, 0, 8, 0x4f, 0x4e, 0x46, 0, 0, 0, 0x07, 0x4f], t0);
+    assert!(sent(&mut s).is_empty());
+    assert!(matches!(&events(&mut s)[..], [Event::Unhandled(h, _)] if h.xid == 8));
     assert_eq!(s.state(), SessionState::Ready);
     // The connection lives: an echo request is answered.
     s.handle_input(&[4, 2, 0, 8, 0, 0, 0, 10], t0);

@@ -586,7 +586,21 @@ fn raw_check(buf: &[u8]) -> Result<(), ErrorCode> {
                 (m::GROUP_FEATURES, false) => (40, true),
                 (m::METER_FEATURES, false) => (16, true),
                 (m::TABLE_FEATURES, _) | (_, false) if mp <= m::PORT_DESC => (0, false),
-                (m::EXPERIMENTER, _) => (8, false),
+                // ONFST_FLOW_MONITOR (`uint8_t[8][]`): whole 8-byte units after the vendor header.
+                (m::EXPERIMENTER, _)
+                    if be32(16) == Some(ONF_EXPERIMENTER) && be32(20) == Some(ONFT_FLOW_MONITOR_CANCEL) =>
+                {
+                    return if body >= 16 && (body - 16) % 8 == 0 { Ok(()) } else { bad_len };
+                }
+                // What else OVS knows in OpenFlow 1.3: Nicira's IPFIX statistics (3, 4).
+                (m::EXPERIMENTER, _) => match (be32(16), be32(20)) {
+                    (Some(nicira::NX_VENDOR_ID), Some(3 | 4)) => (8, false),
+                    (Some(nicira::NX_VENDOR_ID | ONF_EXPERIMENTER), Some(_)) => {
+                        return Err(ErrorCode::BAD_REQUEST_BAD_EXP_TYPE)
+                    }
+                    (Some(_), Some(_)) => return Err(ErrorCode::BAD_REQUEST_BAD_EXPERIMENTER),
+                    _ => return bad_len,
+                },
                 _ => return Err(ErrorCode::BAD_REQUEST_BAD_MULTIPART),
             };
             (min + 8, exact)

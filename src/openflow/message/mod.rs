@@ -568,7 +568,8 @@ fn raw_check(buf: &[u8]) -> Result<(), ErrorCode> {
         MsgType::PortMod => (32, true),
         MsgType::TableMod => (8, true),
         MsgType::QueueGetConfigRequest => (8, true),
-        MsgType::QueueGetConfigReply => (8, false),
+        // 8 bytes, then queues in whole 8-byte units.
+        MsgType::QueueGetConfigReply => return if body >= 8 && body % 8 == 0 { Ok(()) } else { bad_len },
         MsgType::RoleRequest | MsgType::RoleReply => (16, true),
         MsgType::GetAsyncReply | MsgType::SetAsync => (24, true),
         t @ (MsgType::MultipartRequest | MsgType::MultipartReply) => {
@@ -659,6 +660,9 @@ fn body_text(header: &Header, msg: &Message, bytes: &[u8]) -> String {
         M::BundleAdd(b) => b.fmt_body(header.xid),
         M::Experimenter(e) => onf_body_text(e),
         // Types OVS knows but we keep raw (queue config...): name only.
+        M::Unknown { header: h, body } if h.msg_type == MsgType::QueueGetConfigReply => {
+            text::queue_config_text(body, bytes)
+        }
         M::Unknown { .. } => String::new(),
     }
 }

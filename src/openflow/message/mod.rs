@@ -496,6 +496,11 @@ fn raw_name(buf: &[u8]) -> Option<String> {
         MsgType::MultipartRequest | MsgType::MultipartReply => {
             let mp = u16::from_be_bytes([*buf.get(8)?, *buf.get(9)?]);
             let dir = if t == MsgType::MultipartRequest { "request" } else { "reply" };
+            if mp == multipart::mp_type::EXPERIMENTER
+                && (be32(16)?, be32(20)?) == (ONF_EXPERIMENTER, ONFT_FLOW_MONITOR_CANCEL)
+            {
+                return Some(format!("ONFST_FLOW_MONITOR {dir}"));
+            }
             Some(format!("{} {}", multipart::mp_type_name(mp)?, dir))
         }
         t => t.name().map(str::to_string),
@@ -640,7 +645,14 @@ fn body_text(header: &Header, msg: &Message, bytes: &[u8]) -> String {
         M::TableMod(t) => t.fmt_body(),
         M::GroupMod(g) => g.fmt_body(),
         M::MeterMod(m) => m.fmt_body(),
-        M::MultipartRequest(m) => m.fmt_body(),
+        M::MultipartRequest(m) => match &m.body {
+            multipart::MultipartRequestBody::Unknown { mp_type: multipart::mp_type::EXPERIMENTER, body }
+                if body.len() >= 8 && body[..8] == [0x4f, 0x4e, 0x46, 0, 0, 0, 0x07, 0x4e] =>
+            {
+                multipart::onf_flow_monitor_request_text(&body[8..], bytes)
+            }
+            _ => m.fmt_body(),
+        },
         M::MultipartReply(m) => m.fmt_body(),
         M::GetConfigReply(c) | M::SetConfig(c) => c.fmt_body(),
         M::RoleRequest(r) | M::RoleReply(r) => r.fmt_body(),

@@ -988,3 +988,60 @@ fn fmt_queue_stats(body: &[u8]) -> String {
     }
     s
 }
+
+/// ONFST_FLOW_MONITOR requests (after the ONF vendor header), as OVS's
+/// `ofputil_decode_flow_monitor_request` reads them and `ofputil_flow_monitor_request_format`
+/// prints them; what OVS cannot read ends the text with its decode error and the hex dump of
+/// `whole`.
+pub fn onf_flow_monitor_request_text(data: &[u8], whole: &[u8]) -> String {
+    // ONFFMF_* bit -> the name OVS prints for the OpenFlow 1.4 flag it maps to.
+    const FLAGS: [(u16, &str); 6] =
+        [(1, "initial"), (2, "add"), (4, "delete"), (8, "modify"), (16, "actions"), (32, "own")];
+    let mut s = String::new();
+    let mut rest = data;
+    let error = loop {
+        if rest.is_empty() {
+            break None;
+        }
+        if rest.len() < 16 {
+            break Some(ErrorCode::BAD_REQUEST_BAD_LEN);
+        }
+        let (id, flags, out_port, table) =
+            (be32(&rest[0..4]), u16::from_be_bytes([rest[4], rest[5]]), be32(&rest[8..12]), rest[12]);
+        if flags & (2 | 4 | 8) == 0 || flags & !0x3f != 0 {
+            break Some(ErrorCode::FLOW_MONITOR_FAILED_BAD_FLAGS);
+        }
+        if rest[13..16] != [0, 0, 0] {
+            break Some(ErrorCode::NX_BAD_REQUEST_MUST_BE_ZERO);
+        }
+        if (0xff00..0xffff_ff00).contains(&out_port) {
+            break Some(ErrorCode::BAD_ACTION_BAD_OUT_PORT);
+        }
+        let mut r = Reader::new(&rest[16..], "ofp_match", ErrorCode::BAD_MATCH_BAD_LEN);
+        let m = match Match::decode(&mut r) {
+            Ok(m) => m,
+            Err(e) => break Some(e.code),
+        };
+        let names: Vec<&str> = FLAGS.iter().filter(|(b, _)| flags & b != 0).map(|(_, n)| *n).collect();
+        s.push_str(&format!("\n id={id} flags={}", names.join(",")));
+        if out_port != 0xffff_ffff {
+            s.push_str(&format!(" out_port={}", port_text(out_port)));
+        }
+        if table != 0xff {
+            s.push_str(&format!(" table={table}"));
+        }
+        s.push(' ');
+        s.push_str(&m.to_string());
+        s.truncate(s.trim_end_matches(' ').len());
+        rest = r.rest();
+    };
+    if let Some(code) = error {
+        if !s.is_empty() {
+            s.push('\n');
+        } else {
+            s.push(' ');
+        }
+        s.push_str(&format!("***decode error: {code}***\n{}", super::text::hex_dump(whole)));
+    }
+    s
+}

@@ -653,7 +653,14 @@ fn body_text(header: &Header, msg: &Message, bytes: &[u8]) -> String {
             }
             _ => m.fmt_body(),
         },
-        M::MultipartReply(m) => m.fmt_body(),
+        M::MultipartReply(m) => match &m.body {
+            multipart::MultipartReplyBody::Unknown { mp_type: multipart::mp_type::EXPERIMENTER, body }
+                if body.len() >= 8 && body[..8] == [0x4f, 0x4e, 0x46, 0, 0, 0, 0x07, 0x4e] =>
+            {
+                multipart::onf_flow_monitor_reply_text(&body[8..], bytes)
+            }
+            _ => m.fmt_body(),
+        },
         M::GetConfigReply(c) | M::SetConfig(c) => c.fmt_body(),
         M::RoleRequest(r) | M::RoleReply(r) => r.fmt_body(),
         M::GetAsyncReply(a) | M::SetAsync(a) => a.fmt_body(),

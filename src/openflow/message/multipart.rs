@@ -1045,3 +1045,101 @@ pub fn onf_flow_monitor_request_text(data: &[u8], whole: &[u8]) -> String {
     }
     s
 }
+
+/// ONFST_FLOW_MONITOR reply updates (after the ONF vendor header), as OVS's
+/// `ofputil_decode_flow_update` reads them and `ofputil_flow_update_format` prints them; what OVS
+/// cannot read ends the text with its decode error and the hex dump of `whole`.
+pub fn onf_flow_monitor_reply_text(data: &[u8], whole: &[u8]) -> String {
+    let be16 = |b: &[u8], at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
+    let mut s = String::new();
+    let mut rest = data;
+    let error = loop {
+        if rest.is_empty() {
+            break None;
+        }
+        if rest.len() < 4 {
+            break Some(ErrorCode::BAD_REQUEST_BAD_LEN);
+        }
+        let (length, event) = (be16(rest, 0) as usize, be16(rest, 2));
+        if length > rest.len() || length % 8 != 0 {
+            break Some(ErrorCode::BAD_REQUEST_BAD_LEN);
+        }
+        match event {
+            // NXFME_ABBREV
+            3 => {
+                if length != 8 {
+                    break Some(ErrorCode::BAD_REQUEST_BAD_LEN);
+                }
+                s.push_str(&format!("\n event=ABBREV xid={:#x}", be32(&rest[4..8])));
+            }
+            // NXFME_ADDED, DELETED, MODIFIED: nx_flow_update_full (24 bytes), match, instructions.
+            0..=2 => {
+                if length < 24 {
+                    break Some(ErrorCode::BAD_REQUEST_BAD_LEN);
+                }
+                let match_len = be16(rest, 12) as usize;
+                if 24 + match_len > length {
+                    break Some(ErrorCode::BAD_REQUEST_BAD_LEN);
+                }
+                let (reason, idle, hard, table) = (be16(rest, 4), be16(rest, 8), be16(rest, 10), rest[14]);
+                let cookie = be64(&rest[16..24]);
+                let mut r = Reader::new(&rest[24..length], "ofp_match", ErrorCode::BAD_MATCH_BAD_LEN);
+                let m = match Match::decode(&mut r) {
+                    Ok(m) => m,
+                    Err(e) => break Some(e.code),
+                };
+                let mut ir = Reader::new(r.rest(), "ofp_instruction", ErrorCode::BAD_INSTRUCTION_BAD_LEN);
+                let instructions = match Instruction::decode_list(&mut ir) {
+                    Ok(i) => i,
+                    Err(e) => break Some(e.code),
+                };
+                s.push_str("\n event=");
+                s.push_str(match event {
+                    0 => "ADDED",
+                    1 => "DELETED",
+                    _ => "MODIFIED",
+                });
+                if event == 1 {
+                    s.push_str(&format!(" reason={}", removed_reason_text(reason)));
+                }
+                s.push_str(&format!(" table={table}"));
+                if idle != 0 {
+                    s.push_str(&format!(" idle_timeout={idle}"));
+                }
+                if hard != 0 {
+                    s.push_str(&format!(" hard_timeout={hard}"));
+                }
+                s.push_str(&format!(" cookie={cookie:#x} {m}"));
+                let actions = format_instructions(&instructions);
+                if !instructions.is_empty() {
+                    if !s.ends_with(' ') {
+                        s.push(' ');
+                    }
+                    s.push_str("actions=");
+                    s.push_str(&actions);
+                }
+            }
+            _ => break Some(ErrorCode::NX_BAD_REQUEST_FM_BAD_EVENT),
+        }
+        rest = &rest[length..];
+    };
+    if let Some(code) = error {
+        s.truncate(s.trim_end_matches(' ').len());
+        s.push(if s.is_empty() { ' ' } else { '\n' });
+        s.push_str(&format!("***decode error: {code}***\n{}", super::text::hex_dump(whole)));
+    }
+    s
+}
+
+/// OVS's `ofp_flow_removed_reason_to_string`.
+fn removed_reason_text(reason: u16) -> String {
+    match reason {
+        0 => "idle".into(),
+        1 => "hard".into(),
+        2 => "delete".into(),
+        3 => "group_delete".into(),
+        4 => "meter_delete".into(),
+        5 => "eviction".into(),
+        n => n.to_string(),
+    }
+}

@@ -1,5 +1,6 @@
 //! `shardflow flow ...`: the codec as an operator's tool, in `ovs-ofctl`'s terms.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -117,12 +118,13 @@ fn decode(hex: &str) -> ExitCode {
     };
     match message::decode(&bytes) {
         Ok((header, msg)) => {
-            println!("{}", message::ofp_print(&header, &msg));
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = writeln!(std::io::stdout().lock(), "{}", message::ofp_print(&header, &msg));
             ExitCode::SUCCESS
         }
         Err(e) => {
             // Like ofp-print: say what is wrong, show the bytes, and fail.
-            print!("{}", message::ofp_to_string(&bytes));
+            let _ = write!(std::io::stdout().lock(), "{}", message::ofp_to_string(&bytes));
             eprintln!("shardflow: cannot decode: {e}");
             ExitCode::from(EX_DATAERR)
         }

@@ -6,6 +6,7 @@
 //! flags, 2 pad bytes (40 bytes), then the `ofp_match` and the instructions.
 
 use super::action::ParseContext;
+use super::check;
 use super::error::{ErrorCode, TextError};
 use super::field::Field;
 use super::instruction::{format_instructions, parse_instructions_in, Instruction};
@@ -166,6 +167,10 @@ impl FlowMod {
         let m = Match::decode(r)?;
         let mut ir = Reader::new(r.take_rest(), "ofp_instruction", ErrorCode::BAD_INSTRUCTION_BAD_LEN);
         let instructions = Instruction::decode_list(&mut ir)?;
+        // As OVS (`ofputil_decode_flow_mod` -> `ofpacts_check_consistency`): actions that do
+        // not fit the match make the whole flow_mod invalid.
+        check::check_instructions(&m, table_id, &instructions)
+            .map_err(|e| DecodeError::new(e.code, "ofp_flow_mod", e.to_string()))?;
         Ok(FlowMod {
             cookie,
             cookie_mask,
@@ -251,8 +256,18 @@ impl FlowMod {
     // === text ===
 
     /// Parses `ovs-ofctl` flow text (`table=3,priority=100,tcp,tp_dst=80,actions=output:2`) as
-    /// a flow_mod with `command`, as `ovs-ofctl add-flow`/`mod-flows`/`del-flows` read it.
+    /// a flow_mod with `command`, as `ovs-ofctl add-flow`/`mod-flows`/`del-flows` read it, and
+    /// checks its actions against its match as OVS does ([`check::check_flow_mod`]): a flow OVS
+    /// would refuse is refused here, with OVS's error name in the reason.
     pub fn parse(text: &str, command: FlowModCommand) -> Result<FlowMod, TextError> {
+        let fm = FlowMod::parse_unchecked(text, command)?;
+        check::check_flow_mod(&fm).map_err(|e| TextError::new("actions", e.to_string()))?;
+        Ok(fm)
+    }
+
+    /// [`FlowMod::parse`] without the check of the actions against the match: for tools and
+    /// tests that need to build a flow OVS would refuse.
+    pub fn parse_unchecked(text: &str, command: FlowModCommand) -> Result<FlowMod, TextError> {
         let mut fm = FlowMod::new(command);
         let (head, actions) = split_actions(text);
         let is_add = command == FlowModCommand::Add;

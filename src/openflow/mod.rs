@@ -2,6 +2,7 @@
 //! out and back, and flows as `ovs-ofctl` text both ways. No sockets, no clock, no runtime here.
 
 pub mod action;
+pub mod check;
 pub mod error;
 pub mod field;
 pub mod flow;

@@ -122,9 +122,7 @@ impl Bundle {
             }
             None
         };
-        if let Some(p) = members.iter().find(|p| **p >= 0xff00 && **p != 0xfffe) {
-            return Err(r.error_code(ErrorCode::BAD_ACTION_BAD_OUT_PORT, format!("invalid member port {p}")));
-        }
+        // Member ports are checked against the match, as OVS does (`check::check_actions`).
         Ok(Bundle { algorithm, fields, basis, members, dst })
     }
 
@@ -195,11 +193,8 @@ impl Bundle {
         };
         let mut members = Vec::new();
         for p in ports.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let v = parse_value(Field::IN_PORT, p)?.to_u128() as u16;
-            if v >= 0xff00 && v != 0xfffe {
-                return Err(TextError::new(p, "invalid member port"));
-            }
-            members.push(v);
+            // Member ports are checked against the match, as OVS does (`check::check_actions`).
+            members.push(parse_value(Field::IN_PORT, p)?.to_u128() as u16);
         }
         if members.len() > MAX_MEMBERS {
             return Err(TextError::new(ports, "too many members"));

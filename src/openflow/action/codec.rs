@@ -171,8 +171,16 @@ impl Action {
 
     fn decode_set_field(r: &mut Reader<'_>) -> Result<Action, DecodeError> {
         let mut r = r.context("OFPAT_SET_FIELD", ErrorCode::BAD_ACTION_BAD_SET_LEN);
-        let h =
-            value::read_header(&mut r).map_err(|e| DecodeError { code: ErrorCode::BAD_ACTION_BAD_SET_TYPE, ..e })?;
+        // As OVS's `nx_pull_entry__` for an action: an unknown field is OFPBAC_BAD_SET_TYPE, a
+        // known one with the wrong length OFPBAC_BAD_SET_LEN; the other errors stay as they are.
+        let h = value::read_header(&mut r).map_err(|e| {
+            let code = match e.code {
+                ErrorCode::BAD_MATCH_BAD_FIELD => ErrorCode::BAD_ACTION_BAD_SET_TYPE,
+                ErrorCode::BAD_MATCH_BAD_LEN if e.detail.contains("header length") => ErrorCode::BAD_ACTION_BAD_SET_LEN,
+                other => other,
+            };
+            DecodeError { code, ..e }
+        })?;
         if h.masked {
             return Err(r.error_code(ErrorCode::BAD_ACTION_BAD_SET_ARGUMENT, "masked set_field in OpenFlow 1.3"));
         }

@@ -109,7 +109,7 @@ fn bad_arg(r: &Reader<'_>, m: impl Into<String>) -> DecodeError {
 }
 
 /// OVS allows nested actions without `commit` only when they are all a bare `nat`.
-fn needs_commit(actions: &[Action]) -> bool {
+pub(crate) fn needs_commit(actions: &[Action]) -> bool {
     actions.iter().any(|a| !matches!(a, Action::Nat(n) if n.flags == 0 && n.range == NatRange::None))
 }
 
@@ -134,7 +134,8 @@ fn check_nested(actions: &[Action]) -> Result<(), String> {
     Ok(())
 }
 
-const NEEDS_COMMIT: &str = "CT action requires commit flag if actions other than NAT without arguments are specified";
+pub(crate) const NEEDS_COMMIT: &str =
+    "CT action requires commit flag if actions other than NAT without arguments are specified";
 
 // === impl Ct ===
 
@@ -252,9 +253,8 @@ impl Ct {
             return Err(TextError::new(args, "\"force\" flag requires \"commit\" flag"));
         }
         check_nested(&ct.actions).map_err(|m| TextError::new(args, m))?;
-        if ct.flags & CT_COMMIT == 0 && needs_commit(&ct.actions) {
-            return Err(TextError::new(args, NEEDS_COMMIT));
-        }
+        // Actions without `commit` are refused by the check against the match, after its
+        // prerequisites, as OVS orders it (`check::check_actions`; OFPBAC_BAD_ARGUMENT).
         Ok(ct)
     }
 }
@@ -667,7 +667,12 @@ mod tests {
             "commit,exec(ct(commit))",
             "commit,exec(resubmit(,3))",
         ] {
-            assert!(Ct::parse(bad).is_err(), "{bad}");
+            // Refused by the parser, or (a missing `commit`) by the check against the match.
+            let flow = crate::openflow::flow::FlowMod::parse(
+                &format!("ip,actions=ct({bad})"),
+                crate::openflow::flow::FlowModCommand::Add,
+            );
+            assert!(flow.is_err(), "{bad}");
             // OVS refuses either in its parser or, for some, only when decoding its own bytes.
             let ovs = crate::oracle::parse_flow(&format!("ip,actions=ct({bad})"));
             assert!(ovs.map_or(true, |f| f.text.contains("decode error")), "OVS takes {bad}");

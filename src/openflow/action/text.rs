@@ -277,10 +277,8 @@ fn set_field_text(arg: &str, out: &mut Vec<Action>) -> Result<(), TextError> {
     }
     let (value, mask) = parse_value(field, v)?;
     check_value(field, &value)?;
-    if field == Field::VLAN_VID && mask.is_none() && value.to_u128() & 0x1000 == 0 {
-        // OVS writes it, then refuses it when decoding (OFPBAC_BAD_SET_ARGUMENT).
-        return Err(TextError::new(v, "vlan_vid set_field needs the OFPVID_PRESENT bit (0x1000)"));
-    }
+    // A vlan_vid without the OFPVID_PRESENT bit is refused by the check against the match,
+    // after its prerequisites, as OVS orders it (`check::check_actions`).
     push_set_field(field, value, mask, out);
     Ok(())
 }
@@ -314,7 +312,7 @@ fn move_text(arg: &str) -> Result<Action, TextError> {
         ));
     }
     if !dst.field.def().writable {
-        return Err(TextError::new(d, "destination field is not writable"));
+        return Err(TextError::new(d, "destination field is not writable (OFPBAC_BAD_SET_ARGUMENT)"));
     }
     Ok(Action::RegMove { src, dst })
 }
@@ -350,7 +348,7 @@ fn output_text(arg: &str) -> Result<Action, TextError> {
     }
     match parse_subfield(arg) {
         Ok(src) => Ok(Action::OutputReg { src, max_len: u16::MAX, reg2: !value::fits_nxm_slot(src.field) }),
-        Err(_) => Err(TextError::new(arg, "output to unknown port")),
+        Err(_) => Err(TextError::new(arg, "output to unknown port (OFPBAC_BAD_OUT_PORT)")),
     }
 }
 

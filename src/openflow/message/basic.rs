@@ -225,7 +225,8 @@ impl FeaturesReply {
         let mut s =
             format!(" dpid:{:016x}\nn_tables:{}, n_buffers:{}", self.datapath_id, self.n_tables, self.n_buffers);
         if self.auxiliary_id != 0 {
-            s.push_str(&format!("\nauxiliary_id:{}", self.auxiliary_id));
+            // OVS (`ofputil_switch_features_format`) adds it to the same line.
+            s.push_str(&format!(", auxiliary_id:{}", self.auxiliary_id));
         }
         s.push_str(&format!(
             "\ncapabilities: {}",

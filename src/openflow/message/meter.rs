@@ -43,20 +43,27 @@ pub enum MeterBand {
 }
 
 impl MeterBand {
+    /// As OVS's `ofputil_pull_bands`: every band is 16 bytes (OFPBRC_BAD_LEN otherwise) and of
+    /// type drop or dscp_remark (OFPMMFC_BAD_BAND otherwise); OVS refuses the whole message.
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        if r.remaining() < 16 {
+            return Err(
+                r.error_code(ErrorCode::BAD_REQUEST_BAD_LEN, format!("{} bytes left for a band", r.remaining()))
+            );
+        }
         let band_type = r.u16()?;
         let len = r.u16()? as usize;
-        if len < 12 {
-            return Err(r.error_code(ErrorCode::METER_MOD_FAILED_BAD_BAND, format!("band length {len}")));
+        if len != 16 {
+            return Err(r.error_code(ErrorCode::BAD_REQUEST_BAD_LEN, format!("band length {len}, not 16")));
         }
         let rate = r.u32()?;
         let burst_size = r.u32()?;
-        let mut body = r.sub(len - 12)?;
-        Ok(match (band_type, body.remaining()) {
-            (1, 4) => MeterBand::Drop { rate, burst_size },
-            (2, 4) => MeterBand::DscpRemark { rate, burst_size, prec_level: body.u8()? },
-            _ => MeterBand::Unknown { band_type, rate, burst_size, data: body.take_rest().to_vec() },
-        })
+        let mut body = r.sub(4)?;
+        match band_type {
+            1 => Ok(MeterBand::Drop { rate, burst_size }),
+            2 => Ok(MeterBand::DscpRemark { rate, burst_size, prec_level: body.u8()? }),
+            t => Err(r.error_code(ErrorCode::METER_MOD_FAILED_BAD_BAND, format!("band type {t}"))),
+        }
     }
 
     pub fn encode(&self, out: &mut Vec<u8>) {
@@ -143,6 +150,13 @@ impl MeterMod {
         let command = r.u16()?;
         let flags = r.u16()?;
         let meter_id = r.u32()?;
+        // As OVS's `ofputil_decode_meter_mod`.
+        if command > meter_command::DELETE {
+            return Err(r.error_code(ErrorCode::METER_MOD_FAILED_BAD_COMMAND, format!("command {command}")));
+        }
+        if command != meter_command::DELETE && flags & METER_KBPS != 0 && flags & METER_PKTPS != 0 {
+            return Err(r.error_code(ErrorCode::METER_MOD_FAILED_BAD_FLAGS, "both kbps and pktps"));
+        }
         let mut br = r.context("ofp_meter_band", ErrorCode::METER_MOD_FAILED_BAD_BAND);
         let bands = decode_bands(&mut br)?;
         *r = br.context(r.what(), r.code());

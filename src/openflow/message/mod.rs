@@ -550,6 +550,10 @@ fn raw_name(buf: &[u8]) -> Option<String> {
                 (nicira::NX_VENDOR_ID, nicira::NXT_RESUME) => "NXT_RESUME",
                 (ONF_EXPERIMENTER, bundle::ONFT_BUNDLE_CONTROL) => "ONFT_BUNDLE_CONTROL",
                 (ONF_EXPERIMENTER, bundle::ONFT_BUNDLE_ADD_MESSAGE) => "ONFT_BUNDLE_ADD_MESSAGE",
+                (ONF_EXPERIMENTER, ONFT_FLOW_MONITOR_CANCEL) => "ONFT_FLOW_MONITOR_CANCEL",
+                (ONF_EXPERIMENTER, ONFT_FLOW_MONITOR_PAUSED) => "ONFT_FLOW_MONITOR_PAUSED",
+                (ONF_EXPERIMENTER, ONFT_FLOW_MONITOR_RESUMED) => "ONFT_FLOW_MONITOR_RESUMED",
+                (ONF_EXPERIMENTER, ONFT_ROLE_STATUS) => "ONFT_ROLE_STATUS",
                 _ => return None,
             };
             Some(name.to_string())
@@ -557,6 +561,11 @@ fn raw_name(buf: &[u8]) -> Option<String> {
         MsgType::MultipartRequest | MsgType::MultipartReply => {
             let mp = u16::from_be_bytes([*buf.get(8)?, *buf.get(9)?]);
             let dir = if t == MsgType::MultipartRequest { "request" } else { "reply" };
+            if mp == multipart::mp_type::EXPERIMENTER
+                && (be32(16)?, be32(20)?) == (ONF_EXPERIMENTER, ONFT_FLOW_MONITOR_CANCEL)
+            {
+                return Some(format!("ONFST_FLOW_MONITOR {dir}"));
+            }
             Some(format!("{} {}", multipart::mp_type_name(mp)?, dir))
         }
         t => t.name().map(str::to_string),
@@ -599,6 +608,9 @@ fn raw_check(buf: &[u8]) -> Result<(), ErrorCode> {
                 (nicira::NX_VENDOR_ID, nicira::NXT_SET_PACKET_IN_FORMAT) => (12, true),
                 (nicira::NX_VENDOR_ID, nicira::NXT_SET_CONTROLLER_ID) => (16, true),
                 (nicira::NX_VENDOR_ID, nicira::NXT_PACKET_IN2 | nicira::NXT_RESUME) => (8, false),
+                (ONF_EXPERIMENTER, ONFT_FLOW_MONITOR_CANCEL) => (12, true),
+                (ONF_EXPERIMENTER, ONFT_FLOW_MONITOR_PAUSED | ONFT_FLOW_MONITOR_RESUMED) => (8, true),
+                (ONF_EXPERIMENTER, ONFT_ROLE_STATUS) => (24, false),
                 (nicira::NX_VENDOR_ID, _) | (ONF_EXPERIMENTER, _)
                     if subtype != bundle::ONFT_BUNDLE_CONTROL && subtype != bundle::ONFT_BUNDLE_ADD_MESSAGE =>
                 {
@@ -626,7 +638,8 @@ fn raw_check(buf: &[u8]) -> Result<(), ErrorCode> {
         MsgType::PortMod => (32, true),
         MsgType::TableMod => (8, true),
         MsgType::QueueGetConfigRequest => (8, true),
-        MsgType::QueueGetConfigReply => (8, false),
+        // 8 bytes, then queues in whole 8-byte units.
+        MsgType::QueueGetConfigReply => return if body >= 8 && body % 8 == 0 { Ok(()) } else { bad_len },
         MsgType::RoleRequest | MsgType::RoleReply => (16, true),
         MsgType::GetAsyncReply | MsgType::SetAsync => (24, true),
         t @ (MsgType::MultipartRequest | MsgType::MultipartReply) => {
@@ -644,7 +657,21 @@ fn raw_check(buf: &[u8]) -> Result<(), ErrorCode> {
                 (m::GROUP_FEATURES, false) => (40, true),
                 (m::METER_FEATURES, false) => (16, true),
                 (m::TABLE_FEATURES, _) | (_, false) if mp <= m::PORT_DESC => (0, false),
-                (m::EXPERIMENTER, _) => (8, false),
+                // ONFST_FLOW_MONITOR (`uint8_t[8][]`): whole 8-byte units after the vendor header.
+                (m::EXPERIMENTER, _)
+                    if be32(16) == Some(ONF_EXPERIMENTER) && be32(20) == Some(ONFT_FLOW_MONITOR_CANCEL) =>
+                {
+                    return if body >= 16 && (body - 16) % 8 == 0 { Ok(()) } else { bad_len };
+                }
+                // What else OVS knows in OpenFlow 1.3: Nicira's IPFIX statistics (3, 4).
+                (m::EXPERIMENTER, _) => match (be32(16), be32(20)) {
+                    (Some(nicira::NX_VENDOR_ID), Some(3 | 4)) => (8, false),
+                    (Some(nicira::NX_VENDOR_ID | ONF_EXPERIMENTER), Some(_)) => {
+                        return Err(ErrorCode::BAD_REQUEST_BAD_EXP_TYPE)
+                    }
+                    (Some(_), Some(_)) => return Err(ErrorCode::BAD_REQUEST_BAD_EXPERIMENTER),
+                    _ => return bad_len,
+                },
                 _ => return Err(ErrorCode::BAD_REQUEST_BAD_MULTIPART),
             };
             (min + 8, exact)
@@ -683,8 +710,22 @@ fn body_text(header: &Header, msg: &Message, bytes: &[u8]) -> String {
         M::TableMod(t) => t.fmt_body(),
         M::GroupMod(g) => g.fmt_body(),
         M::MeterMod(m) => m.fmt_body(),
-        M::MultipartRequest(m) => m.fmt_body(),
-        M::MultipartReply(m) => m.fmt_body(),
+        M::MultipartRequest(m) => match &m.body {
+            multipart::MultipartRequestBody::Unknown { mp_type: multipart::mp_type::EXPERIMENTER, body }
+                if body.len() >= 8 && body[..8] == [0x4f, 0x4e, 0x46, 0, 0, 0, 0x07, 0x4e] =>
+            {
+                multipart::onf_flow_monitor_request_text(&body[8..], bytes)
+            }
+            _ => m.fmt_body(),
+        },
+        M::MultipartReply(m) => match &m.body {
+            multipart::MultipartReplyBody::Unknown { mp_type: multipart::mp_type::EXPERIMENTER, body }
+                if body.len() >= 8 && body[..8] == [0x4f, 0x4e, 0x46, 0, 0, 0, 0x07, 0x4e] =>
+            {
+                multipart::onf_flow_monitor_reply_text(&body[8..], bytes)
+            }
+            _ => m.fmt_body(),
+        },
         M::GetConfigReply(c) | M::SetConfig(c) => c.fmt_body(),
         M::RoleRequest(r) | M::RoleReply(r) => r.fmt_body(),
         M::GetAsyncReply(a) | M::SetAsync(a) => a.fmt_body(),
@@ -701,8 +742,50 @@ fn body_text(header: &Header, msg: &Message, bytes: &[u8]) -> String {
         M::PacketIn2(p) | M::Resume(p) => p.fmt_body(),
         M::BundleControl(b) => b.fmt_body(),
         M::BundleAdd(b) => b.fmt_body(header.xid),
-        // Types OVS knows but we keep raw (queue config, experimenter multiparts...): name only.
-        M::Experimenter(_) | M::Unknown { .. } => String::new(),
+        M::Experimenter(e) => onf_body_text(e),
+        // Types OVS knows but we keep raw (queue config...): name only.
+        M::Unknown { header: h, body } if h.msg_type == MsgType::QueueGetConfigReply => {
+            text::queue_config_text(body, bytes)
+        }
+        M::Unknown { .. } => String::new(),
+    }
+}
+
+/// ONF messages of OpenFlow 1.3 OVS sends a controller and we keep raw (`Experimenter`).
+pub const ONFT_FLOW_MONITOR_CANCEL: u32 = 1870;
+pub const ONFT_FLOW_MONITOR_PAUSED: u32 = 1871;
+pub const ONFT_FLOW_MONITOR_RESUMED: u32 = 1872;
+pub const ONFT_ROLE_STATUS: u32 = 1911;
+
+/// The text OVS prints after the name of an ONF message we keep raw (lengths already checked
+/// by `raw_check`).
+fn onf_body_text(e: &Experimenter) -> String {
+    let be32 = |at: usize| e.data.get(at..at + 4).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    match (e.experimenter, e.exp_type) {
+        (ONF_EXPERIMENTER, ONFT_FLOW_MONITOR_CANCEL) => format!(" id={}", be32(0)),
+        (ONF_EXPERIMENTER, ONFT_ROLE_STATUS) if e.data.len() >= 16 => {
+            // `ofputil_format_role_status`.
+            let role = match be32(0) {
+                0 => "nochange".to_string(),
+                1 => "equal".to_string(),
+                2 => "primary".to_string(),
+                3 => "secondary".to_string(),
+                n => n.to_string(),
+            };
+            let mut s = format!(" role={role}");
+            let generation = u64::from_be_bytes(e.data[8..16].try_into().unwrap_or([0xff; 8]));
+            if generation != u64::MAX {
+                s.push_str(&format!(" generation_id={generation}"));
+            }
+            let reason = match e.data[4] {
+                0 => "primary_request".to_string(),
+                1 => "configuration_changed".to_string(),
+                2 => "experimenter_data_changed".to_string(),
+                n => format!("unknown({n})"),
+            };
+            s + " reason=" + &reason
+        }
+        _ => String::new(),
     }
 }
 

@@ -273,6 +273,10 @@ impl MultipartRequest {
             B::GroupDesc => " group_id=ALL".to_string(),
             B::MeterStats { meter_id } | B::MeterConfig { meter_id } => format!(" meter={}", meter(*meter_id)),
             B::PortDesc => " port=ANY".to_string(),
+            B::Unknown { mp_type: mp_type::QUEUE, body } if body.len() == 8 => {
+                let (port, queue) = (be32(&body[0..4]), be32(&body[4..8]));
+                format!(" port={} queue={}", port_text(port), queue_text(queue))
+            }
             _ => String::new(),
         });
         s
@@ -944,8 +948,198 @@ impl MultipartReply {
                 s.push('\n');
                 sorted.iter().for_each(|p| s.push_str(&p.fmt()));
             }
+            B::Unknown { mp_type: mp_type::QUEUE, body } => s.push_str(&fmt_queue_stats(body)),
             B::Unknown { .. } => {}
         }
         s
+    }
+}
+
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn be64(b: &[u8]) -> u64 {
+    u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// `OFPQ_ALL` prints as `ALL` (OVS `ofp_print_queue_name`).
+fn queue_text(q: u32) -> String {
+    if q == 0xffff_ffff {
+        "ALL".into()
+    } else {
+        q.to_string()
+    }
+}
+
+/// OFPMP_QUEUE reply entries (40 bytes each), as OVS's `ofp_print_ofpst_queue_reply`.
+fn fmt_queue_stats(body: &[u8]) -> String {
+    let stat = |name: &str, v: u64| if v == u64::MAX { format!("{name}?, ") } else { format!("{name}{v}, ") };
+    let entries: Vec<&[u8]> = body.chunks_exact(40).collect();
+    let mut s = format!(" {} queues\n", entries.len());
+    for e in entries {
+        s.push_str(&format!("  port {} queue {}: ", port_text(be32(&e[0..4])), queue_text(be32(&e[4..8]))));
+        s.push_str(&stat("bytes=", be64(&e[8..16])));
+        s.push_str(&stat("pkts=", be64(&e[16..24])));
+        s.push_str(&stat("errors=", be64(&e[24..32])));
+        let (sec, nsec) = (be32(&e[32..36]), be32(&e[36..40]));
+        let d = if sec == u32::MAX { "?".to_string() } else { duration_text(sec, nsec) };
+        s.push_str(&format!("duration={d}\n"));
+    }
+    s
+}
+
+/// ONFST_FLOW_MONITOR requests (after the ONF vendor header), as OVS's
+/// `ofputil_decode_flow_monitor_request` reads them and `ofputil_flow_monitor_request_format`
+/// prints them; what OVS cannot read ends the text with its decode error and the hex dump of
+/// `whole`.
+pub fn onf_flow_monitor_request_text(data: &[u8], whole: &[u8]) -> String {
+    // ONFFMF_* bit -> the name OVS prints for the OpenFlow 1.4 flag it maps to.
+    const FLAGS: [(u16, &str); 6] =
+        [(1, "initial"), (2, "add"), (4, "delete"), (8, "modify"), (16, "actions"), (32, "own")];
+    let mut s = String::new();
+    let mut rest = data;
+    let error = loop {
+        if rest.is_empty() {
+            break None;
+        }
+        if rest.len() < 16 {
+            break Some(ErrorCode::BAD_REQUEST_BAD_LEN);
+        }
+        let (id, flags, out_port, table) =
+            (be32(&rest[0..4]), u16::from_be_bytes([rest[4], rest[5]]), be32(&rest[8..12]), rest[12]);
+        if flags & (2 | 4 | 8) == 0 || flags & !0x3f != 0 {
+            break Some(ErrorCode::FLOW_MONITOR_FAILED_BAD_FLAGS);
+        }
+        if rest[13..16] != [0, 0, 0] {
+            break Some(ErrorCode::NX_BAD_REQUEST_MUST_BE_ZERO);
+        }
+        if (0xff00..0xffff_ff00).contains(&out_port) {
+            break Some(ErrorCode::BAD_ACTION_BAD_OUT_PORT);
+        }
+        let mut r = Reader::new(&rest[16..], "ofp_match", ErrorCode::BAD_MATCH_BAD_LEN);
+        let m = match Match::decode(&mut r) {
+            Ok(m) => m,
+            Err(e) => break Some(e.code),
+        };
+        let names: Vec<&str> = FLAGS.iter().filter(|(b, _)| flags & b != 0).map(|(_, n)| *n).collect();
+        s.push_str(&format!("\n id={id} flags={}", names.join(",")));
+        if out_port != 0xffff_ffff {
+            s.push_str(&format!(" out_port={}", port_text(out_port)));
+        }
+        if table != 0xff {
+            s.push_str(&format!(" table={table}"));
+        }
+        s.push(' ');
+        s.push_str(&m.to_string());
+        s.truncate(s.trim_end_matches(' ').len());
+        rest = r.rest();
+    };
+    if let Some(code) = error {
+        if !s.is_empty() {
+            s.push('\n');
+        } else {
+            s.push(' ');
+        }
+        s.push_str(&format!("***decode error: {code}***\n{}", super::text::hex_dump(whole)));
+    }
+    s
+}
+
+/// ONFST_FLOW_MONITOR reply updates (after the ONF vendor header), as OVS's
+/// `ofputil_decode_flow_update` reads them and `ofputil_flow_update_format` prints them; what OVS
+/// cannot read ends the text with its decode error and the hex dump of `whole`.
+pub fn onf_flow_monitor_reply_text(data: &[u8], whole: &[u8]) -> String {
+    let be16 = |b: &[u8], at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
+    let mut s = String::new();
+    let mut rest = data;
+    let error = loop {
+        if rest.is_empty() {
+            break None;
+        }
+        if rest.len() < 4 {
+            break Some(ErrorCode::BAD_REQUEST_BAD_LEN);
+        }
+        let (length, event) = (be16(rest, 0) as usize, be16(rest, 2));
+        if length > rest.len() || length % 8 != 0 {
+            break Some(ErrorCode::BAD_REQUEST_BAD_LEN);
+        }
+        match event {
+            // NXFME_ABBREV
+            3 => {
+                if length != 8 {
+                    break Some(ErrorCode::BAD_REQUEST_BAD_LEN);
+                }
+                s.push_str(&format!("\n event=ABBREV xid={:#x}", be32(&rest[4..8])));
+            }
+            // NXFME_ADDED, DELETED, MODIFIED: nx_flow_update_full (24 bytes), match, instructions.
+            0..=2 => {
+                if length < 24 {
+                    break Some(ErrorCode::BAD_REQUEST_BAD_LEN);
+                }
+                let match_len = be16(rest, 12) as usize;
+                if 24 + match_len > length {
+                    break Some(ErrorCode::BAD_REQUEST_BAD_LEN);
+                }
+                let (reason, idle, hard, table) = (be16(rest, 4), be16(rest, 8), be16(rest, 10), rest[14]);
+                let cookie = be64(&rest[16..24]);
+                let mut r = Reader::new(&rest[24..length], "ofp_match", ErrorCode::BAD_MATCH_BAD_LEN);
+                let m = match Match::decode(&mut r) {
+                    Ok(m) => m,
+                    Err(e) => break Some(e.code),
+                };
+                let mut ir = Reader::new(r.rest(), "ofp_instruction", ErrorCode::BAD_INSTRUCTION_BAD_LEN);
+                let instructions = match Instruction::decode_list(&mut ir) {
+                    Ok(i) => i,
+                    Err(e) => break Some(e.code),
+                };
+                s.push_str("\n event=");
+                s.push_str(match event {
+                    0 => "ADDED",
+                    1 => "DELETED",
+                    _ => "MODIFIED",
+                });
+                if event == 1 {
+                    s.push_str(&format!(" reason={}", removed_reason_text(reason)));
+                }
+                s.push_str(&format!(" table={table}"));
+                if idle != 0 {
+                    s.push_str(&format!(" idle_timeout={idle}"));
+                }
+                if hard != 0 {
+                    s.push_str(&format!(" hard_timeout={hard}"));
+                }
+                s.push_str(&format!(" cookie={cookie:#x} {m}"));
+                let actions = format_instructions(&instructions);
+                if !instructions.is_empty() {
+                    if !s.ends_with(' ') {
+                        s.push(' ');
+                    }
+                    s.push_str("actions=");
+                    s.push_str(&actions);
+                }
+            }
+            _ => break Some(ErrorCode::NX_BAD_REQUEST_FM_BAD_EVENT),
+        }
+        rest = &rest[length..];
+    };
+    if let Some(code) = error {
+        s.truncate(s.trim_end_matches(' ').len());
+        s.push(if s.is_empty() { ' ' } else { '\n' });
+        s.push_str(&format!("***decode error: {code}***\n{}", super::text::hex_dump(whole)));
+    }
+    s
+}
+
+/// OVS's `ofp_flow_removed_reason_to_string`.
+fn removed_reason_text(reason: u16) -> String {
+    match reason {
+        0 => "idle".into(),
+        1 => "hard".into(),
+        2 => "delete".into(),
+        3 => "group_delete".into(),
+        4 => "meter_delete".into(),
+        5 => "eviction".into(),
+        n => n.to_string(),
     }
 }

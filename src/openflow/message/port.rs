@@ -128,7 +128,11 @@ impl Port {
 
     /// OVS's multi-line port text, starting with a space and ending with a newline.
     pub fn fmt(&self) -> String {
-        let mut s = format!(" {}({}): addr:{}\n", port_text(self.port_no), self.name_str(), mac_text(&self.hw_addr));
+        // As OVS's `ofputil_phy_port_format`: the name up to its first byte that is not printable
+        // ASCII (at most 15 bytes).
+        let printable: String =
+            self.name.iter().take(15).take_while(|b| (0x20..0x7f).contains(*b)).map(|b| *b as char).collect();
+        let mut s = format!(" {}({}): addr:{}\n", port_text(self.port_no), printable, mac_text(&self.hw_addr));
         s.push_str(&format!("     config:     {}\n", bits_or_zero(self.config, CONFIG_NAMES, 0x65)));
         s.push_str(&format!("     state:      {}\n", bits_or_zero(self.state, STATE_NAMES, 0x7)));
         for (label, v) in [

@@ -2,6 +2,8 @@
 
 use std::fmt::Write;
 
+use crate::openflow::error::ErrorCode;
+
 /// OVS's `ovs_hex_dump(.., ofs=0, ascii=true)`: 16 bytes a line, an 8-digit offset, a `-`
 /// after the eighth byte and the printable ASCII between bars. Every line ends in `\n`.
 pub fn hex_dump(data: &[u8]) -> String {
@@ -96,6 +98,74 @@ pub fn duration_text(sec: u32, nsec: u32) -> String {
         s.push_str(frac);
     }
     s.push('s');
+    s
+}
+
+/// OFPT_QUEUE_GET_CONFIG_REPLY (OpenFlow 1.3) as OVS prints it
+/// (`ofputil_queue_get_config_reply_format`): queues sorted by port and id, each with its
+/// min/max rate in tenths of a percent. What OVS cannot read ends the text with a decode error
+/// and the hex dump, after the queues read so far.
+pub fn queue_config_text(body: &[u8], whole: &[u8]) -> String {
+    let be16 = |b: &[u8], at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
+    let be32 = |b: &[u8], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let rate_text = |name: &str, rate: u16| match rate {
+        0..=1000 => format!(" {name}:{}.{}%", rate / 10, rate % 10),
+        u16::MAX => String::new(),
+        _ => format!(" {name}:(disabled)"),
+    };
+    let port = if body.len() >= 4 { be32(body, 0) } else { 0 };
+    let mut queues: Vec<(u32, u16, u16)> = Vec::new();
+    let mut rest = body.get(8..).unwrap_or(&[]);
+    let mut error = None;
+    'queues: while !rest.is_empty() {
+        if rest.len() < 16 {
+            error = Some(ErrorCode::BAD_REQUEST_BAD_LEN);
+            break;
+        }
+        let (queue, len) = (be32(rest, 0), be16(rest, 8) as usize);
+        if len < 16 || len > rest.len() || len % 8 != 0 {
+            error = Some(ErrorCode::BAD_REQUEST_BAD_LEN);
+            break;
+        }
+        let (mut min, mut max) = (u16::MAX, u16::MAX);
+        let mut props = &rest[16..len];
+        while !props.is_empty() {
+            let plen = if props.len() >= 4 { be16(props, 2) as usize } else { 0 };
+            if plen < 8 || plen > props.len() || plen % 8 != 0 {
+                error = Some(ErrorCode::BAD_REQUEST_BAD_LEN);
+                break 'queues;
+            }
+            match be16(props, 0) {
+                1 | 2 if plen != 16 => {
+                    error = Some(ErrorCode::BAD_REQUEST_BAD_LEN);
+                    break 'queues;
+                }
+                1 => min = be16(props, 8),
+                2 => max = be16(props, 8),
+                _ => {}
+            }
+            props = &props[plen..];
+        }
+        queues.push((queue, min, max));
+        rest = &rest[len..];
+    }
+    queues.sort_by_key(|q| q.0);
+    let mut s = String::from(" ");
+    if port != 0 && !queues.is_empty() {
+        s.push_str(&format!("port={}\n", port_text(port)));
+    }
+    for (queue, min, max) in queues {
+        s.push_str(&format!("queue {queue}:{}{}\n", rate_text("min_rate", min), rate_text("max_rate", max)));
+    }
+    if let Some(code) = error {
+        if s.len() > 1 {
+            s.truncate(s.trim_end_matches(' ').len());
+            if !s.ends_with('\n') {
+                s.push('\n');
+            }
+        }
+        s.push_str(&format!("***decode error: {code}***\n{}", hex_dump(whole)));
+    }
     s
 }
 

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
-use crate::openflow::error::ErrorCode;
+use crate::openflow::error::{ErrorCode, NX_VENDOR_ID, ONF_EXPERIMENTER};
 use crate::openflow::message::multipart::{MultipartReplyBody, MultipartRequest, MultipartRequestBody};
 use crate::openflow::message::{
     self, AsyncConfig, ErrorMsg, FeaturesReply, FlowRemoved, Header, Hello, Message, MsgType, PacketIn, PacketIn2,
@@ -249,6 +249,8 @@ pub struct Session {
     probe_sent: Option<Instant>,
     features: Option<FeaturesReply>,
     ports: Vec<Port>,
+    /// Messages of a type or experimenter we do not know, answered with OFPT_ERROR.
+    unsupported: u64,
 }
 
 impl Session {
@@ -266,6 +268,7 @@ impl Session {
             probe_sent: None,
             features: None,
             ports: Vec::new(),
+            unsupported: 0,
         };
         let xid = s.requests.alloc_xid();
         message::encode_into(&Message::Hello(Hello::with_bitmap(OUR_VERSIONS)), xid, &mut s.tx);
@@ -274,6 +277,12 @@ impl Session {
 
     pub fn state(&self) -> SessionState {
         self.state
+    }
+
+    /// How many messages of an unknown type, experimenter or experimenter subtype the switch
+    /// sent (each answered with OFPBRC_BAD_TYPE / BAD_VENDOR / BAD_SUBTYPE).
+    pub fn unsupported_messages(&self) -> u64 {
+        self.unsupported
     }
 
     pub fn is_closed(&self) -> bool {
@@ -474,9 +483,21 @@ impl Session {
             return self.close(CloseReason::NoHello(name));
         }
         match message::decode(frame) {
-            Ok((header, msg)) => self.handle_message(header, msg, now),
+            Ok((header, msg)) => match unsupported(&msg) {
+                // A request of ours may be answered with anything; the application judges.
+                Some(code) if !self.requests.contains(header.xid) => self.refuse_unsupported(frame, header, code),
+                _ => self.handle_message(header, msg, now),
+            },
             Err(e) => self.handle_malformed(frame, xid, msg_type, e),
         }
+    }
+
+    /// Answers a message OVS would not understand either as OVS does (`ofpraw_decode` failing
+    /// in `handle_openflow`): OFPT_ERROR with the first 64 bytes of it, and the connection lives.
+    fn refuse_unsupported(&mut self, frame: &[u8], header: Header, code: ErrorCode) {
+        self.unsupported += 1;
+        warn!(xid = header.xid, msg_type = frame[1], %code, "unsupported openflow message from switch, answered with an error");
+        self.send_with_xid(&Message::Error(ErrorMsg::for_request(code, frame)), header.xid);
     }
 
     /// Answers a message that does not decode with OFPT_ERROR, as OVS would, and lives on.
@@ -684,5 +705,30 @@ impl Session {
                 None => {}
             },
         }
+    }
+}
+
+/// The error OVS answers a well-formed message with when it does not know its type
+/// (OFPBRC_BAD_TYPE), its experimenter (OFPBRC_BAD_VENDOR) or, for Nicira and ONF, its subtype
+/// (OFPBRC_BAD_SUBTYPE); `None` for messages we understand.
+fn unsupported(msg: &Message) -> Option<ErrorCode> {
+    match msg {
+        Message::Unknown { .. } => Some(ErrorCode::BAD_REQUEST_BAD_TYPE),
+        // A subtype OVS knows (a role status, a flow monitor pause...) is passed on, not refused.
+        Message::Experimenter(e) if e.experimenter == NX_VENDOR_ID || e.experimenter == ONF_EXPERIMENTER => {
+            (!ovs_knows_subtype(e.experimenter, e.exp_type)).then_some(ErrorCode::BAD_REQUEST_BAD_EXP_TYPE)
+        }
+        Message::Experimenter(_) => Some(ErrorCode::BAD_REQUEST_BAD_EXPERIMENTER),
+        _ => None,
+    }
+}
+
+/// Whether OVS (`include/openvswitch/ofp-msgs.h`) has a Nicira or ONF message of this subtype in
+/// OpenFlow 1.3, so that it would not answer it with OFPBRC_BAD_SUBTYPE.
+fn ovs_knows_subtype(experimenter: u32, subtype: u32) -> bool {
+    match experimenter {
+        NX_VENDOR_ID => matches!(subtype, 10 | 11 | 13..=20 | 24..=30 | 32),
+        ONF_EXPERIMENTER => matches!(subtype, 1870 | 1871 | 1872 | 1911 | 2300 | 2301 | 2350),
+        _ => false,
     }
 }

@@ -518,24 +518,64 @@ fn packet_ins_and_flow_removed_become_events() {
     assert!(sent(&mut s).is_empty(), "nothing to answer");
 }
 
+/// As OVS answers what it does not understand: OFPBRC_BAD_TYPE for an unknown message type,
+/// OFPBRC_BAD_VENDOR for an unknown experimenter, OFPBRC_BAD_SUBTYPE for an unknown Nicira or
+/// ONF subtype, each with the first 64 bytes of the message; the session lives on.
 #[test]
-fn unknown_well_formed_message_is_an_event_not_an_error() {
+fn unknown_message_types_and_experimenters_are_answered_like_ovs() {
     let t0 = Instant::now();
     let mut s = ready(t0);
     let _ = sent(&mut s);
-    s.handle_input(&[4, 99, 0, 10, 0, 0, 0, 4, 1, 2], t0);
-    let ev = events(&mut s);
-    assert!(
-        matches!(&ev[..], [Event::Unhandled(h, m)]
-        if h.xid == 4 && matches!(&**m, Message::Unknown { body, .. } if body == &[1, 2])),
-        "{ev:?}"
-    );
-    // An experimenter message of a vendor nobody knows.
-    s.handle_input(&[4, 4, 0, 16, 0, 0, 0, 5, 0, 0, 0xab, 0xcd, 0, 0, 0, 1], t0);
-    assert!(
-        matches!(&events(&mut s)[..], [Event::Unhandled(_, m)] if matches!(&**m, Message::Experimenter(e) if e.experimenter == 0xabcd))
-    );
+    let mut long_unknown = vec![4, 99, 0, 100, 0, 0, 0, 9];
+    long_unknown.extend((0..92).map(|i| i as u8));
+    for (msg, xid, want) in [
+        (vec![4, 99, 0, 10, 0, 0, 0, 4, 1, 2], 4, ErrorCode::BAD_REQUEST_BAD_TYPE),
+        (vec![4, 4, 0, 16, 0, 0, 0, 5, 0, 0, 0xab, 0xcd, 0, 0, 0, 1], 5, ErrorCode::BAD_REQUEST_BAD_EXPERIMENTER),
+        (vec![4, 4, 0, 16, 0, 0, 0, 6, 0, 0, 0x23, 0x20, 0, 0, 0xff, 0xff], 6, ErrorCode::BAD_REQUEST_BAD_EXP_TYPE),
+        (vec![4, 4, 0, 16, 0, 0, 0, 7, 0x4f, 0x4e, 0x46, 0, 0, 0, 3, 0xe7], 7, ErrorCode::BAD_REQUEST_BAD_EXP_TYPE),
+        (long_unknown.clone(), 9, ErrorCode::BAD_REQUEST_BAD_TYPE),
+    ] {
+        s.handle_input(&msg, t0);
+        assert!(events(&mut s).is_empty(), "answered, not passed on");
+        let out = sent(&mut s);
+        assert_eq!(out.len(), 1, "{out:?}");
+        let (h, m) = &out[0];
+        assert_eq!(h.xid, xid);
+        match m {
+            Message::Error(e) => {
+                assert_eq!(e.code, want);
+                assert_eq!(e.data, msg[..msg.len().min(64)], "the first 64 bytes of the message");
+            }
+            other => panic!("expected an OFPT_ERROR, got {other:?}"),
+        }
+    }
+    assert_eq!(s.unsupported_messages(), 5);
+    // A subtype OVS knows (ONFT_FLOW_MONITOR_PAUSED) is passed on, not refused.
+    s.handle_input(&[4, 4, 0, 16, 0, 0, 0, 8, 0x4f, 0x4e, 0x46, 0, 0, 0, 0x07, 0x4f], t0);
     assert!(sent(&mut s).is_empty());
+    assert!(matches!(&events(&mut s)[..], [Event::Unhandled(h, _)] if h.xid == 8));
+    assert_eq!(s.state(), SessionState::Ready);
+    // The connection lives: an echo request is answered.
+    s.handle_input(&[4, 2, 0, 8, 0, 0, 0, 10], t0);
+    assert!(matches!(&sent(&mut s)[..], [(h, Message::EchoReply(_))] if h.xid == 10));
+}
+
+/// An experimenter message answering a request of ours goes to the requester, not refused.
+#[test]
+fn an_experimenter_reply_to_our_request_is_not_refused() {
+    let t0 = Instant::now();
+    let mut s = ready(t0);
+    let _ = sent(&mut s);
+    let req = Message::Experimenter(message::Experimenter { experimenter: 0xabcd, exp_type: 1, data: vec![] });
+    let xid = s.request(&req, t0);
+    let _ = sent(&mut s);
+    let mut reply = vec![4, 4, 0, 16];
+    reply.extend(xid.to_be_bytes());
+    reply.extend([0, 0, 0xab, 0xcd, 0, 0, 0, 2]);
+    s.handle_input(&reply, t0);
+    assert!(sent(&mut s).is_empty());
+    assert!(matches!(&events(&mut s)[..], [Event::Reply { xid: x, .. }] if *x == xid));
+    assert_eq!(s.unsupported_messages(), 0);
 }
 
 #[test]

@@ -255,8 +255,8 @@ fn instructions_compare_as_ovs_normalises() {
     assert!(same_instructions(&a.instructions, &b.instructions));
     assert!(!same_instructions(&fm("actions=output:1").instructions, &fm("actions=output:2").instructions));
     assert!(same_instructions(
-        &fm("actions=ct(commit,zone=5),goto_table:4").instructions,
-        &fm("actions=ct(zone=5,commit),goto_table:4").instructions
+        &fm("ip,actions=ct(commit,zone=5),goto_table:4").instructions,
+        &fm("ip,actions=ct(zone=5,commit),goto_table:4").instructions
     ));
 }
 

@@ -7,6 +7,7 @@
 mod api;
 mod conn;
 pub mod decider;
+mod heal;
 mod io;
 mod live;
 mod registry;
@@ -152,6 +153,8 @@ pub struct Shared {
     pub answers: Arc<crate::policy::PolicySource>,
     /// Where MACs and IPs were seen (shared by the shards: lock-free reads on the packet path).
     pub tracker: Arc<crate::tracker::Tracker>,
+    /// The pipeline audit's counters.
+    pub heal: heal::HealMetrics,
     fatal_reason: std::sync::OnceLock<String>,
 }
 
@@ -338,6 +341,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         serve_controller_service(&control, addr, api.clone())?;
     }
     expire_tracker_off_the_shards(&control, tracker.clone());
+    let heal = heal::HealMetrics::register(&metrics).map_err(|e| DaemonError::Metrics(e.to_string()))?;
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         metrics,
@@ -349,6 +353,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         desired,
         answers: policy_source(&cfg, control.runtime()).inspect_err(|_| control.shutdown())?,
         tracker: tracker.clone(),
+        heal,
         fatal_reason: std::sync::OnceLock::new(),
     });
     let pool_cfg = PoolConfig {

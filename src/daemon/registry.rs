@@ -20,12 +20,26 @@ pub struct ConnInfo {
     pub n_tables: u8,
 }
 
+/// Where a switch's pipeline (the dispatch and pipeline flows the daemon owns) stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PipelineState {
+    /// Connected, not installed yet (or being installed again after a reconnect).
+    #[default]
+    Pending,
+    /// Installed, and the latest audit found it intact.
+    Installed,
+    /// Installing failed, or an audit found flows missing or changed: why (being repaired).
+    Broken(String),
+}
+
 /// A connected switch.
 #[derive(Debug, Clone, Default)]
 pub struct SwitchRecord {
     pub conns: Vec<ConnInfo>,
     /// Handshake-to-dispatch-flows-committed time of the latest install.
     pub pipeline_installed_in: Option<Duration>,
+    /// For `/readyz`.
+    pub pipeline: PipelineState,
 }
 
 #[derive(Debug, Default)]
@@ -79,7 +93,39 @@ impl Registry {
     pub fn pipeline_installed(&self, dpid: u64, took: Duration) {
         if let Some(mut rec) = self.switches.get_mut(&dpid) {
             rec.pipeline_installed_in = Some(took);
+            rec.pipeline = PipelineState::Installed;
         }
+    }
+
+    /// Records where `dpid`'s pipeline stands (the installing shard: on connect, after each
+    /// audit and repair). Written only when it changes: no write per audit of a healthy switch.
+    pub fn pipeline_state(&self, dpid: u64, state: PipelineState) {
+        let same = self.switches.get(&dpid).is_some_and(|r| r.pipeline == state);
+        if !same {
+            if let Some(mut rec) = self.switches.get_mut(&dpid) {
+                rec.pipeline = state;
+            }
+        }
+    }
+
+    /// `Ok(())` when every connected switch has its pipeline installed and intact; else the
+    /// switches that do not, by dpid, and why. (No switch connected is ready: the daemon cannot
+    /// know of bridges that never connected.)
+    pub fn pipelines_ready(&self) -> Result<(), String> {
+        let mut bad: Vec<(u64, String)> = self
+            .switches
+            .iter()
+            .filter_map(|e| match &e.value().pipeline {
+                PipelineState::Installed => None,
+                PipelineState::Pending => Some((*e.key(), "pipeline not installed yet".to_string())),
+                PipelineState::Broken(why) => Some((*e.key(), format!("pipeline broken: {why}"))),
+            })
+            .collect();
+        if bad.is_empty() {
+            return Ok(());
+        }
+        bad.sort();
+        Err(bad.iter().map(|(d, why)| format!("switch {d:016x}: {why}")).collect::<Vec<_>>().join("; "))
     }
 
     /// The shards that have a connection to `dpid`, in shard order.

@@ -5,6 +5,7 @@
 //! - the switch connection dropped in the middle of a large REST bundle leaves nothing
 //!   half-applied (all of its flows or none), the connection flows stay, and the resync on
 //!   reconnect puts back a pipeline flow deleted while the daemon was away.
+//!
 //! Run with `--test-threads=2`.
 #![allow(clippy::unwrap_used)]
 
@@ -61,7 +62,8 @@ fn cli_bundle_refused_at_add_time_applies_nothing() {
     assert!(err.contains("nothing applied"), "{err}");
     assert!(ovs.flows("br0").is_empty(), "flow 1 of a refused bundle is on the switch: {:#?}", ovs.flows("br0"));
 
-    let out = shardflow(&["flow", "add", "--switch", &sw, "--bundle", FLOW1, "table=8,priority=1,actions=goto_table:9"]);
+    let out =
+        shardflow(&["flow", "add", "--switch", &sw, "--bundle", FLOW1, "table=8,priority=1,actions=goto_table:9"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(ovs.flows("br0").len(), 2);
 }
@@ -108,7 +110,12 @@ fn connection_dropped_mid_bundle_applies_nothing_half_and_resync_restores() {
     // Installed connection flows (table 3, connection cookies) that must live through it all.
     let conn_cookie = cookie::make(env.generation, Category::Connection, 0x77);
     let conns: String = (0..50)
-        .map(|i| format!("table=3,priority=100,cookie={conn_cookie:#x},tcp,nw_src=10.244.1.2,tp_src={},actions=output:4\n", 1000 + i))
+        .map(|i| {
+            format!(
+                "table=3,priority=100,cookie={conn_cookie:#x},tcp,nw_src=10.244.1.2,tp_src={},actions=output:4\n",
+                1000 + i
+            )
+        })
         .collect();
     let (st, body) = d.post(&format!("/v1/switches/{DPID}/flows?command=add"), &conns);
     assert_eq!(st, 200, "{body}");
@@ -121,7 +128,14 @@ fn connection_dropped_mid_bundle_applies_nothing_half_and_resync_restores() {
     for attempt in 0..3u64 {
         let big = cookie::make(0, Category::Manual, 0x100 + attempt);
         let body: String = (0..N)
-            .map(|i| format!("table=9,priority=1,cookie={big:#x},ip,nw_dst=10.{}.{}.{},actions=output:2\n", attempt + 1, i / 250, i % 250))
+            .map(|i| {
+                format!(
+                    "table=9,priority=1,cookie={big:#x},ip,nw_dst=10.{}.{}.{},actions=output:2\n",
+                    attempt + 1,
+                    i / 250,
+                    i % 250
+                )
+            })
             .collect();
         let opens = opens_logged(ovs);
         let http = d.http_addr();

@@ -30,6 +30,9 @@ use super::Shared;
 /// long (plus a round trip and a bundle).
 pub const AUDIT_EVERY: Duration = Duration::from_millis(500);
 
+/// The longest wait between audits while repairs keep failing.
+pub const REPAIR_BACKOFF_MAX: Duration = Duration::from_secs(8);
+
 /// The audit's metrics, registered in the daemon's registry.
 #[derive(Clone)]
 pub struct HealMetrics {
@@ -67,8 +70,12 @@ pub async fn watch(shared: Arc<Shared>, conn: Rc<Conn>, dpid: u64) {
     let metrics = &shared.heal;
     // The last problem logged: a repair that keeps failing is logged once per new problem.
     let mut last_problem = String::new();
+    // Doubled after each failed repair (up to REPAIR_BACKOFF_MAX), back to AUDIT_EVERY once intact
+    // or repaired: a flow the switch keeps refusing costs a bundle every few seconds, not twice
+    // a second.
+    let mut wait = AUDIT_EVERY;
     loop {
-        glommio::timer::sleep(AUDIT_EVERY).await;
+        glommio::timer::sleep(wait).await;
         if conn.is_closed() {
             return;
         }
@@ -88,13 +95,15 @@ pub async fn watch(shared: Arc<Shared>, conn: Rc<Conn>, dpid: u64) {
         if plan.is_empty() {
             shared.registry.pipeline_state(dpid, PipelineState::Installed);
             last_problem.clear();
+            wait = AUDIT_EVERY;
             continue;
         }
         let problem = describe(&plan);
         shared.registry.pipeline_state(dpid, PipelineState::Broken(problem.clone()));
         match conn.bundle(plan.messages()).await {
             Ok(()) => {
-                for (kind, n) in [("missing", plan.adds.len()), ("changed", plan.changed.len()), ("stale", plan.deletes.len())]
+                for (kind, n) in
+                    [("missing", plan.adds.len()), ("changed", plan.changed.len()), ("stale", plan.deletes.len())]
                 {
                     if n > 0 {
                         metrics.repairs.with_label_values(&[label.as_str(), kind]).inc_by(n as u64);
@@ -110,8 +119,10 @@ pub async fn watch(shared: Arc<Shared>, conn: Rc<Conn>, dpid: u64) {
                     t0.elapsed().as_secs_f64() * 1e3
                 );
                 last_problem.clear();
+                wait = AUDIT_EVERY;
             }
             Err(e) => {
+                wait = (wait * 2).min(REPAIR_BACKOFF_MAX);
                 metrics.repairs.with_label_values(&[label.as_str(), "failed"]).inc();
                 let why = format!("{problem}; repair failed: {e}");
                 if why != last_problem {
@@ -127,8 +138,8 @@ pub async fn watch(shared: Arc<Shared>, conn: Rc<Conn>, dpid: u64) {
 /// The switch's flows of the audited categories (one filtered flow-stats request each, sent
 /// together).
 async fn owned_flows(conn: &Rc<Conn>) -> Result<Vec<FlowStats>, OpError> {
-    let [a, b] = Expected::requests()
-        .map(|r| Message::MultipartRequest(MultipartRequest::new(MultipartRequestBody::Flow(r))));
+    let [a, b] =
+        Expected::requests().map(|r| Message::MultipartRequest(MultipartRequest::new(MultipartRequestBody::Flow(r))));
     // Both go out before either reply is awaited: one round trip.
     let (ra, rb) = futures_lite::future::zip(conn.request(&a), conn.request(&b)).await;
     let mut out = Vec::new();

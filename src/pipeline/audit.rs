@@ -196,8 +196,7 @@ mod tests {
         assert!(text.contains("1 missing") && text.contains("1 changed") && text.contains("1 stale"), "{text}");
 
         // After the repair, intact again.
-        let mut repaired: Vec<FlowStats> =
-            actual.iter().filter(|a| a.priority != 4242).cloned().collect();
+        let mut repaired: Vec<FlowStats> = actual.iter().filter(|a| a.priority != 4242).cloned().collect();
         repaired.extend(stats(&plan.adds));
         let fixed = stats(&[plan.changed[0].0.clone()]).remove(0);
         let at = repaired.iter().position(|a| FlowKey::of_stats(a) == FlowKey::of_stats(&fixed)).unwrap();

@@ -130,3 +130,29 @@ fn pipeline_flows_deleted_or_changed_behind_the_daemons_back_are_put_back() {
         sum / count * 1e3
     );
 }
+
+/// An intact pipeline is never "repaired": for the variants the daemon generates (IPv6 with the
+/// ARP responder and paused first packets; ARP to the controller), the switch's flows compare
+/// equal to what was sent, audit after audit (a normalization gap would repair forever).
+#[test]
+fn an_intact_pipeline_is_never_repaired() {
+    let ipv6 = support::pipeline_env::pipeline_doc_block("toml ipv6");
+    for (name, toml, mark) in [
+        ("ipv6 + resume", ipv6.replacen("[pipeline]\n", "[pipeline]\nfirst_packet = \"resume\"\n", 1), ",pause)"),
+        ("ipv6 + arp to the controller", ipv6.replace("arp = \"responder\"", "arp = \"controller\""), "arp,arp_op=1 "),
+    ] {
+        let env = PipelineEnv::start_with_config(&toml, &[], false, &[]);
+        let want = expected(&env);
+        assert!(want.iter().any(|l| l.contains(mark)) && want.iter().any(|l| l.contains("ipv6")), "{name}: {want:#?}");
+        assert_eq!(owned_flows(&env.ovs), want, "{name}");
+        // At least four audits after the install.
+        let ok = wait_until(Duration::from_secs(10), || {
+            env.d.metric_sum("shardflow_pipeline_audit_seconds_count", &[]) >= 4.0
+        });
+        assert!(ok, "{name}: audits did not run");
+        let all = env.d.metric_sum("shardflow_pipeline_repairs_total", &[]);
+        assert_eq!(all, 0.0, "{name}: an intact pipeline was repaired:\n{}", env.d.stderr());
+        assert_eq!(env.d.get("/readyz"), (200, "ready\n".to_string()), "{name}");
+        assert!(!env.d.stderr().contains("pipeline repaired"), "{name}");
+    }
+}

@@ -59,9 +59,16 @@ impl HealMetrics {
     }
 }
 
-/// Audits `dpid`'s owned flows on `conn` until the connection closes. Run by the shard that
-/// installs the pipeline, after the install (or its failure: the first audit then retries it).
-pub async fn watch(shared: Arc<Shared>, conn: Rc<Conn>, dpid: u64) {
+/// Audits `dpid`'s owned flows on `conn` (of shard `shard`) until the connection closes. Run by
+/// the shard that installs the pipeline, after the install (or its failure: the first audit then
+/// retries it). When the connection closes and that shard has no new one to the switch, the
+/// pipeline is pending again for `/readyz` (other shards' connections do not keep it).
+pub async fn watch(shared: Arc<Shared>, conn: Rc<Conn>, dpid: u64, shard: usize) {
+    audit_loop(&shared, &conn, dpid).await;
+    shared.registry.pipeline_unwatched(dpid, shard, conn.id);
+}
+
+async fn audit_loop(shared: &Arc<Shared>, conn: &Rc<Conn>, dpid: u64) {
     let expected = Expected::new(&shared.desired);
     if expected.is_empty() {
         return;
@@ -70,6 +77,10 @@ pub async fn watch(shared: Arc<Shared>, conn: Rc<Conn>, dpid: u64) {
     let metrics = &shared.heal;
     // The last problem logged: a repair that keeps failing is logged once per new problem.
     let mut last_problem = String::new();
+    // What the previous audit repaired: the same difference again right after a repair the
+    // switch accepted means someone keeps changing it back, or the switch reports a flow
+    // differently from how it is sent. Repairing goes on, but at the backoff's pace.
+    let mut last_repaired = String::new();
     // Doubled after each failed repair (up to REPAIR_BACKOFF_MAX), back to AUDIT_EVERY once intact
     // or repaired: a flow the switch keeps refusing costs a bundle every few seconds, not twice
     // a second.
@@ -80,7 +91,7 @@ pub async fn watch(shared: Arc<Shared>, conn: Rc<Conn>, dpid: u64) {
             return;
         }
         let t0 = Instant::now();
-        let actual = match owned_flows(&conn).await {
+        let actual = match owned_flows(conn).await {
             Ok(a) => a,
             Err(e) => {
                 if conn.is_closed() {
@@ -95,10 +106,12 @@ pub async fn watch(shared: Arc<Shared>, conn: Rc<Conn>, dpid: u64) {
         if plan.is_empty() {
             shared.registry.pipeline_state(dpid, PipelineState::Installed);
             last_problem.clear();
+            last_repaired.clear();
             wait = AUDIT_EVERY;
             continue;
         }
         let problem = describe(&plan);
+        let recurring = problem == last_repaired;
         shared.registry.pipeline_state(dpid, PipelineState::Broken(problem.clone()));
         match conn.bundle(plan.messages()).await {
             Ok(()) => {
@@ -108,6 +121,16 @@ pub async fn watch(shared: Arc<Shared>, conn: Rc<Conn>, dpid: u64) {
                     if n > 0 {
                         metrics.repairs.with_label_values(&[label.as_str(), kind]).inc_by(n as u64);
                     }
+                }
+                if recurring {
+                    wait = (wait * 2).min(REPAIR_BACKOFF_MAX);
+                    let why = format!("{problem}; back after every repair");
+                    if why != last_problem {
+                        tracing::error!(dpid = %label, "pipeline audit: {why} (repairing every {wait:?} at most)");
+                    }
+                    shared.registry.pipeline_state(dpid, PipelineState::Broken(why.clone()));
+                    last_problem = why;
+                    continue;
                 }
                 shared.registry.pipeline_state(dpid, PipelineState::Installed);
                 tracing::warn!(
@@ -119,6 +142,7 @@ pub async fn watch(shared: Arc<Shared>, conn: Rc<Conn>, dpid: u64) {
                     t0.elapsed().as_secs_f64() * 1e3
                 );
                 last_problem.clear();
+                last_repaired = problem;
                 wait = AUDIT_EVERY;
             }
             Err(e) => {

@@ -108,6 +108,17 @@ impl Registry {
         }
     }
 
+    /// The installing shard's connection `conn` to `dpid` closed: unless `shard` has another
+    /// connection to it by now (it reconnected), nobody keeps the pipeline in place, so it is
+    /// pending again (the switch may still be listed through other shards' connections).
+    pub fn pipeline_unwatched(&self, dpid: u64, shard: usize, conn: u64) {
+        if let Some(mut rec) = self.switches.get_mut(&dpid) {
+            if !rec.conns.iter().any(|c| c.shard == shard && c.conn != conn) {
+                rec.pipeline = PipelineState::Pending;
+            }
+        }
+    }
+
     /// `Ok(())` when every connected switch has its pipeline installed and intact; else the
     /// switches that do not, by dpid, and why. (No switch connected is ready: the daemon cannot
     /// know of bridges that never connected.)
@@ -164,5 +175,54 @@ impl Registry {
 
     pub fn pipeline_time(&self, dpid: u64) -> Option<Duration> {
         self.switches.get(&dpid).and_then(|r| r.pipeline_installed_in)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn info(shard: usize, conn: u64) -> ConnInfo {
+        ConnInfo {
+            shard,
+            conn,
+            peer: SocketAddr::from(([127, 0, 0, 1], 1000 + conn as u16)),
+            connected_at: Instant::now(),
+            n_tables: 254,
+        }
+    }
+
+    #[test]
+    fn readiness_follows_each_switchs_pipeline() {
+        let r = Registry::new(2);
+        assert!(r.pipelines_ready().is_ok(), "no switch: nothing to wait for");
+        r.connected(1, info(0, 10));
+        r.connected(1, info(1, 11));
+        r.connected(2, info(0, 20));
+        let e = r.pipelines_ready().unwrap_err();
+        assert!(e.contains("switch 0000000000000001: pipeline not installed yet"), "{e}");
+        assert!(e.contains("switch 0000000000000002"), "{e}");
+        r.pipeline_installed(1, Duration::from_millis(3));
+        r.pipeline_installed(2, Duration::from_millis(3));
+        assert!(r.pipelines_ready().is_ok());
+        r.pipeline_state(2, PipelineState::Broken("1 missing (e.g. table=3 ...)".into()));
+        let e = r.pipelines_ready().unwrap_err();
+        assert_eq!(e, "switch 0000000000000002: pipeline broken: 1 missing (e.g. table=3 ...)");
+        r.pipeline_state(2, PipelineState::Installed);
+        assert!(r.pipelines_ready().is_ok());
+
+        // The installing shard's connection goes; another shard's stays: pending.
+        r.disconnected(1, 0, 10);
+        r.pipeline_unwatched(1, 0, 10);
+        assert!(r.pipelines_ready().unwrap_err().contains("0000000000000001: pipeline not installed yet"));
+        // It came back before the old audit noticed: the new one's state is kept.
+        r.connected(1, info(0, 12));
+        r.pipeline_installed(1, Duration::from_millis(3));
+        r.pipeline_unwatched(1, 0, 10);
+        assert!(r.pipelines_ready().is_ok());
+        // A switch gone entirely is not waited for.
+        r.disconnected(2, 0, 20);
+        assert!(r.pipelines_ready().is_ok());
     }
 }

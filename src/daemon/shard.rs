@@ -330,7 +330,7 @@ impl Shard {
         glommio::spawn_local(async move {
             shard.install_pipeline(&conn, dpid, ready_at).await;
             // Then keep it in place for as long as the connection lives.
-            super::heal::watch(shard.shared.clone(), conn, dpid).await;
+            super::heal::watch(shard.shared.clone(), conn, dpid, shard.id()).await;
         })
         .detach();
     }

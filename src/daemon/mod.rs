@@ -322,6 +322,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     let cfg = Arc::new(cfg);
     let n = cfg.shards.count;
     let metrics = Arc::new(Metrics::new().map_err(|e| DaemonError::Metrics(e.to_string()))?);
+    let heal = heal::HealMetrics::register(&metrics).map_err(|e| DaemonError::Metrics(e.to_string()))?;
     let registry = Arc::new(Registry::new(n));
     let mesh: Mesh<ShardMsg> = Mesh::new(n, 4096);
     // The cookie generation is a hash of what this configuration installs: a restart with the
@@ -341,7 +342,6 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         serve_controller_service(&control, addr, api.clone())?;
     }
     expire_tracker_off_the_shards(&control, tracker.clone());
-    let heal = heal::HealMetrics::register(&metrics).map_err(|e| DaemonError::Metrics(e.to_string()))?;
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         metrics,

@@ -165,7 +165,7 @@ echo
 echo "== 5. REST: add a flow to br0, read it back, delete it by cookie"
 http POST "$HTTP/v1/switches/0000000000000001/flows?command=add" 'table=3,priority=100,cookie=0xf00,tcp,nw_src=10.244.1.4,tp_dst=443,actions=ct(commit,zone=1),output:2'
 ovs-ofctl -O OpenFlow13 dump-flows br0 table=3,cookie=0xf00/-1 --no-stats | sed 's/^/   ovs: /'
-http DELETE "$HTTP/v1/switches/0000000000000001/flows?cookie=0xf00&cookie_mask=0xffff"
+http DELETE "$HTTP/v1/switches/0000000000000001/flows?cookie=0xf00&cookie_mask=0xff000000ffff"
 echo "   flows with cookie 0xf00 left: $(ovs-ofctl -O OpenFlow13 dump-flows br0 cookie=0xf00/-1 --no-stats | wc -l)"
 echo "  a refused flow (no group 99) answers with the switch's error:"
 http POST "$HTTP/v1/switches/0000000000000001/flows" 'table=3,priority=1,ip,actions=group:99' | sed 's/^/   /'

@@ -114,27 +114,8 @@ impl Switch {
 
     /// Sends `msgs`, then a barrier; fails listing every OpenFlow error the switch answered with.
     pub fn transact(&mut self, msgs: Vec<Message>) -> anyhow::Result<()> {
-        let mut xids = Vec::with_capacity(msgs.len());
-        for m in &msgs {
-            xids.push(self.send(m)?);
-        }
-        let barrier = self.send(&Message::BarrierRequest)?;
-        let mut errors = Vec::new();
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let (h, m) = self.recv(deadline)?;
-            match m {
-                Message::BarrierReply if h.xid == barrier => break,
-                Message::Error(e) => {
-                    let which = xids.iter().position(|x| *x == h.xid).map(|i| i + 1);
-                    errors.push(match which {
-                        Some(i) => format!("message {i}: {}", e.code),
-                        None => format!("xid {:#x}: {}", h.xid, e.code),
-                    });
-                }
-                _ => {}
-            }
-        }
+        let xids = self.send_all(&msgs)?;
+        let errors = self.barrier_errors(&xids)?;
         if errors.is_empty() {
             Ok(())
         } else {
@@ -142,38 +123,78 @@ impl Switch {
         }
     }
 
-    /// Applies `msgs` atomically and in order through an ONF bundle (OpenFlow 1.3 extension).
+    fn send_all(&mut self, msgs: &[Message]) -> anyhow::Result<Vec<u32>> {
+        msgs.iter().map(|m| self.send(m)).collect()
+    }
+
+    /// Sends a barrier and reads until its reply: the errors about messages `xids` (by
+    /// 1-based position) or anything else that came before it.
+    fn barrier_errors(&mut self, xids: &[u32]) -> anyhow::Result<Vec<String>> {
+        let barrier = self.send(&Message::BarrierRequest)?;
+        let mut errors = Vec::new();
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let (h, m) = self.recv(deadline)?;
+            match m {
+                Message::BarrierReply if h.xid == barrier => return Ok(errors),
+                Message::Error(e) => errors.push(error_about(xids, h.xid, &e.code.to_string())),
+                _ => {}
+            }
+        }
+    }
+
+    /// Applies `msgs` atomically and in order through an ONF bundle (OpenFlow 1.3 extension):
+    /// all or nothing. The adds are followed by a barrier and the COMMIT goes out only when no
+    /// add was refused (OVS refuses some at add time, e.g. `OFPBIC_BAD_TABLE_ID`, and would
+    /// commit the rest); otherwise the bundle is discarded and the error names the message.
     pub fn bundle(&mut self, msgs: Vec<Message>) -> anyhow::Result<()> {
         const BUNDLE_ID: u32 = 1;
         let flags = BUNDLE_ATOMIC | BUNDLE_ORDERED;
         let ctrl =
             |t| Message::BundleControl(BundleControl { bundle_id: BUNDLE_ID, ctrl_type: t, flags, properties: vec![] });
-        self.expect_ctrl(ctrl(ctrl_type::OPEN_REQUEST), ctrl_type::OPEN_REPLY)?;
-        let mut adds = Vec::with_capacity(msgs.len());
-        for m in msgs {
-            adds.push(Message::BundleAdd(BundleAdd {
-                bundle_id: BUNDLE_ID,
-                flags,
-                message: Box::new(m),
-                properties: vec![],
-            }));
-        }
+        self.expect_ctrl(ctrl(ctrl_type::OPEN_REQUEST), ctrl_type::OPEN_REPLY, &[])?;
+        let adds: Vec<Message> = msgs
+            .into_iter()
+            .map(|m| {
+                Message::BundleAdd(BundleAdd { bundle_id: BUNDLE_ID, flags, message: Box::new(m), properties: vec![] })
+            })
+            .collect();
+        let xids = self.send_all(&adds)?;
         // Adds are acknowledged only by errors; the barrier makes sure none came.
-        self.transact(adds)?;
-        self.expect_ctrl(ctrl(ctrl_type::COMMIT_REQUEST), ctrl_type::COMMIT_REPLY)
+        let errors = self.barrier_errors(&xids)?;
+        if !errors.is_empty() {
+            let discarded = self.expect_ctrl(ctrl(ctrl_type::DISCARD_REQUEST), ctrl_type::DISCARD_REPLY, &[]);
+            let note = match discarded {
+                Ok(()) => "bundle discarded, nothing applied".to_string(),
+                Err(e) => format!("discarding the bundle failed ({e}); the connection closes, which discards it"),
+            };
+            bail!("the switch refused: {} ({note})", errors.join("; "));
+        }
+        self.expect_ctrl(ctrl(ctrl_type::COMMIT_REQUEST), ctrl_type::COMMIT_REPLY, &xids)
     }
 
-    fn expect_ctrl(&mut self, msg: Message, want: u16) -> anyhow::Result<()> {
+    /// Sends a bundle control and waits for the `want` reply. Errors about `earlier` messages
+    /// that come first (OVS names the failing add before failing a commit) are reported with it.
+    fn expect_ctrl(&mut self, msg: Message, want: u16, earlier: &[u32]) -> anyhow::Result<()> {
         let xid = self.send(&msg)?;
         let deadline = Instant::now() + TIMEOUT;
+        let mut errors = Vec::new();
         loop {
             let (h, m) = self.recv(deadline)?;
             if h.xid != xid {
+                if let Message::Error(e) = &m {
+                    if earlier.contains(&h.xid) {
+                        errors.push(error_about(earlier, h.xid, &e.code.to_string()));
+                    }
+                }
                 continue;
             }
             match m {
                 Message::BundleControl(c) if c.ctrl_type == want => return Ok(()),
-                Message::Error(e) => bail!("the switch refused the bundle: {}", e.code),
+                Message::Error(e) => {
+                    errors.push(format!("the bundle: {}", e.code));
+                    bail!("the switch refused: {}", errors.join("; "))
+                }
                 other => bail!("unexpected answer to a bundle control: {:?}", message::msg_type(&other)),
             }
         }
@@ -203,6 +224,15 @@ impl Switch {
                 _ => {}
             }
         }
+    }
+}
+
+/// An OpenFlow error about message `xid`: `message N: NAME` when it is the N-th (from 1) of
+/// `xids`.
+fn error_about(xids: &[u32], xid: u32, name: &str) -> String {
+    match xids.iter().position(|x| *x == xid) {
+        Some(i) => format!("message {}: {name}", i + 1),
+        None => format!("xid {xid:#x}: {name}"),
     }
 }
 

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::openflow::flow::{FlowMod, FlowModCommand};
 use crate::openflow::message::{GroupMod, MeterMod};
+use crate::pipeline::cookie::{self, Category};
 
 // === dpid ===
 
@@ -153,7 +154,9 @@ impl From<FlowCommand> for FlowModCommand {
 }
 
 /// Which flows `DELETE .../flows` removes: those whose cookie matches under the mask, in
-/// `table` (all tables if `None`). With no query at all this deletes every flow.
+/// `table` (all tables if `None`). A zero mask matches every cookie: the HTTP layer refuses such
+/// a filter (and any that can reach the daemon's own flows, see [`DeleteFilter::owned_hit`])
+/// unless asked with `force=true`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteFilter {
     pub cookie: u64,
@@ -169,6 +172,18 @@ impl DeleteFilter {
         fm.cookie_mask = self.cookie_mask;
         fm.table_id = self.table.unwrap_or(0xff);
         fm
+    }
+
+    /// The categories of flows the daemon owns and keeps in place (dispatch and pipeline,
+    /// [`crate::pipeline::cookie`]) that this filter can delete: those whose category byte is
+    /// compatible with the cookie under the mask (generation and object bits are not known here,
+    /// so any value of them is assumed). Empty when the filter cannot touch them.
+    pub fn owned_hit(&self) -> Vec<Category> {
+        let m = self.cookie_mask & cookie::CATEGORY_MASK;
+        [Category::Dispatch, Category::Pipeline]
+            .into_iter()
+            .filter(|c| (((*c as u64) << cookie::CATEGORY_SHIFT) & m) == (self.cookie & m))
+            .collect()
     }
 }
 
@@ -205,6 +220,11 @@ pub enum ApiError {
 pub trait ControlApi: Send + Sync {
     /// `Ok(())` when the daemon serves traffic, else why not (for `/healthz`).
     fn ready(&self) -> Result<(), String>;
+    /// `Ok(())` when the daemon is ready and every connected bridge has its pipeline installed
+    /// and intact, else why not, naming the dpid (for `/readyz`). Defaults to [`ControlApi::ready`].
+    fn pipelines_ready(&self) -> Result<(), String> {
+        self.ready()
+    }
     /// The connected switches.
     fn switches(&self, deadline: Instant) -> Result<Vec<SwitchInfo>, ApiError>;
     /// The switch's flows, one `ovs-ofctl dump-flows` line each.
@@ -294,5 +314,22 @@ mod tests {
         assert_eq!((fm.cookie, fm.cookie_mask, fm.table_id), (5, 0xff, 0xff));
         let fm = DeleteFilter { table: Some(3), ..Default::default() }.to_flow_mod();
         assert_eq!(fm.table_id, 3);
+    }
+
+    #[test]
+    fn delete_filter_owned_hit() {
+        let f = |cookie, cookie_mask| DeleteFilter { cookie, cookie_mask, table: None }.owned_hit();
+        // No cookie filter, or one that leaves the category free: both owned categories.
+        assert_eq!(f(0, 0), vec![Category::Dispatch, Category::Pipeline]);
+        assert_eq!(f(0x10, 0xff), vec![Category::Dispatch, Category::Pipeline]);
+        // The category named under a full category mask.
+        let cat = |c: Category| cookie::make(0, c, 0);
+        assert!(f(cat(Category::Manual), cookie::CATEGORY_MASK).is_empty());
+        assert!(f(cat(Category::Connection), u64::MAX).is_empty());
+        assert_eq!(f(cat(Category::Pipeline), cookie::CATEGORY_MASK), vec![Category::Pipeline]);
+        assert_eq!(f(cookie::make(7, Category::Dispatch, 3), u64::MAX), vec![Category::Dispatch]);
+        // Part of the category byte: 0x00-0x03 includes both.
+        assert_eq!(f(0, 0xfc << cookie::CATEGORY_SHIFT), vec![Category::Dispatch, Category::Pipeline]);
+        assert_eq!(f(0, 0xfe << cookie::CATEGORY_SHIFT), vec![Category::Dispatch]);
     }
 }

@@ -32,11 +32,12 @@
 //! | `GET /v1/shards` | JSON array of [`ShardStats`](super::api::ShardStats) |
 //! | `GET /v1/switches/{dpid}/flows` | JSON array of `ovs-ofctl dump-flows` lines |
 //! | `POST /v1/switches/{dpid}/flows?command=add&bundle=false` | body: one flow per line (`#` comments and blank lines skipped); JSON [`FlowModReply`](super::api::FlowModReply) |
-//! | `DELETE /v1/switches/{dpid}/flows?cookie=0x..&cookie_mask=0x..&table=N` | JSON [`FlowModReply`](super::api::FlowModReply); `cookie` without `cookie_mask` means an exact cookie |
+//! | `DELETE /v1/switches/{dpid}/flows?cookie=0x..&cookie_mask=0x..&table=N&force=false` | JSON [`FlowModReply`](super::api::FlowModReply); `cookie` without `cookie_mask` means an exact cookie; `cookie_mask` without `cookie` is a 400; 409 when the filter (or no filter) can reach the daemon's dispatch or pipeline flows, unless `force=true` |
+//! | `GET /readyz` | 200 `ready` when every shard listens and every connected bridge has its pipeline installed and intact; 503 naming the dpid otherwise |
 //!
 //! Errors are JSON `{"error": "..."}` naming the problem: 400 (bad dpid, query or flow text,
 //! naming the line), 404 (unknown path or switch), 405 (wrong method, with `Allow`), 413 (body
-//! over 1 MiB), 502 (switch refused: `openflow_error` holds the OpenFlow error name, or another
+//! over 1 MiB), 409 (a delete that would hit the daemon's own flows), 502 (switch refused: `openflow_error` holds the OpenFlow error name, or another
 //! failure), 503 (not ready), 504 (no answer before the deadline).
 
 use std::convert::Infallible;
@@ -138,6 +139,16 @@ pub fn handle(ctx: &HttpContext, method: &Method, url: &str, body: Body, route: 
             }
             match ctx.api.ready() {
                 Ok(()) => Reply::text(200, "ok\n"),
+                Err(why) => Reply::text(503, format!("not ready: {why}\n")),
+            }
+        }
+        ["readyz"] => {
+            *route = "/readyz";
+            if *method != Method::Get {
+                return Reply::method_not_allowed("GET");
+            }
+            match ctx.api.pipelines_ready() {
+                Ok(()) => Reply::text(200, "ready\n"),
                 Err(why) => Reply::text(503, format!("not ready: {why}\n")),
             }
         }
@@ -404,17 +415,25 @@ fn post_flows(ctx: &HttpContext, dpid: Dpid, query: &str, body: Body, deadline: 
     }
 }
 
+/// `DELETE .../flows?cookie=..&cookie_mask=..&table=N&force=true`. A `cookie_mask` without a
+/// `cookie` is refused (400: it is not cookie 0). A filter that can reach the flows the daemon
+/// owns and keeps (dispatch and pipeline cookies; no filter at all reaches every flow) is refused
+/// with 409 naming them unless `force=true`; the daemon then puts its flows back within a
+/// second anyway (the pipeline audit), so `force` is for an operator who means it briefly.
 fn delete_flows(ctx: &HttpContext, dpid: Dpid, query: &str, deadline: Instant) -> Reply {
-    let q = match parse_query(query, &["cookie", "cookie_mask", "table"]) {
+    let q = match parse_query(query, &["cookie", "cookie_mask", "table", "force"]) {
         Ok(q) => q,
         Err(e) => return Reply::error(400, e),
     };
     let mut filter = DeleteFilter::default();
-    let mut mask_given = false;
+    let (mut cookie_given, mut mask_given, mut force) = (false, false, false);
     for (k, v) in q {
         match k {
             "cookie" => match parse_u64(v) {
-                Some(c) => filter.cookie = c,
+                Some(c) => {
+                    filter.cookie = c;
+                    cookie_given = true;
+                }
                 None => return Reply::error(400, format!("bad cookie {v:?}: expected a number like 0x1f")),
             },
             "cookie_mask" => match parse_u64(v) {
@@ -424,14 +443,44 @@ fn delete_flows(ctx: &HttpContext, dpid: Dpid, query: &str, deadline: Instant) -
                 }
                 None => return Reply::error(400, format!("bad cookie_mask {v:?}: expected a number like 0xff")),
             },
+            "force" => match v {
+                "true" | "1" => force = true,
+                "false" | "0" => force = false,
+                _ => return Reply::error(400, format!("bad force {v:?}: expected true or false")),
+            },
             _ => match parse_u64(v) {
                 Some(t) if t < 255 => filter.table = Some(t as u8),
                 _ => return Reply::error(400, format!("bad table {v:?}: expected 0 to 254")),
             },
         }
     }
-    if !mask_given && filter.cookie != 0 {
+    if mask_given && !cookie_given {
+        return Reply::error(400, "cookie_mask without cookie: say which cookie the masked bits must equal");
+    }
+    if cookie_given && !mask_given {
         filter.cookie_mask = u64::MAX;
+    }
+    let owned = filter.owned_hit();
+    if !force && !owned.is_empty() {
+        let names: Vec<&str> = owned
+            .iter()
+            .map(|c| match c {
+                crate::pipeline::cookie::Category::Dispatch => "dispatch",
+                _ => "pipeline",
+            })
+            .collect();
+        let what = if cookie_given { "this cookie filter" } else { "a delete without a cookie filter" };
+        return Reply::error(
+            409,
+            format!(
+                "{what} would delete the daemon's own {} flows; name the flows with cookie=..&cookie_mask=.. \
+                 (e.g. the manual category: cookie=0x{:x}&cookie_mask=0x{:x}), or add force=true \
+                 (the daemon puts its flows back within a second)",
+                names.join(" and "),
+                crate::pipeline::cookie::make(0, crate::pipeline::cookie::Category::Manual, 0),
+                crate::pipeline::cookie::CATEGORY_MASK,
+            ),
+        );
     }
     match ctx.api.delete_flows(dpid, filter, deadline) {
         Ok(r) => Reply::json(200, &r),

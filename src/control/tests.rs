@@ -189,6 +189,19 @@ fn healthz_follows_readiness() {
 }
 
 #[test]
+fn readyz_follows_pipelines_ready() {
+    let api = FakeApi::new();
+    let (cp, _) = start(api.clone());
+    let r = request(cp.http_addr(), "GET", "/readyz", b"");
+    assert_eq!((r.status, r.body.as_str()), (200, "ready\n"));
+    api.not_ready.store(true, Ordering::SeqCst);
+    let r = request(cp.http_addr(), "GET", "/readyz", b"");
+    assert_eq!(r.status, 503);
+    assert!(r.body.starts_with("not ready: "), "{}", r.body);
+    assert_eq!(request(cp.http_addr(), "POST", "/readyz", b"").status, 405);
+}
+
+#[test]
 fn metrics_route_serves_prometheus_text() {
     let api = FakeApi::new();
     let (cp, metrics) = start(api);
@@ -278,7 +291,7 @@ fn api_errors_map_to_statuses() {
     // The same mapping on POST and DELETE.
     let r = request(cp.http_addr(), "POST", "/v1/switches/2/flows", b"table=3,actions=output:99\n");
     assert_eq!(r.status, 502);
-    assert_eq!(request(cp.http_addr(), "DELETE", "/v1/switches/99/flows", b"").status, 404);
+    assert_eq!(request(cp.http_addr(), "DELETE", "/v1/switches/99/flows?force=true", b"").status, 404);
 }
 
 #[test]
@@ -426,9 +439,11 @@ fn delete_flows_query() {
     let api = FakeApi::new();
     let (cp, _) = start(api.clone());
     let del = |q: &str| request(cp.http_addr(), "DELETE", &format!("/v1/switches/1/flows{q}"), b"");
-    assert_eq!(del("?cookie=0x10&cookie_mask=0xf0&table=3").status, 200);
+    // A mask that leaves the category byte free can reach the daemon's flows: force.
+    assert_eq!(del("?cookie=0x10&cookie_mask=0xf0&table=3").status, 409);
+    assert_eq!(del("?cookie=0x10&cookie_mask=0xf0&table=3&force=true").status, 200);
     assert_eq!(del("?cookie=0x10").status, 200);
-    assert_eq!(del("").status, 200);
+    assert_eq!(del("?force=true").status, 200);
     let calls = api.calls();
     let filters: Vec<DeleteFilter> = calls
         .iter()
@@ -446,12 +461,29 @@ fn delete_flows_query() {
         ("?table=255", "bad table"),
         ("?table=-1", "bad table"),
         ("?priority=5", "unknown query parameter \"priority\""),
+        // A mask alone is not cookie 0.
+        ("?cookie_mask=0xff", "cookie_mask without cookie"),
+        ("?force=yes&cookie=1", "bad force"),
     ] {
         let r = del(q);
         assert_eq!(r.status, 400, "{q}");
         assert!(r.error().contains(needle), "{q}: {}", r.body);
     }
-    assert_eq!(api.calls().len(), 3);
+    // Anything that can reach the daemon's dispatch or pipeline flows needs force=true.
+    for (q, needle) in [
+        ("", "without a cookie filter would delete the daemon's own dispatch and pipeline flows"),
+        ("?table=3", "dispatch and pipeline"),
+        ("?cookie=0x0000020000000000&cookie_mask=0x0000ff0000000000", "own pipeline flows"),
+        ("?cookie=0x0000010000000007", "own dispatch flows"),
+        ("?force=false", "force=true"),
+    ] {
+        let r = del(q);
+        assert_eq!(r.status, 409, "{q}: {}", r.body);
+        assert!(r.error().contains(needle), "{q}: {}", r.body);
+    }
+    // The manual category, by mask: allowed.
+    assert_eq!(del("?cookie=0x00000f0000000000&cookie_mask=0x0000ff0000000000").status, 200);
+    assert_eq!(api.calls().len(), 4);
 }
 
 // === lifecycle ===

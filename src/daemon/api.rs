@@ -176,6 +176,11 @@ impl ControlApi for DaemonApi {
         self.registry.ready()
     }
 
+    fn pipelines_ready(&self) -> Result<(), String> {
+        self.registry.ready()?;
+        self.registry.pipelines_ready()
+    }
+
     fn switches(&self, _deadline: Instant) -> Result<Vec<SwitchInfo>, ApiError> {
         let n = self.cfg.shards.count;
         Ok(self.registry.switch_infos(|dpid, shards| primary_of(dpid, n, shards)))

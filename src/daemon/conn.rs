@@ -291,9 +291,17 @@ impl Conn {
         rx.recv_async().await.map_err(|_| OpError::Closed("connection dropped".into()))?
     }
 
-    /// Applies `msgs` atomically and in order in one ONF bundle: all or nothing. OVS checks the
-    /// bundled messages at commit time and answers the failing one's xid before failing the
-    /// commit, so the adds are tracked together with the commit: the error names the message.
+    /// Applies `msgs` atomically and in order in one ONF bundle: all or nothing.
+    ///
+    /// OVS checks some things when a message is added (e.g. `OFPBIC_BAD_TABLE_ID` for a
+    /// `goto_table` backwards) and drops that one add from the bundle with an error, but keeps the
+    /// bundle open: a COMMIT sent right behind the adds would commit the others. So the adds go
+    /// out followed by a barrier (errors about any add arrive before its reply); only when none
+    /// was refused does the COMMIT follow (OVS checks the rest then, and answers the failing
+    /// message's xid before failing the commit: the adds stay tracked with the commit, so the
+    /// error names the message). An add that was refused, or a barrier that failed, DISCARDs the
+    /// bundle. A connection lost half-way leaves nothing applied: OVS discards the open bundles
+    /// of a connection that closes, and a commit is applied whole or not at all.
     pub async fn bundle(&self, msgs: Vec<Message>) -> Result<(), OpError> {
         let id = self.bundle_ids.get().wrapping_add(1);
         self.bundle_ids.set(id);
@@ -304,32 +312,48 @@ impl Conn {
             .into_iter()
             .map(|m| Message::BundleAdd(BundleAdd { bundle_id: id, flags, message: Box::new(m), properties: vec![] }))
             .collect();
-        let commit = self.request_after(&adds, &ctrl(ctrl_type::COMMIT_REQUEST)).await;
-        match commit {
-            Ok(reply) => match reply.first() {
-                Some(Message::BundleControl(c)) if c.ctrl_type == ctrl_type::COMMIT_REPLY => Ok(()),
-                other => Err(OpError::Unexpected(format!("bundle commit answered with {other:?}"))),
-            },
+        let add_xids = match self.send_tracked_barrier(&adds).await {
+            Ok(xids) => xids,
             Err(e) => {
-                // A failed commit discards the bundle; an add that failed may leave it open.
                 let _ = self.expect_ctrl(ctrl(ctrl_type::DISCARD_REQUEST), ctrl_type::DISCARD_REPLY).await;
-                Err(e)
+                return Err(e);
             }
+        };
+        // A refused commit discards the bundle on OVS's side: nothing more to send then.
+        let reply = self.request_tracking(&ctrl(ctrl_type::COMMIT_REQUEST), add_xids).await?;
+        match reply.first() {
+            Some(Message::BundleControl(c)) if c.ctrl_type == ctrl_type::COMMIT_REPLY => Ok(()),
+            other => Err(OpError::Unexpected(format!("bundle commit answered with {other:?}"))),
         }
     }
 
-    /// Sends `pre` and then the request `msg`; completes with `msg`'s reply, or fails with the
-    /// first OFPT_ERROR about any of them (`index` counts in `pre`, then `msg`).
-    async fn request_after(&self, pre: &[Message], msg: &Message) -> Result<Vec<Message>, OpError> {
+    /// Sends `msgs` and a barrier like [`Conn::apply`], and returns the xids they went out with.
+    async fn send_tracked_barrier(&self, msgs: &[Message]) -> Result<Vec<u32>, OpError> {
+        let (rx, xids) = {
+            let mut s = self.session.borrow_mut();
+            if s.is_closed() {
+                return Err(OpError::Closed("session closed".into()));
+            }
+            let xids: Vec<u32> = msgs.iter().map(|m| s.send(m)).collect();
+            let barrier = s.barrier(Instant::now());
+            (self.track(barrier, xids.clone()), xids)
+        };
+        self.wake();
+        rx.recv_async().await.map_err(|_| OpError::Closed("connection dropped".into()))?.map(|_| xids)
+    }
+
+    /// Sends the request `msg` and returns its reply, or fails with the first OFPT_ERROR about it
+    /// or about any of the earlier messages `earlier` (already sent; `index` counts in
+    /// `earlier`, then `msg`).
+    async fn request_tracking(&self, msg: &Message, mut earlier: Vec<u32>) -> Result<Vec<Message>, OpError> {
         let rx = {
             let mut s = self.session.borrow_mut();
             if s.is_closed() {
                 return Err(OpError::Closed("session closed".into()));
             }
-            let mut xids: Vec<u32> = pre.iter().map(|m| s.send(m)).collect();
             let xid = s.request(msg, Instant::now());
-            xids.push(xid);
-            self.track(xid, xids)
+            earlier.push(xid);
+            self.track(xid, earlier)
         };
         self.wake();
         rx.recv_async().await.map_err(|_| OpError::Closed("connection dropped".into()))?

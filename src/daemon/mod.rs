@@ -8,6 +8,7 @@ mod accept;
 mod api;
 mod conn;
 pub mod decider;
+mod heal;
 mod io;
 mod live;
 mod registry;
@@ -156,6 +157,8 @@ pub struct Shared {
     /// Switch connections each shard serves at once: `openflow.max_switch_connections`,
     /// lowered to fit the file-descriptor limit.
     pub max_switch_connections: usize,
+    /// The pipeline audit's counters.
+    pub heal: heal::HealMetrics,
     fatal_reason: std::sync::OnceLock<String>,
 }
 
@@ -386,6 +389,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     let n = cfg.shards.count;
     let max_switch_connections = connection_cap(&cfg);
     let metrics = Arc::new(Metrics::new().map_err(|e| DaemonError::Metrics(e.to_string()))?);
+    let heal = heal::HealMetrics::register(&metrics).map_err(|e| DaemonError::Metrics(e.to_string()))?;
     let registry = Arc::new(Registry::new(n));
     let mesh: Mesh<ShardMsg> = Mesh::new(n, 4096);
     // The cookie generation is a hash of what this configuration installs: a restart with the
@@ -417,6 +421,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         answers: policy_source(&cfg, control.runtime()).inspect_err(|_| control.shutdown())?,
         tracker: tracker.clone(),
         max_switch_connections,
+        heal,
         fatal_reason: std::sync::OnceLock::new(),
     });
     let pool_cfg = PoolConfig {

@@ -20,12 +20,26 @@ pub struct ConnInfo {
     pub n_tables: u8,
 }
 
+/// Where a switch's pipeline (the dispatch and pipeline flows the daemon owns) stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PipelineState {
+    /// Connected, not installed yet (or being installed again after a reconnect).
+    #[default]
+    Pending,
+    /// Installed, and the latest audit found it intact.
+    Installed,
+    /// Installing failed, or an audit found flows missing or changed: why (being repaired).
+    Broken(String),
+}
+
 /// A connected switch.
 #[derive(Debug, Clone, Default)]
 pub struct SwitchRecord {
     pub conns: Vec<ConnInfo>,
     /// Handshake-to-dispatch-flows-committed time of the latest install.
     pub pipeline_installed_in: Option<Duration>,
+    /// For `/readyz`.
+    pub pipeline: PipelineState,
 }
 
 #[derive(Debug, Default)]
@@ -79,7 +93,50 @@ impl Registry {
     pub fn pipeline_installed(&self, dpid: u64, took: Duration) {
         if let Some(mut rec) = self.switches.get_mut(&dpid) {
             rec.pipeline_installed_in = Some(took);
+            rec.pipeline = PipelineState::Installed;
         }
+    }
+
+    /// Records where `dpid`'s pipeline stands (the installing shard: on connect, after each
+    /// audit and repair). Written only when it changes: no write per audit of a healthy switch.
+    pub fn pipeline_state(&self, dpid: u64, state: PipelineState) {
+        let same = self.switches.get(&dpid).is_some_and(|r| r.pipeline == state);
+        if !same {
+            if let Some(mut rec) = self.switches.get_mut(&dpid) {
+                rec.pipeline = state;
+            }
+        }
+    }
+
+    /// The installing shard's connection `conn` to `dpid` closed: unless `shard` has another
+    /// connection to it by now (it reconnected), nobody keeps the pipeline in place, so it is
+    /// pending again (the switch may still be listed through other shards' connections).
+    pub fn pipeline_unwatched(&self, dpid: u64, shard: usize, conn: u64) {
+        if let Some(mut rec) = self.switches.get_mut(&dpid) {
+            if !rec.conns.iter().any(|c| c.shard == shard && c.conn != conn) {
+                rec.pipeline = PipelineState::Pending;
+            }
+        }
+    }
+
+    /// `Ok(())` when every connected switch has its pipeline installed and intact; else the
+    /// switches that do not, by dpid, and why. (No switch connected is ready: the daemon cannot
+    /// know of bridges that never connected.)
+    pub fn pipelines_ready(&self) -> Result<(), String> {
+        let mut bad: Vec<(u64, String)> = self
+            .switches
+            .iter()
+            .filter_map(|e| match &e.value().pipeline {
+                PipelineState::Installed => None,
+                PipelineState::Pending => Some((*e.key(), "pipeline not installed yet".to_string())),
+                PipelineState::Broken(why) => Some((*e.key(), format!("pipeline broken: {why}"))),
+            })
+            .collect();
+        if bad.is_empty() {
+            return Ok(());
+        }
+        bad.sort();
+        Err(bad.iter().map(|(d, why)| format!("switch {d:016x}: {why}")).collect::<Vec<_>>().join("; "))
     }
 
     /// The shards that have a connection to `dpid`, in shard order.
@@ -118,5 +175,54 @@ impl Registry {
 
     pub fn pipeline_time(&self, dpid: u64) -> Option<Duration> {
         self.switches.get(&dpid).and_then(|r| r.pipeline_installed_in)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn info(shard: usize, conn: u64) -> ConnInfo {
+        ConnInfo {
+            shard,
+            conn,
+            peer: SocketAddr::from(([127, 0, 0, 1], 1000 + conn as u16)),
+            connected_at: Instant::now(),
+            n_tables: 254,
+        }
+    }
+
+    #[test]
+    fn readiness_follows_each_switchs_pipeline() {
+        let r = Registry::new(2);
+        assert!(r.pipelines_ready().is_ok(), "no switch: nothing to wait for");
+        r.connected(1, info(0, 10));
+        r.connected(1, info(1, 11));
+        r.connected(2, info(0, 20));
+        let e = r.pipelines_ready().unwrap_err();
+        assert!(e.contains("switch 0000000000000001: pipeline not installed yet"), "{e}");
+        assert!(e.contains("switch 0000000000000002"), "{e}");
+        r.pipeline_installed(1, Duration::from_millis(3));
+        r.pipeline_installed(2, Duration::from_millis(3));
+        assert!(r.pipelines_ready().is_ok());
+        r.pipeline_state(2, PipelineState::Broken("1 missing (e.g. table=3 ...)".into()));
+        let e = r.pipelines_ready().unwrap_err();
+        assert_eq!(e, "switch 0000000000000002: pipeline broken: 1 missing (e.g. table=3 ...)");
+        r.pipeline_state(2, PipelineState::Installed);
+        assert!(r.pipelines_ready().is_ok());
+
+        // The installing shard's connection goes; another shard's stays: pending.
+        r.disconnected(1, 0, 10);
+        r.pipeline_unwatched(1, 0, 10);
+        assert!(r.pipelines_ready().unwrap_err().contains("0000000000000001: pipeline not installed yet"));
+        // It came back before the old audit noticed: the new one's state is kept.
+        r.connected(1, info(0, 12));
+        r.pipeline_installed(1, Duration::from_millis(3));
+        r.pipeline_unwatched(1, 0, 10);
+        assert!(r.pipelines_ready().is_ok());
+        // A switch gone entirely is not waited for.
+        r.disconnected(2, 0, 20);
+        assert!(r.pipelines_ready().is_ok());
     }
 }

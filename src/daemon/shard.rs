@@ -33,7 +33,7 @@ use super::accept;
 use super::conn::{Conn, OpError, OutputLimits};
 use super::decider::{Decider, Outcome};
 use super::live::LiveFlows;
-use super::registry::ConnInfo;
+use super::registry::{ConnInfo, PipelineState};
 use super::{Command, CommandReply, Handoff, HandoffPacket, ShardMsg, Shared};
 
 /// Packet-ins of one connection seen by a shard.
@@ -369,8 +369,22 @@ impl Shard {
             .detach();
             return;
         }
+        self.shared.registry.pipeline_state(dpid, PipelineState::Pending);
         let (shard, conn) = (self.clone(), conn.clone());
         glommio::spawn_local(async move {
+            shard.install_pipeline(&conn, dpid, ready_at).await;
+            // Then keep it in place for as long as the connection lives.
+            super::heal::watch(shard.shared.clone(), conn, dpid, shard.id()).await;
+        })
+        .detach();
+    }
+
+    /// Resyncs `dpid`'s pipeline on connect (one bundle), then restores this shard's live
+    /// connection flows.
+    async fn install_pipeline(self: &Rc<Self>, conn: &Rc<Conn>, dpid: u64, ready_at: Instant) {
+        let shard = self;
+        {
+            let conn = conn.clone();
             let flows = &shard.shared.desired;
             // Resync rather than reinstall: read what the switch holds (it keeps its flows
             // across a controller restart), and change only what differs, in one bundle.
@@ -378,6 +392,8 @@ impl Shard {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::error!(shard = shard.id(), dpid = %format!("{dpid:016x}"), "reading the flows failed: {e}");
+                    let why = format!("reading the flows failed: {e}");
+                    shard.shared.registry.pipeline_state(dpid, PipelineState::Broken(why));
                     return;
                 }
             };
@@ -414,10 +430,11 @@ impl Shard {
                 Err(e) => {
                     shard.metrics.flow_mods_n("error", n);
                     tracing::error!(shard = shard.id(), dpid = %format!("{dpid:016x}"), "installing the pipeline failed: {e}");
+                    let why = format!("installing failed: {e}");
+                    shard.shared.registry.pipeline_state(dpid, PipelineState::Broken(why));
                 }
             }
-        })
-        .detach();
+        }
     }
 
     /// Puts back the flows of the live connections this shard decided on `dpid` that the switch

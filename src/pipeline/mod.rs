@@ -3,6 +3,7 @@
 //! that says which part of shardflow owns a flow. The full default pipeline (tables 0-15, conntrack,
 //! learned return flows) builds on these.
 
+pub mod audit;
 pub mod cookie;
 pub mod default;
 pub mod dispatch;

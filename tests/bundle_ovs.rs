@@ -1,7 +1,9 @@
 //! Atomic bundles against a real Open vSwitch 3.1 (issue 12, items 3 and 7):
-//! - a bundle whose second flow OVS refuses when it is *added* (`goto_table` backwards:
-//!   OFPBIC_BAD_TABLE_ID) applies nothing, through REST and through the CLI, and the error names
-//!   the flow (before the fix the COMMIT went out behind the adds and committed flow 1);
+//! - a bundle whose second flow OVS refuses when it is *added* (a flow in OVS's hidden, read-only
+//!   table 254: OFPBRC_EPERM; errors OVS finds when decoding, like the issue's backward
+//!   `goto_table`, are now refused at our edge before the switch sees anything) applies nothing,
+//!   through REST and through the CLI, and the error names the flow (before the fix the COMMIT
+//!   went out behind the adds and committed flow 1);
 //! - the switch connection dropped in the middle of a large REST bundle (10,000 flows; the cut
 //!   comes as soon as OVS logs the bundle's OPEN) leaves nothing half-applied (all of its flows
 //!   or none), paced traffic through installed connection flows goes on without a loss, and the
@@ -20,9 +22,12 @@ use shardflow::pipeline::cookie::{self, Category};
 use support::pipeline_env::{example_toml, PipelineEnv, DPID};
 use support::{shardflow, wait_until, Daemon, Ovs};
 
-/// The issue's case: flow 1 is fine, flow 2 is refused by OVS at add time.
+/// The issue's case: flow 1 is fine, flow 2 is refused by OVS at add time. The issue's own flow 2
+/// (`goto_table:2` from table 8) is now refused at the edge, before the switch sees anything
+/// (`openflow::check`, tested below); a read-only table is something only the switch knows.
 const FLOW1: &str = "table=7,priority=15,ip,nw_src=10.2.2.15,actions=drop";
-const FLOW2: &str = "table=8,priority=1,actions=goto_table:2";
+const FLOW2: &str = "table=254,priority=1,actions=output:1";
+const FLOW2_EDGE: &str = "table=8,priority=1,actions=goto_table:2";
 
 fn has_flow1(ovs: &Ovs) -> bool {
     ovs.flows("br0").iter().any(|l| l.contains("nw_src=10.2.2.15"))
@@ -41,10 +46,16 @@ fn rest_bundle_refused_at_add_time_applies_nothing() {
     let (st, body) = d.post(&url, &format!("{FLOW1}\n{FLOW2}\n"));
     assert_eq!(st, 502, "{body}");
     let j: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(j["openflow_error"], "OFPBIC_BAD_TABLE_ID", "{body}");
+    assert_eq!(j["openflow_error"], "OFPBRC_EPERM", "{body}");
     assert!(j["error"].as_str().unwrap().contains("flow 2"), "the error names flow 2: {body}");
     assert!(!has_flow1(&ovs), "flow 1 of a refused bundle is on the switch: {:#?}", ovs.flows("br0"));
     assert_eq!(ovs.flows("br0"), before, "a refused bundle changes nothing");
+
+    // The issue's flow 2 never reaches the switch: refused at the edge with OVS's error name.
+    let (st, body) = d.post(&url, &format!("{FLOW1}\n{FLOW2_EDGE}\n"));
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("OFPBIC_BAD_TABLE_ID"), "{body}");
+    assert!(!has_flow1(&ovs), "flow 1 of a refused request is on the switch");
 
     // The connection is fine afterwards, and a good bundle applies whole.
     let (st, body) = d.post(&url, &format!("{FLOW1}\ntable=8,priority=1,actions=goto_table:9\n"));
@@ -60,7 +71,7 @@ fn cli_bundle_refused_at_add_time_applies_nothing() {
     let out = shardflow(&["flow", "add", "--switch", &sw, "--bundle", FLOW1, FLOW2]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("message 2") && err.contains("OFPBIC_BAD_TABLE_ID"), "{err}");
+    assert!(err.contains("message 2") && err.contains("OFPBRC_EPERM"), "{err}");
     assert!(err.contains("nothing applied"), "{err}");
     assert!(ovs.flows("br0").is_empty(), "flow 1 of a refused bundle is on the switch: {:#?}", ovs.flows("br0"));
 

@@ -337,6 +337,14 @@ impl Shard {
                     return;
                 }
             };
+            // The packet-in meters the flows name go first (meter mods cannot be bundled).
+            let meters = match shard.sync_meters(&conn).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!(shard = shard.id(), dpid = %format!("{dpid:016x}"), "installing the packet-in meters failed (pipeline.meters rates of 0 run without them): {e}");
+                    return;
+                }
+            };
             // Connection flows on the switch that this daemon does not know yet (it restarted)
             // are adopted, not deleted: established connections keep their flows.
             let adopted = shard.live.borrow_mut().adopt(dpid, resync::adopt(&actual, cookie::Category::Connection));
@@ -364,6 +372,13 @@ impl Shard {
                         "pipeline in place {:.3} ms after the handshake",
                         took.as_secs_f64() * 1e3
                     );
+                    // Meters the configuration no longer has, now that no flow names them.
+                    if !meters.after.is_empty() {
+                        let msgs: Vec<Message> = meters.after.iter().cloned().map(Message::MeterMod).collect();
+                        if let Err(e) = conn.apply(&msgs).await {
+                            tracing::warn!(shard = shard.id(), "deleting stale packet-in meters failed: {e}");
+                        }
+                    }
                     // Then this shard's live connections, in slices between packet-ins.
                     shard.restore_decided(&conn, dpid, &actual).await;
                 }
@@ -847,6 +862,37 @@ impl Shard {
                 Ok(CommandReply::Lines(lines))
             }
         }
+    }
+
+    /// Puts the pipeline's packet-in meters (`pipeline::meters`) on the switch as configured:
+    /// reads its meters, adds the missing ones and modifies the changed ones (confirmed by a
+    /// barrier), and returns the plan, whose `after` part (stale meters to delete) waits until
+    /// the flows no longer name them. Without a `[pipeline]` the daemon owns no meter.
+    async fn sync_meters(&self, conn: &Rc<Conn>) -> Result<crate::pipeline::meters::MeterPlan, OpError> {
+        use crate::pipeline::meters;
+        let Some(p) = self.shared.cfg.pipeline.as_ref() else { return Ok(meters::MeterPlan::default()) };
+        let body = MultipartRequestBody::MeterConfig { meter_id: crate::openflow::message::meter::METER_ALL };
+        let reply = conn.request(&Message::MultipartRequest(MultipartRequest::new(body))).await?;
+        let mut actual = Vec::new();
+        for m in reply {
+            if let Message::MultipartReply(r) = m {
+                if let MultipartReplyBody::MeterConfig(c) = r.body {
+                    actual.extend(c);
+                }
+            }
+        }
+        let plan = meters::plan(&meters::meter_mods(&p.meters), &actual);
+        if !plan.before.is_empty() {
+            let msgs: Vec<Message> = plan.before.iter().cloned().map(Message::MeterMod).collect();
+            conn.apply(&msgs).await?;
+            tracing::info!(
+                shard = self.id(),
+                meters = plan.before.len(),
+                unchanged = plan.unchanged,
+                "packet-in meters set"
+            );
+        }
+        Ok(plan)
     }
 
     /// Every flow of the switch (OFPMP_FLOW, all parts).

@@ -30,13 +30,16 @@
 
 mod config;
 
-pub use config::{ArpMode, FirstPacket, Ipv4Cidr, Ipv6Cidr, LocalPod, PipelineConfig, PipelineError, MAX_PORT};
+pub use config::{
+    ArpMode, FirstPacket, Ipv4Cidr, Ipv6Cidr, LocalPod, PacketInMeters, PipelineConfig, PipelineError, MAX_PORT,
+};
 
 use crate::config::Mode;
 use crate::openflow::flow::{FlowMod, FlowModCommand};
 
 use super::cookie::{self, Category};
 use super::dispatch;
+use super::meters;
 
 /// The tables of the default pipeline.
 pub mod table {
@@ -151,6 +154,12 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
     use table::*;
     let mut t = Texts { generation, out: Vec::new() };
     let to_controller = dispatch_actions(mode, shards, generation, cfg.first_packet == FirstPacket::Resume);
+    // Each packet-in class through its own meter (pipeline::meters), when enabled.
+    let metered = |id: u32| match meters::meter_of(&cfg.meters, id) {
+        Some(m) => format!("meter:{m},{to_controller}"),
+        None => to_controller.clone(),
+    };
+    let new_conn = metered(meters::NEW_CONNECTIONS);
     let gw_mac = cfg.gateway_mac;
     let gw_ip = cfg.gateway_ip;
     let v6 = cfg.pod_cidr6.is_some();
@@ -188,10 +197,10 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
             4,
             0,
             &format!("ip,nw_dst={}", cfg.service_cidr),
-            &format!("{to_controller},resubmit(,{CLASSIFIER})"),
+            &format!("{new_conn},resubmit(,{CLASSIFIER})"),
         );
     } else {
-        t.add(CLASSIFIER, 90, 4, 0, &format!("ip,nw_dst={}", cfg.service_cidr), &to_controller);
+        t.add(CLASSIFIER, 90, 4, 0, &format!("ip,nw_dst={}", cfg.service_cidr), &new_conn);
     }
     for p in &cfg.local_pods {
         t.add(
@@ -280,9 +289,9 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
     // --- table 3: per-connection policy (flows from the policy at POLICY_PRIORITY) ---
     if resume {
         t.add(POLICY, 1, 1, 0, &format!("reg0={RESUMED:#x}/{RESUMED:#x}"), "drop");
-        t.add(POLICY, 0, 0, 0, "", &format!("{to_controller},resubmit(,{POLICY})"));
+        t.add(POLICY, 0, 0, 0, "", &format!("{new_conn},resubmit(,{POLICY})"));
     } else {
-        t.add(POLICY, 0, 0, 0, "", &to_controller);
+        t.add(POLICY, 0, 0, 0, "", &new_conn);
     }
 
     // --- table 4: from uplink / tunnel ---
@@ -410,7 +419,7 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
         ArpMode::Responder => t.add(ARP, 10, 2, 0, "arp", "NORMAL"),
         ArpMode::Controller => {
             // Other requests: the packet-in path answers (or floods); replies are switched.
-            t.add(ARP, 50, 3, 0, "arp,arp_op=1", &to_controller);
+            t.add(ARP, 50, 3, 0, "arp,arp_op=1", &metered(meters::ARP));
             t.add(ARP, 10, 4, 0, "arp,arp_op=2", "NORMAL");
         }
     }
@@ -423,8 +432,16 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
 /// packet-in dispatch flows. Does not validate (see [`generate_mode`]).
 pub fn flow_texts_mode(cfg: &PipelineConfig, mode: Mode, shards: usize, generation: u16) -> Vec<String> {
     let mut v = pipeline_texts(cfg, mode, shards, generation);
-    v.extend(dispatch::flow_texts_with(mode, shards, generation, cfg.first_packet == FirstPacket::Resume));
+    let pause = cfg.first_packet == FirstPacket::Resume;
+    let miss_meter = meters::meter_of(&cfg.meters, meters::OTHER);
+    v.extend(dispatch::flow_texts_metered(mode, shards, generation, pause, miss_meter));
     v
+}
+
+/// The packet-in meters the flows of [`flow_texts_mode`] name, in `ovs-ofctl add-meter`
+/// syntax: add them before the flows (OVS refuses a flow whose meter does not exist).
+pub fn meter_texts(cfg: &PipelineConfig) -> Vec<String> {
+    meters::meter_texts(&cfg.meters)
 }
 
 /// [`flow_texts_mode`] in fan-out mode (the default).
@@ -530,7 +547,7 @@ mod tests {
         let arp: Vec<&String> = c.iter().filter(|t| t.starts_with("table=20,")).collect();
         assert_eq!(arp.len(), 4, "{arp:#?}");
         assert!(arp[0].contains("arp_tpa=10.244.1.1,arp_op=1"));
-        assert!(arp[1].contains("priority=50,") && arp[1].contains("arp,arp_op=1,actions=multipath("));
+        assert!(arp[1].contains("priority=50,") && arp[1].contains("arp,arp_op=1,actions=meter:2,multipath("));
         assert!(arp[1].ends_with("resubmit(,250)"));
         assert!(arp[2].contains("priority=10,") && arp[2].ends_with("arp,arp_op=2,actions=NORMAL"));
     }

@@ -6,4 +6,5 @@
 pub mod cookie;
 pub mod default;
 pub mod dispatch;
+pub mod meters;
 pub mod resync;

@@ -885,13 +885,14 @@ impl Shard {
         if !plan.before.is_empty() {
             let msgs: Vec<Message> = plan.before.iter().cloned().map(Message::MeterMod).collect();
             conn.apply(&msgs).await?;
-            tracing::info!(
-                shard = self.id(),
-                meters = plan.before.len(),
-                unchanged = plan.unchanged,
-                "packet-in meters set"
-            );
         }
+        tracing::info!(
+            shard = self.id(),
+            set = plan.before.len(),
+            unchanged = plan.unchanged,
+            stale = plan.after.len(),
+            "packet-in meters in place"
+        );
         Ok(plan)
     }
 

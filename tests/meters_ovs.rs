@@ -6,8 +6,12 @@
 //! dropped by the switch (meter band counts), every SYN either dropped there or a packet-in,
 //! while ARP (its own meter) is still answered by the controller; the table-0 miss has its own
 //! meter; after a reconnect the daemon puts back a meter changed and one deleted by hand (and
-//! the flows OVS deleted with it). Ports as tests/ipv6_arp_daemon.rs: uplink 1, pod A 2,
-//! gateway 3, pod B 4, tunnel 5.
+//! the flows OVS deleted with it). The daemon's own bounds, with the meters off: a shard's
+//! per-class budget (`[pipeline.shard_limits]`) drops the excess of a burst and counts it
+//! (`shardflow_packet_in_dropped_total{cause="rate_new_connection"}`) while ARP is answered;
+//! packets held for a slow cni-ctl stop at `policy.max_pending`, the rest dropped and counted
+//! (`cause="held_full"`). Ports as tests/ipv6_arp_daemon.rs: uplink 1, pod A 2, gateway 3,
+//! pod B 4, tunnel 5.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -17,9 +21,8 @@ use std::time::Duration;
 
 use shardflow::packet::{build, MacAddr};
 use support::pipeline_env::{example_toml, PipelineEnv};
-use support::wait_until;
+use support::{wait_until, Cnictl};
 
-const A_MAC: MacAddr = MacAddr([0x0a, 0x58, 0x0a, 0xf4, 1, 2]);
 const B_MAC: MacAddr = MacAddr([0x0a, 0x58, 0x0a, 0xf4, 1, 4]);
 const GW_MAC: MacAddr = MacAddr([0x02, 0x00, 0x0a, 0xf4, 1, 1]);
 const A4: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 2);
@@ -34,12 +37,17 @@ const OTHER_PPS: u32 = 5;
 
 /// docs/pipeline.md's ```toml example with ARP requests to the controller and the test rates.
 fn config() -> String {
+    config_with(NEW_PPS, ARP_PPS, OTHER_PPS)
+}
+
+/// [`config`] with other meter rates.
+fn config_with(new_pps: u32, arp_pps: u32, other_pps: u32) -> String {
     let t = example_toml();
     let meters = "[pipeline.meters]\nnew_connections_pps = 10000\narp_pps = 1000\nother_pps = 1000\n";
     assert!(t.contains(meters), "the doc's example has its [pipeline.meters]: {t}");
     let t = t.replace(
         meters,
-        &format!("[pipeline.meters]\nnew_connections_pps = {NEW_PPS}\narp_pps = {ARP_PPS}\nother_pps = {OTHER_PPS}\n"),
+        &format!("[pipeline.meters]\nnew_connections_pps = {new_pps}\narp_pps = {arp_pps}\nother_pps = {other_pps}\n"),
     );
     t.replace("learn_hard_timeout = 0\n", "learn_hard_timeout = 0\narp = \"controller\"\n")
 }
@@ -206,4 +214,104 @@ fn a_reconnect_puts_the_meters_back() {
     assert!(logs[n1..].iter().any(|l| l.contains("set=2 unchanged=1")), "one meter added, one modified: {logs:#?}");
     let flows_back = wait_until(Duration::from_secs(10), || flow(&env, 20, 50).contains("actions=meter:2,"));
     assert!(flows_back, "table 20's ARP flow not put back: {}", flow(&env, 20, 50));
+}
+
+// === the daemon's own bounds ===
+
+fn dropped(env: &PipelineEnv, cause: &str) -> u64 {
+    env.d.metric_sum("shardflow_packet_in_dropped_total", &[&format!("cause=\"{cause}\"")]) as u64
+}
+
+fn decisions(env: &PipelineEnv) -> u64 {
+    env.d.metric_sum("shardflow_decisions_total", &[]) as u64
+}
+
+fn syn_burst(n: u64, first_port: u16) -> Vec<Vec<u8>> {
+    (0..n).map(|i| build::tcp_syn(B_MAC, GW_MAC, B4.into(), A4.into(), first_port + i as u16, 80)).collect()
+}
+
+/// ARP request from pod B for pod A, answered by a shard out of port 4.
+fn arp_answered(env: &PipelineEnv) {
+    let (rep0, c0) = (verdict(env, "arp_reply"), env.count(B_PORT));
+    env.inject(B_PORT, &[build::arp_request(B_MAC, B4, A4)]);
+    assert_eq!(env.wait_count(B_PORT, c0 + 1, Duration::from_secs(5)), c0 + 1, "an ARP reply on port 4");
+    assert!(wait_until(Duration::from_secs(2), || verdict(env, "arp_reply") == rep0 + 1), "arp_reply +1");
+}
+
+/// No meters (rates 0: no meter, no `meter:` instruction), a shard budget of 10 new connections
+/// per second: a burst is decided up to the budget, the rest dropped by the shards and counted;
+/// ARP, on its own budget, is answered.
+#[test]
+fn a_shard_budget_drops_and_counts_the_excess_and_arp_is_answered() {
+    let toml = config_with(0, 0, 0) + "\n[pipeline.shard_limits]\nnew_connections_pps = 10\narp_pps = 1000\n";
+    // The table must come after [pipeline]'s keys: put it before the first [[pipeline.local_pods]].
+    let toml = {
+        let (head, pods) = toml.split_once("[[pipeline.local_pods]]").unwrap();
+        let (pods, limits) = pods.split_once("\n[pipeline.shard_limits]").unwrap();
+        format!("{head}[pipeline.shard_limits]{limits}\n[[pipeline.local_pods]]{pods}")
+    };
+    let env = PipelineEnv::start_with_config(&toml, &[], false, &[]);
+    let meters = dump_meters(&env);
+    assert!(!meters.contains("meter="), "rates of 0 install no meter:\n{meters}");
+    let all = env.ovs.ok("ovs-ofctl", &["-O", "OpenFlow13", "dump-flows", "br0", "--no-stats"]);
+    assert!(!all.contains("meter:"), "{all}");
+
+    const BURST: u64 = 60;
+    let (d0, r0) = (decisions(&env), dropped(&env, "rate_new_connection"));
+    env.inject(B_PORT, &syn_burst(BURST, 42000));
+    // Every SYN reaches a shard (no meter); each is decided or dropped for the budget.
+    let mut seen = (0, 0);
+    let settled = wait_until(Duration::from_secs(10), || {
+        seen = (decisions(&env) - d0, dropped(&env, "rate_new_connection") - r0);
+        seen.0 + seen.1 == BURST
+    });
+    assert!(settled, "{BURST} SYNs: decided + dropped for the budget = {seen:?}\n{}", env.d.stderr());
+    assert!(seen.1 > 0, "nothing dropped at 10 new connections/s per shard: {seen:?}");
+    assert!(seen.0 > 0 && seen.0 < BURST / 2, "decided {} of {BURST}", seen.0);
+    arp_answered(&env);
+    assert_eq!(dropped(&env, "rate_arp"), 0);
+    eprintln!(
+        "FIGURE shard budget 10/s per shard, {BURST} SYNs at once: {} decided, {} dropped (rate_new_connection)",
+        seen.0, seen.1
+    );
+}
+
+/// cni-ctl answers after 3 s; at most `policy.max_pending` = 4 packets wait per shard, the rest
+/// of a burst is dropped before a task is spawned and counted; ARP is answered meanwhile and the
+/// held packets are decided once the answers come.
+#[test]
+fn packets_held_for_a_slow_cnictl_are_bounded_and_the_rest_counted() {
+    let dir = std::env::temp_dir().join(format!("shardflow-meters-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("policy.toml");
+    std::fs::write(&policy, "version = 1\ndefault = \"allow\"\n").unwrap();
+    let srv = Cnictl::start(&policy, "127.0.0.1:0", 3000);
+    let toml = format!(
+        "{}\n[policy]\nsource = \"cnictl\"\ncnictl = \"{}\"\nmax_pending = 4\ntimeout_ms = 10000\n",
+        config(),
+        srv.url()
+    );
+    let env = PipelineEnv::start_with_config(&toml, &[], false, &[]);
+
+    // Under the meter's burst (10 at once): all 10 reach the shards; at most 4 per shard wait.
+    const BURST: u64 = 10;
+    let (d0, h0) = (decisions(&env), dropped(&env, "held_full"));
+    env.inject(B_PORT, &syn_burst(BURST, 43000));
+    let mut held_full = 0;
+    let ok = wait_until(Duration::from_secs(5), || {
+        held_full = dropped(&env, "held_full") - h0;
+        held_full >= BURST - 8
+    });
+    assert!(ok, "held_full {held_full}: at most 8 of {BURST} can wait (4 per shard)\n{}", env.d.stderr());
+    arp_answered(&env);
+    // The held ones are decided when cni-ctl answers.
+    let mut decided = 0;
+    let ok = wait_until(Duration::from_secs(15), || {
+        decided = decisions(&env) - d0 - 1; // the ARP reply is a decision too
+        decided + held_full == BURST
+    });
+    assert!(ok, "decided {decided} + held_full {held_full} != {BURST}\n{}\n{}", env.d.stderr(), srv.stderr());
+    assert!(decided <= 8, "{decided} packets waited for cni-ctl, 4 per shard at most");
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("FIGURE slow cni-ctl (3 s), max_pending 4 per shard, {BURST} SYNs: {held_full} dropped (held_full), {decided} decided later");
 }

@@ -9,6 +9,7 @@ mod conn;
 pub mod decider;
 mod io;
 mod live;
+mod packet_in_budget;
 mod registry;
 mod shard;
 

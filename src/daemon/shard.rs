@@ -25,6 +25,7 @@ use crate::openflow::message::multipart::{
 use crate::openflow::message::{Message, PacketIn};
 use crate::openflow::session::{CloseReason, Event, PacketInFormat, SessionConfig};
 use crate::packet::{ConnKey, FlowKey};
+use crate::pipeline::default::PacketInLimits;
 use crate::pipeline::resync::{self, ResyncPolicy};
 use crate::pipeline::{cookie, dispatch};
 use crate::policy::Decided;
@@ -32,6 +33,7 @@ use crate::policy::Decided;
 use super::conn::{Conn, OpError};
 use super::decider::{Decider, Outcome};
 use super::live::LiveFlows;
+use super::packet_in_budget::{Class, PacketInBudget};
 use super::registry::ConnInfo;
 use super::{Command, CommandReply, Handoff, HandoffPacket, ShardMsg, Shared};
 
@@ -100,6 +102,11 @@ pub struct Shard {
     handoffs_in: Cell<u64>,
     handoffs_out: Cell<u64>,
     flow_mods: Cell<u64>,
+    /// Packet-ins acted on per class and second (`[pipeline.shard_limits]`).
+    budget: PacketInBudget,
+    /// Packets held in tasks that wait for cni-ctl: at most `policy.max_pending`, beyond that
+    /// dropped before a task is spawned (`packet_in_dropped_total{cause="held_full"}`).
+    held: Cell<usize>,
 }
 
 /// The shard's main task: listen, accept, serve the inbox, until shutdown.
@@ -126,6 +133,10 @@ pub async fn main(ctx: ShardCtx, shared: Arc<Shared>) {
         handoffs_in: Cell::new(0),
         handoffs_out: Cell::new(0),
         flow_mods: Cell::new(0),
+        budget: PacketInBudget::new(
+            &shared.cfg.pipeline.as_ref().map(|p| p.shard_limits).unwrap_or(PacketInLimits::OFF),
+        ),
+        held: Cell::new(0),
     });
     let addr = shared.listen_addr(ctx.id.0);
     let listener = match TcpListener::bind(addr) {
@@ -464,6 +475,7 @@ impl Shard {
             Ok(k) => k,
             Err(e) => {
                 self.metrics.packet_in("invalid");
+                self.metrics.packet_in_dropped("invalid");
                 tracing::debug!(shard = self.id(), "unparsable packet-in: {e}");
                 return;
             }
@@ -482,6 +494,19 @@ impl Shard {
             }
         };
         self.metrics.packet_in(kind);
+        let ct_state = pi.r#match.get(Field::CT_STATE).map(|e| e.value.to_u128() as u32).unwrap_or(0);
+        let reg0 = pi.r#match.get(Field::reg(0)).map(|e| e.value.to_u128() as u32).unwrap_or(0);
+        let decide = self.decider.as_ref().is_some_and(|d| d.should_decide(&key, in_port, reg0));
+        // The shard's budget per class: over it, the packet-in costs nothing more.
+        let class = match (key.is_arp(), decide) {
+            (true, _) => Class::Arp,
+            (false, true) => Class::NewConnection,
+            (false, false) => Class::Other,
+        };
+        if !self.budget.admit(class, t0) {
+            self.metrics.packet_in_dropped(class.rate_cause());
+            return;
+        }
         tracing::debug!(
             shard = self.id(),
             table = pi.table_id,
@@ -502,9 +527,6 @@ impl Shard {
             Mode::Fanout => self.id(),
             Mode::Single => shard_of(conn_hash, self.ctx.n_shards),
         };
-        let ct_state = pi.r#match.get(Field::CT_STATE).map(|e| e.value.to_u128() as u32).unwrap_or(0);
-        let reg0 = pi.r#match.get(Field::reg(0)).map(|e| e.value.to_u128() as u32).unwrap_or(0);
-        let decide = self.decider.as_ref().is_some_and(|d| d.should_decide(&key, in_port, reg0));
         let packet = decide
             .then(|| Box::new(HandoffPacket { flow: key, conn_hash, paused, in_port, ct_state, data: pi.data, dpid }));
         if packet.is_none() {
@@ -598,10 +620,17 @@ impl Shard {
                 self.observe_latency(t0);
             }
             Err((q, data)) => {
+                // Each held packet is a task with the frame: bounded before the task exists.
+                if self.held.get() >= self.shared.cfg.policy.max_pending {
+                    self.metrics.packet_in_dropped("held_full");
+                    return;
+                }
+                self.held.set(self.held.get() + 1);
                 let shard = self.clone();
                 glommio::spawn_local(async move {
                     let view = shard.shared.tracker.view(dpid);
                     let outcome = decider.decide_later(&flow, conn_hash, in_port, q, data, &view).await;
+                    shard.held.set(shard.held.get() - 1);
                     shard.metrics.decision(outcome.label);
                     then(&shard, outcome);
                     shard.observe_latency(t0);

@@ -31,7 +31,8 @@
 mod config;
 
 pub use config::{
-    ArpMode, FirstPacket, Ipv4Cidr, Ipv6Cidr, LocalPod, PacketInMeters, PipelineConfig, PipelineError, MAX_PORT,
+    ArpMode, FirstPacket, Ipv4Cidr, Ipv6Cidr, LocalPod, PacketInLimits, PacketInMeters, PipelineConfig, PipelineError,
+    MAX_PORT,
 };
 
 use crate::config::Mode;

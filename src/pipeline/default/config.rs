@@ -22,6 +22,10 @@
 //! new_connections_pps = 10000         # table 0 service miss and table 3 policy miss (meter 1)
 //! arp_pps = 1000                      # table 20 ARP requests with arp = "controller" (meter 2)
 //! other_pps = 1000                    # the table-0 miss: anything the classifier does not know (meter 3)
+//! [pipeline.shard_limits]             # per shard, packet-ins/s acted on per class; beyond: dropped, counted
+//! new_connections_pps = 0             # 0 = no limit (the switch's meter 1 bounds it)
+//! arp_pps = 10000
+//! other_pps = 10000
 //! [[pipeline.local_pods]]
 //! port = 10
 //! ip = "10.244.1.10"
@@ -308,6 +312,36 @@ impl PacketInMeters {
     pub const OFF: PacketInMeters = PacketInMeters { new_connections_pps: 0, arp_pps: 0, other_pps: 0 };
 }
 
+/// `[pipeline.shard_limits]`: the daemon's own packet-in budget per shard and class, a second
+/// line of defence behind the switch's meters (a switch without them, another controller's
+/// flows, an emulated switch): packet-ins beyond it are dropped right after parsing, before any
+/// decision, Tracker update or flow mod, and counted in
+/// `shardflow_packet_in_dropped_total{cause="rate_new_connection"|"rate_arp"|"rate_other"}`.
+/// Token buckets refilled at the rate, holding a tenth of a second's worth. `0`: no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PacketInLimits {
+    /// Packet-ins to decide (new connections) per second and shard.
+    pub new_connections_pps: u32,
+    /// ARP packet-ins answered per second and shard.
+    pub arp_pps: u32,
+    /// Other packet-ins (recorded, not decided) per second and shard.
+    pub other_pps: u32,
+}
+
+impl PacketInLimits {
+    /// No limit on any class.
+    pub const OFF: PacketInLimits = PacketInLimits { new_connections_pps: 0, arp_pps: 0, other_pps: 0 };
+}
+
+impl Default for PacketInLimits {
+    /// New connections unlimited (a shard decides ~400 k/s here; the switch's meter is the
+    /// bound), 10,000 ARP and 10,000 other packet-ins per second and shard.
+    fn default() -> Self {
+        PacketInLimits { new_connections_pps: 0, arp_pps: 10_000, other_pps: 10_000 }
+    }
+}
+
 /// `[pipeline]`: the node's addresses and ports the default pipeline is built from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -349,6 +383,8 @@ pub struct PipelineConfig {
     pub first_packet: FirstPacket,
     /// Packet-in meters per class (`[pipeline.meters]`).
     pub meters: PacketInMeters,
+    /// The shards' own packet-in budget per class (`[pipeline.shard_limits]`).
+    pub shard_limits: PacketInLimits,
 }
 
 impl Default for PipelineConfig {
@@ -371,6 +407,7 @@ impl Default for PipelineConfig {
             arp: ArpMode::Responder,
             first_packet: FirstPacket::PacketOut,
             meters: PacketInMeters::default(),
+            shard_limits: PacketInLimits::default(),
         }
     }
 }

@@ -857,7 +857,9 @@ mod tests {
         let meta = crate::template::MatchMeta { reg0: 0, ct_state: 0, ct_zone: 0, reg15: 1, table_id: 250, cookie: 7 };
         let sha = MacAddr([0x0a, 0x5a, 0, 1, 0x02, 0x03]);
         let bytes = crate::template::arp_packet_in(sha, pods[1], pods[0].ip, meta).expect("template");
-        let Ok((_, Message::PacketIn(pi))) = shardflow::openflow::message::decode(&bytes) else { panic!("not a packet-in") };
+        let Ok((_, Message::PacketIn(pi))) = shardflow::openflow::message::decode(&bytes) else {
+            panic!("not a packet-in")
+        };
         let key = shardflow::packet::FlowKey::extract(4, &pi.data).expect("a frame");
         assert!(key.is_arp());
         // The controller's reply: "pod A is-at its MAC", to the asker's MAC.

@@ -554,6 +554,32 @@ mod tests {
     }
 
     #[test]
+    fn each_controller_class_goes_through_its_meter() {
+        let count = |cfg: &PipelineConfig, m: &str| flow_texts(cfg, 2, 1).iter().filter(|t| t.contains(m)).count();
+        let on = sample6(true);
+        let texts = flow_texts(&on, 2, 1);
+        let metered: Vec<&String> = texts.iter().filter(|t| t.contains("meter:")).collect();
+        assert_eq!(metered.len(), 4, "{metered:#?}");
+        assert!(metered.iter().all(|t| t.contains("actions=meter:") && t.contains("multipath(")), "{metered:#?}");
+        assert_eq!((count(&on, "meter:1,"), count(&on, "meter:2,"), count(&on, "meter:3,")), (2, 1, 1));
+        // The table-0 miss (dispatch) carries meter 3; table 250 none.
+        assert!(texts.iter().any(|t| t.starts_with("table=0,priority=0,") && t.contains("actions=meter:3,")));
+        assert!(texts.iter().filter(|t| t.starts_with("table=250,")).all(|t| !t.contains("meter:")));
+        // A rate of 0 removes that class's meter; all 0, no meter at all.
+        let no_arp = PipelineConfig { meters: PacketInMeters { arp_pps: 0, ..on.meters }, ..on.clone() };
+        assert_eq!((count(&no_arp, "meter:2,"), count(&no_arp, "meter:")), (0, 3));
+        assert_eq!(meter_texts(&no_arp).len(), 2);
+        let off = PipelineConfig { meters: PacketInMeters::OFF, ..on.clone() };
+        assert_eq!(count(&off, "meter:"), 0);
+        assert!(meter_texts(&off).is_empty());
+        // Resume mode keeps the meter in front of the pause.
+        let resume = PipelineConfig { first_packet: FirstPacket::Resume, ..on };
+        let t3 =
+            flow_texts_mode(&resume, Mode::Single, 1, 1).into_iter().find(|t| t.starts_with("table=3,priority=0,"));
+        assert!(t3.unwrap().ends_with("actions=meter:1,load:0x1->NXM_NX_REG0[4],controller(pause),resubmit(,3)"));
+    }
+
+    #[test]
     fn the_locator_finds_pods_by_ipv4_and_ipv6() {
         use crate::policy::decision::{Location, Locator};
         let c = sample6(false);

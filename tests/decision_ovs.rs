@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use shardflow::openflow::message::{self, Header, Hello, Message};
 use shardflow::packet::{build, FlowKey, MacAddr};
-use shardflow::pipeline::default::{flow_texts, PipelineConfig};
+use shardflow::pipeline::default::{flow_texts, meter_texts, PipelineConfig};
 use shardflow::policy::{choose_endpoint, decide, DecisionContext, Endpoint, NetworkPolicy, Verdict};
 use support::{repo, wait_until, Ovs};
 
@@ -59,6 +59,10 @@ fn setup() -> (Ovs, PipelineConfig) {
     let (cfg, shards) = example();
     let file = ovs.path("pipeline.flows");
     std::fs::write(&file, flow_texts(&cfg, shards, GENERATION).join("\n") + "\n").unwrap();
+    // The packet-in meters the flows name come first (OVS refuses a flow with an unknown meter).
+    for m in meter_texts(&cfg) {
+        ovs.ok("ovs-ofctl", &["-O", "OpenFlow13", "add-meter", "br0", &m]);
+    }
     ovs.ok("ovs-ofctl", &["-O", "OpenFlow13", "add-flows", "br0", file.to_str().unwrap()]);
     (ovs, cfg)
 }

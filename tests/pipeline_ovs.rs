@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use shardflow::packet::{build, MacAddr};
-use shardflow::pipeline::default::{flow_texts, generate, learned_cookie, ArpMode, PipelineConfig};
+use shardflow::pipeline::default::{flow_texts, generate, learned_cookie, meter_texts, ArpMode, PipelineConfig};
 use support::pipeline_env::{add_dummy_ports, mac, pcap_frames, pcap_path};
 use support::{repo, wait_until, Ovs};
 
@@ -122,6 +122,10 @@ fn setup_with(cfg: &PipelineConfig, shards: usize) -> Ovs {
     add_dummy_ports(&ovs, &[3, 4, 5]);
     let file = ovs.path("pipeline.flows");
     std::fs::write(&file, flow_texts(cfg, shards, GENERATION).join("\n") + "\n").unwrap();
+    // The packet-in meters the flows name come first (OVS refuses a flow with an unknown meter).
+    for m in meter_texts(cfg) {
+        ovs.ok("ovs-ofctl", &["-O", "OpenFlow13", "add-meter", "br0", &m]);
+    }
     ovs.ok("ovs-ofctl", &["-O", "OpenFlow13", "add-flows", "br0", file.to_str().unwrap()]);
     ovs
 }

@@ -60,7 +60,8 @@ pub struct Args {
     /// Emulated switches (dpid = index + 1).
     #[arg(long, default_value_t = 16)]
     pub switches: usize,
-    /// throughput: --window packet-ins in flight per connection; latency: one per switch.
+    /// throughput: --window packet-ins in flight per connection; latency: one per switch;
+    /// flood: no window, packet-ins as fast as the controller takes them.
     #[arg(long, value_enum, default_value_t = Mode::Throughput)]
     pub mode: Mode,
     /// Packet-ins in flight per switch connection (throughput mode).
@@ -72,6 +73,10 @@ pub struct Args {
     /// Seconds before measuring (connections, handshake, first packets; not counted).
     #[arg(long, default_value = "2", value_parser = parse_secs)]
     pub warmup: f64,
+    /// Flood mode: every Nth packet-in is an ARP request (a pod asking for another), answered
+    /// by the controller with an ARP reply PACKET_OUT, counted and timed (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub arp_every: u64,
     /// Frames: TCP SYNs, UDP datagrams, or both alternately.
     #[arg(long, value_enum, default_value_t = Proto::Tcp)]
     pub proto: Proto,
@@ -200,6 +205,7 @@ fn run(args: &Args) -> Result<i32> {
         timeout: Duration::from_millis(args.timeout_ms.max(1)),
         start_delay: Duration::from_millis(args.start_delay_ms),
         n_ports: args.ports,
+        arp_every: args.arp_every,
     });
     let connect_timeout = Duration::from_secs_f64(args.warmup.clamp(1.0, 5.0));
 

@@ -76,6 +76,11 @@ pub struct Report {
     pub timeouts: u64,
     pub first_error: Option<String>,
     pub latency: Latency,
+    /// ARP requests sent (`--arp-every`), answered, and the answers' latency.
+    pub arp_sent: u64,
+    pub arp_answered: u64,
+    pub arp_answered_per_s: f64,
+    pub arp_latency: Latency,
     pub controller: Option<Controller>,
     pub generator_cpu_percent: Option<f64>,
     pub generator_rss_mb: Option<f64>,
@@ -96,18 +101,8 @@ fn round(v: f64, digits: i32) -> f64 {
 impl Report {
     pub fn new(i: Inputs<'_>) -> Report {
         let s = i.stats;
-        let h = &s.hist;
         let per_s = |n: u64| round(n as f64 / i.wall.max(1e-9), 1);
-        let q = |x: f64| if h.is_empty() { 0.0 } else { round(us(h.value_at_quantile(x)), 1) };
-        let latency = Latency {
-            count: h.len(),
-            mean_us: if h.is_empty() { 0.0 } else { round(h.mean() / 1000.0, 1) },
-            p50_us: q(0.5),
-            p90_us: q(0.9),
-            p99_us: q(0.99),
-            p999_us: q(0.999),
-            max_us: if h.is_empty() { 0.0 } else { round(us(h.max()), 1) },
-        };
+        let latency = latency_of(&s.hist);
         let controller = i.args.controller_pid.map(|pid| {
             let (a, b) = match &i.controller {
                 Some((a, b)) => (Some(a), Some(b)),
@@ -155,6 +150,10 @@ impl Report {
             timeouts: s.timeouts,
             first_error: s.first_error.clone(),
             latency,
+            arp_sent: s.arp_sent,
+            arp_answered: s.arp_answered,
+            arp_answered_per_s: per_s(s.arp_answered),
+            arp_latency: latency_of(&s.arp_hist),
             controller,
             generator_cpu_percent: i.generator.as_ref().and_then(|(a, b)| cpu_percent(a, b)).map(|v| round(v, 1)),
             generator_rss_mb: i.generator.as_ref().and_then(|(_, b)| b.rss_bytes).map(|b| round(b as f64 / MB, 1)),
@@ -202,6 +201,14 @@ impl Report {
             "  latency us          p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  (mean {:.1}, n={})",
             l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us, l.mean_us, l.count
         );
+        if self.arp_sent > 0 {
+            let a = &self.arp_latency;
+            let _ = writeln!(
+                t,
+                "  ARP requests        {:>12}  answered {} ({:.1}/s)  latency us p50 {:.1}  p99 {:.1}  max {:.1}",
+                self.arp_sent, self.arp_answered, self.arp_answered_per_s, a.p50_us, a.p99_us, a.max_us
+            );
+        }
         if let Some(c) = &self.controller {
             let _ = writeln!(
                 t,
@@ -231,6 +238,20 @@ impl Report {
             let _ = writeln!(t, "  WARNING: {} worker thread(s) did not report in time", self.incomplete_threads);
         }
         t
+    }
+}
+
+/// Quantiles of a latency histogram in nanoseconds, as microseconds.
+fn latency_of(h: &Histogram<u64>) -> Latency {
+    let q = |x: f64| if h.is_empty() { 0.0 } else { round(us(h.value_at_quantile(x)), 1) };
+    Latency {
+        count: h.len(),
+        mean_us: if h.is_empty() { 0.0 } else { round(h.mean() / 1000.0, 1) },
+        p50_us: q(0.5),
+        p90_us: q(0.9),
+        p99_us: q(0.99),
+        p999_us: q(0.999),
+        max_us: if h.is_empty() { 0.0 } else { round(us(h.max()), 1) },
     }
 }
 

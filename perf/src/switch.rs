@@ -33,6 +33,9 @@ pub enum Mode {
     Throughput,
     /// One packet-in in flight per switch.
     Latency,
+    /// No window: packet-ins are written whenever the connection takes them (a flood); answers
+    /// are counted, not timed (ARP answers of `--arp-every` are timed).
+    Flood,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -59,6 +62,8 @@ pub struct Plan {
     pub timeout: Duration,
     pub start_delay: Duration,
     pub n_ports: u32,
+    /// Flood mode: every `arp_every`-th packet-in is an ARP request (0: none).
+    pub arp_every: u64,
 }
 
 impl Plan {
@@ -90,6 +95,11 @@ pub struct Stats {
     pub first_error: Option<String>,
     /// Latency of answered packet-ins, nanoseconds.
     pub hist: Histogram<u64>,
+    /// ARP requests sent (measured) and those answered by an ARP reply PACKET_OUT.
+    pub arp_sent: u64,
+    pub arp_answered: u64,
+    /// Latency of answered ARP requests, nanoseconds.
+    pub arp_hist: Histogram<u64>,
 }
 
 pub fn new_hist() -> Histogram<u64> {
@@ -117,6 +127,9 @@ impl Default for Stats {
             timeouts: 0,
             first_error: None,
             hist: new_hist(),
+            arp_sent: 0,
+            arp_answered: 0,
+            arp_hist: new_hist(),
         }
     }
 }
@@ -142,6 +155,9 @@ impl Stats {
             self.first_error.clone_from(&o.first_error);
         }
         let _ = self.hist.add(&o.hist);
+        self.arp_sent += o.arp_sent;
+        self.arp_answered += o.arp_answered;
+        let _ = self.arp_hist.add(&o.arp_hist);
     }
 }
 
@@ -336,7 +352,17 @@ struct Conn {
     config: SwitchConfig,
     async_config: AsyncConfig,
     role: Role,
+    /// ARP requests in flight (id, sent), oldest first: the controller answers a connection's
+    /// packet-ins in order, so an answer also tells which older ones were never answered.
+    arps: VecDeque<(u32, Instant)>,
+    next_arp: u32,
 }
+
+/// ARP requests in flight per connection at most; older ones are given up.
+const ARP_IN_FLIGHT: usize = 65_536;
+/// The first two bytes of an ARP request's sender MAC; the other four carry its id (the reply's
+/// target MAC brings it back).
+const ARP_MAC_PREFIX: [u8; 2] = [0x0a, 0x5a];
 
 /// Runs one switch connection until the end of the run; its counters.
 pub async fn run_conn(plan: Arc<Plan>, sw: Rc<Switch>, c: usize, addr: SocketAddr, connect_timeout: Duration) -> Stats {
@@ -378,6 +404,8 @@ pub async fn run_conn(plan: Arc<Plan>, sw: Rc<Switch>, c: usize, addr: SocketAdd
             flow_removed_mask: [0xf, 0],
         },
         role: Role { role: Role::EQUAL, generation_id: u64::MAX },
+        arps: VecDeque::new(),
+        next_arp: 0,
     };
     if let Err(e) = conn.run(&stream).await {
         if Instant::now() < conn.plan.end {
@@ -518,6 +546,74 @@ impl Conn {
                     self.send_packet(k, now);
                 }
             }
+            Mode::Flood => {
+                while self.out.len() - self.out_pos < OUT_HIGH {
+                    let k = self.sw.next_for(&plan, self.c);
+                    if plan.arp_every > 0 && k % plan.arp_every == 0 {
+                        self.send_arp(k, now);
+                    } else {
+                        self.send_unwatched(k, now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Flood mode: a packet-in that is not tracked for an answer.
+    fn send_unwatched(&mut self, k: u64, now: Instant) {
+        let plan = &self.plan;
+        let (pair, sport, dport, tcp) = tuple(k, self.sw.index, plan.n_switches, plan.pairs.len() as u64, plan.proto);
+        self.templates[pair][tcp as usize].write(&mut self.out, sport, dport, k as u32);
+        if plan.measuring(now) {
+            self.stats.sent += 1;
+            self.stats.msgs_tx += 1;
+        }
+    }
+
+    /// An ARP request from a pair's source for its destination, as OVS sends it from the
+    /// pipeline's `arp = "controller"` flow; its id in the sender MAC.
+    fn send_arp(&mut self, k: u64, now: Instant) {
+        let plan = self.plan.clone();
+        let (a, b) = plan.pairs[(k % plan.pairs.len() as u64) as usize];
+        let id = self.next_arp;
+        self.next_arp = id.wrapping_add(1);
+        let i = id.to_be_bytes();
+        let sha = shardflow::packet::MacAddr([ARP_MAC_PREFIX[0], ARP_MAC_PREFIX[1], i[0], i[1], i[2], i[3]]);
+        if let Ok(bytes) = crate::template::arp_packet_in(sha, a, b.ip, plan.meta) {
+            self.out.extend_from_slice(&bytes);
+        }
+        if self.arps.len() >= ARP_IN_FLIGHT {
+            self.arps.pop_front();
+        }
+        self.arps.push_back((id, now));
+        if plan.measuring(now) {
+            self.stats.sent += 1;
+            self.stats.msgs_tx += 1;
+            self.stats.arp_sent += 1;
+        }
+    }
+
+    /// An ARP reply in a PACKET_OUT's frame, if it answers one of ours: its id.
+    fn arp_answer_id(frame: &[u8]) -> Option<u32> {
+        // Ethernet type ARP, operation 2 (reply), target MAC = our sender MAC.
+        if frame.get(12..14)? != [0x08, 0x06] || frame.get(20..22)? != [0, 2] || frame.get(32..34)? != ARP_MAC_PREFIX {
+            return None;
+        }
+        let t = frame.get(34..38)?;
+        Some(u32::from_be_bytes([t[0], t[1], t[2], t[3]]))
+    }
+
+    fn on_arp_answer(&mut self, id: u32, now: Instant) {
+        // Older requests still queued were not answered (dropped by the controller).
+        while let Some((front, sent)) = self.arps.pop_front() {
+            if front == id {
+                if self.plan.measuring(sent) && self.plan.measuring(now) {
+                    self.stats.arp_answered += 1;
+                    let ns = now.saturating_duration_since(sent).as_nanos().max(1) as u64;
+                    self.stats.arp_hist.saturating_record(ns);
+                }
+                return;
+            }
         }
     }
 
@@ -630,7 +726,13 @@ impl Conn {
                 if measuring {
                     self.stats.packet_outs += 1;
                 }
-                if self.plan.answer == Answer::Packetout {
+                // header 8, buffer_id 4, in_port 4, actions_len 2, pad 6, actions, frame
+                let actions_len = usize::from(be16(16));
+                if let Some(id) = m.get(24 + actions_len..).and_then(Self::arp_answer_id) {
+                    self.on_arp_answer(id, now);
+                    return;
+                }
+                if self.plan.answer == Answer::Packetout && self.plan.mode != Mode::Flood {
                     match packet_out_id(m).and_then(|(seq, sport)| self.ring.take(seq, sport)) {
                         Some(sent) => self.answered(sent, now),
                         None => {
@@ -748,6 +850,24 @@ impl Conn {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn arp_requests_carry_their_id_and_replies_bring_it_back() {
+        use shardflow::packet::MacAddr;
+        let pods = crate::template::default_pods();
+        let meta = crate::template::MatchMeta { reg0: 0, ct_state: 0, ct_zone: 0, reg15: 1, table_id: 250, cookie: 7 };
+        let sha = MacAddr([0x0a, 0x5a, 0, 1, 0x02, 0x03]);
+        let bytes = crate::template::arp_packet_in(sha, pods[1], pods[0].ip, meta).expect("template");
+        let Ok((_, Message::PacketIn(pi))) = shardflow::openflow::message::decode(&bytes) else {
+            panic!("not a packet-in")
+        };
+        let key = shardflow::packet::FlowKey::extract(4, &pi.data).expect("a frame");
+        assert!(key.is_arp());
+        // The controller's reply: "pod A is-at its MAC", to the asker's MAC.
+        let reply = shardflow::packet::build::arp_reply(pods[0].mac, pods[0].ip, sha, pods[1].ip);
+        assert_eq!(Conn::arp_answer_id(&reply), Some(0x0001_0203));
+        assert_eq!(Conn::arp_answer_id(&pi.data), None, "a request is no answer");
+    }
+
     use super::*;
 
     #[test]

@@ -214,6 +214,27 @@ fn fold(mut s: u32) -> u16 {
     s as u16
 }
 
+/// The PACKET_IN of an ARP request from `src` (sender MAC `sha`, which carries the request's
+/// id) for `target`, with the match OVS sends after the pipeline's table 20 (in_port, reg15).
+pub fn arp_packet_in(sha: MacAddr, src: Host, target: Ipv4Addr, meta: MatchMeta) -> Result<Vec<u8>> {
+    let frame = build::arp_request(sha, src.ip, target);
+    let port = u16::try_from(src.port).context("in_port must fit 16 bits")?;
+    let mut m = Match::new().with_in_port(port);
+    if meta.reg15 != 0 {
+        m = m.with(Field::reg(15), meta.reg15 as u128);
+    }
+    let pi = PacketIn {
+        buffer_id: shardflow::openflow::message::packet::NO_BUFFER,
+        total_len: frame.len() as u16,
+        reason: 1,
+        table_id: meta.table_id,
+        cookie: meta.cookie,
+        r#match: m,
+        data: frame,
+    };
+    Ok(encode(&Message::PacketIn(pi), 0))
+}
+
 /// Identifies the packet a PACKET_OUT carries: (sequence, source port) from the frame after the
 /// actions. `msg` is the whole OpenFlow message.
 pub fn packet_out_id(msg: &[u8]) -> Option<(u32, u16)> {

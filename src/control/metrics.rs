@@ -77,6 +77,9 @@ pub struct Metrics {
     pub http_connections_refused_total: IntCounter,
     /// `shardflow_http_accept_errors_total`: failed HTTP accepts (e.g. out of file descriptors).
     pub http_accept_errors_total: IntCounter,
+    /// `shardflow_packet_in_dropped_total{shard,cause}`: packet-ins a shard refused (see
+    /// [`PACKET_IN_DROP_CAUSES`]).
+    pub packet_in_dropped_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -149,6 +152,11 @@ impl Metrics {
         let http_accept_errors_total =
             IntCounter::new("http_accept_errors_total", "HTTP accepts that failed (e.g. out of file descriptors)")?;
         registry.register(Box::new(http_accept_errors_total.clone()))?;
+        let packet_in_dropped_total = counter(
+            "packet_in_dropped_total",
+            "Packet-ins a shard dropped without acting on them, by cause",
+            &["shard", "cause"],
+        )?;
         Ok(Metrics {
             registry,
             openflow_connections_refused_total,
@@ -168,6 +176,7 @@ impl Metrics {
             connections_evicted_total,
             http_connections_refused_total,
             http_accept_errors_total,
+            packet_in_dropped_total,
         })
     }
 
@@ -204,6 +213,12 @@ impl Metrics {
             connections_evicted: self.connections_evicted_total.with_label_values(&[s.as_str()]),
             packet_in_decision: self.packet_in_decision_seconds.with_label_values(&[s.as_str()]),
             flow_install: self.flow_install_seconds.clone(),
+            packet_in_dropped: Arc::new(
+                PACKET_IN_DROP_CAUSES
+                    .iter()
+                    .map(|c| (*c, self.packet_in_dropped_total.with_label_values(&[s.as_str(), c])))
+                    .collect(),
+            ),
         }
     }
 
@@ -231,6 +246,12 @@ pub const DECISION_VERDICTS: &[&str] = &[
     "arp_nothing",
 ];
 
+/// Why a shard drops a packet-in (`packet_in_dropped_total{cause}`), resolved up front:
+/// `rate_new_connection`, `rate_arp`, `rate_other` (the shard's per-class budget,
+/// `[pipeline.shard_limits]`), `held_full` (`policy.max_pending` packets already wait for
+/// cni-ctl), `invalid` (not a parsable frame).
+pub const PACKET_IN_DROP_CAUSES: &[&str] = &["rate_new_connection", "rate_arp", "rate_other", "held_full", "invalid"];
+
 /// A shard's view of the metrics: cheap to clone, every update one atomic operation.
 #[derive(Clone)]
 pub struct ShardMetrics {
@@ -251,6 +272,7 @@ pub struct ShardMetrics {
     pub packet_in_decision: Histogram,
     /// `flow_install_seconds`.
     pub flow_install: Histogram,
+    packet_in_dropped: Arc<Vec<(&'static str, IntCounter)>>,
 }
 
 impl ShardMetrics {
@@ -320,6 +342,14 @@ impl ShardMetrics {
     /// Record a packet-in decision latency.
     pub fn observe_decision(&self, d: std::time::Duration) {
         self.packet_in_decision.observe(d.as_secs_f64());
+    }
+
+    /// Count a packet-in dropped for `cause` (one of [`PACKET_IN_DROP_CAUSES`] is lock-free).
+    pub fn packet_in_dropped(&self, cause: &str) {
+        match self.packet_in_dropped.iter().find(|(c, _)| *c == cause) {
+            Some((_, c)) => c.inc(),
+            None => self.metrics.packet_in_dropped_total.with_label_values(&[&*self.label, cause]).inc(),
+        }
     }
 
     /// Record a flow install latency (flow mod to barrier reply).

@@ -526,6 +526,11 @@ impl Conn {
             }
             on_events(self.take_events());
             self.wake();
+            // Under a flood a read never waits (glommio reads the socket synchronously when it
+            // has data), so without this the reader would keep the executor and the writer it
+            // just woke would never run: answers pile up in memory and nothing is sent. One
+            // yield per read batch (64 KiB) lets the writer and the other connections go.
+            futures_lite::future::yield_now().await;
         }
     }
 

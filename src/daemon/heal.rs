@@ -64,11 +64,11 @@ impl HealMetrics {
 /// retries it). When the connection closes and that shard has no new one to the switch, the
 /// pipeline is pending again for `/readyz` (other shards' connections do not keep it).
 pub async fn watch(shared: Arc<Shared>, conn: Rc<Conn>, dpid: u64, shard: usize) {
-    audit_loop(&shared, &conn, dpid).await;
+    audit_loop(&shared, &conn, dpid, shard).await;
     shared.registry.pipeline_unwatched(dpid, shard, conn.id);
 }
 
-async fn audit_loop(shared: &Arc<Shared>, conn: &Rc<Conn>, dpid: u64) {
+async fn audit_loop(shared: &Arc<Shared>, conn: &Rc<Conn>, dpid: u64, shard: usize) {
     let expected = Expected::new(&shared.desired);
     if expected.is_empty() {
         return;
@@ -113,6 +113,12 @@ async fn audit_loop(shared: &Arc<Shared>, conn: &Rc<Conn>, dpid: u64) {
         let problem = describe(&plan);
         let recurring = problem == last_repaired;
         shared.registry.pipeline_state(dpid, PipelineState::Broken(problem.clone()));
+        // A meter deleted by hand took the flows naming it along (OVS does): it goes back first.
+        if !plan.adds.is_empty() || !plan.changed.is_empty() {
+            if let Err(e) = super::meter_sync::sync_meters(shared, conn, shard).await {
+                tracing::warn!(dpid = %label, "pipeline audit: putting the packet-in meters back failed: {e}");
+            }
+        }
         match conn.bundle(plan.messages()).await {
             Ok(()) => {
                 for (kind, n) in

@@ -11,6 +11,8 @@ pub mod decider;
 mod heal;
 mod io;
 mod live;
+mod meter_sync;
+mod packet_in_budget;
 mod registry;
 mod shard;
 

@@ -25,6 +25,7 @@ use crate::openflow::message::multipart::{
 use crate::openflow::message::{Message, PacketIn};
 use crate::openflow::session::{CloseReason, Event, PacketInFormat, SessionConfig};
 use crate::packet::{ConnKey, FlowKey};
+use crate::pipeline::default::PacketInLimits;
 use crate::pipeline::resync::{self, ResyncPolicy};
 use crate::pipeline::{cookie, dispatch};
 use crate::policy::Decided;
@@ -33,6 +34,7 @@ use super::accept;
 use super::conn::{Conn, OpError, OutputLimits};
 use super::decider::{Decider, Outcome};
 use super::live::LiveFlows;
+use super::packet_in_budget::{Class, PacketInBudget};
 use super::registry::{ConnInfo, PipelineState};
 use super::{Command, CommandReply, Handoff, HandoffPacket, ShardMsg, Shared};
 
@@ -107,6 +109,11 @@ pub struct Shard {
     handoffs_in: Cell<u64>,
     handoffs_out: Cell<u64>,
     flow_mods: Cell<u64>,
+    /// Packet-ins acted on per class and second (`[pipeline.shard_limits]`).
+    budget: PacketInBudget,
+    /// Packets held in tasks that wait for cni-ctl: at most `policy.max_pending`, beyond that
+    /// dropped before a task is spawned (`packet_in_dropped_total{cause="held_full"}`).
+    held: Cell<usize>,
 }
 
 /// The shard's main task: listen, accept, serve the inbox, until shutdown.
@@ -134,6 +141,10 @@ pub async fn main(ctx: ShardCtx, shared: Arc<Shared>) {
         handoffs_in: Cell::new(0),
         handoffs_out: Cell::new(0),
         flow_mods: Cell::new(0),
+        budget: PacketInBudget::new(
+            &shared.cfg.pipeline.as_ref().map(|p| p.shard_limits).unwrap_or(PacketInLimits::OFF),
+        ),
+        held: Cell::new(0),
     });
     let addr = shared.listen_addr(ctx.id.0);
     let listener = match TcpListener::bind(addr) {
@@ -397,6 +408,16 @@ impl Shard {
                     return;
                 }
             };
+            // The packet-in meters the flows name go first (meter mods cannot be bundled).
+            let meters = match super::meter_sync::sync_meters(&shard.shared, &conn, shard.id()).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!(shard = shard.id(), dpid = %format!("{dpid:016x}"), "installing the packet-in meters failed (pipeline.meters rates of 0 run without them): {e}");
+                    let why = format!("installing the packet-in meters failed: {e}");
+                    shard.shared.registry.pipeline_state(dpid, PipelineState::Broken(why));
+                    return;
+                }
+            };
             // Connection flows on the switch that this daemon does not know yet (it restarted)
             // are adopted, not deleted: established connections keep their flows.
             let adopted = shard.live.borrow_mut().adopt(dpid, resync::adopt(&actual, cookie::Category::Connection));
@@ -424,6 +445,13 @@ impl Shard {
                         "pipeline in place {:.3} ms after the handshake",
                         took.as_secs_f64() * 1e3
                     );
+                    // Meters the configuration no longer has, now that no flow names them.
+                    if !meters.after.is_empty() {
+                        let msgs: Vec<Message> = meters.after.iter().cloned().map(Message::MeterMod).collect();
+                        if let Err(e) = conn.apply(&msgs).await {
+                            tracing::warn!(shard = shard.id(), "deleting stale packet-in meters failed: {e}");
+                        }
+                    }
                     // Then this shard's live connections, in slices between packet-ins.
                     shard.restore_decided(&conn, dpid, &actual).await;
                 }
@@ -516,6 +544,7 @@ impl Shard {
             Ok(k) => k,
             Err(e) => {
                 self.metrics.packet_in("invalid");
+                self.metrics.packet_in_dropped("invalid");
                 tracing::debug!(shard = self.id(), "unparsable packet-in: {e}");
                 return;
             }
@@ -534,6 +563,19 @@ impl Shard {
             }
         };
         self.metrics.packet_in(kind);
+        let ct_state = pi.r#match.get(Field::CT_STATE).map(|e| e.value.to_u128() as u32).unwrap_or(0);
+        let reg0 = pi.r#match.get(Field::reg(0)).map(|e| e.value.to_u128() as u32).unwrap_or(0);
+        let decide = self.decider.as_ref().is_some_and(|d| d.should_decide(&key, in_port, reg0));
+        // The shard's budget per class: over it, the packet-in costs nothing more.
+        let class = match (key.is_arp(), decide) {
+            (true, _) => Class::Arp,
+            (false, true) => Class::NewConnection,
+            (false, false) => Class::Other,
+        };
+        if !self.budget.admit(class, t0) {
+            self.metrics.packet_in_dropped(class.rate_cause());
+            return;
+        }
         tracing::debug!(
             shard = self.id(),
             table = pi.table_id,
@@ -554,9 +596,6 @@ impl Shard {
             Mode::Fanout => self.id(),
             Mode::Single => shard_of(conn_hash, self.ctx.n_shards),
         };
-        let ct_state = pi.r#match.get(Field::CT_STATE).map(|e| e.value.to_u128() as u32).unwrap_or(0);
-        let reg0 = pi.r#match.get(Field::reg(0)).map(|e| e.value.to_u128() as u32).unwrap_or(0);
-        let decide = self.decider.as_ref().is_some_and(|d| d.should_decide(&key, in_port, reg0));
         let packet = decide
             .then(|| Box::new(HandoffPacket { flow: key, conn_hash, paused, in_port, ct_state, data: pi.data, dpid }));
         if packet.is_none() {
@@ -648,10 +687,17 @@ impl Shard {
                 self.observe_latency(t0);
             }
             Err((q, data)) => {
+                // Each held packet is a task with the frame: bounded before the task exists.
+                if self.held.get() >= self.shared.cfg.policy.max_pending {
+                    self.metrics.packet_in_dropped("held_full");
+                    return;
+                }
+                self.held.set(self.held.get() + 1);
                 let shard = self.clone();
                 glommio::spawn_local(async move {
                     let view = shard.shared.tracker.view(dpid);
                     let outcome = decider.decide_later(&flow, conn_hash, in_port, q, data, &view).await;
+                    shard.held.set(shard.held.get() - 1);
                     shard.metrics.decision(outcome.label);
                     then(&shard, outcome);
                     shard.observe_latency(t0);

@@ -30,13 +30,17 @@
 
 mod config;
 
-pub use config::{ArpMode, FirstPacket, Ipv4Cidr, Ipv6Cidr, LocalPod, PipelineConfig, PipelineError, MAX_PORT};
+pub use config::{
+    ArpMode, FirstPacket, Ipv4Cidr, Ipv6Cidr, LocalPod, PacketInLimits, PacketInMeters, PipelineConfig, PipelineError,
+    MAX_PORT,
+};
 
 use crate::config::Mode;
 use crate::openflow::flow::{FlowMod, FlowModCommand};
 
 use super::cookie::{self, Category};
 use super::dispatch;
+use super::meters;
 
 /// The tables of the default pipeline.
 pub mod table {
@@ -151,6 +155,12 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
     use table::*;
     let mut t = Texts { generation, out: Vec::new() };
     let to_controller = dispatch_actions(mode, shards, generation, cfg.first_packet == FirstPacket::Resume);
+    // Each packet-in class through its own meter (pipeline::meters), when enabled.
+    let metered = |id: u32| match meters::meter_of(&cfg.meters, id) {
+        Some(m) => format!("meter:{m},{to_controller}"),
+        None => to_controller.clone(),
+    };
+    let new_conn = metered(meters::NEW_CONNECTIONS);
     let gw_mac = cfg.gateway_mac;
     let gw_ip = cfg.gateway_ip;
     let v6 = cfg.pod_cidr6.is_some();
@@ -188,10 +198,10 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
             4,
             0,
             &format!("ip,nw_dst={}", cfg.service_cidr),
-            &format!("{to_controller},resubmit(,{CLASSIFIER})"),
+            &format!("{new_conn},resubmit(,{CLASSIFIER})"),
         );
     } else {
-        t.add(CLASSIFIER, 90, 4, 0, &format!("ip,nw_dst={}", cfg.service_cidr), &to_controller);
+        t.add(CLASSIFIER, 90, 4, 0, &format!("ip,nw_dst={}", cfg.service_cidr), &new_conn);
     }
     for p in &cfg.local_pods {
         t.add(
@@ -280,9 +290,9 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
     // --- table 3: per-connection policy (flows from the policy at POLICY_PRIORITY) ---
     if resume {
         t.add(POLICY, 1, 1, 0, &format!("reg0={RESUMED:#x}/{RESUMED:#x}"), "drop");
-        t.add(POLICY, 0, 0, 0, "", &format!("{to_controller},resubmit(,{POLICY})"));
+        t.add(POLICY, 0, 0, 0, "", &format!("{new_conn},resubmit(,{POLICY})"));
     } else {
-        t.add(POLICY, 0, 0, 0, "", &to_controller);
+        t.add(POLICY, 0, 0, 0, "", &new_conn);
     }
 
     // --- table 4: from uplink / tunnel ---
@@ -410,7 +420,7 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
         ArpMode::Responder => t.add(ARP, 10, 2, 0, "arp", "NORMAL"),
         ArpMode::Controller => {
             // Other requests: the packet-in path answers (or floods); replies are switched.
-            t.add(ARP, 50, 3, 0, "arp,arp_op=1", &to_controller);
+            t.add(ARP, 50, 3, 0, "arp,arp_op=1", &metered(meters::ARP));
             t.add(ARP, 10, 4, 0, "arp,arp_op=2", "NORMAL");
         }
     }
@@ -423,8 +433,16 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
 /// packet-in dispatch flows. Does not validate (see [`generate_mode`]).
 pub fn flow_texts_mode(cfg: &PipelineConfig, mode: Mode, shards: usize, generation: u16) -> Vec<String> {
     let mut v = pipeline_texts(cfg, mode, shards, generation);
-    v.extend(dispatch::flow_texts_with(mode, shards, generation, cfg.first_packet == FirstPacket::Resume));
+    let pause = cfg.first_packet == FirstPacket::Resume;
+    let miss_meter = meters::meter_of(&cfg.meters, meters::OTHER);
+    v.extend(dispatch::flow_texts_metered(mode, shards, generation, pause, miss_meter));
     v
+}
+
+/// The packet-in meters the flows of [`flow_texts_mode`] name, in `ovs-ofctl add-meter`
+/// syntax: add them before the flows (OVS refuses a flow whose meter does not exist).
+pub fn meter_texts(cfg: &PipelineConfig) -> Vec<String> {
+    meters::meter_texts(&cfg.meters)
 }
 
 /// [`flow_texts_mode`] in fan-out mode (the default).
@@ -530,9 +548,35 @@ mod tests {
         let arp: Vec<&String> = c.iter().filter(|t| t.starts_with("table=20,")).collect();
         assert_eq!(arp.len(), 4, "{arp:#?}");
         assert!(arp[0].contains("arp_tpa=10.244.1.1,arp_op=1"));
-        assert!(arp[1].contains("priority=50,") && arp[1].contains("arp,arp_op=1,actions=multipath("));
+        assert!(arp[1].contains("priority=50,") && arp[1].contains("arp,arp_op=1,actions=meter:2,multipath("));
         assert!(arp[1].ends_with("resubmit(,250)"));
         assert!(arp[2].contains("priority=10,") && arp[2].ends_with("arp,arp_op=2,actions=NORMAL"));
+    }
+
+    #[test]
+    fn each_controller_class_goes_through_its_meter() {
+        let count = |cfg: &PipelineConfig, m: &str| flow_texts(cfg, 2, 1).iter().filter(|t| t.contains(m)).count();
+        let on = sample6(true);
+        let texts = flow_texts(&on, 2, 1);
+        let metered: Vec<&String> = texts.iter().filter(|t| t.contains("meter:")).collect();
+        assert_eq!(metered.len(), 4, "{metered:#?}");
+        assert!(metered.iter().all(|t| t.contains("actions=meter:") && t.contains("multipath(")), "{metered:#?}");
+        assert_eq!((count(&on, "meter:1,"), count(&on, "meter:2,"), count(&on, "meter:3,")), (2, 1, 1));
+        // The table-0 miss (dispatch) carries meter 3; table 250 none.
+        assert!(texts.iter().any(|t| t.starts_with("table=0,priority=0,") && t.contains("actions=meter:3,")));
+        assert!(texts.iter().filter(|t| t.starts_with("table=250,")).all(|t| !t.contains("meter:")));
+        // A rate of 0 removes that class's meter; all 0, no meter at all.
+        let no_arp = PipelineConfig { meters: PacketInMeters { arp_pps: 0, ..on.meters }, ..on.clone() };
+        assert_eq!((count(&no_arp, "meter:2,"), count(&no_arp, "meter:")), (0, 3));
+        assert_eq!(meter_texts(&no_arp).len(), 2);
+        let off = PipelineConfig { meters: PacketInMeters::OFF, ..on.clone() };
+        assert_eq!(count(&off, "meter:"), 0);
+        assert!(meter_texts(&off).is_empty());
+        // Resume mode keeps the meter in front of the pause.
+        let resume = PipelineConfig { first_packet: FirstPacket::Resume, ..on };
+        let t3 =
+            flow_texts_mode(&resume, Mode::Single, 1, 1).into_iter().find(|t| t.starts_with("table=3,priority=0,"));
+        assert!(t3.unwrap().ends_with("actions=meter:1,load:0x1->NXM_NX_REG0[4],controller(pause),resubmit(,3)"));
     }
 
     #[test]

@@ -36,6 +36,19 @@ pub fn flow_texts(mode: Mode, shards: usize, generation: u16) -> Vec<String> {
 /// continuation, for NXT_RESUME) after marking reg0 bit 4 (resumed), the pipeline's
 /// `first_packet = "resume"`.
 pub fn flow_texts_with(mode: Mode, shards: usize, generation: u16, pause: bool) -> Vec<String> {
+    flow_texts_metered(mode, shards, generation, pause, None)
+}
+
+/// [`flow_texts_with`]; with `miss_meter`, the table-0 miss goes through that meter first
+/// (`meter:N,...`: the pipeline's "other" packet-in class, see `pipeline::meters`).
+pub fn flow_texts_metered(
+    mode: Mode,
+    shards: usize,
+    generation: u16,
+    pause: bool,
+    miss_meter: Option<u32>,
+) -> Vec<String> {
+    let meter = miss_meter.map(|m| format!("meter:{m},")).unwrap_or_default();
     let c = |obj: u64| format!("{:#x}", cookie::make(generation, Category::Dispatch, obj));
     let to = |id: Option<u16>| match (id, pause) {
         (None, false) => "controller".to_string(),
@@ -44,10 +57,10 @@ pub fn flow_texts_with(mode: Mode, shards: usize, generation: u16, pause: bool) 
         (Some(id), true) => format!("load:0x1->NXM_NX_REG0[4],controller(id={id},pause)"),
     };
     match mode {
-        Mode::Single => vec![format!("table=0,priority=0,cookie={},actions={}", c(0), to(None))],
+        Mode::Single => vec![format!("table=0,priority=0,cookie={},actions={meter}{}", c(0), to(None))],
         Mode::Fanout => {
             let mut v = vec![format!(
-                "table=0,priority=0,cookie={},actions=multipath(symmetric_l3l4+udp,0,hrw,{shards},0,{HASH_REG}),resubmit(,{DISPATCH_TABLE})",
+                "table=0,priority=0,cookie={},actions={meter}multipath(symmetric_l3l4+udp,0,hrw,{shards},0,{HASH_REG}),resubmit(,{DISPATCH_TABLE})",
                 c(0)
             )];
             for k in 0..shards {

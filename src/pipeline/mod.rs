@@ -7,4 +7,5 @@ pub mod audit;
 pub mod cookie;
 pub mod default;
 pub mod dispatch;
+pub mod meters;
 pub mod resync;

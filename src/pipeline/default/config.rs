@@ -18,6 +18,14 @@
 //! # pod_cidr6 = "fd00:10:244:1::/64"  # IPv6 pod subnet: IPv6 flows only when set
 //! # gateway_ip6 = "fd00:10:244:1::1"  # the pods' IPv6 gateway (inside pod_cidr6)
 //! # arp = "responder"                 # or "controller": non-gateway ARP requests to the packet-in path
+//! [pipeline.meters]                   # packet-in protection: packets/s per class, 0 = no meter
+//! new_connections_pps = 10000         # table 0 service miss and table 3 policy miss (meter 1)
+//! arp_pps = 1000                      # table 20 ARP requests with arp = "controller" (meter 2)
+//! other_pps = 1000                    # the table-0 miss: anything the classifier does not know (meter 3)
+//! [pipeline.shard_limits]             # per shard, packet-ins/s acted on per class; beyond: dropped, counted
+//! new_connections_pps = 0             # 0 = no limit (the switch's meter 1 bounds it)
+//! arp_pps = 10000
+//! other_pps = 10000
 //! [[pipeline.local_pods]]
 //! port = 10
 //! ip = "10.244.1.10"
@@ -274,6 +282,66 @@ pub enum FirstPacket {
     Resume,
 }
 
+/// `[pipeline.meters]`: packet-in protection. Each class of flows that sends packets to the
+/// controller goes through its own OpenFlow meter (`OFPMF_PKTPS` with one drop band at the rate
+/// given here), so a flood of one class (new connections from a port scan, an ARP storm, junk
+/// EtherTypes) is dropped at the switch, counted in its meter's band statistics, and cannot
+/// starve the others. `0` leaves that class unmetered (no meter, no `meter:` instruction).
+/// See `pipeline::meters` for the meter ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PacketInMeters {
+    /// First packets of connections: the table-0 service-range flow and the table-3 policy miss.
+    pub new_connections_pps: u32,
+    /// ARP requests sent to the controller (table 20, only with `arp = "controller"`).
+    pub arp_pps: u32,
+    /// The table-0 miss (dispatch): traffic the classifier does not recognise.
+    pub other_pps: u32,
+}
+
+impl Default for PacketInMeters {
+    /// 10,000 first packets/s (a shard alone answers ~400 k packet-ins/s; OVS's own upcall path
+    /// and the decisions' flow mods are the tighter limit), 1,000 ARP requests/s, 1,000 others/s.
+    fn default() -> Self {
+        PacketInMeters { new_connections_pps: 10_000, arp_pps: 1_000, other_pps: 1_000 }
+    }
+}
+
+impl PacketInMeters {
+    /// No meters at all.
+    pub const OFF: PacketInMeters = PacketInMeters { new_connections_pps: 0, arp_pps: 0, other_pps: 0 };
+}
+
+/// `[pipeline.shard_limits]`: the daemon's own packet-in budget per shard and class, a second
+/// line of defence behind the switch's meters (a switch without them, another controller's
+/// flows, an emulated switch): packet-ins beyond it are dropped right after parsing, before any
+/// decision, Tracker update or flow mod, and counted in
+/// `shardflow_packet_in_dropped_total{cause="rate_new_connection"|"rate_arp"|"rate_other"}`.
+/// Token buckets refilled at the rate, holding a tenth of a second's worth. `0`: no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PacketInLimits {
+    /// Packet-ins to decide (new connections) per second and shard.
+    pub new_connections_pps: u32,
+    /// ARP packet-ins answered per second and shard.
+    pub arp_pps: u32,
+    /// Other packet-ins (recorded, not decided) per second and shard.
+    pub other_pps: u32,
+}
+
+impl PacketInLimits {
+    /// No limit on any class.
+    pub const OFF: PacketInLimits = PacketInLimits { new_connections_pps: 0, arp_pps: 0, other_pps: 0 };
+}
+
+impl Default for PacketInLimits {
+    /// New connections unlimited (a shard decides ~400 k/s here; the switch's meter is the
+    /// bound), 10,000 ARP and 10,000 other packet-ins per second and shard.
+    fn default() -> Self {
+        PacketInLimits { new_connections_pps: 0, arp_pps: 10_000, other_pps: 10_000 }
+    }
+}
+
 /// `[pipeline]`: the node's addresses and ports the default pipeline is built from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -313,6 +381,10 @@ pub struct PipelineConfig {
     pub arp: ArpMode,
     /// How the first packet of a decided connection goes on (`"packet_out"` or `"resume"`).
     pub first_packet: FirstPacket,
+    /// Packet-in meters per class (`[pipeline.meters]`).
+    pub meters: PacketInMeters,
+    /// The shards' own packet-in budget per class (`[pipeline.shard_limits]`).
+    pub shard_limits: PacketInLimits,
 }
 
 impl Default for PipelineConfig {
@@ -334,6 +406,8 @@ impl Default for PipelineConfig {
             gateway_ip6: None,
             arp: ArpMode::Responder,
             first_packet: FirstPacket::PacketOut,
+            meters: PacketInMeters::default(),
+            shard_limits: PacketInLimits::default(),
         }
     }
 }

@@ -588,20 +588,38 @@ mod fast {
 
     use super::{check_rule_count, rule_from_raw, toml_error, PolicyError, PolicyFile, PortRange, RawFile, Rule};
 
-    /// `ports` as written.
-    enum Ports {
-        Int(i64),
-        Text(String),
+    /// One text field of the block being read; the buffer is kept from block to block.
+    #[derive(Default)]
+    struct Field {
+        set: bool,
+        text: String,
     }
 
-    /// The fields of the rule block being read (buffers reused from block to block).
+    impl Field {
+        /// `false` if the key was already given in this block.
+        fn put(&mut self, v: &str) -> bool {
+            if std::mem::replace(&mut self.set, true) {
+                return false;
+            }
+            self.text.clear();
+            self.text.push_str(v);
+            true
+        }
+
+        fn get(&self) -> Option<&str> {
+            self.set.then_some(self.text.as_str())
+        }
+    }
+
+    /// The fields of the rule block being read (`ports` as written: a number or text).
     #[derive(Default)]
     struct Block {
-        action: Option<String>,
-        src: Option<String>,
-        dst: Option<String>,
-        protocol: Option<String>,
-        ports: Option<Ports>,
+        action: Field,
+        src: Field,
+        dst: Field,
+        protocol: Field,
+        ports_text: Field,
+        ports_int: Option<i64>,
     }
 
     #[derive(Default, PartialEq, Eq)]
@@ -717,29 +735,18 @@ mod fast {
             }
             let Some((key, value)) = key_value(t) else { return false };
             let b = &mut self.block;
-            let text_slot = match key {
-                "action" => &mut b.action,
-                "src" => &mut b.src,
-                "dst" => &mut b.dst,
-                "protocol" => &mut b.protocol,
-                "ports" => {
-                    if b.ports.is_some() {
-                        return false;
-                    }
-                    b.ports = Some(match value {
-                        Value::Int(n) => Ports::Int(n),
-                        Value::Text(s) => Ports::Text(s.to_string()),
-                    });
-                    return true;
-                }
-                _ => return false,
-            };
-            match (text_slot.is_some(), value) {
-                (false, Value::Text(s)) => {
-                    *text_slot = Some(s.to_string());
+            match (key, value) {
+                ("action", Value::Text(v)) => b.action.put(v),
+                ("src", Value::Text(v)) => b.src.put(v),
+                ("dst", Value::Text(v)) => b.dst.put(v),
+                ("protocol", Value::Text(v)) => b.protocol.put(v),
+                ("ports", _) if b.ports_text.set || b.ports_int.is_some() => false,
+                ("ports", Value::Text(v)) => b.ports_text.put(v),
+                ("ports", Value::Int(n)) => {
+                    b.ports_int = Some(n);
                     true
                 }
-                // A repeated key, or a number where text is expected: TOML's errors.
+                // An unknown key, or a number where text is expected: TOML's errors.
                 _ => false,
             }
         }
@@ -749,20 +756,19 @@ mod fast {
             if self.mode != Mode::Rule {
                 return true;
             }
-            let b = std::mem::take(&mut self.block);
-            let Some(action) = b.action else { return false };
+            let b = &mut self.block;
+            let Some(action) = b.action.get() else { return false };
             let i = self.blocks - 1;
             if self.error.is_none() {
-                if let Err(e) = check_rule_count(self.blocks) {
-                    self.error = Some(e);
-                    self.rules = Vec::new();
-                    return true;
-                }
-                let ports = b.ports.map(|p| match p {
-                    Ports::Int(n) => PortRange::from_int(n),
-                    Ports::Text(s) => PortRange::from_text(&s),
+                let rule = check_rule_count(self.blocks).and_then(|()| {
+                    let ports = match (b.ports_int, b.ports_text.get()) {
+                        (Some(n), _) => Some(PortRange::from_int(n)),
+                        (None, Some(s)) => Some(PortRange::from_text(s)),
+                        (None, None) => None,
+                    };
+                    rule_from_raw(i, action, b.src.get(), b.dst.get(), b.protocol.get(), ports)
                 });
-                match rule_from_raw(i, &action, b.src.as_deref(), b.dst.as_deref(), b.protocol.as_deref(), ports) {
+                match rule {
                     Ok(r) => self.rules.push(r),
                     Err(e) => {
                         self.error = Some(e);
@@ -770,6 +776,10 @@ mod fast {
                     }
                 }
             }
+            for f in [&mut b.action, &mut b.src, &mut b.dst, &mut b.protocol, &mut b.ports_text] {
+                f.set = false;
+            }
+            b.ports_int = None;
             true
         }
 

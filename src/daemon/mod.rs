@@ -364,9 +364,15 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         fatal_reason: std::sync::OnceLock::new(),
     });
     if let (Some(cell), Some(path)) = (shared.answers.file(), &cfg.policy.file) {
-        reload::start(cell.clone(), path.clone(), shared.metrics.registry(), &control.runtime(), control.shutdown_signal())
-            .map_err(DaemonError::Fatal)
-            .inspect_err(|_| control.shutdown())?;
+        reload::start(
+            cell.clone(),
+            path.clone(),
+            shared.metrics.registry(),
+            &control.runtime(),
+            control.shutdown_signal(),
+        )
+        .map_err(DaemonError::Fatal)
+        .inspect_err(|_| control.shutdown())?;
     }
     let pool_cfg = PoolConfig {
         shards: n,

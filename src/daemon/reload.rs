@@ -5,7 +5,7 @@
 //!
 //! The replaced policy is kept by that thread until no shard holds it any more (each shard
 //! takes the new one at its next decision, or within its 100 ms tick when idle), then freed
-//! there: freeing a million-rule index takes tens of milliseconds a shard must not spend.
+//! there: freeing an index is work (page unmapping, at worst milliseconds) a shard must not do.
 
 use std::path::PathBuf;
 use std::sync::Arc;

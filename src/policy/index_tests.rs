@@ -133,9 +133,8 @@ fn random_file(rng: &mut Rng, n: usize) -> PolicyFile {
             endpoints: vec![Endpoint { ip: addr(rng), port: i as u16, weight: 1 }],
         });
     }
-    let endpoints = (0..rng.below(4))
-        .map(|i| StaticEndpoint { ip: addr(rng), mac: MacAddr::ZERO, port: i as u32 + 1 })
-        .collect();
+    let endpoints =
+        (0..rng.below(4)).map(|i| StaticEndpoint { ip: addr(rng), mac: MacAddr::ZERO, port: i as u32 + 1 }).collect();
     PolicyFile {
         version: rng.below(10),
         default: if rng.chance(50) { RuleAction::Allow } else { RuleAction::Deny },
@@ -349,7 +348,9 @@ fn load_streams_the_same_file() {
         std::fs::write(&p, &text).unwrap();
         let loaded = PolicyFile::load(&p).map_err(|e| e.to_string());
         let parsed = PolicyFile::parse_toml(&text).map_err(|e| match e {
-            crate::policy::PolicyError::Entry { key, reason } => format!("policy file {}: {key}: {reason}", p.display()),
+            crate::policy::PolicyError::Entry { key, reason } => {
+                format!("policy file {}: {key}: {reason}", p.display())
+            }
             crate::policy::PolicyError::Parse { reason, .. } => format!("policy file {}: {reason}", p.display()),
             other => other.to_string(),
         });

@@ -71,7 +71,13 @@ impl std::fmt::Debug for PolicySource {
             PolicySource::Embedded => f.write_str("Embedded"),
             PolicySource::File(c) => {
                 let p = c.load();
-                write!(f, "File(version {}, {} rules, generation {})", p.version(), p.file().rules.len(), c.generation())
+                write!(
+                    f,
+                    "File(version {}, {} rules, generation {})",
+                    p.version(),
+                    p.file().rules.len(),
+                    c.generation()
+                )
             }
             PolicySource::CniCtl(c) => write!(f, "CniCtl({})", c.endpoint()),
         }
@@ -232,6 +238,7 @@ impl Locator for PolicyView {
 mod tests {
     use super::*;
     use crate::packet::MacAddr;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     fn q() -> PolicyQuery {
         PolicyQuery {
@@ -259,5 +266,86 @@ mod tests {
         assert_eq!(p.version, 2);
         assert_eq!(f.ask(q()).try_recv().unwrap().unwrap(), p);
         assert!(f.locate("10.0.0.1".parse().unwrap()).is_none());
+    }
+
+    /// A policy of `n` /32-to-/32 rules (none matches `q()`), deny by default, `version`.
+    fn big(n: u32, version: u64) -> PolicyFile {
+        use crate::policy::file::{AddrMatch, Protocol, Rule, RuleAction};
+        let host = |a: u32| AddrMatch::Net(format!("{}/32", std::net::Ipv4Addr::from(a)).parse().unwrap());
+        let rules = (0..n)
+            .map(|i| Rule {
+                action: RuleAction::Allow,
+                src: host(0x0b00_0000 + i),
+                dst: host(0x0c00_0000 + i),
+                protocol: Protocol::Tcp,
+                ports: None,
+            })
+            .collect();
+        PolicyFile { version, default: RuleAction::Deny, rules, ..PolicyFile::default() }
+    }
+
+    #[test]
+    fn decisions_go_on_while_a_big_policy_is_built_and_swapped() {
+        let cell = Arc::new(PolicyCell::new(IndexedPolicy::new(big(10, 1))));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let decisions = Arc::new(AtomicU64::new(0));
+        // The "shard": decides in a loop through its view, as the Decider does.
+        let shard = {
+            let (cell, stop, decisions) = (cell.clone(), stop.clone(), decisions.clone());
+            std::thread::spawn(move || {
+                let view = PolicyView::new(cell);
+                let mut max = std::time::Duration::ZERO;
+                let mut versions = Vec::new();
+                while !stop.load(Ordering::Acquire) {
+                    let t = std::time::Instant::now();
+                    view.refresh();
+                    let p = view.with(|f| f.evaluate(&q()));
+                    max = max.max(t.elapsed());
+                    if versions.last() != Some(&p.version) {
+                        versions.push(p.version);
+                    }
+                    decisions.fetch_add(1, Ordering::Release);
+                }
+                (max, versions)
+            })
+        };
+        while decisions.load(Ordering::Acquire) == 0 {
+            std::thread::yield_now();
+        }
+        // The reload: build (the long part) and swap, off the "shard".
+        let before = decisions.load(Ordering::Acquire);
+        let t = std::time::Instant::now();
+        let fresh = Arc::new(IndexedPolicy::new(big(200_000, 2)));
+        let built = decisions.load(Ordering::Acquire);
+        let old = cell.replace(fresh);
+        let reload = t.elapsed();
+        assert!(built > before, "the shard decided while the index was built ({before} -> {built})");
+        // The shard takes the new policy at its next decision and lets go of the old one.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while Arc::strong_count(&old) > 1 && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(Arc::strong_count(&old), 1, "the shard released the replaced policy");
+        stop.store(true, Ordering::Release);
+        let (max, versions) = shard.join().unwrap();
+        assert_eq!(versions, vec![1, 2], "answers of the old policy, then of the new one");
+        assert_eq!(cell.generation(), 2);
+        eprintln!(
+            "FIGURE reload of 200k rules (debug build) in {reload:?}: {} decisions meanwhile, max decision {max:?}",
+            built - before
+        );
+    }
+
+    #[test]
+    fn a_view_never_waits_for_the_lock() {
+        let cell = Arc::new(PolicyCell::new(IndexedPolicy::new(big(1, 1))));
+        let view = PolicyView::new(cell.clone());
+        // A writer holds the lock (as a swap does for an instant) after moving the generation.
+        let g = cell.current.lock().unwrap();
+        cell.generation.fetch_add(1, Ordering::AcqRel);
+        assert_eq!(view.refresh(), 1, "the view keeps its snapshot rather than wait");
+        assert_eq!(view.with(|p| p.version()), 1);
+        drop(g);
+        assert_eq!(view.refresh(), 2, "and takes the new one once the lock is free");
     }
 }

@@ -1039,6 +1039,13 @@ mod tests {
     }
 
     #[test]
+    fn rule_count_is_bounded() {
+        assert!(check_rule_count(MAX_RULES).is_ok());
+        let e = check_rule_count(MAX_RULES + 1).unwrap_err().to_string();
+        assert_eq!(e, format!("rule: {} rules: at most {MAX_RULES}", MAX_RULES + 1));
+    }
+
+    #[test]
     fn load_names_the_path() {
         let dir = std::env::temp_dir().join(format!("shardflow-policy-file-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -40,6 +40,9 @@ const GROUP_BIT: u32 = 1 << 31;
 /// The most rules an index holds (rule ids are 31 bits).
 pub const MAX_RULES: usize = (GROUP_BIT - 1) as usize;
 
+// Every file the parser accepts fits.
+const _: () = assert!(super::file::MAX_RULES <= MAX_RULES);
+
 /// One side's shape: any address, or an IPv4 / IPv6 network of a prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Side {
@@ -270,15 +273,11 @@ impl RuleIndex {
                             .iter()
                             .filter_map(|&id| {
                                 let r = &rules[id as usize];
-                                in_slot(r.protocol, slot).then(|| {
-                                    // As `Rule::matches`: ports apply to the query's
-                                    // destination port whatever the protocol (the parser
-                                    // allows them with tcp, udp and sctp only).
-                                    match r.ports {
-                                        Some(p) => (id, p.lo, p.hi),
-                                        None => (id, 0, u16::MAX),
-                                    }
-                                })
+                                // As `Rule::matches`: ports apply to the query's destination
+                                // port whatever the protocol (the parser allows them with
+                                // tcp, udp and sctp only).
+                                let (lo, hi) = r.ports.map_or((0, u16::MAX), |p| (p.lo, p.hi));
+                                in_slot(r.protocol, slot).then_some((id, lo, hi))
                             })
                             .collect();
                         PortSegments::build(&ranges)

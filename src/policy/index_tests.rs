@@ -361,8 +361,3 @@ fn load_streams_the_same_file() {
     assert!(e.contains("UTF-8"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
-
-#[test]
-fn too_many_rules_is_an_error() {
-    assert!(crate::policy::file::MAX_RULES < MAX_RULES);
-}

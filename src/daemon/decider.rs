@@ -17,6 +17,7 @@ use crate::config::PolicyConfig;
 use crate::openflow::message::{Message, PacketIn2};
 use crate::packet::FlowKey;
 use crate::pipeline::default::PipelineConfig;
+use crate::policy::source::PolicyView;
 use crate::policy::{self, Decided, DecisionContext, HotTarget, NetworkPolicy, PolicyQuery, PolicySource, Verdict};
 
 /// OFPP_FLOOD as an OpenFlow 1.3 port.
@@ -30,7 +31,11 @@ pub struct Decider {
     generation: u16,
     cfg: PolicyConfig,
     answers: Arc<PolicySource>,
-    cache: RefCell<HashMap<PolicyQuery, (NetworkPolicy, Instant), shards::FastBuild>>,
+    /// A policy file's snapshot on this shard (refreshed, never waited for, after a reload).
+    view: Option<PolicyView>,
+    /// Answers until their deadline, with the policy file generation they came from (0 for
+    /// cni-ctl): an answer of a replaced file is not used.
+    cache: RefCell<HashMap<PolicyQuery, (NetworkPolicy, Instant, u64), shards::FastBuild>>,
     hot: RefCell<HotSynCache<HotTarget>>,
     pending: Cell<usize>,
 }
@@ -52,11 +57,13 @@ pub struct Outcome {
 
 impl Decider {
     pub fn new(pipeline: PipelineConfig, generation: u16, cfg: PolicyConfig, answers: Arc<PolicySource>) -> Decider {
+        let view = answers.file().map(|cell| PolicyView::new(cell.clone()));
         Decider {
             pipeline,
             generation,
             cfg,
             answers,
+            view,
             cache: RefCell::new(HashMap::default()),
             hot: RefCell::new(HotSynCache::new(HOT_SYN_CAPACITY, HOT_SYN_TTL)),
             pending: Cell::new(0),
@@ -108,15 +115,20 @@ impl Decider {
     ) -> Result<Outcome, (PolicyQuery, Held)> {
         let is_reply = policy::classify(key, ct_state, &mut self.hot.borrow_mut(), now);
         let q = PolicyQuery::from_flow(key, is_reply, &self.pipeline.service_cidr);
-        // The embedded policy answers for free: nothing to cache. A policy file's answer is
-        // cached like cni-ctl's (its rules are scanned in order; invalidation drops it).
-        let answer = self.cached(&q, now).or_else(|| {
-            let p = self.answers.answer_now(q)?;
-            if matches!(*self.answers, PolicySource::File(_)) {
-                self.remember(q, &p, now);
+        // The embedded policy answers for free: nothing to cache. A policy file's answer (an
+        // index lookup) is cached like cni-ctl's, so that invalidation works the same way, and
+        // tagged with the file's generation: a reload makes the old answers misses.
+        let answer = match &self.view {
+            Some(view) => {
+                let gen = view.refresh();
+                Some(self.cached(&q, now, gen).unwrap_or_else(|| {
+                    let p = view.with(|f| f.evaluate(&q));
+                    self.remember(q, &p, now, gen);
+                    p
+                }))
             }
-            Some(p)
-        });
+            None => self.cached(&q, now, 0).or_else(|| self.answers.answer_now(q)),
+        };
         match answer {
             Some(p) => Ok(self.conclude(key, conn_hash, in_port, &q, Ok(p), data, tracker)),
             None => Err((q, data)),
@@ -135,7 +147,7 @@ impl Decider {
     ) -> Outcome {
         let fresh = self.ask(q).await;
         if let Ok(p) = &fresh {
-            self.remember(q, p, Instant::now());
+            self.remember(q, p, Instant::now(), 0);
         }
         self.conclude(key, conn_hash, in_port, &q, fresh, data, tracker)
     }
@@ -175,7 +187,11 @@ impl Decider {
         }
         // The configured pods first, then the policy file's static endpoints, then what the
         // Tracker has seen on this switch.
-        let known = crate::tracker::Chain { first: &*self.answers, second: tracker };
+        let file: &dyn policy::Locator = match &self.view {
+            Some(v) => v,
+            None => &*self.answers,
+        };
+        let known = crate::tracker::Chain { first: file, second: tracker };
         let locator = crate::tracker::Chain { first: &self.pipeline, second: &known };
         // A learning switch for the pod range: an allowed connection to a pod address nobody has
         // seen yet is flooded, without flows, until the destination answers (the Tracker learns
@@ -253,13 +269,14 @@ impl Decider {
         r
     }
 
-    fn cached(&self, q: &PolicyQuery, now: Instant) -> Option<NetworkPolicy> {
+    /// A cached answer still valid at `now` and of policy file generation `gen`.
+    fn cached(&self, q: &PolicyQuery, now: Instant, gen: u64) -> Option<NetworkPolicy> {
         let mut cache = self.cache.borrow_mut();
         if cache.is_empty() {
             return None;
         }
         match cache.get(q) {
-            Some((p, until)) if *until > now => Some(p.clone()),
+            Some((p, until, g)) if *until > now && *g == gen => Some(p.clone()),
             Some(_) => {
                 cache.remove(q);
                 None
@@ -268,18 +285,18 @@ impl Decider {
         }
     }
 
-    fn remember(&self, q: PolicyQuery, p: &NetworkPolicy, now: Instant) {
+    fn remember(&self, q: PolicyQuery, p: &NetworkPolicy, now: Instant, gen: u64) {
         if p.ttl.is_zero() {
             return;
         }
         let mut cache = self.cache.borrow_mut();
         if cache.len() >= CACHE_MAX {
-            cache.retain(|_, (_, until)| *until > now);
+            cache.retain(|_, (_, until, g)| *until > now && *g == gen);
             if cache.len() >= CACHE_MAX {
                 cache.clear();
             }
         }
-        cache.insert(q, (p.clone(), now + p.ttl));
+        cache.insert(q, (p.clone(), now + p.ttl, gen));
     }
 
     /// Drops cached answers about `ips` (source or destination), of a version below
@@ -287,7 +304,7 @@ impl Decider {
     pub fn invalidate(&self, ips: &[IpAddr], below_version: u64, all: bool) -> Vec<PolicyQuery> {
         let mut cache = self.cache.borrow_mut();
         let mut dropped = Vec::new();
-        cache.retain(|q, (p, _)| {
+        cache.retain(|q, (p, _, _)| {
             let gone = all || ips.contains(&q.src_ip) || ips.contains(&q.dst_ip) || p.version < below_version;
             if gone {
                 dropped.push(*q);
@@ -295,6 +312,12 @@ impl Decider {
             !gone
         });
         dropped
+    }
+
+    /// Takes a reloaded policy file now (a shard's periodic tick: an idle shard must not keep
+    /// the old one alive). Returns the generation in use (0 without a file).
+    pub fn refresh_policy(&self) -> u64 {
+        self.view.as_ref().map_or(0, PolicyView::refresh)
     }
 
     pub fn cached_answers(&self) -> usize {

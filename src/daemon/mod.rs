@@ -14,6 +14,7 @@ mod live;
 mod meter_sync;
 mod packet_in_budget;
 mod registry;
+mod reload;
 mod shard;
 
 use std::net::SocketAddr;
@@ -191,10 +192,12 @@ impl Shared {
 }
 
 /// The policy source of the configuration: the embedded allow-all default, a policy file (read
-/// now, so a bad file stops the start), or cni-ctl (a gRPC client on the control runtime).
+/// before any port is bound, so a bad file stops the start; indexed here), or cni-ctl (a gRPC
+/// client on the control runtime).
 fn policy_source(
     cfg: &Config,
     runtime: tokio::runtime::Handle,
+    file: Option<crate::policy::PolicyFile>,
 ) -> Result<Arc<crate::policy::PolicySource>, DaemonError> {
     use crate::config::PolicySourceKind;
     use crate::policy::{ClientConfig, PolicyClient, PolicyFile, PolicySource};
@@ -202,11 +205,16 @@ fn policy_source(
     Ok(Arc::new(match p.source {
         PolicySourceKind::Embedded => PolicySource::Embedded,
         PolicySourceKind::File => {
-            let path = p.file.as_ref().ok_or_else(|| DaemonError::Fatal("policy.file is missing".into()))?;
-            let file = PolicyFile::load(path).map_err(|e| {
-                DaemonError::Config(ConfigError::Invalid { key: "policy.file".into(), reason: e.to_string() })
-            })?;
-            PolicySource::File(Arc::new(file))
+            let file = match file {
+                Some(f) => f,
+                None => {
+                    let path = p.file.as_ref().ok_or_else(|| DaemonError::Fatal("policy.file is missing".into()))?;
+                    PolicyFile::load(path).map_err(|e| {
+                        DaemonError::Config(ConfigError::Invalid { key: "policy.file".into(), reason: e.to_string() })
+                    })?
+                }
+            };
+            PolicySource::from_file(file)
         }
         PolicySourceKind::Cnictl => {
             let endpoint = p.cnictl.clone().ok_or_else(|| DaemonError::Fatal("policy.cnictl is missing".into()))?;
@@ -381,11 +389,15 @@ fn connection_cap(cfg: &Config) -> usize {
 /// Runs the daemon until SIGTERM/SIGINT or a fatal error.
 pub fn run(cfg: Config) -> Result<(), DaemonError> {
     cfg.validate()?;
-    // A bad policy file is a configuration error too: found before any port is bound.
-    if let (crate::config::PolicySourceKind::File, Some(path)) = (cfg.policy.source, &cfg.policy.file) {
-        crate::policy::PolicyFile::load(path)
-            .map_err(|e| ConfigError::Invalid { key: "policy.file".into(), reason: e.to_string() })?;
-    }
+    // A bad policy file is a configuration error too: found before any port is bound. Read
+    // once, here (a million rules take seconds).
+    let policy_file = match (cfg.policy.source, &cfg.policy.file) {
+        (crate::config::PolicySourceKind::File, Some(path)) => Some(
+            crate::policy::PolicyFile::load(path)
+                .map_err(|e| ConfigError::Invalid { key: "policy.file".into(), reason: e.to_string() })?,
+        ),
+        _ => None,
+    };
     cfg.check_ports_free()?;
     let cfg = Arc::new(cfg);
     let n = cfg.shards.count;
@@ -420,12 +432,23 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         trigger: control.shutdown_trigger(),
         generation,
         desired,
-        answers: policy_source(&cfg, control.runtime()).inspect_err(|_| control.shutdown())?,
+        answers: policy_source(&cfg, control.runtime(), policy_file).inspect_err(|_| control.shutdown())?,
         tracker: tracker.clone(),
         max_switch_connections,
         heal,
         fatal_reason: std::sync::OnceLock::new(),
     });
+    if let (Some(cell), Some(path)) = (shared.answers.file(), &cfg.policy.file) {
+        reload::start(
+            cell.clone(),
+            path.clone(),
+            shared.metrics.registry(),
+            &control.runtime(),
+            control.shutdown_signal(),
+        )
+        .map_err(DaemonError::Fatal)
+        .inspect_err(|_| control.shutdown())?;
+    }
     let pool_cfg = PoolConfig {
         shards: n,
         cpus: cfg.shards.cpus.clone(),

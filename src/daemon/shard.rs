@@ -1067,6 +1067,11 @@ impl Shard {
             glommio::timer::sleep(SWEEP_EVERY).await;
             let now = self.now_secs(Instant::now());
             self.coarse_secs.set(now);
+            // A reloaded policy file is taken even when no packet-in comes (the old one is
+            // freed off the shards once none holds it).
+            if let Some(d) = &self.decider {
+                d.refresh_policy();
+            }
             let mut gone = Vec::new();
             let n = self.keys.borrow_mut().sweep(now, SWEEP_SLICE, |_, r| gone.push(r));
             for r in gone {

@@ -157,17 +157,23 @@ pub enum Protocol {
 
 impl Protocol {
     fn parse(s: &str) -> Result<Protocol, String> {
-        Ok(match s.to_ascii_lowercase().as_str() {
-            "tcp" => Protocol::Tcp,
-            "udp" => Protocol::Udp,
-            "sctp" => Protocol::Sctp,
-            "icmp" => Protocol::Icmp,
-            "any" => Protocol::Any,
-            _ => return Err(format!("{s:?} is not tcp, udp, sctp, icmp or any")),
-        })
+        // Case-insensitive, without allocating (a million rules are parsed at a time).
+        const NAMES: [(&str, Protocol); 5] = [
+            ("tcp", Protocol::Tcp),
+            ("udp", Protocol::Udp),
+            ("sctp", Protocol::Sctp),
+            ("icmp", Protocol::Icmp),
+            ("any", Protocol::Any),
+        ];
+        NAMES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(s))
+            .map(|(_, p)| *p)
+            .ok_or_else(|| format!("{s:?} is not tcp, udp, sctp, icmp or any"))
     }
 
-    fn matches(self, proto: u8) -> bool {
+    /// Whether a packet of IP protocol `proto` is of this protocol.
+    pub fn matches(self, proto: u8) -> bool {
         match self {
             Protocol::Tcp => proto == 6,
             Protocol::Udp => proto == 17,
@@ -191,22 +197,28 @@ pub struct PortRange {
 
 impl PortRange {
     fn parse(v: &toml::Value) -> Result<PortRange, String> {
+        match v {
+            toml::Value::Integer(n) => PortRange::from_int(*n),
+            toml::Value::String(s) => PortRange::from_text(s),
+            other => Err(format!("{other} is not a port or a range (\"80\", \"1000-2000\")")),
+        }
+    }
+
+    fn from_int(n: i64) -> Result<PortRange, String> {
+        let p = u16::try_from(n).map_err(|_| format!("{n} is not a port (0-65535)"))?;
+        Ok(PortRange { lo: p, hi: p })
+    }
+
+    fn from_text(s: &str) -> Result<PortRange, String> {
         let one = |s: &str| -> Result<u16, String> {
             s.trim().parse::<u16>().map_err(|_| format!("{s:?} is not a port (0-65535)"))
         };
-        let (lo, hi) = match v {
-            toml::Value::Integer(n) => {
-                let p = u16::try_from(*n).map_err(|_| format!("{n} is not a port (0-65535)"))?;
+        let (lo, hi) = match s.split_once('-') {
+            Some((a, b)) => (one(a)?, one(b)?),
+            None => {
+                let p = one(s)?;
                 (p, p)
             }
-            toml::Value::String(s) => match s.split_once('-') {
-                Some((a, b)) => (one(a)?, one(b)?),
-                None => {
-                    let p = one(s)?;
-                    (p, p)
-                }
-            },
-            other => return Err(format!("{other} is not a port or a range (\"80\", \"1000-2000\")")),
         };
         if lo > hi {
             return Err(format!("range {lo}-{hi} is empty (low end above high end)"));
@@ -295,8 +307,8 @@ struct RawFile {
     version: u64,
     default: Option<String>,
     ttl_ms: Option<u64>,
-    #[serde(default)]
-    rule: Vec<RawRule>,
+    /// `None`: the key is not in the text (the fast path checks the rest of the file has none).
+    rule: Option<Vec<RawRule>>,
     #[serde(default)]
     service: Vec<RawService>,
     #[serde(default)]
@@ -345,10 +357,12 @@ fn entry(key: String) -> impl Fn(String) -> PolicyError {
 }
 
 fn action(s: &str) -> Result<RuleAction, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "allow" => Ok(RuleAction::Allow),
-        "deny" => Ok(RuleAction::Deny),
-        _ => Err(format!("{s:?} is not allow or deny")),
+    if s.eq_ignore_ascii_case("allow") {
+        Ok(RuleAction::Allow)
+    } else if s.eq_ignore_ascii_case("deny") {
+        Ok(RuleAction::Deny)
+    } else {
+        Err(format!("{s:?} is not allow or deny"))
     }
 }
 
@@ -367,25 +381,124 @@ fn int<T: TryFrom<i64>>(n: i64, what: &str) -> Result<T, String> {
     T::try_from(n).map_err(|_| format!("{n} is not {what}"))
 }
 
+/// The most `[[rule]]`s a policy file may hold (a bound on what a file can make the daemon
+/// allocate: about 100 bytes per rule, rules and index).
+pub const MAX_RULES: usize = 10_000_000;
+
+/// One rule from its raw fields; errors name `rule[i].field`. The checks run in this order on
+/// both parse paths, so both report the same first error.
+fn rule_from_raw(
+    i: usize,
+    action_text: &str,
+    src: Option<&str>,
+    dst: Option<&str>,
+    protocol: Option<&str>,
+    ports: Option<Result<PortRange, String>>,
+) -> Result<Rule, PolicyError> {
+    // The entry name is formatted on error only.
+    let at = |f: &'static str| move |reason: String| entry(format!("rule[{i}].{f}"))(reason);
+    let protocol = match protocol {
+        None => Protocol::Any,
+        Some(p) => Protocol::parse(p).map_err(at("protocol"))?,
+    };
+    let ports = match ports {
+        None => None,
+        Some(r) => {
+            if !protocol.has_ports() {
+                return Err(at("ports")("ports need protocol tcp, udp or sctp".into()));
+            }
+            Some(r.map_err(at("ports"))?)
+        }
+    };
+    Ok(Rule {
+        action: action(action_text).map_err(at("action"))?,
+        src: addr_match(src).map_err(at("src"))?,
+        dst: addr_match(dst).map_err(at("dst"))?,
+        protocol,
+        ports,
+    })
+}
+
+fn toml_error(e: toml::de::Error) -> PolicyError {
+    PolicyError::Parse { path: String::new(), reason: e.to_string().trim_end().to_string() }
+}
+
+fn check_rule_count(n: usize) -> Result<(), PolicyError> {
+    if n > MAX_RULES {
+        return Err(entry("rule".into())(format!("{n} rules: at most {MAX_RULES}")));
+    }
+    Ok(())
+}
+
 impl PolicyFile {
-    /// Reads and checks the file at `path`.
+    /// Reads and checks the file at `path`. Streams the file through the fast line scanner
+    /// (see [`PolicyFile::parse`]); only a file the scanner does not take is read whole and
+    /// parsed as TOML.
     pub fn load(path: impl AsRef<Path>) -> Result<PolicyFile, PolicyError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| PolicyError::Io { path: path.display().to_string(), reason: e.to_string() })?;
-        PolicyFile::parse(&text).map_err(|e| match e {
+        let located = |e: PolicyError| match e {
             PolicyError::Parse { path: _, reason } => PolicyError::Parse { path: path.display().to_string(), reason },
             PolicyError::Entry { key, reason } => {
                 PolicyError::Parse { path: path.display().to_string(), reason: format!("{key}: {reason}") }
             }
             other => other,
-        })
+        };
+        if let Some(done) = fast::scan_file(path) {
+            return done.map_err(located);
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| PolicyError::Io { path: path.display().to_string(), reason: e.to_string() })?;
+        PolicyFile::parse_toml(&text).map_err(located)
     }
 
     /// Parses and checks policy TOML. Errors name the entry (`rule[2].src: ...`, 0-based).
+    ///
+    /// `[[rule]]` blocks written one `key = "value"` per line (as generators and people write
+    /// them) are read by a line scanner that builds the rules directly, without a TOML document
+    /// tree (which costs about 3 KB per rule); the rest of the file goes through the TOML
+    /// parser. Anything the scanner does not fully understand (escapes, inline tables in a rule,
+    /// multi-line strings, other headers, a TOML error anywhere) makes the whole text go through
+    /// the TOML parser, so both paths give the same rules and the same errors.
     pub fn parse(text: &str) -> Result<PolicyFile, PolicyError> {
-        let raw: RawFile = toml::from_str(text)
-            .map_err(|e| PolicyError::Parse { path: String::new(), reason: e.to_string().trim_end().to_string() })?;
+        PolicyFile::parse_fast(text).unwrap_or_else(|| PolicyFile::parse_toml(text))
+    }
+
+    /// The line scanner's path alone: `None` when it hands the text to the TOML parser.
+    pub(crate) fn parse_fast(text: &str) -> Option<Result<PolicyFile, PolicyError>> {
+        let mut scan = fast::Scanner::default();
+        for line in text.split_inclusive('\n') {
+            if !scan.feed(line) {
+                return None;
+            }
+        }
+        scan.finish()
+    }
+
+    /// The TOML parser's path for the whole text (the reference for [`PolicyFile::parse`]).
+    pub fn parse_toml(text: &str) -> Result<PolicyFile, PolicyError> {
+        let raw: RawFile = toml::from_str(text).map_err(toml_error)?;
+        PolicyFile::from_raw(raw)
+    }
+
+    /// The file from what the TOML parser read, rules included.
+    fn from_raw(raw: RawFile) -> Result<PolicyFile, PolicyError> {
+        let raw_rules = raw.rule.as_deref().unwrap_or_default();
+        let rules = check_rule_count(raw_rules.len()).and_then(|()| {
+            raw_rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let ports = r.ports.as_ref().map(PortRange::parse);
+                    rule_from_raw(i, &r.action, r.src.as_deref(), r.dst.as_deref(), r.protocol.as_deref(), ports)
+                })
+                .collect::<Result<Vec<Rule>, PolicyError>>()
+        });
+        PolicyFile::build(raw, rules)
+    }
+
+    /// The checks of everything but the rules (already converted, or the first rule error), in
+    /// the order the file documents: default, ttl, rules, services, endpoints.
+    fn build(raw: RawFile, rules: Result<Vec<Rule>, PolicyError>) -> Result<PolicyFile, PolicyError> {
         let default = match raw.default.as_deref() {
             None => RuleAction::Allow,
             Some(s) => action(s).map_err(entry("default".into()))?,
@@ -395,30 +508,7 @@ impl PolicyFile {
             Some(0) => return Err(entry("ttl_ms".into())("0 is not a cache time (leave it out for 30 s)".into())),
             Some(ms) => Duration::from_millis(ms),
         };
-        let mut rules = Vec::with_capacity(raw.rule.len());
-        for (i, r) in raw.rule.iter().enumerate() {
-            let at = |f: &str| entry(format!("rule[{i}].{f}"));
-            let protocol = match r.protocol.as_deref() {
-                None => Protocol::Any,
-                Some(p) => Protocol::parse(p).map_err(at("protocol"))?,
-            };
-            let ports = match &r.ports {
-                None => None,
-                Some(v) => {
-                    if !protocol.has_ports() {
-                        return Err(at("ports")("ports need protocol tcp, udp or sctp".into()));
-                    }
-                    Some(PortRange::parse(v).map_err(at("ports"))?)
-                }
-            };
-            rules.push(Rule {
-                action: action(&r.action).map_err(at("action"))?,
-                src: addr_match(r.src.as_deref()).map_err(at("src"))?,
-                dst: addr_match(r.dst.as_deref()).map_err(at("dst"))?,
-                protocol,
-                ports,
-            });
-        }
+        let rules = rules?;
         let mut services = Vec::with_capacity(raw.service.len());
         let mut seen = HashSet::new();
         for (i, s) in raw.service.iter().enumerate() {
@@ -491,6 +581,256 @@ impl PolicyFile {
             None => DstType::Direct,
         };
         NetworkPolicy { allowed: self.allows(q), dst_type, src_port: None, version: self.version, ttl: self.ttl }
+    }
+}
+
+// === the fast path for big rule lists ===
+
+/// A line scanner for `[[rule]]` blocks (see [`PolicyFile::parse`]). It takes a line at a time,
+/// converts each rule as its block ends and keeps every other line for the TOML parser. It says
+/// "not mine" (`feed` returns false, `finish` returns `None`) rather than guess: the caller then
+/// parses the whole text as TOML.
+mod fast {
+    use std::io::BufRead;
+    use std::path::Path;
+
+    use super::{check_rule_count, rule_from_raw, toml_error, PolicyError, PolicyFile, PortRange, RawFile, Rule};
+
+    /// One text field of the block being read; the buffer is kept from block to block.
+    #[derive(Default)]
+    struct Field {
+        set: bool,
+        text: String,
+    }
+
+    impl Field {
+        /// `false` if the key was already given in this block.
+        fn put(&mut self, v: &str) -> bool {
+            if std::mem::replace(&mut self.set, true) {
+                return false;
+            }
+            self.text.clear();
+            self.text.push_str(v);
+            true
+        }
+
+        fn get(&self) -> Option<&str> {
+            self.set.then_some(self.text.as_str())
+        }
+    }
+
+    /// The fields of the rule block being read (`ports` as written: a number or text).
+    #[derive(Default)]
+    struct Block {
+        action: Field,
+        src: Field,
+        dst: Field,
+        protocol: Field,
+        ports_text: Field,
+        ports_int: Option<i64>,
+    }
+
+    #[derive(Default, PartialEq, Eq)]
+    enum Mode {
+        /// Before the first header: top-level keys, for the TOML parser.
+        #[default]
+        Top,
+        /// In a `[[rule]]` block.
+        Rule,
+        /// In a `[[service]]` or `[[endpoint]]` block, for the TOML parser.
+        Other,
+    }
+
+    #[derive(Default)]
+    pub(super) struct Scanner {
+        mode: Mode,
+        block: Block,
+        /// `[[rule]]` blocks seen.
+        blocks: usize,
+        rules: Vec<Rule>,
+        /// The first rule error (the scan goes on: a TOML error later in the file comes first).
+        error: Option<PolicyError>,
+        /// Everything but the rule blocks.
+        rest: String,
+    }
+
+    /// TOML whitespace.
+    fn trim(s: &str) -> &str {
+        s.trim_matches([' ', '\t'])
+    }
+
+    /// A value as the scanner takes it: a basic string without escapes, or a decimal integer
+    /// without sign, underscores or leading zeros. `None` for anything else.
+    enum Value<'a> {
+        Text(&'a str),
+        Int(i64),
+    }
+
+    /// `key = value` with an optional ` # comment`; `None` if the line is not that simple.
+    fn key_value(line: &str) -> Option<(&str, Value<'_>)> {
+        let key_end = line.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))?;
+        let (key, after) = line.split_at(key_end);
+        if key.is_empty() {
+            return None;
+        }
+        let after = trim(after).strip_prefix('=')?;
+        let after = after.trim_start_matches([' ', '\t']);
+        let (value, tail) = if let Some(body) = after.strip_prefix('"') {
+            let end = body.find(['"', '\\'])?;
+            if body.as_bytes()[end] != b'"' {
+                return None;
+            }
+            (Value::Text(&body[..end]), &body[end + 1..])
+        } else {
+            let end = after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len());
+            let digits = &after[..end];
+            if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) {
+                return None;
+            }
+            (Value::Int(digits.parse().ok()?), &after[end..])
+        };
+        // Nothing after the value but whitespace and, after whitespace, a comment.
+        let rest = tail.trim_start_matches([' ', '\t']);
+        if !(rest.is_empty() || (rest.starts_with('#') && rest.len() < tail.len())) {
+            return None;
+        }
+        Some((key, value))
+    }
+
+    impl Scanner {
+        /// One line, with its line ending. `false`: the scanner does not take this text.
+        pub(super) fn feed(&mut self, raw: &str) -> bool {
+            let line = match raw.strip_suffix('\n') {
+                Some(l) => l.strip_suffix('\r').unwrap_or(l),
+                None => raw,
+            };
+            let t = trim(line);
+            if t.starts_with('[') {
+                return match t {
+                    "[[rule]]" => {
+                        if !self.end_block() {
+                            return false;
+                        }
+                        self.mode = Mode::Rule;
+                        self.blocks += 1;
+                        true
+                    }
+                    "[[service]]" | "[[endpoint]]" => {
+                        if !self.end_block() {
+                            return false;
+                        }
+                        self.mode = Mode::Other;
+                        self.rest.push_str(raw);
+                        true
+                    }
+                    _ => false,
+                };
+            }
+            if self.mode != Mode::Rule {
+                // Multi-line strings could hold anything, headers included.
+                if line.contains("\"\"\"") || line.contains("\'\'\'") {
+                    return false;
+                }
+                self.rest.push_str(raw);
+                return true;
+            }
+            // Control characters (a lone CR included) are the TOML parser's to refuse.
+            if line.chars().any(|c| (c < ' ' && c != '\t') || c == '\u{7f}') {
+                return false;
+            }
+            if t.is_empty() || t.starts_with('#') {
+                return true;
+            }
+            let Some((key, value)) = key_value(t) else { return false };
+            let b = &mut self.block;
+            match (key, value) {
+                ("action", Value::Text(v)) => b.action.put(v),
+                ("src", Value::Text(v)) => b.src.put(v),
+                ("dst", Value::Text(v)) => b.dst.put(v),
+                ("protocol", Value::Text(v)) => b.protocol.put(v),
+                ("ports", _) if b.ports_text.set || b.ports_int.is_some() => false,
+                ("ports", Value::Text(v)) => b.ports_text.put(v),
+                ("ports", Value::Int(n)) => {
+                    b.ports_int = Some(n);
+                    true
+                }
+                // An unknown key, or a number where text is expected: TOML's errors.
+                _ => false,
+            }
+        }
+
+        /// Converts the rule block that ends here, if any. `false`: not mine (no `action`).
+        fn end_block(&mut self) -> bool {
+            if self.mode != Mode::Rule {
+                return true;
+            }
+            let b = &mut self.block;
+            let Some(action) = b.action.get() else { return false };
+            let i = self.blocks - 1;
+            if self.error.is_none() {
+                let rule = check_rule_count(self.blocks).and_then(|()| {
+                    let ports = match (b.ports_int, b.ports_text.get()) {
+                        (Some(n), _) => Some(PortRange::from_int(n)),
+                        (None, Some(s)) => Some(PortRange::from_text(s)),
+                        (None, None) => None,
+                    };
+                    rule_from_raw(i, action, b.src.get(), b.dst.get(), b.protocol.get(), ports)
+                });
+                match rule {
+                    Ok(r) => self.rules.push(r),
+                    Err(e) => {
+                        self.error = Some(e);
+                        self.rules = Vec::new();
+                    }
+                }
+            }
+            for f in [&mut b.action, &mut b.src, &mut b.dst, &mut b.protocol, &mut b.ports_text] {
+                f.set = false;
+            }
+            b.ports_int = None;
+            true
+        }
+
+        /// The file, or `None` if the scanner does not take it.
+        pub(super) fn finish(mut self) -> Option<Result<PolicyFile, PolicyError>> {
+            if !self.end_block() {
+                return None;
+            }
+            // A TOML error in the rest is reported by the whole-text parse (its line numbers).
+            let raw: RawFile = toml::from_str(&self.rest).map_err(toml_error).ok()?;
+            if self.blocks > 0 && raw.rule.is_some() {
+                return None;
+            }
+            if self.blocks == 0 {
+                return Some(PolicyFile::from_raw(raw));
+            }
+            let rules = match self.error {
+                Some(e) => Err(e),
+                None => {
+                    self.rules.shrink_to_fit();
+                    Ok(self.rules)
+                }
+            };
+            Some(PolicyFile::build(raw, rules))
+        }
+    }
+
+    /// Streams the file at `path` through the scanner; `None` if it cannot be read this way
+    /// or the scanner does not take it (the caller reads it whole, and reports read errors).
+    pub(super) fn scan_file(path: &Path) -> Option<Result<PolicyFile, PolicyError>> {
+        let file = std::fs::File::open(path).ok()?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+        let mut scan = Scanner::default();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) => break,
+                Ok(_) if scan.feed(&line) => {}
+                _ => return None,
+            }
+        }
+        scan.finish()
     }
 }
 
@@ -704,6 +1044,13 @@ mod tests {
         let syntax = PolicyFile::parse("[[rule]\n").unwrap_err();
         assert!(matches!(syntax, PolicyError::Parse { .. }), "{syntax:?}");
         assert!(err("[[rule]]\nsrc = \"10.0.0.0/8\"\n").contains("action"), "action is required");
+    }
+
+    #[test]
+    fn rule_count_is_bounded() {
+        assert!(check_rule_count(MAX_RULES).is_ok());
+        let e = check_rule_count(MAX_RULES + 1).unwrap_err().to_string();
+        assert_eq!(e, format!("rule: {} rules: at most {MAX_RULES}", MAX_RULES + 1));
     }
 
     #[test]

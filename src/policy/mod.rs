@@ -16,6 +16,7 @@ pub mod hot_syn;
 // cni-ctl: the gRPC API, client and servers, the policy file, the daemon's policy source.
 pub mod client;
 pub mod file;
+pub mod index;
 pub mod proto;
 pub mod server;
 pub mod source;

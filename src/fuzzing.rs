@@ -113,6 +113,8 @@ struct Watch {
     out: Vec<u8>,
     readies: usize,
     closed: bool,
+    events: usize,
+    packet_ins: usize,
     /// xids of the application's requests, and of those answered.
     asked: std::collections::HashSet<u32>,
     answered: std::collections::HashSet<u32>,
@@ -127,7 +129,9 @@ impl Watch {
         self.out.extend_from_slice(&out);
         while let Some(ev) = s.poll_event() {
             assert!(!self.closed, "an event after Closed: {ev:?}");
+            self.events += 1;
             match &ev {
+                Event::PacketIn(_) | Event::PacketIn2(_) => self.packet_ins += 1,
                 Event::Ready { datapath_id } => {
                     self.readies += 1;
                     assert_eq!(self.readies, 1, "Ready twice");
@@ -176,11 +180,24 @@ fn assert_well_framed(out: &[u8]) -> usize {
 /// `handle_timeout(now)` the next deadline is in the future (a driver never spins); and the
 /// events and bytes do not depend on how the stream was cut when no time passes.
 pub fn session(data: &[u8]) {
+    let _ = session_run(data);
+}
+
+/// How far a [`session`] run got (for the seed tests: the seeds must reach deep states).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SessionReach {
+    pub ready: bool,
+    pub packet_ins: usize,
+    pub events: usize,
+}
+
+/// [`session`], returning how far the full-schedule run got.
+pub fn session_run(data: &[u8]) -> SessionReach {
     use crate::openflow::session::{Session, SessionConfig, SessionState};
     use std::time::{Duration, Instant};
 
     if data.len() < 8 {
-        return;
+        return SessionReach::default();
     }
     let (seed, stream) = data.split_at(8);
     let seed = u64::from_be_bytes(seed.try_into().unwrap_or_default());
@@ -270,6 +287,7 @@ pub fn session(data: &[u8]) {
     let a = whole(&mut || sched.chunk());
     let b = whole(&mut || usize::MAX);
     assert_eq!(a, b, "the session depends on how its input was cut");
+    SessionReach { ready: w.readies == 1, packet_ins: w.packet_ins, events: w.events }
 }
 
 fn flow_stats_request() -> message::Message {

@@ -86,7 +86,9 @@ END=$((START + DURATION))
 
 # --- traffic: loadgen segments until the end (each one reconnects every switch) ---
 traffic() {
-    local n=0 left args
+    local n=0 left args lg=
+    # Stopped by stop_all (SIGTERM): take the running generator along.
+    trap '[ -n "$lg" ] && kill "$lg" 2>/dev/null; exit 0' TERM
     while :; do
         left=$((END - $(date +%s)))
         [ "$left" -gt 3 ] || break
@@ -98,7 +100,10 @@ traffic() {
         fi
         timeout $((seg + 30)) "$LOADGEN" --controller "127.0.0.1:$OFPORT" "${args[@]}" \
             --duration "$seg" --warmup 1 --json "$OUT/loadgen/segment-$n.json" \
-            >"$OUT/loadgen/segment-$n.txt" 2>&1 || echo "segment $n: loadgen exit $?" >>"$OUT/loadgen/errors.txt"
+            >"$OUT/loadgen/segment-$n.txt" 2>&1 &
+        lg=$!
+        wait "$lg" || echo "segment $n: loadgen exit $?" >>"$OUT/loadgen/errors.txt"
+        lg=
         n=$((n + 1))
     done
 }

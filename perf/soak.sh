@@ -5,7 +5,8 @@
 #                [--rss-growth-pct N] [--config FILE] [--out DIR] [--build]
 #
 # Runs the daemon (default perf/configs/shardflow-1shard.toml: 1 shard, embedded allow-all
-# policy, docs/pipeline.md's pipeline) for --duration seconds (default 600) against:
+# policy, docs/pipeline.md's pipeline; another --config must listen on one OpenFlow port: 1 shard
+# or mode "single") for --duration seconds (default 600) against:
 #   - the perf/ load generator (emulated OVS switches), run again and again in segments of
 #     --segment seconds (default 20), alternating throughput mode (4 switches x 8 in flight) and
 #     latency mode (2 switches, one in flight). Each segment is a switch reconnect: every

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Writes the fuzz targets' seed corpora (fuzz/corpus/<target>/) from the golden files:
 # captured OpenFlow messages and golden FLOW_MODs for openflow_decode, golden flow texts for
-# flow_text, and frames from the packet builders (through a tiny test) for packet_parse.
+# flow_text; and, through tests/fuzz_seeds.rs (SHARDFLOW_FUZZ_CORPUS), frames from the packet
+# builders for packet_parse, OVS byte streams with schedules for session, policy files for
+# policy_file and REST requests for rest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C=fuzz/corpus
-mkdir -p "$C/openflow_decode" "$C/flow_text" "$C/packet_parse"
+mkdir -p "$C/openflow_decode" "$C/flow_text" "$C/packet_parse" "$C/session" "$C/policy_file" "$C/rest"
 for f in tests/golden/messages/*.hex; do
     xxd -r -p "$f" > "$C/openflow_decode/$(basename "$f" .hex)"
 done
@@ -22,5 +24,8 @@ for f in tests/golden/*.flows; do
         target/debug/shardflow flow encode "$line" 2>/dev/null | xxd -r -p > "$C/openflow_decode/flow-$n" || true
     done < "$f"
 done
-SHARDFLOW_FUZZ_FRAMES="$PWD/$C/packet_parse" cargo test --quiet --test fuzz_seeds packet_parse >/dev/null
-echo "seeds: $(ls $C/openflow_decode | wc -l) messages, $(ls $C/flow_text | wc -l) flow texts, $(ls $C/packet_parse | wc -l) frames"
+SHARDFLOW_FUZZ_CORPUS="$PWD/$C" cargo test --quiet --test fuzz_seeds -- \
+    packet_parse session policy_file rest >/dev/null
+for t in openflow_decode flow_text packet_parse session policy_file rest; do
+    printf '%s: %s seeds\n' "$t" "$(ls "$C/$t" | wc -l)"
+done

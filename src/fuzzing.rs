@@ -627,7 +627,6 @@ pub const REST_STATUSES: &[u16] = &[200, 201, 204, 400, 404, 405, 409, 413, 431,
 pub fn rest(data: &[u8]) {
     use crate::control::http::{handle, Body, HttpContext};
     use crate::control::metrics::Metrics;
-    use std::str::FromStr;
     use std::sync::{Arc, OnceLock};
 
     static CONTEXTS: OnceLock<Option<[HttpContext; 2]>> = OnceLock::new();
@@ -646,7 +645,10 @@ pub fn rest(data: &[u8]) {
         return;
     }
     const METHODS: [&str; 8] = ["GET", "POST", "DELETE", "PUT", "HEAD", "PATCH", "OPTIONS", "BREW"];
-    let Ok(method) = tiny_http::Method::from_str(METHODS[usize::from(data[0]) % METHODS.len()]) else { return };
+    let Ok(method) = hyper::Method::from_bytes(METHODS[usize::from(data[0]) % METHODS.len()].as_bytes()) else {
+        return;
+    };
+    let method = crate::control::http::Method::from(&method);
     let ctx = &contexts[usize::from(data[1] & 1)];
     let rest = &data[2..];
     let (url, body) = match rest.iter().position(|&b| b == b'\n') {
@@ -657,7 +659,7 @@ pub fn rest(data: &[u8]) {
     let body = if data[1] & 2 != 0 { Body::TooLarge } else { Body::Bytes(body.to_vec()) };
     let mut route: &'static str = "unset";
     let reply = handle(ctx, &method, &url, body, &mut route);
-    let what = format!("{method} {url:?} -> {} {}", reply.status, reply.body);
+    let what = format!("{method:?} {url:?} -> {} {}", reply.status, reply.body);
     assert!(REST_STATUSES.contains(&reply.status), "unexpected status: {what}");
     assert!(route == "other" || route.starts_with('/'), "no route label ({route:?}): {what}");
     let json = (reply.content_type == "application/json")

@@ -169,6 +169,24 @@ http DELETE "$HTTP/v1/switches/0000000000000001/flows?cookie=0xf00&cookie_mask=0
 echo "   flows with cookie 0xf00 left: $(ovs-ofctl -O OpenFlow13 dump-flows br0 cookie=0xf00/-1 --no-stats | wc -l)"
 echo "  a refused flow (no group 99) answers with the switch's error:"
 http POST "$HTTP/v1/switches/0000000000000001/flows" 'table=3,priority=1,ip,actions=group:99' | sed 's/^/   /'
+echo "  a flow OVS refuses when decoding is refused at our edge, with OVS's error name:"
+http POST "$HTTP/v1/switches/0000000000000001/flows" 'table=8,priority=1,actions=goto_table:2' | sed 's/^/   /'
+echo "  the daemon's own flows are guarded: a DELETE that could reach them needs force=true:"
+http DELETE "$HTTP/v1/switches/0000000000000001/flows?table=0" | sed 's/^/   /'
+
+echo
+echo "== 5b. the pipeline heals: a pipeline flow deleted behind the daemon's back comes back"
+ovs-ofctl -O OpenFlow13 del-flows --strict br0 'table=0,priority=0'
+echo "   deleted by hand with ovs-ofctl: table=0,priority=0 (the table-0 miss); the audit runs every 500 ms"
+for _ in $(seq 1 50); do
+    [ "$(ovs-ofctl -O OpenFlow13 dump-flows br0 'table=0' --no-stats | grep -c 'priority=0')" -ge 1 ] && break
+    sleep 0.1
+done
+ovs-ofctl -O OpenFlow13 dump-flows br0 table=0 --no-stats | grep 'priority=0' | sed 's/^/   back on the switch: /'
+for _ in $(seq 1 30); do [ "$(http GET "$HTTP/readyz")" = ready ] && break; sleep 0.1; done
+echo "   /readyz: $(http GET "$HTTP/readyz")"
+python3 -c "import urllib.request; print(urllib.request.urlopen('http://$HTTP/metrics').read().decode())" \
+    | grep -E '^shardflow_pipeline_repairs_total' | sed 's/^/   /'
 echo "  /metrics (excerpt):"
 python3 -c "import urllib.request; print(urllib.request.urlopen('http://$HTTP/metrics').read().decode())" \
     | grep -E '^shardflow_(switch_connections|packet_in_total\{kind="tcp"|decisions_total|packet_in_decision_seconds_count)' | sed 's/^/   /'

@@ -191,4 +191,7 @@ fn unknown_messages_from_a_switch_are_answered_like_ovs_and_the_connection_lives
     f.send(&[4, 2, 0, 12, 0xab, 0xcd, 0xef, 0x01, 9, 8, 7, 6]);
     let echo = f.wait_for(3, [0xab, 0xcd, 0xef, 0x01], dpid, "ECHO_REPLY");
     assert_eq!(&echo[8..], &[9, 8, 7, 6]);
+    // And the three refusals are counted.
+    let counted = d.metric_sum("shardflow_session_events_total", &["event=\"unsupported_message\""]);
+    assert_eq!(counted, 3.0, "unsupported messages counted");
 }

@@ -45,7 +45,8 @@ pub struct Metrics {
     pub flow_mods_total: IntCounterVec,
     /// `shardflow_openflow_errors_total{shard,code}`: OFPT_ERROR received, by error name.
     pub openflow_errors_total: IntCounterVec,
-    /// `shardflow_session_events_total{shard,event}`: connected, disconnected, echo_timeout...
+    /// `shardflow_session_events_total{shard,event}`: connected, disconnected, echo_timeout...,
+    /// unsupported_message (refused with OFPBRC_BAD_TYPE/BAD_VENDOR/BAD_SUBTYPE).
     pub session_events_total: IntCounterVec,
     /// `shardflow_packet_in_decision_seconds{shard}`: packet-in to decision sent.
     pub packet_in_decision_seconds: HistogramVec,
@@ -313,6 +314,11 @@ impl ShardMetrics {
     /// Count a session event (`connected`, `disconnected`, `handshake_failed`, `echo_timeout`).
     pub fn session_event(&self, event: &str) {
         self.metrics.session_events_total.with_label_values(&[&*self.label, event]).inc();
+    }
+
+    /// `n` session events at once (`unsupported_message`: messages the session refused).
+    pub fn session_events(&self, event: &str, n: u64) {
+        self.metrics.session_events_total.with_label_values(&[&*self.label, event]).inc_by(n);
     }
 
     /// Count a switch connection refused (`cap`, `accept_error`).

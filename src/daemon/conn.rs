@@ -514,7 +514,16 @@ impl Conn {
                         self.session.borrow_mut().close(CloseReason::PeerClosed);
                     }
                     Some(Ok(n)) => {
-                        self.session.borrow_mut().handle_input(&buf[..n], Instant::now());
+                        let refused = {
+                            let mut s = self.session.borrow_mut();
+                            let before = s.unsupported_messages();
+                            s.handle_input(&buf[..n], Instant::now());
+                            s.unsupported_messages() - before
+                        };
+                        if refused > 0 {
+                            // Answered with OFPBRC_BAD_TYPE/BAD_VENDOR/BAD_SUBTYPE by the session.
+                            self.metrics.session_events("unsupported_message", refused);
+                        }
                         if n == buf.len() && buf.len() < READ_BUF_MAX {
                             buf.resize(buf.len() * 2, 0);
                         }

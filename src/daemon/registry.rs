@@ -42,6 +42,26 @@ pub struct SwitchRecord {
     pub pipeline: PipelineState,
 }
 
+/// What a connection that just finished its handshake may do with the datapath id it claims
+/// ([`Registry::claim`]).
+///
+/// "Another peer" is another *connection*: the same dpid on the same shard under a different
+/// connection id (in fanout mode a bridge has one connection to each shard, all with its dpid:
+/// that is normal). Addresses cannot tell an impostor from the bridge itself (OVS and a local
+/// process both come from 127.0.0.1), so the connection already routed is asked instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Nobody holds the dpid here: route it.
+    Free,
+    /// Connection `conn` on this shard holds it: it must prove it is gone (no echo reply within
+    /// a short deadline) before the new one takes over; if it answers, the new one is refused.
+    Verify { conn: u64 },
+    /// In single mode a bridge has one connection in all; another shard's connection `conn`
+    /// holds the dpid and cannot be asked from here: refused (the old one's own echo probe
+    /// closes it if it is dead, and the bridge's next attempt gets in).
+    InUse { shard: usize, conn: u64, peer: SocketAddr },
+}
+
 #[derive(Debug, Default)]
 pub struct Registry {
     switches: DashMap<u64, SwitchRecord>,
@@ -69,6 +89,23 @@ impl Registry {
         } else {
             Err(format!("{up} of {} shards listening", self.n_shards))
         }
+    }
+
+    /// Whether connection `conn` of `shard` may route `dpid` (see [`Claim`]). `fanout`: one
+    /// connection per shard is the bridge's normal shape, so only `shard`'s own connections
+    /// compete; otherwise every shard's do.
+    pub fn claim(&self, dpid: u64, shard: usize, conn: u64, fanout: bool) -> Claim {
+        let Some(rec) = self.switches.get(&dpid) else { return Claim::Free };
+        let others = || rec.conns.iter().filter(|c| c.conn != conn || c.shard != shard);
+        if let Some(c) = others().find(|c| c.shard == shard) {
+            return Claim::Verify { conn: c.conn };
+        }
+        if !fanout {
+            if let Some(c) = others().next() {
+                return Claim::InUse { shard: c.shard, conn: c.conn, peer: c.peer };
+            }
+        }
+        Claim::Free
     }
 
     pub fn connected(&self, dpid: u64, info: ConnInfo) {
@@ -224,5 +261,48 @@ mod tests {
         // A switch gone entirely is not waited for.
         r.disconnected(2, 0, 20);
         assert!(r.pipelines_ready().is_ok());
+    }
+
+    #[test]
+    fn a_second_connection_for_a_dpid_on_a_shard_must_verify_the_first() {
+        let r = Registry::new(2);
+        assert_eq!(r.claim(1, 0, 10, true), Claim::Free);
+        r.connected(1, info(0, 10));
+        // The routed connection itself (a repeated Ready) is not competing with itself.
+        assert_eq!(r.claim(1, 0, 10, true), Claim::Free);
+        // Fanout: the bridge's connection to another shard is normal.
+        assert_eq!(r.claim(1, 1, 11, true), Claim::Free);
+        // Same shard, another connection: the first one is asked.
+        assert_eq!(r.claim(1, 0, 12, true), Claim::Verify { conn: 10 });
+        assert_eq!(r.claim(1, 0, 12, false), Claim::Verify { conn: 10 });
+        // Single mode: another shard's connection holds the dpid.
+        assert_eq!(
+            r.claim(1, 1, 11, false),
+            Claim::InUse { shard: 0, conn: 10, peer: SocketAddr::from(([127, 0, 0, 1], 1010)) }
+        );
+        // Another dpid is free.
+        assert_eq!(r.claim(2, 0, 12, false), Claim::Free);
+    }
+
+    #[test]
+    fn a_disconnect_removes_only_its_own_connection() {
+        let r = Registry::new(2);
+        r.connected(1, info(0, 10));
+        r.connected(1, info(1, 11));
+        // A connection that was never routed (a refused impostor) leaving changes nothing.
+        r.disconnected(1, 0, 99);
+        assert_eq!(r.shards_of(1), vec![0, 1]);
+        assert_eq!(r.claim(1, 0, 12, true), Claim::Verify { conn: 10 });
+        // The takeover: the old one is dropped, the new one routed; the old one's late
+        // disconnect leaves the new one in place.
+        r.disconnected(1, 0, 10);
+        r.connected(1, info(0, 12));
+        r.disconnected(1, 0, 10);
+        assert_eq!(r.shards_of(1), vec![0, 1]);
+        assert_eq!(r.claim(1, 0, 13, true), Claim::Verify { conn: 12 });
+        r.disconnected(1, 0, 12);
+        r.disconnected(1, 1, 11);
+        assert!(r.shards_of(1).is_empty());
+        assert_eq!(r.claim(1, 0, 13, false), Claim::Free);
     }
 }

@@ -3,7 +3,7 @@
 //! hot-SYN cache). Nothing here is shared with another thread except through the mesh inbox.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -35,7 +35,7 @@ use super::conn::{Conn, OpError, OutputLimits};
 use super::decider::{Decider, Outcome};
 use super::live::LiveFlows;
 use super::packet_in_budget::{Class, PacketInBudget};
-use super::registry::{ConnInfo, PipelineState};
+use super::registry::{Claim, ConnInfo, PipelineState};
 use super::{Command, CommandReply, Handoff, HandoffPacket, ShardMsg, Shared};
 
 /// Packet-ins of one connection seen by a shard.
@@ -75,6 +75,10 @@ const SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// Records rebuilt per slice of a resync (up to twice as many flows).
 const RESTORE_SLICE: usize = 1024;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// How long a routed connection has to answer the echo sent when another connection of this
+/// shard claims its datapath id: a live OVS answers in well under a millisecond; one that does
+/// not within this is taken for gone (a bridge that restarted reconnects from a new port).
+const VERIFY_DEADLINE: Duration = Duration::from_millis(1500);
 /// Messages waiting per target shard when its inbox is full (handoffs and answers); past it they
 /// are dropped and counted (`shard_dropped_total{cause="handoff_full"|"answer_full"}`).
 const OUTBOX_CAPACITY: usize = 4096;
@@ -84,7 +88,14 @@ pub struct Shard {
     shared: Arc<Shared>,
     metrics: ShardMetrics,
     conns: RefCell<HashMap<u64, Rc<Conn>>>,
+    /// The one connection per switch this shard routes to (REST, decisions, the Tracker): set
+    /// only for a connection whose claim on the dpid held ([`Claim`]), removed only by that
+    /// same connection's disconnect.
     by_dpid: RefCell<HashMap<u64, u64>>,
+    /// Connections that were routed once (counted in `switch_connections`), by id.
+    routed: RefCell<HashSet<u64>>,
+    /// Refused datapath-id claims, logged at most once per interval.
+    impostor_log: accept::RateLimitedLog,
     /// Live connections, keyed by `ConnKey::hash64`; time in seconds since `epoch`.
     keys: RefCell<ConnTable<ConnRecord>>,
     epoch: Instant,
@@ -125,6 +136,8 @@ pub async fn main(ctx: ShardCtx, shared: Arc<Shared>) {
         metrics,
         conns: RefCell::new(HashMap::new()),
         by_dpid: RefCell::new(HashMap::new()),
+        routed: RefCell::new(HashSet::new()),
+        impostor_log: accept::RateLimitedLog::default(),
         keys: RefCell::new(ConnTable::with_capacity(shared.cfg.shards.max_connections)),
         epoch: Instant::now(),
         coarse_secs: Cell::new(0),
@@ -286,9 +299,13 @@ impl Shard {
                 if shard.by_dpid.borrow().get(&dpid) == Some(&conn.id) {
                     shard.by_dpid.borrow_mut().remove(&dpid);
                 }
-                shard.shared.registry.disconnected(dpid, shard.id(), conn.id);
-                shard.metrics.switch_connections.dec();
-                shard.metrics.session_event("disconnected");
+                // A connection never routed (refused, or closed while its claim was checked)
+                // was never counted nor registered.
+                if shard.routed.borrow_mut().remove(&conn.id) {
+                    shard.shared.registry.disconnected(dpid, shard.id(), conn.id);
+                    shard.metrics.switch_connections.dec();
+                    shard.metrics.session_event("disconnected");
+                }
             }
             tracing::info!(shard = shard.id(), %peer, dpid = ?conn.dpid().map(|d| format!("{d:016x}")), "switch disconnected");
         })
@@ -335,9 +352,93 @@ impl Shard {
         }
     }
 
+    /// A connection finished its handshake claiming `dpid`: routed if nobody else holds the
+    /// dpid here, refused if another live connection does, and let in after the old one was
+    /// asked with an echo and did not answer (see [`Claim`], docs/security.md).
     fn on_ready(self: &Rc<Self>, conn: &Rc<Conn>, dpid: u64) {
+        let fanout = matches!(self.shared.cfg.openflow.mode, Mode::Fanout);
+        match self.shared.registry.claim(dpid, self.id(), conn.id, fanout) {
+            Claim::Free => self.route(conn, dpid),
+            Claim::InUse { shard, conn: holder, peer } => self.refuse_claim(
+                conn,
+                dpid,
+                &format!("shard {shard} already has connection {holder:#x} from {peer} for it (single mode)"),
+            ),
+            Claim::Verify { conn: old } => {
+                let (shard, conn) = (self.clone(), conn.clone());
+                glommio::spawn_local(async move { shard.verify_claim(&conn, dpid, old).await }).detach();
+            }
+        }
+    }
+
+    /// Another connection of this shard (`old`) holds `dpid`: it gets an echo request and
+    /// [`VERIFY_DEADLINE`] to answer. Answered: the newcomer is refused. Not answered (or
+    /// `old` is already closing): `old` is closed and the newcomer routed. Until then the
+    /// newcomer is not routed: its packet-ins are ignored.
+    async fn verify_claim(self: &Rc<Self>, conn: &Rc<Conn>, dpid: u64, old: u64) {
+        let holder = self.conns.borrow().get(&old).cloned();
+        let alive = match &holder {
+            Some(h) if !h.is_closed() => {
+                let echo = async { h.request(&Message::EchoRequest(Vec::new())).await.is_ok() };
+                let deadline = async {
+                    glommio::timer::sleep(VERIFY_DEADLINE).await;
+                    false
+                };
+                futures_lite::future::or(echo, deadline).await
+            }
+            _ => false,
+        };
+        if conn.is_closed() {
+            return;
+        }
+        // Someone else took the dpid meanwhile (another claimant's check ended first).
+        let current = self.by_dpid.borrow().get(&dpid).copied();
+        if alive || current.is_some_and(|c| c != old) {
+            let why = match &holder {
+                Some(h) => format!("connection {old:#x} from {} holds it and answered an echo", h.peer),
+                None => format!("connection {old:#x} holds it"),
+            };
+            self.refuse_claim(conn, dpid, &why);
+            return;
+        }
+        if let Some(h) = holder {
+            tracing::warn!(
+                shard = self.id(),
+                dpid = %format!("{dpid:016x}"),
+                old = %h.peer,
+                new = %conn.peer,
+                "switch connection did not answer an echo within {VERIFY_DEADLINE:?} when another claimed its datapath id: closed, the new one takes over"
+            );
+            h.close(CloseReason::Local(
+                "superseded: no echo reply while another connection claimed the datapath id".into(),
+            ));
+        }
+        // Its own disconnect comes later and removes nothing of the new route.
+        self.shared.registry.disconnected(dpid, self.id(), old);
+        self.route(conn, dpid);
+    }
+
+    /// Refuses `conn`'s claim on `dpid` (closed, counted as
+    /// `openflow_connections_refused_total{cause="dpid_in_use"}`, logged rate-limited).
+    fn refuse_claim(&self, conn: &Conn, dpid: u64, why: &str) {
+        self.metrics.connection_refused("dpid_in_use");
+        if let Some(suppressed) = self.impostor_log.should_log(Instant::now()) {
+            tracing::warn!(
+                shard = self.id(),
+                peer = %conn.peer,
+                dpid = %format!("{dpid:016x}"),
+                suppressed,
+                "switch connection refused: datapath id already connected: {why}"
+            );
+        }
+        conn.close(CloseReason::Local(format!("datapath id {dpid:016x} already connected")));
+    }
+
+    /// Makes `conn` the shard's connection to `dpid` and installs or restores what it needs.
+    fn route(self: &Rc<Self>, conn: &Rc<Conn>, dpid: u64) {
         let ready_at = Instant::now();
         self.by_dpid.borrow_mut().insert(dpid, conn.id);
+        self.routed.borrow_mut().insert(conn.id);
         self.shared.registry.connected(
             dpid,
             ConnInfo {
@@ -539,6 +640,13 @@ impl Shard {
     ) {
         let t0 = self.batch_now.get();
         self.packet_ins.set(self.packet_ins.get() + 1);
+        // Only the dpid's routed connection speaks for it: the Tracker never moves an address,
+        // and nothing is decided, on the word of a connection whose claim was not verified.
+        let dpid = conn.dpid().unwrap_or(0);
+        if self.by_dpid.borrow().get(&dpid) != Some(&conn.id) {
+            self.metrics.packet_in_dropped("unverified");
+            return;
+        }
         let in_port = pi.r#match.get(Field::IN_PORT_OXM).map(|e| e.value.to_u128() as u32).unwrap_or(0);
         let key = match FlowKey::extract(in_port, &pi.data) {
             Ok(k) => k,
@@ -583,7 +691,6 @@ impl Shard {
             packet = %crate::packet::describe(&pi.data),
             "packet-in"
         );
-        let dpid = conn.dpid().unwrap_or(0);
         self.shared.tracker.observe(dpid, in_port, self.id(), &key, t0);
         if key.is_arp() {
             self.answer_arp(conn, &key, in_port, &pi.data);

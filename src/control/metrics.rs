@@ -250,7 +250,8 @@ pub const DECISION_VERDICTS: &[&str] = &[
 /// Why a shard drops a packet-in (`packet_in_dropped_total{cause}`), resolved up front:
 /// `rate_new_connection`, `rate_arp`, `rate_other` (the shard's per-class budget,
 /// `[pipeline.shard_limits]`), `held_full` (`policy.max_pending` packets already wait for
-/// cni-ctl), `invalid` (not a parsable frame).
+/// cni-ctl), `invalid` (not a parsable frame). (`unverified`, from a connection that is not its
+/// dpid's routed one, is rare and resolved when it happens.)
 pub const PACKET_IN_DROP_CAUSES: &[&str] = &["rate_new_connection", "rate_arp", "rate_other", "held_full", "invalid"];
 
 /// A shard's view of the metrics: cheap to clone, every update one atomic operation.

@@ -20,6 +20,11 @@
 //! restarts, `moves` counts it). The maps are bounded ([`TrackerConfig`]): when full, new
 //! addresses are not learned (counted in [`TrackerStats`]) until [`Tracker::expire`] frees room;
 //! the bound is approximate under concurrent inserts (a few over, never unbounded).
+//!
+//! "The last packet wins" only among packets a switch's *routed* connection reported: a shard
+//! feeds the Tracker nothing from a connection whose claim on its datapath id was not verified
+//! (a second connection claiming a connected dpid: `packet_in_dropped_total{cause="unverified"}`,
+//! docs/security.md "Datapath-id impostors"), so no other local process can move an address.
 
 mod path;
 #[cfg(test)]

@@ -353,3 +353,51 @@ fn a_silent_connection_loses_its_dpid_to_a_newcomer_after_an_echo() {
     assert!(server.join().unwrap(), "the flow dump request reached the newcomer");
     eprintln!("FIGURE takeover of a silent connection's dpid in {:.0} ms", took.as_secs_f64() * 1e3);
 }
+
+#[test]
+fn single_mode_refuses_a_dpid_held_on_another_shard() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    // Single mode: one port, every shard accepts on it (SO_REUSEPORT): a claim lands on the
+    // holder's shard (echo answered: refused) or on the other (cannot be asked: refused).
+    let d = Daemon::start(2, &["--mode", "single"]);
+    let dpid: u64 = 0x00ab_cdef_0000_0043;
+    let text = format!("{dpid:016x}");
+    let mut held = Fake::connect(d.of_port(0), dpid);
+    assert!(held.serve_until(Vec::new(), || switch_peers(&d, &text).is_some()), "listed");
+    let (peer, _) = switch_peers(&d, &text).unwrap();
+    // The holder stays alive: it answers everything (its echoes too) from a thread.
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match held.read_msg(Duration::from_millis(20)) {
+                    Read1::Msg(m) => {
+                        if let Some(r) = held.answer(&m) {
+                            held.send(&r);
+                        }
+                    }
+                    Read1::Closed => return false,
+                    Read1::Nothing => {}
+                }
+            }
+            true
+        })
+    };
+    let mut n = 0.0;
+    let mut both = false;
+    while !both && n < 16.0 {
+        let mut evil = Fake::connect(d.of_port(0), dpid);
+        assert!(!evil.serve_until(Vec::new(), || false), "claim {n} was closed");
+        n += 1.0;
+        assert!(wait_until(Duration::from_secs(3), || refused(&d) == n), "counted: {} of {n}", refused(&d));
+        let log = d.stderr();
+        both = log.contains("(single mode)") && log.contains("answered an echo");
+    }
+    assert!(both, "16 claims never reached both shards: {}", d.stderr());
+    assert_eq!(switch_peers(&d, &text), Some((peer, 1)), "still the first connection, alone");
+    stop.store(true, Ordering::Relaxed);
+    assert!(server.join().unwrap(), "the holder was never closed");
+    eprintln!("FIGURE single mode: {n} claims refused on both shards");
+}

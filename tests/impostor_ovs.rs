@@ -323,32 +323,34 @@ fn a_silent_connection_loses_its_dpid_to_a_newcomer_after_an_echo() {
     let took = t0.elapsed();
     assert!(old.wait_closed(Duration::from_secs(5)), "the silent one was closed");
     assert_eq!(refused(&d), 1.0, "a takeover is not a refusal");
+    let superseded = d.metric_sum("shardflow_openflow_connections_closed_total", &["cause=\"superseded\""]);
+    assert_eq!(superseded, 1.0, "the takeover is counted");
     assert!(d.stderr().contains("did not answer an echo"), "{}", d.stderr());
     // Its late disconnect left the new route alone.
     assert!(new.serve_until(Vec::new(), || switch_peers(&d, &text).is_some_and(|(p, n)| p == new_peer && n == 1)));
     // And REST reaches it (served from a thread while the request waits for its answer).
-    let server = std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            match new.read_msg(Duration::from_millis(50)) {
-                Read1::Msg(m) if m[1] == 18 && m[8..10] == [0, 1] => {
-                    if let Some(r) = new.answer(&m) {
-                        new.send(&r);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut dumped = false;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match new.read_msg(Duration::from_millis(20)) {
+                    Read1::Msg(m) => {
+                        dumped |= m[1] == 18 && m[8..10] == [0, 1];
+                        if let Some(r) = new.answer(&m) {
+                            new.send(&r);
+                        }
                     }
-                    return true;
+                    Read1::Closed => return false,
+                    Read1::Nothing => {}
                 }
-                Read1::Msg(m) => {
-                    if let Some(r) = new.answer(&m) {
-                        new.send(&r);
-                    }
-                }
-                Read1::Closed => return false,
-                Read1::Nothing => {}
             }
-        }
-        false
-    });
+            dumped
+        })
+    };
     let (st, body) = d.get(&format!("/v1/switches/{text}/flows"));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert_eq!(st, 200, "{body}");
     assert!(server.join().unwrap(), "the flow dump request reached the newcomer");
     eprintln!("FIGURE takeover of a silent connection's dpid in {:.0} ms", took.as_secs_f64() * 1e3);

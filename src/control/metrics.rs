@@ -327,7 +327,8 @@ impl ShardMetrics {
         self.metrics.openflow_connections_refused_total.with_label_values(&[&*self.label, cause]).inc();
     }
 
-    /// Count a switch connection the daemon closed for a bound (`output_stalled`).
+    /// Count a switch connection the daemon closed for a bound (`output_stalled`), or because
+    /// it did not answer an echo when another connection claimed its dpid (`superseded`).
     pub fn connection_closed(&self, cause: &str) {
         self.metrics.openflow_connections_closed_total.with_label_values(&[&*self.label, cause]).inc();
     }

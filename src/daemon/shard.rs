@@ -409,6 +409,7 @@ impl Shard {
                 new = %conn.peer,
                 "switch connection did not answer an echo within {VERIFY_DEADLINE:?} when another claimed its datapath id: closed, the new one takes over"
             );
+            self.metrics.connection_closed("superseded");
             h.close(CloseReason::Local(
                 "superseded: no echo reply while another connection claimed the datapath id".into(),
             ));
@@ -995,7 +996,9 @@ impl Shard {
             deletes.push(Message::FlowMod(fm));
         }
         if !deletes.is_empty() {
-            for c in self.conns.borrow().values() {
+            // Only to routed connections: an unverified one learns nothing of the flows.
+            let routed = self.routed.borrow();
+            for c in self.conns.borrow().values().filter(|c| routed.contains(&c.id)) {
                 c.send_all(&deletes);
             }
         }

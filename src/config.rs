@@ -252,6 +252,33 @@ pub struct OpenflowConfig {
     pub max_switch_connections: usize,
     /// Bytes one multipart reply may reassemble to (all parts); past it the request fails.
     pub multipart_max_bytes: usize,
+    /// `ssl:` controllers (docs/security.md): the shards' certificate chain (PEM). With
+    /// `tls_key` and `tls_ca`, every shard listener speaks TLS only.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The CA (PEM) every switch's certificate must chain to (OVS: `ovs-pki`'s switchca).
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl OpenflowConfig {
+    /// `(cert, key, ca)` when TLS is configured; one or two of them alone is an error.
+    pub fn tls_paths(&self) -> Result<Option<(PathBuf, PathBuf, PathBuf)>, ConfigError> {
+        match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            (None, None, None) => Ok(None),
+            (Some(c), Some(k), Some(a)) => Ok(Some((c.clone(), k.clone(), a.clone()))),
+            (c, k, _) => {
+                let key = if c.is_none() {
+                    "openflow.tls_cert"
+                } else if k.is_none() {
+                    "openflow.tls_key"
+                } else {
+                    "openflow.tls_ca"
+                };
+                Err(ConfigError::invalid(key, "TLS needs tls_cert, tls_key and tls_ca together"))
+            }
+        }
+    }
 }
 
 impl Default for OpenflowConfig {
@@ -266,6 +293,9 @@ impl Default for OpenflowConfig {
             output_stall_timeout_secs: 10,
             max_switch_connections: DEFAULT_MAX_SWITCH_CONNECTIONS,
             multipart_max_bytes: DEFAULT_MULTIPART_MAX_BYTES,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
         }
     }
 }
@@ -634,6 +664,7 @@ impl Config {
             _ => {}
         }
         self.policy.tls_paths()?;
+        self.openflow.tls_paths()?;
         for (key, v) in [
             ("http.max_connections", self.http.max_connections as u64),
             ("http.max_in_flight", self.http.max_in_flight as u64),

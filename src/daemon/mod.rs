@@ -16,6 +16,7 @@ mod packet_in_budget;
 mod registry;
 mod reload;
 mod shard;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -144,6 +145,8 @@ pub struct Invalidated {
 /// packet path).
 pub struct Shared {
     pub cfg: Arc<Config>,
+    /// `ssl:` on every shard listener (`[openflow] tls_*`), client certificates required.
+    pub of_tls: Option<Arc<rustls::ServerConfig>>,
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
     pub mesh: Mesh<ShardMsg>,
@@ -410,6 +413,13 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         ),
         None => None,
     };
+    let of_tls = match cfg.openflow.tls_paths()? {
+        Some((cert, key, ca)) => Some(
+            tls::server_config(&cert, &key, &ca)
+                .map_err(|e| ConfigError::Invalid { key: e.key().to_string(), reason: e.to_string() })?,
+        ),
+        None => None,
+    };
     cfg.check_ports_free()?;
     let cfg = Arc::new(cfg);
     let n = cfg.shards.count;
@@ -437,6 +447,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     expire_tracker_off_the_shards(&control, tracker.clone());
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
+        of_tls,
         metrics,
         registry,
         mesh,

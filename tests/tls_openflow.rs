@@ -1,7 +1,8 @@
 //! OpenFlow over TLS (`ssl:`, issue 11 item 1) against a real Open vSwitch 3.1 with OVS's own
 //! PKI (`ovs-pki`): the daemon's shards require a client certificate chaining to the switch CA;
 //! OVS, given `ovs-vsctl set-ssl` and `ssl:` controllers, connects to both shards and gets the
-//! pipeline installed. A plain TCP peer (an OpenFlow HELLO in the clear), a TLS client with no
+//! pipeline installed, and a pod's first packet is decided through a packet-in over TLS and
+//! delivered. A plain TCP peer (an OpenFlow HELLO in the clear), a TLS client with no
 //! certificate, and one whose certificate comes from another CA are refused (counted as
 //! `shardflow_openflow_connections_refused_total{cause="tls"}`), and the bridge keeps its
 //! connections.
@@ -14,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::pipeline_env::{add_dummy_ports, example_toml, wait_pipeline, DPID};
+use shardflow::packet::{build, MacAddr};
+use support::pcap_packet_count;
+use support::pipeline_env::{add_dummy_ports, example_toml, inject, pcap_path, wait_pipeline, DPID};
 use support::{wait_until, Daemon, Ovs};
 
 fn run(dir: &Path, prog: &str, args: &[&str]) {
@@ -98,6 +101,26 @@ fn ovs_connects_over_ssl_with_ovs_pki_and_bad_peers_are_refused() {
     });
     assert!(both, "OVS reports both ssl: controllers connected: {status}");
     assert_eq!(refused_tls(&d), 0);
+
+    // A packet-in over TLS decided and its packet-out delivered: pod B's SYN to pod A:80
+    // (docs/pipeline.md's pods on ports 4 and 2; the embedded policy allows it).
+    let syn = build::tcp_syn(
+        MacAddr([0x0a, 0x58, 0x0a, 0xf4, 1, 4]),
+        MacAddr([0x02, 0x00, 0x0a, 0xf4, 1, 1]),
+        "10.244.1.4".parse().unwrap(),
+        "10.244.1.2".parse().unwrap(),
+        41000,
+        80,
+    );
+    let a0 = pcap_packet_count(&pcap_path(&ovs, 2));
+    inject(&ovs, 4, &[syn]);
+    assert!(
+        wait_until(Duration::from_secs(10), || pcap_packet_count(&pcap_path(&ovs, 2)) > a0),
+        "the SYN reaches pod A through a decision over ssl:\n{}",
+        d.stderr()
+    );
+    let allowed = d.metric_sum("shardflow_decisions_total", &["verdict=\"allow\""]);
+    assert!(allowed >= 1.0, "decided by the daemon: allow={allowed}");
 
     // 1. Plain TCP: an OpenFlow HELLO in the clear gets no OpenFlow answer, and the connection
     //    is closed.

@@ -77,6 +77,7 @@ fn ovs_connects_over_ssl_with_ovs_pki_and_bad_peers_are_refused() {
     add_dummy_ports(&ovs, &[3, 4, 5]);
     let (sw_key, sw_cert, ctl_ca) = (p("sw-privkey.pem"), p("sw-cert.pem"), p("pki/controllerca/cacert.pem"));
     ovs.ok("ovs-vsctl", &["set-ssl", sw_key.to_str().unwrap(), sw_cert.to_str().unwrap(), ctl_ca.to_str().unwrap()]);
+    let t0 = std::time::Instant::now();
     ovs.ok(
         "ovs-vsctl",
         &[
@@ -92,6 +93,7 @@ fn ovs_connects_over_ssl_with_ovs_pki_and_bad_peers_are_refused() {
     }
     // Both shards' connections over TLS, the pipeline installed through them.
     wait_pipeline(&d, 2, Duration::from_secs(20));
+    eprintln!("FIGURE ssl: set-controller to pipeline in place on both shards: {:?}", t0.elapsed());
     assert!(ovs.flows("br0").len() > 10, "the pipeline is on the bridge: {:#?}", ovs.flows("br0"));
     // OVS's own view (its status columns are refreshed every few seconds).
     let mut status = String::new();

@@ -580,7 +580,12 @@ impl Conn {
             self.session.borrow_mut().poll_transmit(&mut out);
             if !out.is_empty() {
                 self.in_flight.set(out.len());
-                let written = futures_lite::future::race(async { Some(wr.write_all(&out).await) }, async {
+                // The flush matters under TLS: what the socket did not take is still in rustls.
+                let write = async {
+                    wr.write_all(&out).await?;
+                    wr.flush().await
+                };
+                let written = futures_lite::future::race(async { Some(write.await) }, async {
                     (&mut stopped).await;
                     None
                 })

@@ -10,7 +10,8 @@
 //! accepts nothing and waits for the socket, so the connection's own output budget applies);
 //! incoming records are read only as rustls asks for them (at most one record's worth buffered).
 //! The stream is one-threaded (one shard) and no call blocks: socket `Pending` becomes rustls's
-//! `WouldBlock` and back.
+//! `WouldBlock` and back. `poll_write` may leave encrypted bytes in rustls when the socket is
+//! full: the writer flushes after each batch. The read side never writes (see `poll_read`).
 
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -194,11 +195,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Poll::Ready(Err(e)),
             }
-            // Whatever reading produced for the peer (alerts, key updates) goes out when it can;
-            // the writer's next write flushes the rest.
-            if this.conn.wants_write() {
-                let _ = this.poll_write_tls(cx);
-            }
+            // Whatever reading produced for the peer (a key update) goes out with the writer's
+            // next write or flush (echoes come every few seconds): the reader never writes, so
+            // it never takes the socket's write waker from the writer task.
             match this.poll_read_tls(cx) {
                 // EOF without close_notify: the session sees the end of the stream.
                 Poll::Ready(Ok(0)) => return Poll::Ready(Ok(0)),

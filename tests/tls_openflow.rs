@@ -104,6 +104,28 @@ fn ovs_connects_over_ssl_with_ovs_pki_and_bad_peers_are_refused() {
     assert!(both, "OVS reports both ssl: controllers connected: {status}");
     assert_eq!(refused_tls(&d), 0);
 
+    // Large messages both ways over TLS: 2000 flows in one POST (flow-mods, barrier), then the
+    // whole table dumped back (a multipart reply of several hundred KiB through rustls).
+    let cfg = shardflow::config::Config::from_toml(&toml).unwrap();
+    let generation = shardflow::pipeline::resync::generation_of(&shardflow::daemon::desired_texts(&cfg, 0));
+    let c = shardflow::pipeline::cookie::make(generation, shardflow::pipeline::cookie::Category::Connection, 0x77);
+    let body: String = (0..2000u32)
+        .map(|i| {
+            format!(
+                "table=3,priority=100,cookie={c:#x},tcp,nw_src=10.244.{}.{},tp_src=1000,actions=output:4\n",
+                i / 250,
+                i % 250 + 1
+            )
+        })
+        .collect();
+    let (st, text) = d.post(&format!("/v1/switches/{DPID}/flows?command=add"), &body);
+    assert_eq!(st, 200, "{text}");
+    let on_bridge = ovs.flows("br0").iter().filter(|l| l.contains(&format!("cookie={c:#x},"))).count();
+    assert_eq!(on_bridge, 2000, "the 2000 flows are on the bridge");
+    let (st, dump) = d.get(&format!("/v1/switches/{DPID}/flows"));
+    assert_eq!(st, 200);
+    assert_eq!(dump.matches(&format!("{c:#x}")).count(), 2000, "the dump over TLS has them all ({} bytes)", dump.len());
+
     // A packet-in over TLS decided and its packet-out delivered: pod B's SYN to pod A:80
     // (docs/pipeline.md's pods on ports 4 and 2; the embedded policy allows it).
     let syn = build::tcp_syn(

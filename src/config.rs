@@ -252,6 +252,33 @@ pub struct OpenflowConfig {
     pub max_switch_connections: usize,
     /// Bytes one multipart reply may reassemble to (all parts); past it the request fails.
     pub multipart_max_bytes: usize,
+    /// `ssl:` controllers (docs/security.md): the shards' certificate chain (PEM). With
+    /// `tls_key` and `tls_ca`, every shard listener speaks TLS only.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The CA (PEM) every switch's certificate must chain to (OVS: `ovs-pki`'s switchca).
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl OpenflowConfig {
+    /// `(cert, key, ca)` when TLS is configured; one or two of them alone is an error.
+    pub fn tls_paths(&self) -> Result<Option<(PathBuf, PathBuf, PathBuf)>, ConfigError> {
+        match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            (None, None, None) => Ok(None),
+            (Some(c), Some(k), Some(a)) => Ok(Some((c.clone(), k.clone(), a.clone()))),
+            (c, k, _) => {
+                let key = if c.is_none() {
+                    "openflow.tls_cert"
+                } else if k.is_none() {
+                    "openflow.tls_key"
+                } else {
+                    "openflow.tls_ca"
+                };
+                Err(ConfigError::invalid(key, "TLS needs tls_cert, tls_key and tls_ca together"))
+            }
+        }
+    }
 }
 
 impl Default for OpenflowConfig {
@@ -266,6 +293,9 @@ impl Default for OpenflowConfig {
             output_stall_timeout_secs: 10,
             max_switch_connections: DEFAULT_MAX_SWITCH_CONNECTIONS,
             multipart_max_bytes: DEFAULT_MULTIPART_MAX_BYTES,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
         }
     }
 }
@@ -376,6 +406,34 @@ pub struct PolicyConfig {
     pub max_pending: usize,
     /// Where to serve cni-ctl's ControllerService (invalidations), e.g. `127.0.0.1:50052`.
     pub listen: Option<SocketAddr>,
+    /// Mutual TLS on both gRPC links (docs/security.md): this daemon's certificate chain (PEM),
+    /// shown to cni-ctl and to ControllerService's clients. Set with `tls_key` and `tls_ca`.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM). Without it both links are plaintext.
+    pub tls_key: Option<PathBuf>,
+    /// The CA (PEM) that cni-ctl's server certificate and ControllerService's client
+    /// certificates must chain to.
+    pub tls_ca: Option<PathBuf>,
+    /// The name cni-ctl's certificate must carry, when not the host of `cnictl`.
+    pub tls_server_name: Option<String>,
+}
+
+impl PolicyConfig {
+    /// The TLS files of `[policy]`: none (plaintext) or all three; one or two alone is an error.
+    pub fn tls_paths(&self) -> Result<Option<crate::policy::tls::TlsPaths>, ConfigError> {
+        let names = ["policy.tls_cert", "policy.tls_key", "policy.tls_ca"];
+        match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            (None, None, None) => Ok(None),
+            (Some(cert), Some(key), Some(ca)) => {
+                Ok(Some(crate::policy::tls::TlsPaths { cert: cert.clone(), key: key.clone(), ca: ca.clone(), names }))
+            }
+            (cert, key, ca) => {
+                let missing = [cert.is_none(), key.is_none(), ca.is_none()];
+                let i = missing.iter().position(|m| *m).unwrap_or(0);
+                Err(ConfigError::invalid(names[i], "TLS needs tls_cert, tls_key and tls_ca together"))
+            }
+        }
+    }
 }
 
 impl Default for PolicyConfig {
@@ -390,6 +448,10 @@ impl Default for PolicyConfig {
             deny_idle_timeout: 10,
             max_pending: 10_000,
             listen: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            tls_server_name: None,
         }
     }
 }
@@ -601,6 +663,8 @@ impl Config {
             }
             _ => {}
         }
+        self.policy.tls_paths()?;
+        self.openflow.tls_paths()?;
         for (key, v) in [
             ("http.max_connections", self.http.max_connections as u64),
             ("http.max_in_flight", self.http.max_in_flight as u64),

@@ -1,6 +1,7 @@
 //! `shardflow cnictl`: the reference cni-ctl server. Serves `RouteService` from a policy file
 //! (docs/policy.md) on its own current-thread tokio runtime; prints the address it listens on;
 //! reloads the file on SIGHUP (a bad file keeps the old policy); stops on SIGTERM/SIGINT.
+//! With `--tls-cert/--tls-key/--tls-client-ca` it serves mutual TLS only (docs/security.md).
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use clap::Args;
 use shardflow::config::LogFormat;
 use shardflow::policy::server::{self, RouteState, Services};
+use shardflow::policy::tls::{TlsFiles, TlsPaths};
 use shardflow::policy::PolicyFile;
 
 /// Exit status when the address cannot be bound (sysexits EX_UNAVAILABLE).
@@ -32,6 +34,15 @@ pub struct CnictlArgs {
     /// Log level or filter directive (also RUST_LOG).
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Serve over TLS with this certificate chain (PEM); needs --tls-key and --tls-client-ca.
+    #[arg(long, requires_all = ["tls_key", "tls_client_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires_all = ["tls_cert", "tls_client_ca"])]
+    tls_key: Option<PathBuf>,
+    /// The CA (PEM) that every client's certificate must chain to: clients without one are refused.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    tls_client_ca: Option<PathBuf>,
 }
 
 pub fn run(args: CnictlArgs) -> ExitCode {
@@ -43,6 +54,25 @@ pub fn run(args: CnictlArgs) -> ExitCode {
             return ExitCode::from(super::EX_DATAERR);
         }
     };
+    // The TLS files are checked before the port is bound: a bad one is a usage error.
+    let tls = match (&args.tls_cert, &args.tls_key, &args.tls_client_ca) {
+        (Some(cert), Some(key), Some(ca)) => {
+            let paths = TlsPaths {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+                names: ["--tls-cert", "--tls-key", "--tls-client-ca"],
+            };
+            match TlsFiles::load(&paths) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    eprintln!("shardflow cnictl: {e}");
+                    return ExitCode::from(super::EX_DATAERR);
+                }
+            }
+        }
+        _ => None,
+    };
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -50,10 +80,10 @@ pub fn run(args: CnictlArgs) -> ExitCode {
             return ExitCode::from(EX_SOFTWARE);
         }
     };
-    rt.block_on(serve(args, policy))
+    rt.block_on(serve(args, policy, tls))
 }
 
-async fn serve(args: CnictlArgs, policy: PolicyFile) -> ExitCode {
+async fn serve(args: CnictlArgs, policy: PolicyFile, tls: Option<TlsFiles>) -> ExitCode {
     use tokio::signal::unix::{signal, SignalKind};
 
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
@@ -78,6 +108,7 @@ async fn serve(args: CnictlArgs, policy: PolicyFile) -> ExitCode {
         services = policy.services.len(),
         version = policy.version,
         latency_ms = args.latency_ms,
+        tls = tls.is_some(),
         "reference cni-ctl serving {}",
         args.policy.display()
     );
@@ -111,7 +142,7 @@ async fn serve(args: CnictlArgs, policy: PolicyFile) -> ExitCode {
         tracing::info!("stopping");
     };
     tokio::spawn(signals);
-    match server::serve(listener, Services::new().route(state), shutdown).await {
+    match server::serve_with_tls(listener, Services::new().route(state), tls.as_ref(), shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("shardflow cnictl: {e}");

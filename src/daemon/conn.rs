@@ -20,8 +20,8 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::tls::SwitchStream;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
 
 use crate::control::metrics::ShardMetrics;
 use crate::openflow::message::bundle::{ctrl_type, BUNDLE_ATOMIC, BUNDLE_ORDERED};
@@ -565,7 +565,7 @@ impl Conn {
     /// [`CLOSE_FLUSH`] after the session closed, so the socket is always released.
     pub async fn write_loop(
         self: &Rc<Self>,
-        mut wr: WriteHalf<TcpStream>,
+        mut wr: WriteHalf<SwitchStream>,
         kick_rx: flume::Receiver<()>,
         stop_rx: flume::Receiver<()>,
     ) {
@@ -580,7 +580,12 @@ impl Conn {
             self.session.borrow_mut().poll_transmit(&mut out);
             if !out.is_empty() {
                 self.in_flight.set(out.len());
-                let written = futures_lite::future::race(async { Some(wr.write_all(&out).await) }, async {
+                // The flush matters under TLS: what the socket did not take is still in rustls.
+                let write = async {
+                    wr.write_all(&out).await?;
+                    wr.flush().await
+                };
+                let written = futures_lite::future::race(async { Some(write.await) }, async {
                     (&mut stopped).await;
                     None
                 })
@@ -654,7 +659,7 @@ impl Conn {
         }
     }
 
-    pub fn tasks(stream: TcpStream) -> (io::ReadHalf<TcpStream>, WriteHalf<TcpStream>) {
+    pub fn tasks(stream: SwitchStream) -> (io::ReadHalf<SwitchStream>, WriteHalf<SwitchStream>) {
         io::split(stream)
     }
 }

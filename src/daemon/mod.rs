@@ -16,6 +16,7 @@ mod packet_in_budget;
 mod registry;
 mod reload;
 mod shard;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -144,6 +145,8 @@ pub struct Invalidated {
 /// packet path).
 pub struct Shared {
     pub cfg: Arc<Config>,
+    /// `ssl:` on every shard listener (`[openflow] tls_*`), client certificates required.
+    pub of_tls: Option<Arc<rustls::ServerConfig>>,
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
     pub mesh: Mesh<ShardMsg>,
@@ -198,6 +201,7 @@ fn policy_source(
     cfg: &Config,
     runtime: tokio::runtime::Handle,
     file: Option<crate::policy::PolicyFile>,
+    tls: Option<crate::policy::tls::TlsFiles>,
 ) -> Result<Arc<crate::policy::PolicySource>, DaemonError> {
     use crate::config::PolicySourceKind;
     use crate::policy::{ClientConfig, PolicyClient, PolicyFile, PolicySource};
@@ -221,6 +225,8 @@ fn policy_source(
             let cc = ClientConfig {
                 endpoint,
                 deadline: std::time::Duration::from_millis(p.timeout_ms),
+                tls,
+                tls_server_name: p.tls_server_name.clone(),
                 ..ClientConfig::default()
             };
             let client =
@@ -291,8 +297,9 @@ fn serve_controller_service(
     control: &ControlPlane,
     addr: SocketAddr,
     api: Arc<api::DaemonApi>,
+    tls: Option<crate::policy::tls::TlsFiles>,
 ) -> Result<(), DaemonError> {
-    use crate::policy::server::{serve, Services};
+    use crate::policy::server::{serve_with_tls, Services};
     let std_listener = std::net::TcpListener::bind(addr)
         .and_then(|l| l.set_nonblocking(true).map(|_| l))
         .map_err(|e| DaemonError::Config(ConfigError::bind("policy.listen", addr, e)))?;
@@ -307,9 +314,9 @@ fn serve_controller_service(
                 return;
             }
         };
-        tracing::info!(%addr, "serving cni-ctl's ControllerService (invalidations)");
-        if let Err(e) = serve(listener, Services::new().controller(callback), async move { signal.wait().await }).await
-        {
+        tracing::info!(%addr, tls = tls.is_some(), "serving cni-ctl's ControllerService (invalidations)");
+        let services = Services::new().controller(callback);
+        if let Err(e) = serve_with_tls(listener, services, tls.as_ref(), async move { signal.wait().await }).await {
             tracing::error!("ControllerService stopped: {e}");
         }
     });
@@ -398,6 +405,21 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         ),
         _ => None,
     };
+    // The gRPC TLS files too: read and checked before any port is bound.
+    let policy_tls = match cfg.policy.tls_paths()? {
+        Some(paths) => Some(
+            crate::policy::tls::TlsFiles::load(&paths)
+                .map_err(|e| ConfigError::Invalid { key: e.key().to_string(), reason: e.to_string() })?,
+        ),
+        None => None,
+    };
+    let of_tls = match cfg.openflow.tls_paths()? {
+        Some((cert, key, ca)) => Some(
+            tls::server_config(&cert, &key, &ca)
+                .map_err(|e| ConfigError::Invalid { key: e.key().to_string(), reason: e.to_string() })?,
+        ),
+        None => None,
+    };
     cfg.check_ports_free()?;
     let cfg = Arc::new(cfg);
     let n = cfg.shards.count;
@@ -420,11 +442,12 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     tracing::info!(http = %control.http_addr(), shards = n, mode = %cfg.openflow.mode, "shardflow starting");
 
     if let Some(addr) = cfg.policy.listen {
-        serve_controller_service(&control, addr, api.clone())?;
+        serve_controller_service(&control, addr, api.clone(), policy_tls.clone())?;
     }
     expire_tracker_off_the_shards(&control, tracker.clone());
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
+        of_tls,
         metrics,
         registry,
         mesh,
@@ -432,7 +455,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         trigger: control.shutdown_trigger(),
         generation,
         desired,
-        answers: policy_source(&cfg, control.runtime(), policy_file).inspect_err(|_| control.shutdown())?,
+        answers: policy_source(&cfg, control.runtime(), policy_file, policy_tls).inspect_err(|_| control.shutdown())?,
         tracker: tracker.clone(),
         max_switch_connections,
         heal,

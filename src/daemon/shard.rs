@@ -113,6 +113,8 @@ pub struct Shard {
     decider: Option<Rc<Decider>>,
     decision_us: RefCell<Histogram<u64>>,
     next_conn: Cell<u64>,
+    /// TLS handshakes in progress: they count against the connection cap like connections.
+    handshakes: Cell<usize>,
     /// Handoffs and answers to other shards whose inbox is full: bounded, in order, one
     /// draining task per target at most.
     outbox: Outbox<ShardMsg>,
@@ -149,6 +151,7 @@ pub async fn main(ctx: ShardCtx, shared: Arc<Shared>) {
         }),
         decision_us: RefCell::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds")),
         next_conn: Cell::new(0),
+        handshakes: Cell::new(0),
         outbox: Outbox::new(shared.mesh.clone(), OUTBOX_CAPACITY),
         packet_ins: Cell::new(0),
         handoffs_in: Cell::new(0),
@@ -239,7 +242,7 @@ impl Shard {
             match listener.accept().await {
                 Ok(stream) => {
                     backoff.success();
-                    if self.conns.borrow().len() >= cap {
+                    if self.conns.borrow().len() + self.handshakes.get() >= cap {
                         self.metrics.connection_refused("cap");
                         if let Some(suppressed) = refused_log.should_log(Instant::now()) {
                             let peer = stream.peer_addr().ok();
@@ -254,7 +257,13 @@ impl Shard {
                         drop(stream);
                         continue;
                     }
-                    self.clone().serve(stream);
+                    match self.shared.of_tls.clone() {
+                        None => {
+                            let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                            self.clone().serve(super::tls::SwitchStream::Plain(stream), peer)
+                        }
+                        Some(tls) => self.clone().serve_tls(stream, tls),
+                    }
                 }
                 Err(e) => {
                     self.metrics.connection_refused("accept_error");
@@ -268,10 +277,40 @@ impl Shard {
         }
     }
 
-    /// Serves one accepted switch connection until it closes.
-    fn serve(self: Rc<Self>, stream: glommio::net::TcpStream) {
+    /// `ssl:`: the TLS handshake (client certificate required, within the deadline) on its
+    /// own task, then [`Self::serve`]; a failed one is closed, counted (`cause="tls"`), logged.
+    fn serve_tls(self: Rc<Self>, stream: glommio::net::TcpStream, tls: Arc<rustls::ServerConfig>) {
         let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let _ = stream.set_nodelay(true);
+        glommio::spawn_local(async move {
+            let handshake = async { Some(super::tls::TlsStream::accept(stream, tls).await) };
+            let timeout = async {
+                glommio::timer::sleep(super::tls::HANDSHAKE_TIMEOUT).await;
+                None
+            };
+            self.handshakes.set(self.handshakes.get() + 1);
+            let done = futures_lite::future::race(handshake, timeout).await;
+            self.handshakes.set(self.handshakes.get().saturating_sub(1));
+            match done {
+                Some(Ok(s)) => self.serve(super::tls::SwitchStream::Tls(Box::new(s)), peer),
+                Some(Err(e)) => {
+                    self.metrics.connection_refused("tls");
+                    tracing::warn!(shard = self.id(), %peer, "switch refused: TLS handshake failed: {e}");
+                }
+                None => {
+                    self.metrics.connection_refused("tls");
+                    tracing::warn!(shard = self.id(), %peer, "switch refused: no TLS handshake within {:?}", super::tls::HANDSHAKE_TIMEOUT);
+                }
+            }
+        })
+        .detach();
+    }
+
+    /// Serves one accepted switch connection until it closes.
+    fn serve(self: Rc<Self>, stream: super::tls::SwitchStream, peer: SocketAddr) {
+        if let super::tls::SwitchStream::Plain(s) = &stream {
+            let _ = s.set_nodelay(true);
+        }
         let id = ((self.id() as u64) << 48) | self.next_conn.replace(self.next_conn.get() + 1);
         let of = &self.shared.cfg.openflow;
         let limits = OutputLimits { high_water: of.output_high_water, stall_timeout: of.output_stall_timeout() };

@@ -52,6 +52,11 @@ pub struct ClientConfig {
     pub keepalive: Duration,
     /// Consecutive failed queries before cni-ctl counts as down (at least 1).
     pub down_after: u32,
+    /// Mutual TLS: cni-ctl's certificate is verified against the CA, this identity is shown.
+    /// With it the endpoint is `https://HOST:PORT` (a bare `HOST:PORT` gets `https://`).
+    pub tls: Option<super::tls::TlsFiles>,
+    /// The name cni-ctl's certificate must carry, when not the endpoint's host.
+    pub tls_server_name: Option<String>,
 }
 
 impl Default for ClientConfig {
@@ -63,6 +68,8 @@ impl Default for ClientConfig {
             backoff: Duration::from_millis(10),
             keepalive: Duration::from_secs(10),
             down_after: 3,
+            tls: None,
+            tls_server_name: None,
         }
     }
 }
@@ -169,9 +176,30 @@ impl PolicyClient {
     /// A client of `cfg.endpoint` whose RPCs run on `rt` (a current-thread runtime is fine; it
     /// needs the time driver: `enable_all`). Nothing is connected yet: the first query connects.
     pub fn new(cfg: ClientConfig, rt: tokio::runtime::Handle) -> Result<PolicyClient, PolicyError> {
-        let uri = if cfg.endpoint.contains("://") { cfg.endpoint.clone() } else { format!("http://{}", cfg.endpoint) };
-        let ep = TonicEndpoint::from_shared(uri.clone())
-            .map_err(|e| PolicyError::Config(format!("endpoint {uri:?}: {e}")))?
+        let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+        let uri =
+            if cfg.endpoint.contains("://") { cfg.endpoint.clone() } else { format!("{scheme}://{}", cfg.endpoint) };
+        let mut ep = TonicEndpoint::from_shared(uri.clone())
+            .map_err(|e| PolicyError::Config(format!("endpoint {uri:?}: {e}")))?;
+        match &cfg.tls {
+            Some(tls) => {
+                // tonic speaks plaintext to an `http://` URI even with TLS configured: refuse
+                // the mix rather than send in the clear what the operator meant to protect.
+                if ep.uri().scheme_str() != Some("https") {
+                    return Err(PolicyError::Config(format!("endpoint {uri:?}: TLS is configured, use https://")));
+                }
+                ep = ep
+                    .tls_config(tls.client_config(cfg.tls_server_name.as_deref()))
+                    .map_err(|e| PolicyError::Config(format!("TLS: {}", super::tls::error_chain(&e))))?;
+            }
+            None => {
+                let host = ep.uri().host().unwrap_or("");
+                if !super::tls::is_loopback_host(host) {
+                    tracing::warn!(endpoint = %uri, "cni-ctl is queried in plaintext gRPC over the network: configure TLS");
+                }
+            }
+        }
+        let ep = ep
             .connect_timeout(cfg.deadline)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(cfg.keepalive)

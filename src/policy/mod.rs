@@ -20,6 +20,7 @@ pub mod index;
 pub mod proto;
 pub mod server;
 pub mod source;
+pub mod tls;
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -215,12 +215,43 @@ pub async fn serve<F>(listener: tokio::net::TcpListener, services: Services, shu
 where
     F: Future<Output = ()>,
 {
+    serve_with_tls(listener, services, None, shutdown).await
+}
+
+/// [`serve`], with mutual TLS when `tls` is given.
+///
+/// With `tls`, every connection must complete a TLS handshake with a client certificate that
+/// chains to its CA; one that does not is closed before any gRPC is read. Without it the
+/// services are plaintext, and a listener beyond loopback is logged as a warning.
+pub async fn serve_with_tls<F>(
+    listener: tokio::net::TcpListener,
+    services: Services,
+    tls: Option<&super::tls::TlsFiles>,
+    shutdown: F,
+) -> Result<(), PolicyError>
+where
+    F: Future<Output = ()>,
+{
     let router = Router {
         route: services.route.map(|s| RouteServiceServer::new(RouteSvc(s))),
         controller: services.controller.map(|f| ControllerServiceServer::new(ControllerSvc(f))),
     };
+    let local = listener.local_addr().ok();
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    match tls {
+        Some(tls) => {
+            builder = builder
+                .tls_config(tls.server_config())
+                .map_err(|e| PolicyError::Config(format!("TLS: {}", super::tls::error_chain(&e))))?;
+        }
+        None => {
+            if let Some(addr) = local.filter(|a| !a.ip().is_loopback()) {
+                tracing::warn!(%addr, "gRPC served in plaintext beyond loopback, with no client authentication: configure TLS");
+            }
+        }
+    }
+    builder
         .serve_with_incoming_shutdown(router, incoming, shutdown)
         .await
         .map_err(|e| PolicyError::Server(e.to_string()))

@@ -446,6 +446,11 @@ impl Cnictl {
     /// Starts it and waits (10 s) for its `cnictl listening on ADDR` line. A port that is not
     /// free yet (exit 69, e.g. just released) is tried again for up to 5 s.
     pub fn start(policy: &Path, listen: &str, latency_ms: u64) -> Cnictl {
+        Cnictl::start_args(policy, listen, latency_ms, &[])
+    }
+
+    /// [`Cnictl::start`] with more arguments (e.g. `--tls-cert C --tls-key K --tls-client-ca A`).
+    pub fn start_args(policy: &Path, listen: &str, latency_ms: u64, extra: &[&std::ffi::OsStr]) -> Cnictl {
         use std::io::BufRead as _;
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
@@ -459,6 +464,7 @@ impl Cnictl {
                 .args(["cnictl", "--policy"])
                 .arg(policy)
                 .args(["--listen", listen, "--latency-ms", &latency_ms.to_string(), "--log-level", "info"])
+                .args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::from(err))
@@ -496,6 +502,11 @@ impl Cnictl {
     /// `http://ADDR`, what `[policy] cnictl` wants.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `https://ADDR`, what `[policy] cnictl` wants when cnictl serves TLS.
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.addr)
     }
 
     pub fn stderr(&self) -> String {

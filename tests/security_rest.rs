@@ -291,3 +291,19 @@ fn the_daemon_runs_unprivileged_with_openflow_and_rest() {
     drop(p);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn auth_off_is_explicit_and_warned() {
+    let dir = tmpdir("off");
+    let cfg = dir.join("config.toml");
+    std::fs::write(&cfg, "[http]\nauth = false\n").unwrap();
+    let (base, http) = free_ports(1);
+    let mut p = Proc::spawn(run_cmd(&[], base, http, &["--config", cfg.to_str().unwrap()]), &dir, http);
+    p.wait_healthy();
+    let (st, _, body) = http_request_as(&p.http, "GET", "/v1/tracker", "", None).unwrap();
+    assert_eq!(st, 200, "auth = false still refused: {body}");
+    let log = p.stderr();
+    assert!(log.contains("WARN") && log.contains("http.auth = false"), "no warning for auth = false:\n{log}");
+    drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+}

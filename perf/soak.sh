@@ -78,6 +78,9 @@ SF=$TMP/shardflow LOADGEN=$TMP/loadgen
 
 OFPORT=$(free_port_run 1)
 HTTP=127.0.0.1:$(free_port)
+# The REST API wants a bearer token (docs/security.md): given to the daemon, sent by `call`.
+SHARDFLOW_HTTP_TOKEN=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export SHARDFLOW_HTTP_TOKEN
 bg "$OUT/shardflow.log" "$SF" run --config "$CONFIG" --base-port "$OFPORT" --http "$HTTP"
 DAEMON=$BG_PID
 wait_port "$OFPORT" 100 "$DAEMON" || die "shardflow did not listen on $OFPORT ($OUT/shardflow.log)"
@@ -115,7 +118,7 @@ rest() {
     local base=http://$HTTP flow='table=200,priority=7,cookie=0x5eed000000000001,ip,nw_dst=192.0.2.1,actions=drop'
     call() { # METHOD PATH [BODY]
         local code
-        code=$(curl -s -o /dev/null -w '%{http_code}' -m 10 -X "$1" ${3:+--data-binary "$3"} "$base$2") || code=000
+        code=$(curl -s -o /dev/null -w '%{http_code}' -m 10 -H "Authorization: Bearer $SHARDFLOW_HTTP_TOKEN" -X "$1" ${3:+--data-binary "$3"} "$base$2") || code=000
         printf '%s\t%s\t%s\t%s\n' "$(date +%s)" "$1" "$2" "$code"
     }
     while [ "$(date +%s)" -lt "$END" ]; do

@@ -71,11 +71,16 @@ while i + 16 <= len(d):
     i += 16 + struct.unpack('<I', d[i+8:i+12])[0]; n += 1
 print(n)" "$1"; }
 
+# The REST API wants a bearer token (docs/security.md): this demo hands the daemon one in
+# SHARDFLOW_HTTP_TOKEN and sends it on every call.
+SHARDFLOW_HTTP_TOKEN=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export SHARDFLOW_HTTP_TOKEN
 http() { python3 - "$@" <<'PY'
-import json, sys, urllib.request
+import json, os, sys, urllib.request
 method, url = sys.argv[1], "http://" + sys.argv[2]
 data = sys.argv[3].encode() if len(sys.argv) > 3 else None
-req = urllib.request.Request(url, data=data, method=method)
+req = urllib.request.Request(url, data=data, method=method,
+                             headers={"Authorization": "Bearer " + os.environ["SHARDFLOW_HTTP_TOKEN"]})
 try:
     with urllib.request.urlopen(req, timeout=10) as r:
         body = r.read().decode()

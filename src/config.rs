@@ -334,6 +334,12 @@ pub struct HttpConfig {
     pub max_in_flight: usize,
     /// Time a client has to send a request head (at least 1 ms).
     pub header_timeout_ms: u64,
+    /// Bearer-token authentication of the REST API (docs/security.md). `false` opens every
+    /// route to anyone who can reach the port (a warning at start).
+    pub auth: bool,
+    /// File holding the REST token (mode 0600 or 0640; read at start). `SHARDFLOW_HTTP_TOKEN`
+    /// wins over it; without either a token is generated into the state directory.
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -343,6 +349,8 @@ impl Default for HttpConfig {
             max_connections: 256,
             max_in_flight: 16,
             header_timeout_ms: 5000,
+            auth: true,
+            token_file: None,
         }
     }
 }
@@ -589,6 +597,17 @@ impl Config {
                 "HTTP_MAX_CONNECTIONS" => self.http.max_connections = parse_num(v).map_err(bad)?,
                 "HTTP_MAX_IN_FLIGHT" => self.http.max_in_flight = parse_num(v).map_err(bad)?,
                 "HTTP_HEADER_TIMEOUT_MS" => self.http.header_timeout_ms = parse_num(v).map_err(bad)?,
+                // The token itself never enters the configuration (which can be printed): the
+                // control plane reads it from the environment (crate::control::auth).
+                "HTTP_TOKEN" => {}
+                "HTTP_TOKEN_FILE" => self.http.token_file = Some(PathBuf::from(v)),
+                "HTTP_AUTH" => {
+                    self.http.auth = match v {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => return Err(bad("expected true or false".to_string())),
+                    }
+                }
                 "LOG_LEVEL" => self.log.level = v.to_string(),
                 "LOG_FORMAT" => self.log.format = v.parse().map_err(bad)?,
                 _ => return Err(bad("unknown SHARDFLOW_ variable".to_string())),

@@ -614,13 +614,18 @@ impl crate::control::api::ControlApi for FuzzApi {
 }
 
 /// The statuses the REST API may answer with; anything else (a 500 among them) is a bug.
-pub const REST_STATUSES: &[u16] = &[200, 201, 204, 400, 404, 405, 409, 413, 431, 502, 503, 504];
+pub const REST_STATUSES: &[u16] = &[200, 201, 204, 400, 401, 404, 405, 409, 413, 431, 502, 503, 504];
+
+/// The bearer token of the `rest` target's router.
+const REST_TOKEN: &str = "fuzz-token-0123456789abcdef";
 
 /// A request to the REST router, `handle` (no sockets): the first byte picks the method, the
-/// second the daemon's state (bit 0: not ready) and whether the body was too large (bit 1);
-/// then the URL (path and query) up to a newline, then the body.
+/// second the daemon's state (bit 0: not ready), whether the body was too large (bit 1) and
+/// the `Authorization` header (bits 2-3: the right token, none, a wrong token, another
+/// scheme); then the URL (path and query) up to a newline, then the body.
 ///
-/// Properties: no panic; a status from [`REST_STATUSES`]; a route label for the metrics; a
+/// Properties: no panic; without the right token a non-public route answers 401 and calls
+/// nothing, with it never 401; a status from [`REST_STATUSES`]; a route label for the metrics; a
 /// JSON body that parses whenever the content type says JSON; every error says why (a non-empty
 /// `error`, or text for `/healthz`); a 405 names what is allowed; and the api is only called
 /// with what the request asked for (see `FuzzApi`).
@@ -636,6 +641,7 @@ pub fn rest(data: &[u8]) {
             metrics: metrics.clone(),
             api: Arc::new(FuzzApi { ready }),
             request_timeout: REST_TIMEOUT,
+            auth: crate::control::auth::HttpAuth::Bearer(crate::control::auth::Token::new(REST_TOKEN)),
         };
         Some([ctx(true), ctx(false)])
     }) else {
@@ -657,11 +663,31 @@ pub fn rest(data: &[u8]) {
     };
     let url = String::from_utf8_lossy(url);
     let body = if data[1] & 2 != 0 { Body::TooLarge } else { Body::Bytes(body.to_vec()) };
+    let right = format!("Bearer {REST_TOKEN}");
+    let authorization: Option<&[u8]> = match (data[1] >> 2) & 3 {
+        0 => Some(right.as_bytes()),
+        1 => None,
+        2 => Some(b"Bearer fuzz-token-0123456789abcdeg"),
+        _ => Some(b"Basic ZnV6ejpmdXp6"),
+    };
+    let authorized = (data[1] >> 2) & 3 == 0;
     let mut route: &'static str = "unset";
-    let reply = handle(ctx, &method, &url, body, &mut route);
+    let reply = handle(ctx, &method, &url, authorization, body, &mut route);
     let what = format!("{method:?} {url:?} -> {} {}", reply.status, reply.body);
     assert!(REST_STATUSES.contains(&reply.status), "unexpected status: {what}");
-    assert!(route == "other" || route.starts_with('/'), "no route label ({route:?}): {what}");
+    let path = url.split('?').next().unwrap_or("");
+    let public = crate::control::auth::is_public(path);
+    if authorized || public {
+        assert_ne!(reply.status, 401, "refused with the right token or on an open route: {what}");
+    } else {
+        // FuzzApi asserts on what it is called with; a 401 must not have called it at all.
+        assert_eq!(reply.status, 401, "served without the right token: {what}");
+        assert_eq!(route, crate::control::http::UNAUTHORIZED_ROUTE, "{what}");
+    }
+    assert!(
+        route == "other" || route == crate::control::http::UNAUTHORIZED_ROUTE || route.starts_with('/'),
+        "no route label ({route:?}): {what}"
+    );
     let json = (reply.content_type == "application/json")
         .then(|| serde_json::from_str::<serde_json::Value>(&reply.body))
         .map(|r| r.unwrap_or_else(|e| panic!("a JSON answer that does not parse ({e}): {what}")));

@@ -312,7 +312,7 @@ impl Limited {
         let (base_port, http_port) = free_ports(shards);
         let log = std::env::temp_dir().join(format!("shardflow-edges-limited-{}-{base_port}.log", std::process::id()));
         let config = write_config(toml);
-        let child = Command::new("prlimit")
+        let child = support::with_token(&mut Command::new("prlimit"))
             .arg(format!("--nofile={nofile}:{nofile}"))
             .arg(env!("CARGO_BIN_EXE_shardflow"))
             .args(["run", "--shards", &shards.to_string(), "--base-port", &base_port.to_string()])

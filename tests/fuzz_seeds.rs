@@ -283,7 +283,8 @@ fn policy_file_over_examples() {
 }
 
 /// REST requests in the target's input form: method byte, flags byte (bit 0: not ready,
-/// bit 1: body too large), URL, newline, body.
+/// bit 1: body too large, bits 2-3: the right token, none, a wrong one, another scheme), URL,
+/// newline, body.
 fn rest_input(method: u8, flags: u8, url: &str, body: &str) -> Vec<u8> {
     let mut v = vec![method, flags];
     v.extend_from_slice(url.as_bytes());
@@ -327,7 +328,8 @@ fn rest_over_routes() {
         (GET, "/nope", ""),
     ];
     for (i, (method, url, body)) in requests.iter().enumerate() {
-        for flags in 0..4u8 {
+        // Bits 2-3 cover the Authorization header: every route without the right token too.
+        for flags in 0..16u8 {
             let input = rest_input(*method, flags, url, body);
             if flags == 0 {
                 save_seed("rest", &format!("req-{i}"), &input);

@@ -80,8 +80,11 @@ fn body_over_the_limit_is_413_at_once_and_never_read() {
     let d = Daemon::start_with_config(1, ONE_SHARD);
     let before = rss_kib(d.pid());
     let mut s = connect(&d);
-    let head = "POST /v1/switches/1/flows HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n\
-                Content-Length: 104857600\r\n\r\ntable=0,actions=drop\n";
+    let head = format!(
+        "POST /v1/switches/1/flows HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n\
+         Authorization: Bearer {}\r\nContent-Length: 104857600\r\n\r\ntable=0,actions=drop\n",
+        support::test_token()
+    );
     s.write_all(head.as_bytes()).unwrap();
     // Keep pushing the 100 MiB body from another thread while the answer is read: a server
     // that reads it takes it all; ours stops reading and closes, so the writer fails early.
@@ -158,7 +161,12 @@ fn healthz_and_metrics_answer_while_heavy_requests_hold_every_slot() {
     let mut slow = Vec::new();
     for _ in 0..10 {
         let mut s = connect(&d);
-        s.write_all(b"POST /v1/switches/1/flows HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\ntable=0").unwrap();
+        let req = format!(
+            "POST /v1/switches/1/flows HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+             Content-Length: 100\r\n\r\ntable=0",
+            support::test_token()
+        );
+        s.write_all(req.as_bytes()).unwrap();
         slow.push(s);
     }
     for _ in 0..5 {
@@ -220,7 +228,7 @@ impl Limited {
         std::fs::write(&cfg, toml).unwrap();
         let log = dir.join("stderr.log");
         let (base, http) = free_ports(1);
-        let child = Command::new("bash")
+        let child = support::with_token(&mut Command::new("bash"))
             .arg("-c")
             .arg(format!("ulimit -n {limit} && exec \"$@\""))
             .arg("bash")

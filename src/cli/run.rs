@@ -53,7 +53,14 @@ pub fn run(args: RunArgs) -> ExitCode {
     };
     let env: Vec<(String, String)> = std::env::vars().collect();
     let path = config::config_path(&env, &flags);
-    let cfg = match Config::load(path.as_deref(), &env, &flags).and_then(|c| c.validate().map(|_| c)) {
+    // The REST token's source is checked with the rest: a bad token file stops the daemon
+    // before any port is bound.
+    let checked = Config::load(path.as_deref(), &env, &flags).and_then(|c| c.validate().map(|_| c)).and_then(|c| {
+        shardflow::control::auth::HttpAuth::check(&c.http, &env)
+            .map_err(|e| config::ConfigError::Invalid { key: "http.token_file".into(), reason: e.to_string() })?;
+        Ok(c)
+    });
+    let cfg = match checked {
         Ok(c) => c,
         Err(e) => {
             eprintln!("shardflow: bad configuration: {e}");

@@ -35,6 +35,10 @@
 //! | `DELETE /v1/switches/{dpid}/flows?cookie=0x..&cookie_mask=0x..&table=N&force=false` | JSON [`FlowModReply`](super::api::FlowModReply); `cookie` without `cookie_mask` means an exact cookie; `cookie_mask` without `cookie` is a 400; 409 when the filter (or no filter) can reach the daemon's dispatch or pipeline flows, unless `force=true` |
 //! | `GET /readyz` | 200 `ready` when every shard listens and every connected bridge has its pipeline installed and intact; 503 naming the dpid otherwise |
 //!
+//! Every route but `/healthz`, `/readyz`, `/metrics`, `/v1/switches` and `/v1/shards` needs
+//! `Authorization: Bearer <token>` ([`super::auth`], docs/security.md); without it, or with a
+//! wrong one, 401 with `WWW-Authenticate: Bearer`, before the body is read or a slot taken.
+//!
 //! Errors are JSON `{"error": "..."}` naming the problem: 400 (bad dpid, query or flow text,
 //! naming the line), 404 (unknown path or switch), 405 (wrong method, with `Allow`), 413 (body
 //! over 1 MiB), 409 (a delete that would hit the daemon's own flows), 502 (switch refused: `openflow_error` holds the OpenFlow error name, or another
@@ -54,6 +58,7 @@ use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::api::{ApiError, ControlApi, DeleteFilter, Dpid, FlowCommand};
+use super::auth::HttpAuth;
 use super::metrics::Metrics;
 use super::ControlError;
 use crate::openflow::flow::FlowMod;
@@ -70,6 +75,8 @@ pub struct HttpContext {
     pub api: Arc<dyn ControlApi>,
     /// Deadline given to each api call.
     pub request_timeout: Duration,
+    /// Who may call what (docs/security.md): checked by [`handle`] before any route.
+    pub auth: HttpAuth,
 }
 
 /// A response before it is turned into an HTTP one (and what the tests inspect).
@@ -126,9 +133,30 @@ pub enum Body {
 
 // === routing ===
 
-/// Answer one request. `route` is set to the route template for the metrics label.
-pub fn handle(ctx: &HttpContext, method: &Method, url: &str, body: Body, route: &mut &'static str) -> Reply {
+/// The route label of requests refused for want of a valid token.
+pub const UNAUTHORIZED_ROUTE: &str = "unauthorized";
+
+/// 401 with the reason (the `WWW-Authenticate: Bearer` header is added by the server).
+fn unauthorized(why: &str) -> Reply {
+    Reply::error(401, format!("unauthorized: {why} (see docs/security.md)"))
+}
+
+/// Answer one request. `authorization` is the `Authorization` header's value, if any; a
+/// route that needs the token answers 401 without it ([`HttpAuth::refuse`]), before anything
+/// else is looked at. `route` is set to the route template for the metrics label.
+pub fn handle(
+    ctx: &HttpContext,
+    method: &Method,
+    url: &str,
+    authorization: Option<&[u8]>,
+    body: Body,
+    route: &mut &'static str,
+) -> Reply {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    if let Some(why) = ctx.auth.refuse(path, authorization) {
+        *route = UNAUTHORIZED_ROUTE;
+        return unauthorized(why);
+    }
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let deadline = Instant::now() + ctx.request_timeout;
     match segs.as_slice() {
@@ -770,6 +798,13 @@ async fn respond(lanes: Arc<Lanes>, req: hyper::Request<Incoming>) -> Result<Htt
         return Ok(to_response(ctx, "too_large", &method, &url, reply, true));
     }
 
+    // Refused before taking a lane slot or reading a body: a caller without the token costs
+    // nothing but this answer. (`handle` checks again; this is only the early exit.)
+    let authorization = req.headers().get(hyper::header::AUTHORIZATION).map(|v| v.as_bytes().to_vec());
+    if let Some(why) = ctx.auth.refuse(req.uri().path(), authorization.as_deref()) {
+        return Ok(to_response(ctx, UNAUTHORIZED_ROUTE, &method, &url, unauthorized(why), has_body));
+    }
+
     let lane = if light.is_some() { &lanes.light } else { &lanes.heavy };
     let permit = match tokio::time::timeout_at(deadline.into(), lane.clone().acquire_owned()).await {
         Ok(Ok(p)) => p,
@@ -805,7 +840,7 @@ async fn respond(lanes: Arc<Lanes>, req: hyper::Request<Incoming>) -> Result<Htt
     let work = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let mut route: &'static str = "other";
-        let reply = handle(&work_ctx, &m, &u, body, &mut route);
+        let reply = handle(&work_ctx, &m, &u, authorization.as_deref(), body, &mut route);
         (route, reply)
     });
     // The api answers by its deadline; this bound only guards against one that does not.
@@ -841,6 +876,12 @@ fn to_response(
     headers.insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(reply.content_type));
     if let Some(allow) = reply.allow {
         headers.insert(hyper::header::ALLOW, hyper::header::HeaderValue::from_static(allow));
+    }
+    if reply.status == 401 {
+        headers.insert(
+            hyper::header::WWW_AUTHENTICATE,
+            hyper::header::HeaderValue::from_static("Bearer realm=\"shardflow\""),
+        );
     }
     if close {
         headers.insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));

@@ -12,6 +12,7 @@
 //! reason. Dropping a `ControlPlane` shuts it down and joins it.
 
 pub mod api;
+pub mod auth;
 pub mod http;
 pub mod metrics;
 pub mod signal;
@@ -33,6 +34,8 @@ pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis
 /// Why the control plane could not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
+    #[error("{0}")]
+    Auth(auth::AuthError),
     #[error("http.listen: cannot listen on {addr}: {message}")]
     HttpBind { addr: SocketAddr, message: String },
     #[error("cannot build the control runtime: {0}")]
@@ -69,7 +72,10 @@ impl ControlPlane {
         api: Arc<dyn ControlApi>,
         (trigger, signal): (ShutdownTrigger, ShutdownSignal),
     ) -> Result<ControlPlane, ControlError> {
-        let ctx = HttpContext { metrics, api, request_timeout: cfg.openflow.request_timeout() };
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let (auth, source) = auth::HttpAuth::resolve(&cfg.http, &env).map_err(ControlError::Auth)?;
+        log_auth(cfg, &source);
+        let ctx = HttpContext { metrics, api, request_timeout: cfg.openflow.request_timeout(), auth };
         // Bound here, so a port in use is an error of `start`; served on the control runtime.
         let http = HttpServer::bind(cfg.http.listen)?;
         let http_addr = http.addr();
@@ -140,6 +146,28 @@ impl Drop for ControlPlane {
             self.shutdown();
             let _ = self.join_inner();
         }
+    }
+}
+
+/// Say at start how the REST API is guarded, and warn about what exposes it.
+fn log_auth(cfg: &Config, source: &Option<auth::TokenSource>) {
+    match source {
+        None => tracing::warn!(
+            "http.auth = false: the REST API (flows, tracker, invalidate) is open to anyone who reaches {}",
+            cfg.http.listen
+        ),
+        Some(auth::TokenSource::Env) => tracing::info!("REST API token from {}", auth::TOKEN_ENV),
+        Some(auth::TokenSource::File(p)) => tracing::info!(path = %p.display(), "REST API token from http.token_file"),
+        Some(auth::TokenSource::Generated(p)) => {
+            tracing::info!(path = %p.display(), "REST API token generated (mode 0600)")
+        }
+    }
+    if !cfg.http.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %cfg.http.listen,
+            "the HTTP endpoint listens beyond loopback: anyone on the network can reach it (and read /metrics); \
+             its traffic, the bearer token included, is not encrypted"
+        );
     }
 }
 

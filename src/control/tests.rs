@@ -164,6 +164,8 @@ fn request_raw(addr: SocketAddr, method: &str, path: &str, body: &[u8], content_
 
 fn start(api: Arc<FakeApi>) -> (ControlPlane, Arc<Metrics>) {
     let mut cfg = Config::default();
+    // Authentication has its own tests (control::auth, tests/security_rest.rs).
+    cfg.http.auth = false;
     cfg.http.listen = "127.0.0.1:0".parse().unwrap();
     cfg.openflow.request_timeout_secs = 2;
     let metrics = Arc::new(Metrics::new().unwrap());
@@ -379,6 +381,8 @@ fn body_over_one_mib_is_413() {
 fn unresponsive_shard_is_504_and_health_still_answers() {
     let api = FakeApi::new();
     let mut cfg = Config::default();
+    // Authentication has its own tests (control::auth, tests/security_rest.rs).
+    cfg.http.auth = false;
     cfg.http.listen = "127.0.0.1:0".parse().unwrap();
     cfg.openflow.request_timeout_secs = 1;
     cfg.http.max_in_flight = 4;
@@ -419,6 +423,8 @@ fn unresponsive_shard_is_504_and_health_still_answers() {
 fn a_body_that_never_finishes_is_408_at_the_deadline() {
     let api = FakeApi::new();
     let mut cfg = Config::default();
+    // Authentication has its own tests (control::auth, tests/security_rest.rs).
+    cfg.http.auth = false;
     cfg.http.listen = "127.0.0.1:0".parse().unwrap();
     cfg.openflow.request_timeout_secs = 1;
     let metrics = Arc::new(Metrics::new().unwrap());
@@ -540,6 +546,8 @@ fn http_port_taken_is_an_error_naming_it() {
     let held = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = held.local_addr().unwrap();
     let mut cfg = Config::default();
+    // Authentication has its own tests (control::auth, tests/security_rest.rs).
+    cfg.http.auth = false;
     cfg.http.listen = addr;
     let metrics = Arc::new(Metrics::new().unwrap());
     let err = match ControlPlane::start(&cfg, metrics, FakeApi::new()) {
@@ -554,6 +562,8 @@ fn http_port_taken_is_an_error_naming_it() {
 fn shutdown_pair_made_before_start_is_used() {
     let (trigger, signal) = shutdown_channel();
     let mut cfg = Config::default();
+    // Authentication has its own tests (control::auth, tests/security_rest.rs).
+    cfg.http.auth = false;
     cfg.http.listen = "127.0.0.1:0".parse().unwrap();
     let metrics = Arc::new(Metrics::new().unwrap());
     let cp =

@@ -155,13 +155,43 @@ pub fn free_ports(n: u16) -> (u16, u16) {
     panic!("no free ports found");
 }
 
-/// One HTTP/1.1 request over a plain TcpStream (Connection: close); returns (status, body).
+/// The REST bearer token of every daemon this test process starts (`SHARDFLOW_HTTP_TOKEN`),
+/// sent by [`http_request`]: random per process, so a stray daemon of another test run does
+/// not answer this one's calls.
+pub fn test_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        let mut buf = [0u8; 16];
+        std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).expect("read /dev/urandom");
+        buf.iter().map(|b| format!("{b:02x}")).collect()
+    })
+}
+
+/// Set the daemon's REST token ([`test_token`]) on a command that starts `shardflow run`.
+pub fn with_token(cmd: &mut Command) -> &mut Command {
+    cmd.env("SHARDFLOW_HTTP_TOKEN", test_token())
+}
+
+/// One HTTP/1.1 request over a plain TcpStream (Connection: close), with the test token;
+/// returns (status, body).
 pub fn http_request(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    http_request_as(addr, method, path, body, Some(&format!("Bearer {}", test_token()))).map(|(st, _, b)| (st, b))
+}
+
+/// [`http_request`] with a chosen `Authorization` header (or none); returns (status, head, body).
+pub fn http_request_as(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    authorization: Option<&str>,
+) -> std::io::Result<(u16, String, String)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(15)))?;
     s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let auth = authorization.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes())?;
@@ -179,7 +209,7 @@ pub fn http_request(addr: &str, method: &str, path: &str, body: &str) -> std::io
         l.starts_with("transfer-encoding:") && l.contains("chunked")
     });
     let body = if chunked { dechunk(rest) } else { rest.to_string() };
-    Ok((status, body))
+    Ok((status, head.to_string(), body))
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -224,7 +254,7 @@ impl Daemon {
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("stderr.log");
         let err = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_shardflow"))
+        let child = with_token(&mut Command::new(env!("CARGO_BIN_EXE_shardflow")))
             .args(["run", "--shards", &shards.to_string(), "--base-port", &base_port.to_string()])
             .args(["--http", &format!("127.0.0.1:{http_port}"), "--log-level", "info"])
             .args(extra)

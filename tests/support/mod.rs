@@ -148,11 +148,24 @@ pub fn free_ports(n: u16) -> (u16, u16) {
         if http >= base && http <= base + n {
             continue;
         }
-        if (base..=base + n).all(port_free) && port_free(http) {
+        if (base..=base + n).all(port_free) && port_free(http) && reserve(base, n, http) {
             return (base, http);
         }
     }
     panic!("no free ports found");
+}
+
+/// Ports handed out by [`free_ports`] in this test process: a port probed free may not be bound
+/// yet by the daemon it was picked for, so another test running in parallel must not get it too.
+fn reserve(base: u16, n: u16, http: u16) -> bool {
+    static TAKEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    let wanted: Vec<u16> = (base..=base + n).chain([http]).collect();
+    if wanted.iter().any(|p| taken.contains(p)) {
+        return false;
+    }
+    taken.extend(wanted);
+    true
 }
 
 /// The REST bearer token of every daemon this test process starts (`SHARDFLOW_HTTP_TOKEN`),

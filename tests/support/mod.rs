@@ -253,12 +253,33 @@ pub struct Daemon {
 impl Daemon {
     /// `run --shards N` on fresh free ports, plus `extra` args; waits for /healthz 200 (10 s).
     pub fn start(shards: u16, extra: &[&str]) -> Daemon {
+        Daemon::start_fresh(shards, extra)
+    }
+
+    /// [`Daemon::start_on`] on fresh free ports, picked again when the daemon finds one taken:
+    /// a port probed free can still be taken by someone else before the daemon binds it.
+    fn start_fresh(shards: u16, extra: &[&str]) -> Daemon {
+        for _ in 0..3 {
+            let (base, http) = free_ports(shards);
+            match Daemon::try_start_on(shards, base, http, extra) {
+                Ok(d) => return d,
+                Err(log) if log.contains("Address already in use") => {
+                    eprintln!("a port was taken before the daemon bound it; picking others:\n{log}");
+                }
+                Err(log) => panic!("{log}"),
+            }
+        }
         let (base, http) = free_ports(shards);
         Daemon::start_on(shards, base, http, extra)
     }
 
     /// Same on given ports (a restart on the ports of a stopped daemon).
     pub fn start_on(shards: u16, base_port: u16, http_port: u16, extra: &[&str]) -> Daemon {
+        Daemon::try_start_on(shards, base_port, http_port, extra).unwrap_or_else(|log| panic!("{log}"))
+    }
+
+    /// [`Daemon::start_on`], or the daemon's log when it exited before answering.
+    fn try_start_on(shards: u16, base_port: u16, http_port: u16, extra: &[&str]) -> Result<Daemon, String> {
         let dir = std::env::temp_dir().join(format!(
             "shardflow-daemon-{}-{}",
             std::process::id(),
@@ -277,16 +298,21 @@ impl Daemon {
             .spawn()
             .expect("spawn shardflow");
         let mut d = Daemon { child: Some(child), base_port, http_port, shards, dir, log, exited: None };
+        let mut early = None;
         let ok = wait_until(Duration::from_secs(10), || {
             if let Some(c) = d.child.as_mut() {
                 if let Ok(Some(st)) = c.try_wait() {
-                    panic!("shardflow exited early ({st}):\n{}", d.stderr());
+                    early = Some(st);
+                    return true;
                 }
             }
             matches!(d.try_get("/healthz"), Ok((200, _)))
         });
+        if let Some(st) = early {
+            return Err(format!("shardflow exited early ({st}):\n{}", d.stderr()));
+        }
         assert!(ok, "shardflow /healthz not 200 within 10 s:\n{}", d.stderr());
-        d
+        Ok(d)
     }
 
     pub fn http_addr(&self) -> String {
@@ -420,8 +446,7 @@ impl Daemon {
     /// `run --shards N --config FILE` on fresh free ports, FILE holding `toml` (written to a
     /// temporary file, removed once the daemon answers: it reads the file at start-up only).
     pub fn start_with_config(shards: u16, toml: &str) -> Daemon {
-        let (base, http) = free_ports(shards);
-        Daemon::start_on_with_config(shards, base, http, toml)
+        Daemon::start_with_config_args(shards, toml, &[])
     }
 
     /// Same on given ports (a restart on the ports of a stopped daemon).
@@ -443,7 +468,6 @@ impl Daemon {
 impl Daemon {
     /// `run --shards N --config FILE EXTRA...` on fresh free ports (e.g. `--mode single`).
     pub fn start_with_config_args(shards: u16, toml: &str, extra: &[&str]) -> Daemon {
-        let (base, http) = free_ports(shards);
         let file = std::env::temp_dir().join(format!(
             "shardflow-config-{}-{}.toml",
             std::process::id(),
@@ -452,7 +476,7 @@ impl Daemon {
         std::fs::write(&file, toml).unwrap();
         let mut args: Vec<&str> = vec!["--config", file.to_str().unwrap()];
         args.extend_from_slice(extra);
-        let d = Daemon::start_on(shards, base, http, &args);
+        let d = Daemon::start_fresh(shards, &args);
         let _ = std::fs::remove_file(&file);
         d
     }

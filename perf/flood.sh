@@ -42,16 +42,7 @@ CTL_CPU=1 GEN_CPU=0
 if [ "$NCPU" -lt 2 ]; then CTL_CPU=0; fi
 
 TMP=$(mktemp -d /tmp/sf-flood.XXXXXX)
-cleanup() {
-    local rc=$?
-    set +e
-    stop_all
-    rm -rf "$TMP"
-    [ $rc -ne 0 ] && log "failed (exit $rc); partial results in $OUT"
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap_cleanup
 
 if [ "$BUILD" = 1 ]; then
     log "building release binaries (cargo build --release --workspace)"

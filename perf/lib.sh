@@ -50,6 +50,21 @@ stop_pid() {
     wait "$pid" 2>/dev/null || true
 }
 
+# The EXIT trap of a script whose processes all went through `bg`: stops them, removes $TMP,
+# and on failure says where the partial results are ($OUT). `trap_cleanup` installs it.
+cleanup_and_exit() {
+    local rc=$?
+    set +e
+    stop_all
+    rm -rf "$TMP"
+    [ $rc -ne 0 ] && log "failed (exit $rc); partial results in $OUT"
+    exit $rc
+}
+trap_cleanup() {
+    trap cleanup_and_exit EXIT
+    trap 'exit 130' INT TERM
+}
+
 stop_all() {
     local pid
     for pid in "${BG_PIDS[@]}"; do stop_pid "$pid" 20; done

@@ -58,16 +58,7 @@ OUT=${OUT:-$PERF_DIR/results/$TS}
 mkdir -p "$OUT/raw" "$OUT/logs"
 OUT=$(cd "$OUT" && pwd)
 TMP=$(mktemp -d /tmp/sf-perf.XXXXXX)
-cleanup() {
-    local rc=$?
-    set +e
-    stop_all
-    rm -rf "$TMP"
-    [ $rc -ne 0 ] && log "failed (exit $rc); partial results in $OUT"
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap_cleanup
 
 if [ "$BUILD" = 1 ]; then
     log "building release binaries (cargo build --release --workspace)"

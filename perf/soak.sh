@@ -62,16 +62,7 @@ fi
 [ -x "$LOADGEN" ] || die "$LOADGEN missing (cargo build --release --workspace, or LOADGEN=...)"
 
 TMP=$(mktemp -d /tmp/sf-soak.XXXXXX)
-cleanup() {
-    local rc=$?
-    set +e
-    stop_all
-    rm -rf "$TMP"
-    [ $rc -ne 0 ] && log "soak failed (exit $rc); results in $OUT"
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap_cleanup
 # Private copies: a concurrent cargo build must not swap the binaries under the soak.
 cp "$SF" "$TMP/shardflow"; cp "$LOADGEN" "$TMP/loadgen"
 SF=$TMP/shardflow LOADGEN=$TMP/loadgen

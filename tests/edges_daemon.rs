@@ -18,7 +18,6 @@ use support::{free_ports, http_request, shardflow, wait_until, Daemon, Ovs};
 // === a fake switch ===
 
 const HELLO13: [u8; 16] = [4, 0, 0, 16, 0, 0, 0, 1, 0, 1, 0, 8, 0, 0, 0, 0x10];
-const ONF: u32 = 0x4F4E_4600;
 
 struct Fake {
     s: TcpStream,
@@ -54,44 +53,11 @@ impl Fake {
         self.s.write_all(m).expect("fake switch write");
     }
 
-    /// Answers what a switch must answer (features, port desc, barriers, bundles, echo); returns
-    /// the message types seen.
+    /// Answers what a switch must answer (features, port desc, barriers, bundles, echo).
     fn serve(&mut self, m: &[u8]) {
-        let (ty, xid) = (m[1], [m[4], m[5], m[6], m[7]]);
-        let reply = |ty: u8, body: &[u8]| {
-            let mut r = vec![4, ty];
-            r.extend_from_slice(&((8 + body.len()) as u16).to_be_bytes());
-            r.extend_from_slice(&xid);
-            r.extend_from_slice(body);
-            r
-        };
-        let r = match ty {
-            2 => reply(3, &m[8..]),
-            5 => {
-                let mut b = self.dpid.to_be_bytes().to_vec();
-                b.extend_from_slice(&[0, 0, 0, 0, 254, 0, 0, 0, 0, 0, 0, 0x4f, 0, 0, 0, 0]);
-                reply(6, &b)
-            }
-            18 => {
-                let mp = u16::from_be_bytes([m[8], m[9]]);
-                let mut b = mp.to_be_bytes().to_vec();
-                b.extend_from_slice(&[0; 6]);
-                reply(19, &b)
-            }
-            20 => reply(21, &[]),
-            4 if m.len() >= 24
-                && u32::from_be_bytes([m[8], m[9], m[10], m[11]]) == ONF
-                && u32::from_be_bytes([m[12], m[13], m[14], m[15]]) == 2300 =>
-            {
-                // bundle control request -> its reply (type + 1)
-                let mut r = m.to_vec();
-                let t = u16::from_be_bytes([r[20], r[21]]) + 1;
-                r[20..22].copy_from_slice(&t.to_be_bytes());
-                r
-            }
-            _ => return,
-        };
-        self.send(&r);
+        if let Some(r) = support::switch_answer(m, self.dpid) {
+            self.send(&r);
+        }
     }
 
     /// HELLO, then answers the daemon until `done` holds (checked between reads), 10 s at most.

@@ -98,42 +98,9 @@ impl Fake {
 
     /// Answers what a switch must answer during the handshake and the pipeline install.
     fn serve(&mut self, m: &[u8], dpid: u64) {
-        let xid = &m[4..8];
-        let reply = |ty: u8, body: &[u8]| {
-            let mut r = vec![4, ty];
-            r.extend_from_slice(&((8 + body.len()) as u16).to_be_bytes());
-            r.extend_from_slice(xid);
-            r.extend_from_slice(body);
-            r
-        };
-        let r = match m[1] {
-            2 => reply(3, &m[8..]),
-            5 => {
-                let mut b = dpid.to_be_bytes().to_vec();
-                b.extend_from_slice(&[0, 0, 0, 0, 254, 0, 0, 0, 0, 0, 0, 0x4f, 0, 0, 0, 0]);
-                reply(6, &b)
-            }
-            7 => reply(8, &[0, 0, 0xff, 0xff]),
-            18 => {
-                let mp = u16::from_be_bytes([m[8], m[9]]);
-                let mut b = mp.to_be_bytes().to_vec();
-                b.extend_from_slice(&[0; 6]);
-                if mp == 0 {
-                    b.resize(8 + 1056, 0);
-                }
-                reply(19, &b)
-            }
-            20 => reply(21, &[]),
-            4 if m.len() >= 24 && m[8..12] == [0x4f, 0x4e, 0x46, 0] && m[12..16] == 2300u32.to_be_bytes() => {
-                // bundle control request -> its reply
-                let mut r = m.to_vec();
-                let t = u16::from_be_bytes([r[20], r[21]]) + 1;
-                r[20..22].copy_from_slice(&t.to_be_bytes());
-                r
-            }
-            _ => return,
-        };
-        self.send(&r);
+        if let Some(r) = support::switch_answer(m, dpid) {
+            self.send(&r);
+        }
     }
 
     /// Serves the daemon until a message of `ty` with `xid` arrives; returns it.

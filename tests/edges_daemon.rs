@@ -217,6 +217,21 @@ fn write_config(toml: &str) -> String {
     p.to_string_lossy().into_owned()
 }
 
+/// `pid`'s open fds once the count holds still for 300 ms (5 s at most).
+fn settled_fds(pid: u32) -> usize {
+    let mut last = open_fds(pid);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = open_fds(pid);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
+}
+
 // === 3. idle connections: what each costs, and given back ===
 
 /// Measured with `perf/edges/idle_conns_rss.py` (2,000 idle connections, 2 shards, debug
@@ -231,7 +246,9 @@ fn two_thousand_idle_connections_cost_little_and_the_memory_is_reused() {
     let toml = "[openflow]\nrequest_timeout_secs = 60\nmax_switch_connections = 2000\n";
     let d = Daemon::start(2, &["--config", &write_config(toml)]);
     let pid = d.pid();
-    let (f0, base) = (open_fds(pid), rss_kib(pid));
+    // The daemon's fds once settled: the start-up's /healthz connection may still be closing.
+    let f0 = settled_fds(pid);
+    let base = rss_kib(pid);
     let n = 2000;
     let round = || {
         let conns: Vec<TcpStream> =

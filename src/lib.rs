@@ -6,6 +6,7 @@ pub mod control;
 pub mod daemon;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod node;
 pub mod openflow;
 #[doc(hidden)]
 pub mod oracle;

@@ -1,6 +1,7 @@
 //! shardflow: a thread-per-core OpenFlow 1.3 controller for Open vSwitch based Kubernetes
 //! networking. The library holds the protocol, packet and policy logic; `main.rs` is a thin edge.
 
+pub mod cni;
 pub mod config;
 pub mod control;
 pub mod daemon;

@@ -8,8 +8,15 @@
 #   B  the same bridge with one `actions=NORMAL` flow and no controller (the floor);
 #   C  os-ken (perf/osken, eventlet hub) on the same pipeline, its table-0 and table-3 misses
 #      sent to it (skip with --no-osken).
+# With --cni (issue 8: real pods, no configuration), instead:
+#   Z  shardflow with no configuration but where OVSDB is ([node] ovsdb): the node agent creates
+#      br-int, the pods are added by target/release/shardflow-cni (host-local IPAM, Debian's
+#      containernetworking-plugins), every new connection decided on its first packet by the
+#      embedded allow-all policy;
+#   B  then the same br-int, the daemon stopped, its controllers removed, one NORMAL flow.
 #
 #   perf/first-packet.sh [-n CONNECTIONS] [--out DIR] [--no-osken] [--variants ARBC] [--shards N]
+#   perf/first-packet.sh --cni [-n CONNECTIONS] [--out DIR] [--shards N]
 #
 # Pod 1 = 10.244.1.2 (port 2), pod 2 = 10.244.1.4 (port 4), with the MACs of the docs example
 # (the pipeline's anti-spoofing flows check them), static ARP entries inside the namespaces;
@@ -23,6 +30,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 N=1000
+CNI=0
 OUT=
 VARIANTS=ARBC
 SHARDS=2
@@ -33,12 +41,19 @@ while [ $# -gt 0 ]; do
         --no-osken) VARIANTS=${VARIANTS//C/}; shift ;;
         --variants) VARIANTS=$2; shift 2 ;;
         --shards) SHARDS=$2; shift 2 ;;
-        -h|--help) sed -n "2,22p" "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --cni) CNI=1; shift ;;
+        -h|--help) sed -n "2,30p" "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces)"
 [ -x "$SF" ] || die "$SF missing: cargo build --release"
+if [ "$CNI" = 1 ]; then
+    VARIANTS=ZB
+    CNI_BIN=$(dirname "$SF")/shardflow-cni
+    [ -x "$CNI_BIN" ] || die "$CNI_BIN missing: cargo build --release"
+    [ -x /usr/lib/cni/host-local ] || need_pkg /usr/lib/cni/host-local containernetworking-plugins
+fi
 need_pkg ethtool ethtool
 need_pkg ip iproute2
 OUT=${OUT:-$PERF_DIR/results/first-packet-$(date -u +%Y%m%dT%H%M%SZ)}
@@ -74,6 +89,10 @@ trap 'exit 130' INT TERM
 
 cp "$SF" "$TMP/shardflow"  # a private copy: a concurrent cargo build must not swap it
 SF=$TMP/shardflow
+if [ "$CNI" = 1 ]; then cp "$CNI_BIN" "$TMP/shardflow-cni"; CNI_BIN=$TMP/shardflow-cni; fi
+BR=br0
+IP1=10.244.1.2
+IP2=10.244.1.4
 
 # ---- the probe: listener and client, run inside the namespaces
 cat >"$TMP/probe.py" <<'PY'
@@ -116,39 +135,71 @@ PY
 # ---- OVS, pods, ports
 log "starting a private Open vSwitch (userspace datapath, real veth ports) in $TMP"
 ovs_up "$TMP"
-ovs-vsctl add-br br0 -- set bridge br0 datapath_type=netdev protocols=OpenFlow13 fail_mode=secure \
-    other_config:datapath-id=0000000000000001
+if [ "$CNI" = 0 ]; then
+    ovs-vsctl add-br br0 -- set bridge br0 datapath_type=netdev protocols=OpenFlow13 fail_mode=secure \
+        other_config:datapath-id=0000000000000001
 
-pod() { # NS HOSTIF OFPORT IP MAC PEER_IP PEER_MAC
-    local ns=$1 hif=$2 ofport=$3 ip=$4 mac=$5 pip=$6 pmac=$7
-    ip netns add "$ns"
-    ip link add "$hif" type veth peer name eth0 netns "$ns"
-    ip -n "$ns" link set eth0 address "$mac"
-    ip -n "$ns" addr add "$ip/24" dev eth0
-    ip -n "$ns" link set lo up
-    ip -n "$ns" link set eth0 up
-    ip link set "$hif" up
-    ethtool -K "$hif" tx off >/dev/null
-    ip netns exec "$ns" ethtool -K eth0 tx off >/dev/null
-    ip -n "$ns" neigh replace "$pip" lladdr "$pmac" dev eth0 nud permanent
-    ovs-vsctl add-port br0 "$hif" -- set interface "$hif" ofport_request="$ofport"
-}
-pod "$NS1" "$V2" 2 10.244.1.2 0a:58:0a:f4:01:02 10.244.1.4 0a:58:0a:f4:01:04
-pod "$NS2" "$V4" 4 10.244.1.4 0a:58:0a:f4:01:04 10.244.1.2 0a:58:0a:f4:01:02
-ip link add "$VG" type veth peer name "$VGP"
-ip link set "$VG" up; ip link set "$VGP" up
-ovs-vsctl add-port br0 "$VG" -- set interface "$VG" ofport_request=3
-ovs-vsctl --timeout=10 wait-until interface "$V2" ofport=2 >/dev/null
-ovs-vsctl --timeout=10 wait-until interface "$V4" ofport=4 >/dev/null
+    pod() { # NS HOSTIF OFPORT IP MAC PEER_IP PEER_MAC
+        local ns=$1 hif=$2 ofport=$3 ip=$4 mac=$5 pip=$6 pmac=$7
+        ip netns add "$ns"
+        ip link add "$hif" type veth peer name eth0 netns "$ns"
+        ip -n "$ns" link set eth0 address "$mac"
+        ip -n "$ns" addr add "$ip/24" dev eth0
+        ip -n "$ns" link set lo up
+        ip -n "$ns" link set eth0 up
+        ip link set "$hif" up
+        ethtool -K "$hif" tx off >/dev/null
+        ip netns exec "$ns" ethtool -K eth0 tx off >/dev/null
+        ip -n "$ns" neigh replace "$pip" lladdr "$pmac" dev eth0 nud permanent
+        ovs-vsctl add-port br0 "$hif" -- set interface "$hif" ofport_request="$ofport"
+    }
+    pod "$NS1" "$V2" 2 10.244.1.2 0a:58:0a:f4:01:02 10.244.1.4 0a:58:0a:f4:01:04
+    pod "$NS2" "$V4" 4 10.244.1.4 0a:58:0a:f4:01:04 10.244.1.2 0a:58:0a:f4:01:02
+    ip link add "$VG" type veth peer name "$VGP"
+    ip link set "$VG" up; ip link set "$VGP" up
+    ovs-vsctl add-port br0 "$VG" -- set interface "$VG" ofport_request=3
+    ovs-vsctl --timeout=10 wait-until interface "$V2" ofport=2 >/dev/null
+    ovs-vsctl --timeout=10 wait-until interface "$V4" ofport=4 >/dev/null
+else
+    BR=br-int
+    # The daemon first: it makes br-int (controllers = its shards) before any pod exists.
+    printf '[shards]\ncount = %s\n\n[node]\novsdb = "unix:%s/db.sock"\n' "$SHARDS" "$TMP" >"$TMP/shardflow-Z.toml"
+    ZBASE=$(free_port_run "$SHARDS")
+    ZHTTP=127.0.0.1:$(free_port)
+    bg "$TMP/shardflow-Z.log" "$SF" run --config "$TMP/shardflow-Z.toml" --base-port "$ZBASE" --http "$ZHTTP" --log-level warn
+    ZPID=$BG_PID
+    wait_port "$ZBASE" 100 "$ZPID" || die "shardflow did not listen on $ZBASE (see logs/shardflow-Z.log)"
+    ovs-vsctl --timeout=20 wait-until bridge br-int >/dev/null || die "the daemon did not create br-int"
+    cat >"$TMP/cni.json" <<JSON
+{"cniVersion":"1.0.0","name":"fp$TAG","type":"shardflow-cni","bridge":"br-int","mtu":1500,
+ "ipam":{"type":"host-local","ranges":[[{"subnet":"10.244.1.0/24"}]],"dataDir":"$TMP/ipam"}}
+JSON
+    cni_add() { # NS NAME -> the ADD result in $TMP/NAME.json
+        ip netns add "$1"
+        CNI_COMMAND=ADD CNI_CONTAINERID="$1" CNI_NETNS=/run/netns/$1 CNI_IFNAME=eth0 \
+            CNI_PATH="$TMP:/usr/lib/cni" CNI_ARGS="K8S_POD_NAMESPACE=perf;K8S_POD_NAME=$2" OVS_RUNDIR=$TMP \
+            "$CNI_BIN" <"$TMP/cni.json" >"$TMP/$2.json" || die "CNI ADD $2: $(cat "$TMP/$2.json")"
+    }
+    cni_add "$NS1" pod1
+    cni_add "$NS2" pod2
+    field() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))
+i=[k for k,x in enumerate(r["interfaces"]) if x.get("sandbox")][0]
+print(r["ips"][0]["address"].split("/")[0] if sys.argv[2]=="ip" else r["interfaces"][i]["mac"])' "$TMP/$1.json" "$2"; }
+    IP1=$(field pod1 ip); IP2=$(field pod2 ip)
+    # Static neighbours, as in the static variants: the connect time is the TCP decision alone.
+    ip -n "$NS1" neigh replace "$IP2" lladdr "$(field pod2 mac)" dev eth0 nud permanent
+    ip -n "$NS2" neigh replace "$IP1" lladdr "$(field pod1 mac)" dev eth0 nud permanent
+    log "pods added by shardflow-cni: pod1 $IP1, pod2 $IP2"
+fi
 
 SERVER_PORT=8080
-bg "$TMP/server.log" ip netns exec "$NS2" python3 "$TMP/probe.py" server 10.244.1.4 $SERVER_PORT
+bg "$TMP/server.log" ip netns exec "$NS2" python3 "$TMP/probe.py" server "$IP2" $SERVER_PORT
 SERVER_PID=$BG_PID
 for _ in $(seq 50); do grep -q listening "$TMP/server.log" && break; sleep 0.1; done
 
 reset_bridge() {
-    ovs-vsctl del-controller br0
-    ovs-ofctl -O OpenFlow13 del-flows br0
+    ovs-vsctl del-controller $BR
+    ovs-ofctl -O OpenFlow13 del-flows $BR
     ovs-appctl dpctl/flush-conntrack >/dev/null 2>&1 || true
 }
 
@@ -157,7 +208,7 @@ measure() { # VARIANT
     local v=$1
     log "variant $v: $N connections pod1 -> pod2:$SERVER_PORT"
     run_wait "$TMP/client-$v.log" ip netns exec "$NS1" timeout $((N / 10 + 120)) python3 "$TMP/probe.py" client \
-        10.244.1.2 10.244.1.4 $SERVER_PORT "$N" "$SPORT" "$TMP/$v.json" \
+        "$IP1" "$IP2" $SERVER_PORT "$N" "$SPORT" "$TMP/$v.json" \
         || die "variant $v: the client failed ($(tail -1 "$TMP/client-$v.log"))"
     SPORT=$((SPORT + N + 10))
 }
@@ -200,13 +251,28 @@ shardflow_variant() { # VARIANT FIRST_PACKET
         "$http" >"$TMP/$v-shards.json" 2>/dev/null || true
     stop_pid "$pid"
 }
+# ---- Z: the zero-config daemon (started above, before the pods)
+if [[ $VARIANTS == *Z* ]]; then
+    for _ in $(seq 200); do
+        python3 -c 'import sys,urllib.request; urllib.request.urlopen("http://"+sys.argv[1]+"/readyz", timeout=2)' "$ZHTTP" 2>/dev/null && break
+        sleep 0.1
+    done
+    sleep 0.5
+    measure Z
+    ovs-ofctl -O OpenFlow13 dump-flows br-int table=3 >"$TMP/Z-table3.txt"
+    grep -c "tp_dst=$SERVER_PORT" "$TMP/Z-table3.txt" >"$TMP/Z.flows" || true
+    curl_metrics "$ZHTTP" | grep -E '^shardflow_(decisions_total|packet_in_decision_seconds)' >"$TMP/Z-metrics.txt" || true
+    python3 -c 'import sys,urllib.request; print(urllib.request.urlopen("http://"+sys.argv[1]+"/v1/shards", timeout=5).read().decode())' \
+        "$ZHTTP" >"$TMP/Z-shards.json" 2>/dev/null || true
+    stop_pid "$ZPID"
+fi
 if [[ $VARIANTS == *A* ]]; then shardflow_variant A packet_out; fi
 if [[ $VARIANTS == *R* ]]; then shardflow_variant R resume; fi
 
 # ---- B: NORMAL, no controller
 if [[ $VARIANTS == *B* ]]; then
     reset_bridge
-    ovs-ofctl -O OpenFlow13 add-flow br0 "priority=0,actions=NORMAL"
+    ovs-ofctl -O OpenFlow13 add-flow $BR "priority=0,actions=NORMAL"
     sleep 0.3
     measure B
 fi
@@ -239,7 +305,8 @@ fi
 python3 - "$TMP" "$OUT" "$N" "$SHARDS" <<'PY'
 import json, os, sys
 tmp, out, n, shards = sys.argv[1:5]
-names = {"A": f"shardflow ({shards} shards, fanout, pipeline, allow-all), first_packet = packet_out",
+names = {"Z": f"shardflow ({shards} shards, fanout), no configuration: br-int made by the node agent, pods by shardflow-cni, allow-all",
+         "A": f"shardflow ({shards} shards, fanout, pipeline, allow-all), first_packet = packet_out",
          "R": f"shardflow, the same, first_packet = resume (NXT_PACKET_IN2 pause + NXT_RESUME)",
          "B": "no controller (actions=NORMAL, no conntrack)",
          "C": "os-ken (eventlet hub, same pipeline, PACKET_OUT with the flow's actions)"}
@@ -252,7 +319,7 @@ def pct(v, p):
     v = sorted(v)
     return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))] if v else float("nan")
 res, rows = {}, []
-for k in "ARBC":
+for k in "ZARBC":
     f = os.path.join(tmp, k + ".json")
     if not os.path.exists(f):
         continue
@@ -283,7 +350,7 @@ md.append("B has no conntrack and no pipeline, so A/R/C - B is the controller's 
 open(os.path.join(out, "first-packet.md"), "w").write("\n".join(md) + "\n")
 print("\n".join(md))
 PY
-for v in A R; do
+for v in Z A R; do
     cp "$TMP/$v-metrics.txt" "$OUT/shardflow-$v-metrics.txt" 2>/dev/null || true
     cp "$TMP/$v-shards.json" "$OUT/shardflow-$v-shards.json" 2>/dev/null || true
 done

@@ -1,75 +1,58 @@
 #!/usr/bin/env bash
-# The main job: shardflow against a real, sandboxed Open vSwitch.
+# The main job: shardflow as the node agent of a real, sandboxed Open vSwitch, with real pods.
 #
-#  1. starts a private OVS 3.1 (userspace datapath, dummy ports, everything in a temporary folder)
-#     with two bridges, and the shardflow daemon: one shard per core, OpenFlow on 127.0.0.1:6653..,
-#     HTTP on 127.0.0.1:9464, the default pipeline of docs/pipeline.md (two pods on ports 2 and 4,
-#     uplink 1, gateway 3, tunnel 5) and a policy file (allow by default, deny pod 4 -> pod 2
-#     port 22, a service 10.96.0.10:80 -> pod 2:8080); `shardflow run` without a policy uses the
-#     embedded default (allow all);
-#  2. points each bridge at one controller port per shard and shows the switches connected and
-#     the pipeline the daemon installed (one ONF bundle per bridge, resynced on every reconnect);
-#  3. opens 10 TCP connections from pod 4 to pod 2: each first packet reaches the owning shard,
-#     which installs the forward and reverse flows (conntrack zone 1) and sends the packet on;
-#     the replies need no controller; shows the flows, the delivered packets, conntrack, and
-#     which shard decided each connection (both directions on one shard);
-#  4. a TCP connection from the uplink learns its return flow into table 6 (no controller);
-#  5. drives the REST API (add, delete by cookie, a refused flow with the switch's error), /metrics;
-#  6. checks FLOW_MODs of the codec byte for byte against OVS's own encoder;
-#  7. stops the daemon with SIGTERM (flows stay on the bridge: fail_mode=secure).
+#  1. starts a private OVS 3.1 in a temporary folder (userspace datapath, real veth ports, no
+#     bridge at all) and the shardflow daemon with NO configuration: it finds the database as
+#     ovs-vsctl does ($OVS_RUNDIR), creates br-int (netdev: no kernel datapath here,
+#     OpenFlow13, fail_mode=secure, one controller per shard) and watches its interfaces;
+#  2. adds three pods (network namespaces) with the CNI plugin `shardflow-cni`, as kubelet
+#     would: veth, addresses from host-local IPAM, the port on br-int with the pod's metadata;
+#  3. opens real TCP connections between the pods (kernel stacks in the namespaces), each new
+#     one decided on its first packet by the shard that owns it (embedded allow-all policy),
+#     and prints their connect times; shows the flows the shards installed, the Tracker, the
+#     shards' decision counts;
+#  4. drives the REST API (a flow added and deleted by cookie) and shows /metrics;
+#  5. checks FLOW_MODs of the codec byte for byte against OVS's own encoder;
+#  6. removes a pod with CNI DEL (its port and flows go), stops the daemon with SIGTERM, removes
+#     the other pods, stops OVS, and checks that no namespace, veth or port is left behind.
+# Needs root (namespaces). Exits non-zero if any step fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "scripts/demo.sh needs root (network namespaces)" >&2; exit 1; }
 
 scripts/install-ovs.sh
-echo "== building shardflow"
-cargo build --quiet --bin shardflow
+missing=()
+command -v ethtool >/dev/null || missing+=(ethtool)
+[ -x /usr/lib/cni/host-local ] || missing+=(containernetworking-plugins)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+echo "== building shardflow and shardflow-cni"
+cargo build --quiet --bins
 SF=$PWD/target/debug/shardflow
+CNI_BIN=$PWD/target/debug/shardflow-cni
 HTTP=127.0.0.1:9464
+BR=br-int
 
 DIR=$(mktemp -d /tmp/shardflow-demo.XXXXXX)
+TAG=$(printf '%04x' $((RANDOM)))
+PODS=(a b c)
 DAEMON_PID=
+HOST_IFS=()
 cleanup() {
-    [ -n "$DAEMON_PID" ] && kill "$DAEMON_PID" 2>/dev/null || true
-    scripts/ovs-sandbox.sh down "$DIR" >/dev/null 2>&1 || true
+    local rc=$?
+    set +e
+    [ -n "$DAEMON_PID" ] && kill "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null
+    for p in "${PODS[@]}"; do ip netns del "demo$TAG-$p" 2>/dev/null; done
+    for i in "${HOST_IFS[@]}"; do ip link del "$i" 2>/dev/null; done
+    scripts/ovs-sandbox.sh down "$DIR" >/dev/null 2>&1
+    [ $rc -ne 0 ] && { echo "demo failed (exit $rc); the daemon's log:"; tail -30 "$DIR/shardflow.log" 2>/dev/null; }
     rm -rf "$DIR"
+    exit $rc
 }
 trap cleanup EXIT
-scripts/ovs-sandbox.sh up "$DIR" br0 br1
-eval "$(scripts/ovs-sandbox.sh env "$DIR")"
-for br in br0 br1; do
-    for p in 3 4 5; do
-        ovs-vsctl add-port $br $br-p$p -- set interface $br-p$p type=dummy ofport_request=$p \
-            options:tx_pcap="$DIR/$br-p$p-tx.pcap"
-    done
-done
-# The example configuration of docs/pipeline.md (two shards here, the pipeline, embedded policy).
-python3 - "$DIR/shardflow.toml" <<'PY'
-import re, sys
-doc = open("docs/pipeline.md").read()
-open(sys.argv[1], "w").write(re.search(r"```toml\n(.*?)```", doc, re.S).group(1))
-PY
-cat > "$DIR/policy.toml" <<'TOML'
-version = 1
-default = "allow"
-[[rule]]
-action = "deny"
-src = "10.244.1.4"
-dst = "10.244.1.2"
-protocol = "tcp"
-ports = "22"
-[[service]]
-vip = "10.96.0.10"
-port = 80
-protocol = "tcp"
-endpoints = [ { ip = "10.244.1.2", port = 8080, weight = 1 } ]
-TOML
-printf '\n[policy]\nsource = "file"\nfile = "%s"\n' "$DIR/policy.toml" >> "$DIR/shardflow.toml"
-pcap_count() { python3 -c "
-import struct, sys
-d = open(sys.argv[1], 'rb').read(); i, n = 24, 0
-while i + 16 <= len(d):
-    i += 16 + struct.unpack('<I', d[i+8:i+12])[0]; n += 1
-print(n)" "$1"; }
+trap 'exit 130' INT TERM
 
 # The REST API wants a bearer token (docs/security.md): this demo hands the daemon one in
 # SHARDFLOW_HTTP_TOKEN and sends it on every call.
@@ -94,110 +77,122 @@ PY
 }
 
 echo
-echo "== 1. the daemon (docs/pipeline.md's example config + a policy file), logs in $DIR/shardflow.log"
-"$SF" run --config "$DIR/shardflow.toml" > "$DIR/shardflow.log" 2>&1 &
+echo "== 1. a private Open vSwitch (real veth ports, no bridge) and the daemon with no configuration"
+scripts/ovs-sandbox.sh up-real "$DIR"
+eval "$(scripts/ovs-sandbox.sh env "$DIR")"
+echo "   \$ OVS_RUNDIR=$DIR shardflow run      (logs in $DIR/shardflow.log)"
+"$SF" run > "$DIR/shardflow.log" 2>&1 &
 DAEMON_PID=$!
-for _ in $(seq 1 50); do
-    python3 -c "import urllib.request; urllib.request.urlopen('http://$HTTP/healthz', timeout=1)" 2>/dev/null && break
-    kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$DIR/shardflow.log"; exit 1; }
-    sleep 0.1
-done
-SHARDS=$(http GET "$HTTP/v1/shards" | python3 -c "import json,sys; print(len(json.load(sys.stdin)))")
-PORTS=$(seq 6653 $((6653 + SHARDS - 1)) | tr '\n' ' ')
-echo "  $SHARDS shards, OpenFlow ports $PORTS"
-
-echo
-echo "== 2. both bridges connect to every shard; the daemon installs the pipeline"
-for br in br0 br1; do scripts/ovs-sandbox.sh controllers "$DIR" $br $PORTS; done
 for _ in $(seq 1 100); do
-    n=$(http GET "$HTTP/v1/switches" | python3 -c "import json,sys; s=json.load(sys.stdin); print(sum(1 for x in s if x['connections']==$SHARDS and x['pipeline_installed_ms'] is not None))")
-    [ "$n" = 2 ] && break
+    python3 -c "import urllib.request; urllib.request.urlopen('http://$HTTP/healthz', timeout=1)" 2>/dev/null && break
+    kill -0 "$DAEMON_PID" 2>/dev/null || { echo "the daemon exited"; exit 1; }
     sleep 0.1
 done
-http GET "$HTTP/v1/switches"
-echo "  br0's flows per table (docs/pipeline.md):"
-ovs-ofctl -O OpenFlow13 dump-flows br0 --no-stats | sed -E 's/.*table=([0-9]+).*/\1/; t; s/.*/0/' | sort -n | uniq -c \
-    | awk '{printf "   table %3s: %s flows\n", $2, $1}'
+ovs-vsctl --timeout=20 wait-until bridge $BR >/dev/null
+SHARDS=$(http GET "$HTTP/v1/shards" | python3 -c "import json,sys; print(len(json.load(sys.stdin)))")
+for _ in $(seq 1 200); do
+    n=$(http GET "$HTTP/v1/switches" | python3 -c "import json,sys; print(sum(1 for s in json.load(sys.stdin) if s['connections']==$SHARDS))")
+    [ "$n" = 1 ] && [ "$(http GET "$HTTP/readyz")" = ready ] && break
+    sleep 0.1
+done
+[ "$n" = 1 ] || { echo "br-int did not connect to the $SHARDS shards"; exit 1; }
+echo "   the daemon made $BR: $(ovs-vsctl get bridge $BR datapath_type) datapath, protocols=$(ovs-vsctl get bridge $BR protocols), fail_mode=$(ovs-vsctl get bridge $BR fail_mode)"
+echo "   controllers (one per shard): $(ovs-vsctl --bare --columns=target list controller | tr '\n' ' ')"
+echo "   connected to all $SHARDS shards; /readyz: $(http GET "$HTTP/readyz")"
 
 echo
-echo "== 3. 10 TCP connections from pod 4 (10.244.1.4) to pod 2 (10.244.1.2:80)"
-GW=02:00:0a:f4:01:01; POD2=0a:58:0a:f4:01:02; POD4=0a:58:0a:f4:01:04
-for i in $(seq 1 10); do
-    ovs-appctl netdev-dummy/receive br0-p4 "in_port(4),eth(src=$POD4,dst=$GW),eth_type(0x0800),ipv4(src=10.244.1.4,dst=10.244.1.2,proto=6,tos=0,ttl=64,frag=no),tcp(src=$((40000 + i)),dst=80),tcp_flags(syn)"
+echo "== 2. three pods added with the CNI plugin, as kubelet would (CNI 1.0.0, host-local IPAM)"
+cat > "$DIR/net.json" <<JSON
+{"cniVersion":"1.0.0","name":"demo","type":"shardflow-cni","bridge":"$BR","mtu":1500,
+ "ipam":{"type":"host-local","ranges":[[{"subnet":"10.244.1.0/24"}]],"dataDir":"$DIR/ipam"}}
+JSON
+cni() { # COMMAND POD
+    CNI_COMMAND=$1 CNI_CONTAINERID="demo$TAG-$2" CNI_NETNS="/run/netns/demo$TAG-$2" CNI_IFNAME=eth0 \
+        CNI_PATH="$(dirname "$CNI_BIN"):/usr/lib/cni" CNI_ARGS="K8S_POD_NAMESPACE=demo;K8S_POD_NAME=pod-$2" \
+        "$CNI_BIN" < "$DIR/net.json"
+}
+declare -A IP
+for p in "${PODS[@]}"; do
+    ip netns add "demo$TAG-$p"
+    cni ADD "$p" > "$DIR/$p.json" || { echo "CNI ADD pod-$p failed: $(cat "$DIR/$p.json")"; exit 1; }
+    read -r ip hostif < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))
+print(r["ips"][0]["address"].split("/")[0], [i["name"] for i in r["interfaces"] if not i.get("sandbox")][0])' "$DIR/$p.json")
+    IP[$p]=$ip
+    HOST_IFS+=("$hostif")
+    echo "   pod-$p: netns demo$TAG-$p, eth0 ${IP[$p]}, host veth $hostif -> OpenFlow port $(ovs-vsctl get interface "$hostif" ofport)"
 done
-sleep 0.5
-echo "  SYNs delivered to pod 2 (port 2): $(pcap_count "$DIR/br0-p2-tx.pcap")"
-for i in $(seq 1 10); do
-    ovs-appctl netdev-dummy/receive br0-p2 "in_port(2),eth(src=$POD2,dst=$GW),eth_type(0x0800),ipv4(src=10.244.1.2,dst=10.244.1.4,proto=6,tos=0,ttl=64,frag=no),tcp(src=80,dst=$((40000 + i))),tcp_flags(syn|ack)"
+echo "   what the plugin wrote for pod-a (Interface external_ids, read by the daemon):"
+echo "     $(ovs-vsctl get interface "${HOST_IFS[0]}" external_ids)"
+
+echo
+echo "== 3. real TCP connections between the pods (each new one decided on its first packet)"
+cat > "$DIR/probe.py" <<'PY'
+import socket, sys, time
+if sys.argv[1] == "server":
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((sys.argv[2], 8080)); s.listen(64); s.settimeout(120)
+    print("listening", flush=True)
+    while True:
+        try:
+            c, _ = s.accept()
+        except socket.timeout:
+            break
+        data = c.recv(64); c.sendall(data); c.close()
+else:
+    dst, n = sys.argv[2], int(sys.argv[3])
+    times = []
+    for _ in range(n):
+        c = socket.socket(); c.settimeout(5)
+        t0 = time.perf_counter()
+        c.connect((dst, 8080))
+        times.append((time.perf_counter() - t0) * 1e6)
+        c.sendall(b"hi"); assert c.recv(64) == b"hi"
+        c.close()
+    print(" ".join("%.0f" % t for t in times))
+PY
+SERVERS=()
+for p in "${PODS[@]}"; do
+    ip netns exec "demo$TAG-$p" python3 "$DIR/probe.py" server "${IP[$p]}" > "$DIR/server-$p.log" 2>&1 &
+    SERVERS+=($!)
 done
-sleep 0.5
-echo "  SYN-ACKs delivered back to pod 4 (port 4), no controller involved: $(pcap_count "$DIR/br0-p4-tx.pcap")"
-echo "  the flows the shards installed for the first connection (table 3):"
-ovs-ofctl -O OpenFlow13 dump-flows br0 "table=3,tcp,tp_src=40001" --no-stats | sed 's/^/   /'
-ovs-ofctl -O OpenFlow13 dump-flows br0 "table=3,tcp,tp_dst=40001" --no-stats | sed 's/^/   /'
-echo "  conntrack, zone 1: $(ovs-appctl dpctl/dump-conntrack | grep -c 'zone=1') entries, e.g."
-ovs-appctl dpctl/dump-conntrack | grep 'sport=40001' | sed 's/^/   /'
+for p in "${PODS[@]}"; do
+    for _ in $(seq 50); do grep -q listening "$DIR/server-$p.log" && break; sleep 0.1; done
+done
+for pair in a:b b:c c:a a:c; do
+    src=${pair%:*} dst=${pair#*:}
+    t=$(ip netns exec "demo$TAG-$src" python3 "$DIR/probe.py" client "${IP[$dst]}" 5) \
+        || { echo "   pod-$src -> pod-$dst: FAILED"; exit 1; }
+    echo "   pod-$src -> pod-$dst:8080, 5 connections (echo checked), connect times in us: $t"
+done
+echo "   (the first of a pair includes ARP; every connection is a new one to conntrack)"
+echo "  the flows the shards installed for pod-a -> pod-b (table 3):"
+ovs-ofctl -O OpenFlow13 dump-flows $BR "table=3,tcp,nw_src=${IP[a]},nw_dst=${IP[b]}" --no-stats | head -2 | sed 's/^/   /'
+ovs-ofctl -O OpenFlow13 dump-flows $BR "table=3,tcp,nw_src=${IP[b]},nw_dst=${IP[a]}" --no-stats | head -2 | sed 's/^/   /'
+echo "   table 3 holds $(ovs-ofctl -O OpenFlow13 dump-flows $BR table=3 --no-stats | grep -c 'tp_') connection flows"
+echo "  br-int's flows per table:"
+ovs-ofctl -O OpenFlow13 dump-flows $BR --no-stats | sed -E 's/.*table=([0-9]+).*/\1/; t; s/.*/0/' | sort -n | uniq -c \
+    | awk '{printf "   table %3s: %s flows\n", $2, $1}'
 http GET "$HTTP/v1/shards" | python3 -c '
 import json, sys
 for s in json.load(sys.stdin):
-    conns = s["connections"]
     print("   shard %d: %d packet-ins, decided %d connections, decision p50 %.0f us" % (
-        s["shard"], s["packet_ins"], len(conns), s["decision_p50_us"]))'
+        s["shard"], s["packet_ins"], len(s["connections"]), s["decision_p50_us"]))'
+echo "  the Tracker (GET /v1/tracker, excerpt):"
+http GET "$HTTP/v1/tracker" | head -12 | sed 's/^/   /'
 
 echo
-echo "== 3b. the policy file at work: a denied connection (port 22) and a service (10.96.0.10:80)"
-before=$(pcap_count "$DIR/br0-p2-tx.pcap")
-ovs-appctl netdev-dummy/receive br0-p4 "in_port(4),eth(src=$POD4,dst=$GW),eth_type(0x0800),ipv4(src=10.244.1.4,dst=10.244.1.2,proto=6,tos=0,ttl=64,frag=no),tcp(src=45022,dst=22),tcp_flags(syn)"
-sleep 0.3
-echo "   SYN to port 22 delivered: $(( $(pcap_count "$DIR/br0-p2-tx.pcap") - before )) (denied); the drop flow:"
-ovs-ofctl -O OpenFlow13 dump-flows br0 "table=3,tcp,tp_dst=22" --no-stats | sed 's/^/   /'
-ovs-appctl netdev-dummy/receive br0-p4 "in_port(4),eth(src=$POD4,dst=$GW),eth_type(0x0800),ipv4(src=10.244.1.4,dst=10.96.0.10,proto=6,tos=0,ttl=64,frag=no),tcp(src=45080,dst=80),tcp_flags(syn)"
-sleep 0.3
-echo "   SYN to the service VIP delivered to pod 2: $(( $(pcap_count "$DIR/br0-p2-tx.pcap") - before )); DNAT in conntrack zone 2:"
-ovs-appctl dpctl/dump-conntrack | grep 'sport=45080' | sed 's/^/   /'
-ovs-ofctl -O OpenFlow13 dump-flows br0 "table=0,tcp,tp_src=45080" --no-stats | sed 's/^/   /'
-
-echo
-echo "== 4. a TCP connection from the uplink (port 1) to pod 2 learns its return flow (table 15 -> 6)"
-ovs-appctl netdev-dummy/receive br0-p1 "in_port(1),eth(src=02:00:00:00:09:09,dst=$POD2),eth_type(0x0800),ipv4(src=192.168.7.7,dst=10.244.1.2,proto=6,tos=0,ttl=64,frag=no),tcp(src=5555,dst=8080),tcp_flags(syn)"
-sleep 0.3
-ovs-ofctl -O OpenFlow13 dump-flows br0 table=6 --no-stats | grep -v 'priority=0' | sed 's/^/   /'
-ovs-appctl netdev-dummy/receive br0-p2 "in_port(2),eth(src=$POD2,dst=$GW),eth_type(0x0800),ipv4(src=10.244.1.2,dst=192.168.7.7,proto=6,tos=0,ttl=64,frag=no),tcp(src=8080,dst=5555),tcp_flags(syn|ack)"
-sleep 0.3
-echo "   the reply left on the uplink: $(pcap_count "$DIR/br0-p1-tx.pcap") packet(s)"
-
-echo
-echo "== 5. REST: add a flow to br0, read it back, delete it by cookie"
-http POST "$HTTP/v1/switches/0000000000000001/flows?command=add" 'table=3,priority=100,cookie=0xf00,tcp,nw_src=10.244.1.4,tp_dst=443,actions=ct(commit,zone=1),output:2'
-ovs-ofctl -O OpenFlow13 dump-flows br0 table=3,cookie=0xf00/-1 --no-stats | sed 's/^/   ovs: /'
-http DELETE "$HTTP/v1/switches/0000000000000001/flows?cookie=0xf00&cookie_mask=0xff000000ffff"
-echo "   flows with cookie 0xf00 left: $(ovs-ofctl -O OpenFlow13 dump-flows br0 cookie=0xf00/-1 --no-stats | wc -l)"
-echo "  a refused flow (no group 99) answers with the switch's error:"
-http POST "$HTTP/v1/switches/0000000000000001/flows" 'table=3,priority=1,ip,actions=group:99' | sed 's/^/   /'
-echo "  a flow OVS refuses when decoding is refused at our edge, with OVS's error name:"
-http POST "$HTTP/v1/switches/0000000000000001/flows" 'table=8,priority=1,actions=goto_table:2' | sed 's/^/   /'
-echo "  the daemon's own flows are guarded: a DELETE that could reach them needs force=true:"
-http DELETE "$HTTP/v1/switches/0000000000000001/flows?table=0" | sed 's/^/   /'
-
-echo
-echo "== 5b. the pipeline heals: a pipeline flow deleted behind the daemon's back comes back"
-ovs-ofctl -O OpenFlow13 del-flows --strict br0 'table=0,priority=0'
-echo "   deleted by hand with ovs-ofctl: table=0,priority=0 (the table-0 miss); the audit runs every 500 ms"
-for _ in $(seq 1 50); do
-    [ "$(ovs-ofctl -O OpenFlow13 dump-flows br0 'table=0' --no-stats | grep -c 'priority=0')" -ge 1 ] && break
-    sleep 0.1
-done
-ovs-ofctl -O OpenFlow13 dump-flows br0 table=0 --no-stats | grep 'priority=0' | sed 's/^/   back on the switch: /'
-for _ in $(seq 1 30); do [ "$(http GET "$HTTP/readyz")" = ready ] && break; sleep 0.1; done
-echo "   /readyz: $(http GET "$HTTP/readyz")"
-python3 -c "import urllib.request; print(urllib.request.urlopen('http://$HTTP/metrics').read().decode())" \
-    | grep -E '^shardflow_pipeline_repairs_total' | sed 's/^/   /'
+echo "== 4. REST: add a flow to br-int, read it back, delete it by cookie; /metrics"
+DPID=$(http GET "$HTTP/v1/switches" | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['dpid'])")
+http POST "$HTTP/v1/switches/$DPID/flows?command=add" "table=3,priority=100,cookie=0xf00,tcp,nw_src=${IP[a]},tp_dst=443,actions=drop" | sed 's/^/   /'
+ovs-ofctl -O OpenFlow13 dump-flows $BR table=3,cookie=0xf00/-1 --no-stats | sed 's/^/   ovs: /'
+http DELETE "$HTTP/v1/switches/$DPID/flows?cookie=0xf00&cookie_mask=0xff000000ffff" > /dev/null
+echo "   flows with cookie 0xf00 left: $(ovs-ofctl -O OpenFlow13 dump-flows $BR cookie=0xf00/-1 --no-stats | wc -l)"
 echo "  /metrics (excerpt):"
 python3 -c "import urllib.request; print(urllib.request.urlopen('http://$HTTP/metrics').read().decode())" \
-    | grep -E '^shardflow_(switch_connections|packet_in_total\{kind="tcp"|decisions_total|packet_in_decision_seconds_count)' | sed 's/^/   /'
+    | grep -E '^shardflow_(switch_connections|decisions_total|packet_in_decision_seconds_count)' | sed 's/^/   /'
 
 echo
-echo "== 6. the codec: shardflow's FLOW_MODs against OVS's own encoder (ovs-ofctl -mmmmm parse-flow)"
+echo "== 5. the codec: shardflow's FLOW_MODs against OVS's own encoder (ovs-ofctl -mmmmm parse-flow)"
 FLOWS=(
   'table=0,priority=200,tcp,nw_dst=10.96.0.10,tp_dst=80,actions=ct(commit,zone=2,nat(dst=10.0.0.5:8080)),resubmit(,3)'
   'table=15,priority=10,udp,actions=learn(table=6,idle_timeout=60,eth_type=0x800,nw_proto=17,NXM_OF_IP_SRC[]=NXM_OF_IP_DST[],NXM_OF_UDP_SRC[]=NXM_OF_UDP_DST[],output:NXM_OF_IN_PORT[]),output:2'
@@ -207,13 +202,29 @@ for f in "${FLOWS[@]}"; do
     ours=$("$SF" flow encode --xid 1 "$f")
     theirs=$(ovs-ofctl -O OpenFlow13 -mmmmm parse-flow "$f" | grep -E '^[0-9a-f]{8}  ' \
         | sed -E 's/^[0-9a-f]{8}  //; s/\|.*$//; s/[- ]//g' | tr -d '\n')
-    [ "$ours" = "$theirs" ] && echo "   identical ($(( ${#ours} / 2 )) bytes): ${f:0:80}..." || echo "   DIFFERENT: $f"
+    [ "$ours" = "$theirs" ] && echo "   identical ($(( ${#ours} / 2 )) bytes): ${f:0:80}..." || { echo "   DIFFERENT: $f"; exit 1; }
 done
 
 echo
-echo "== 7. SIGTERM: graceful stop; the bridge keeps its flows (fail_mode=secure)"
+echo "== 6. CNI DEL, SIGTERM, and nothing left behind"
+cni DEL c > /dev/null
+echo "   CNI DEL pod-c: port ${HOST_IFS[2]} on $BR: $(ovs-vsctl list-ports $BR | grep -cx "${HOST_IFS[2]}" || true), veth: $(ip link show "${HOST_IFS[2]}" >/dev/null 2>&1 && echo present || echo gone)"
+for _ in $(seq 50); do
+    ovs-ofctl -O OpenFlow13 dump-flows $BR --no-stats | grep -qw "${IP[c]}" || break
+    sleep 0.1
+done
+echo "   flows naming ${IP[c]} left: $(ovs-ofctl -O OpenFlow13 dump-flows $BR --no-stats | grep -cw "${IP[c]}" || true)"
 kill -TERM "$DAEMON_PID"
-wait "$DAEMON_PID" && echo "   daemon exited 0" || echo "   daemon exited $?"
+wait "$DAEMON_PID" && echo "   daemon exited 0 on SIGTERM" || { echo "   daemon exited $?"; exit 1; }
 DAEMON_PID=
-echo "   br0 still has $(ovs-ofctl -O OpenFlow13 dump-flows br0 --no-stats | wc -l) flows"
-grep -E "pipeline in place" "$DIR/shardflow.log" | sed "s/^/   log: /" | head -2
+for pid in "${SERVERS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+for p in a b; do cni DEL "$p" > /dev/null; done
+for p in "${PODS[@]}"; do ip netns del "demo$TAG-$p"; done
+left_ports=$(ovs-vsctl list-ports $BR | wc -l)
+scripts/ovs-sandbox.sh down "$DIR" > /dev/null
+left_ns=$(ip netns list | grep -c "demo$TAG-" || true)
+left_if=0
+for i in "${HOST_IFS[@]}"; do ip link show "$i" >/dev/null 2>&1 && left_if=$((left_if + 1)); done
+echo "   left behind: $left_ports ports on $BR, $left_ns network namespaces, $left_if veths"
+[ "$left_ports$left_ns$left_if" = 000 ] || { echo "   something was left behind"; exit 1; }
+echo "== done"

@@ -166,6 +166,12 @@ fn a_service_vip_reaches_its_endpoint_pod() {
     );
     let mut node = Node::start(2, &extra, SUBNET);
     let _ = std::fs::remove_dir_all(&dir);
+    // The node's uplink and gateway ports, named by their role in OVSDB (the configuration's
+    // defaults are ports 1 and 2): veths whose far ends sit in a namespace of the test's own.
+    let host = Netns::new("sfhost-");
+    let (up, gw) = (unique("sfup"), unique("sfgw"));
+    host.attach(&node.ovs, BRIDGE, &up, "uplink0", &["external_ids:shardflow-role=uplink", "ofport_request=1"]);
+    host.attach(&node.ovs, BRIDGE, &gw, "gw0", &["external_ids:shardflow-role=gateway", "ofport_request=2"]);
     // The pods route the service range through the gateway (the pipeline answers its ARP).
     node.cni.gateway = Some("10.244.1.1".into());
     node.cni.routes = vec!["10.96.0.0/12".into()];

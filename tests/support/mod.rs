@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 pub mod golden;
 pub mod pipeline_env;
 pub mod pods;
+pub mod two_nodes;
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -200,6 +200,25 @@ impl Netns {
         v[0]["address"].as_str().unwrap().to_string()
     }
 
+    /// A veth `host_if` <-> `inner` (inside this namespace, no address), both up, TX checksum
+    /// off, the host end added to `br` with the Interface `settings` (`external_ids:k=v`,
+    /// `ofport_request=N`): an infrastructure port (gateway, uplink) whose far side is this
+    /// namespace, not the host.
+    pub fn attach(&self, ovs: &Ovs, br: &str, host_if: &str, inner: &str, settings: &[&str]) {
+        sh("ip", &["link", "add", host_if, "type", "veth", "peer", "name", inner, "netns", &self.name]);
+        self.own_link(host_if);
+        self.ok("ip", &["link", "set", inner, "up"]);
+        sh("ip", &["link", "set", host_if, "up"]);
+        ethtool_tx_off(None, host_if);
+        ethtool_tx_off(Some(self), inner);
+        let mut args: Vec<&str> = vec!["add-port", br, host_if];
+        if !settings.is_empty() {
+            args.extend(["--", "set", "interface", host_if]);
+            args.extend_from_slice(settings);
+        }
+        ovs.ok("ovs-vsctl", &args);
+    }
+
     /// Plugs this namespace into `br` by hand, as the CNI plugin would (for tests of the
     /// harness itself and the bridge without a plugin): veth `host_if` <-> `eth0`, `ip/prefix`
     /// and `mac` on eth0, TX checksum offload off on both ends, the host end added to `br`
@@ -356,6 +375,9 @@ pub struct Cni {
     pub ovsdb: String,
     pub ovs_dir: PathBuf,
     pub data_dir: PathBuf,
+    /// Run the plugin inside this network namespace (a node of tests/support/two_nodes.rs),
+    /// where its bridge is; None: the test's own.
+    pub in_ns: Option<String>,
 }
 
 /// The answer of one plugin call: exit status, stdout parsed as JSON (Null when empty).
@@ -393,6 +415,7 @@ impl Cni {
             ovsdb: ovs.db(),
             ovs_dir: ovs.dir.clone(),
             data_dir,
+            in_ns: None,
         }
     }
 
@@ -440,7 +463,14 @@ impl Cni {
         let bin = cni_binary();
         assert!(bin.exists(), "{} is not built (the cni branch brings src/bin/shardflow-cni.rs)", bin.display());
         let cni_path = format!("{}:{CNI_PLUGINS}", bin.parent().unwrap().display());
-        let mut cmd = Command::new(&bin);
+        let mut cmd = match &self.in_ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("CNI_COMMAND", command)

@@ -54,6 +54,12 @@
 //! # A level (trace, debug, info, warn, error) or a tracing filter ("info,shardflow=debug").
 //! level = "info"
 //! format = "plain"   # or "json"
+//!
+//! [learning]
+//! # Without a [pipeline] section: the zero-config pipeline (true) or the dispatch alone (false).
+//! zero_config = true
+//! max_pods = 1024     # pods from OVSDB per bridge; more refused (node_pods_refused_total)
+//! max_hosts = 65536   # addresses the Tracker learns; more not learned until others expire
 //! ```
 //!
 //! # Environment variables
@@ -65,7 +71,8 @@
 //! `SHARDFLOW_OPENFLOW_OUTPUT_HIGH_WATER`, `SHARDFLOW_OPENFLOW_OUTPUT_STALL_TIMEOUT_SECS`,
 //! `SHARDFLOW_OPENFLOW_MAX_SWITCH_CONNECTIONS`, `SHARDFLOW_OPENFLOW_MULTIPART_MAX_BYTES`,
 //! `SHARDFLOW_HTTP_LISTEN`, `SHARDFLOW_HTTP_MAX_CONNECTIONS`, `SHARDFLOW_HTTP_MAX_IN_FLIGHT`,
-//! `SHARDFLOW_HTTP_HEADER_TIMEOUT_MS`, `SHARDFLOW_LOG_LEVEL`, `SHARDFLOW_LOG_FORMAT`, and
+//! `SHARDFLOW_HTTP_HEADER_TIMEOUT_MS`, `SHARDFLOW_LEARNING_ZERO_CONFIG`, `SHARDFLOW_LEARNING_MAX_PODS`,
+//! `SHARDFLOW_LEARNING_MAX_HOSTS`, `SHARDFLOW_LOG_LEVEL`, `SHARDFLOW_LOG_FORMAT`, and
 //! `SHARDFLOW_CONFIG` (the file, see [`config_path`]). Any other `SHARDFLOW_*` variable is an
 //! error, like an unknown key in the file.
 
@@ -464,6 +471,29 @@ impl Default for PolicyConfig {
     }
 }
 
+/// `[learning]`: what the daemon does on a node without a `[pipeline]` section, and the bounds
+/// of what it learns from the node (pods from OVSDB, hosts from traffic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LearningConfig {
+    /// Without `[pipeline]`: install the zero-config pipeline (learning ports, every new
+    /// connection decided by the policy; docs/pipeline.md "Zero-config"), or, when false, only
+    /// the packet-in dispatch (another controller or the operator owns the tables).
+    pub zero_config: bool,
+    /// Pods from the node's database installed per bridge; more are refused and counted
+    /// (`shardflow_node_pods_refused_total`).
+    pub max_pods: usize,
+    /// Addresses (IPs, and MACs) the Tracker learns from traffic; more are not learned until
+    /// older ones expire (`/v1/tracker` stats `ips_dropped`, `macs_dropped`).
+    pub max_hosts: usize,
+}
+
+impl Default for LearningConfig {
+    fn default() -> Self {
+        LearningConfig { zero_config: true, max_pods: 1024, max_hosts: 65_536 }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -476,6 +506,7 @@ pub struct Config {
     /// the packet-in dispatch, so every table miss reaches the shards.
     pub pipeline: Option<crate::pipeline::default::PipelineConfig>,
     pub policy: PolicyConfig,
+    pub learning: LearningConfig,
 }
 
 /// Command-line overrides; the CLI fills this from clap. `None` leaves the value alone.
@@ -491,6 +522,8 @@ pub struct Overrides {
     pub http: Option<SocketAddr>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
+    /// `--zero-config true|false` (`learning.zero_config`).
+    pub zero_config: Option<bool>,
 }
 
 /// The config file to read: `--config` if given, else `SHARDFLOW_CONFIG`, else none.
@@ -608,6 +641,15 @@ impl Config {
                         _ => return Err(bad("expected true or false".to_string())),
                     }
                 }
+                "LEARNING_ZERO_CONFIG" => {
+                    self.learning.zero_config = match v {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => return Err(bad("expected true or false".to_string())),
+                    }
+                }
+                "LEARNING_MAX_PODS" => self.learning.max_pods = parse_num(v).map_err(bad)?,
+                "LEARNING_MAX_HOSTS" => self.learning.max_hosts = parse_num(v).map_err(bad)?,
                 "LOG_LEVEL" => self.log.level = v.to_string(),
                 "LOG_FORMAT" => self.log.format = v.parse().map_err(bad)?,
                 _ => return Err(bad("unknown SHARDFLOW_ variable".to_string())),
@@ -640,6 +682,9 @@ impl Config {
         }
         if let Some(fm) = f.log_format {
             self.log.format = fm;
+        }
+        if let Some(z) = f.zero_config {
+            self.learning.zero_config = z;
         }
     }
 
@@ -692,6 +737,9 @@ impl Config {
             if v == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
             }
+        }
+        if self.learning.max_hosts == 0 {
+            return Err(ConfigError::invalid("learning.max_hosts", "must be at least 1"));
         }
         if self.policy.timeout_ms == 0 {
             return Err(ConfigError::invalid("policy.timeout_ms", "must be at least 1"));
@@ -959,9 +1007,11 @@ mod tests {
             listen: Some("0.0.0.0".parse().unwrap()),
             cpus: Some(vec![0]),
             config: None,
+            zero_config: Some(false),
         };
         let c = Config::load(Some(&path), &e, &f).unwrap();
         assert_eq!(c.shards.count, 1);
+        assert!(!c.learning.zero_config);
         assert_eq!(c.shards.cpus, Some(vec![0]));
         assert_eq!(c.openflow.base_port, 7200);
         assert_eq!(c.openflow.mode, Mode::Fanout);

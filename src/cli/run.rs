@@ -37,6 +37,10 @@ pub struct RunArgs {
     /// `plain` or `json`.
     #[arg(long)]
     log_format: Option<LogFormat>,
+    /// Without a `[pipeline]` section: the zero-config pipeline (`true`, the default) or only
+    /// the packet-in dispatch (`false`). Also `learning.zero_config`.
+    #[arg(long)]
+    zero_config: Option<bool>,
 }
 
 pub fn run(args: RunArgs) -> ExitCode {
@@ -50,6 +54,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         http: args.http,
         log_level: args.log_level,
         log_format: args.log_format,
+        zero_config: args.zero_config,
     };
     let env: Vec<(String, String)> = std::env::vars().collect();
     let path = config::config_path(&env, &flags);

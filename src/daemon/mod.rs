@@ -12,6 +12,7 @@ mod heal;
 mod io;
 mod live;
 mod meter_sync;
+mod node_metrics;
 mod packet_in_budget;
 mod registry;
 mod reload;
@@ -125,6 +126,10 @@ pub enum ShardMsg {
     Stats {
         reply: flume::Sender<crate::control::api::ShardStats>,
     },
+    /// The node's bridge changed (pods came or went, ports got a role): every shard takes the
+    /// new view (its decider locates the pods, its cached answers and connections about
+    /// removed pods go); the shard that installs the bridge's pipeline sends the change.
+    Node(Arc<crate::node::NodeUpdate>),
     /// cni-ctl's answers changed: drop cached answers and the flows installed from them.
     Invalidate {
         ips: Vec<std::net::IpAddr>,
@@ -165,6 +170,8 @@ pub struct Shared {
     pub max_switch_connections: usize,
     /// The pipeline audit's counters.
     pub heal: heal::HealMetrics,
+    /// Pods installed and removed as the node changes.
+    pub node_metrics: node_metrics::NodeMetrics,
     fatal_reason: std::sync::OnceLock<String>,
 }
 
@@ -393,9 +400,54 @@ fn connection_cap(cfg: &Config) -> usize {
     cap
 }
 
+/// Hands every update of the node's bridge to every shard (on the control runtime: the
+/// receiver is bounded by its sender, the node agent; a shard's inbox is awaited, never
+/// dropped from: an update lost would leave a pod's flows behind).
+fn route_node_updates(control: &ControlPlane, updates: flume::Receiver<crate::node::NodeUpdate>, mesh: Mesh<ShardMsg>) {
+    let signal = control.shutdown_signal();
+    control.runtime().spawn(async move {
+        let route = async {
+            while let Ok(u) = updates.recv_async().await {
+                let u = Arc::new(u);
+                tracing::debug!(
+                    bridge = %u.view.bridge,
+                    dpid = ?u.view.datapath_id.map(|d| format!("{d:016x}")),
+                    changes = u.changes.len(),
+                    "node update"
+                );
+                for s in 0..mesh.n_shards() {
+                    if mesh.sender(ShardId(s)).send_async(ShardMsg::Node(u.clone())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            _ = route => {}
+            _ = signal.wait() => {}
+        }
+    });
+}
+
 /// Runs the daemon until SIGTERM/SIGINT or a fatal error.
 pub fn run(cfg: Config) -> Result<(), DaemonError> {
+    // The node agent (OVSDB: pods, gateway/uplink/tunnel ports) feeds this when it runs.
+    let node_updates: Option<flume::Receiver<crate::node::NodeUpdate>> = None;
+    run_with_node(cfg, node_updates)
+}
+
+/// [`run`] with the receiver of the node's bridge updates (the node agent's).
+pub fn run_with_node(
+    cfg: Config,
+    node_updates: Option<flume::Receiver<crate::node::NodeUpdate>>,
+) -> Result<(), DaemonError> {
     cfg.validate()?;
+    // No [pipeline] section: the zero-config pipeline (docs/pipeline.md), unless
+    // learning.zero_config = false (the packet-in dispatch alone, as before).
+    let mut cfg = cfg;
+    if cfg.pipeline.is_none() && cfg.learning.zero_config {
+        cfg.pipeline = Some(crate::pipeline::default::PipelineConfig::zero_config());
+    }
     // A bad policy file is a configuration error too: found before any port is bound. Read
     // once, here (a million rules take seconds).
     let policy_file = match (cfg.policy.source, &cfg.policy.file) {
@@ -426,6 +478,8 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     let max_switch_connections = connection_cap(&cfg);
     let metrics = Arc::new(Metrics::new().map_err(|e| DaemonError::Metrics(e.to_string()))?);
     let heal = heal::HealMetrics::register(&metrics).map_err(|e| DaemonError::Metrics(e.to_string()))?;
+    let node_metrics =
+        node_metrics::NodeMetrics::register(&metrics).map_err(|e| DaemonError::Metrics(e.to_string()))?;
     let registry = Arc::new(Registry::new(n));
     let mesh: Mesh<ShardMsg> = Mesh::new(n, 4096);
     // The cookie generation is a hash of what this configuration installs: a restart with the
@@ -435,7 +489,12 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     let desired = desired_flows(&cfg, generation).map_err(DaemonError::Fatal)?;
     // The control plane needs the API, the API needs the shutdown signal of the control plane:
     // the API learns the shared state once it exists.
-    let tracker = Arc::new(crate::tracker::Tracker::new(crate::tracker::TrackerConfig::default()));
+    let hosts = cfg.learning.max_hosts;
+    let tracker = Arc::new(crate::tracker::Tracker::new(crate::tracker::TrackerConfig {
+        max_ips: hosts,
+        max_macs: hosts,
+        ..crate::tracker::TrackerConfig::default()
+    }));
     let api = Arc::new(api::DaemonApi::new(registry.clone(), mesh.clone(), cfg.clone(), tracker.clone()));
     let control =
         ControlPlane::start(&cfg, metrics.clone(), api.clone()).map_err(|e| DaemonError::Control(e.to_string()))?;
@@ -459,8 +518,12 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         tracker: tracker.clone(),
         max_switch_connections,
         heal,
+        node_metrics,
         fatal_reason: std::sync::OnceLock::new(),
     });
+    if let Some(updates) = node_updates {
+        route_node_updates(&control, updates, shared.mesh.clone());
+    }
     if let (Some(cell), Some(path)) = (shared.answers.file(), &cfg.policy.file) {
         reload::start(
             cell.clone(),

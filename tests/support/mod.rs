@@ -291,6 +291,10 @@ impl Daemon {
         let log = dir.join("stderr.log");
         let err = std::fs::File::create(&log).unwrap();
         let child = with_token(&mut Command::new(env!("CARGO_BIN_EXE_shardflow")))
+            // These tests were written for a daemon that installs only the packet-in dispatch
+            // without a [pipeline] section; a test of the zero-config pipeline says
+            // `--zero-config true` (flags win over the environment).
+            .env("SHARDFLOW_LEARNING_ZERO_CONFIG", "false")
             .args(["run", "--shards", &shards.to_string(), "--base-port", &base_port.to_string()])
             .args(["--http", &format!("127.0.0.1:{http_port}"), "--log-level", "info"])
             .args(extra)

@@ -32,7 +32,7 @@ mod config;
 
 pub use config::{
     ArpMode, FirstPacket, Ipv4Cidr, Ipv6Cidr, LocalPod, PacketInLimits, PacketInMeters, PipelineConfig, PipelineError,
-    MAX_PORT,
+    TunnelRoute, MAX_PORT,
 };
 
 use crate::config::Mode;
@@ -358,6 +358,21 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
         );
         t.add(FORWARD, 80, 3, 0, &format!("ip,nw_dst={}", cfg.pod_cidr), "drop");
     }
+    // Other nodes' pods: out of the tunnel to their node (rule 9, one per route). For traffic
+    // that reaches table 5 without a decided flow of its own (established connections after
+    // conntrack); decided flows set the same tun_dst themselves (policy::Locator).
+    if let Some(tunnel) = cfg.tunnel_port.filter(|_| !zero) {
+        for (i, r) in cfg.tunnel_routes.iter().enumerate() {
+            t.add(
+                FORWARD,
+                85,
+                9,
+                i as u32,
+                &format!("ip,nw_dst={}", r.cidr),
+                &format!("set_field:{}->tun_dst,output:{tunnel}", r.remote_ip),
+            );
+        }
+    }
     if has_gateway {
         t.add(
             FORWARD,
@@ -624,7 +639,7 @@ mod tests {
     fn the_locator_finds_pods_by_ipv4_and_ipv6() {
         use crate::policy::decision::{Location, Locator};
         let c = sample6(false);
-        let a = Some(Location { port: 2, mac: c.local_pods[0].mac });
+        let a = Some(Location { port: 2, mac: c.local_pods[0].mac, tun_dst: None });
         assert_eq!(c.locate("10.244.1.2".parse().unwrap()), a);
         assert_eq!(c.locate("fd00:10:244:1::2".parse().unwrap()), a);
         assert_eq!(c.locate("fd00:10:244:1::4".parse().unwrap()), None, "pod B has no IPv6 address");
@@ -708,6 +723,40 @@ mod tests {
         let gone: Vec<_> = a.difference(&b).map(|(_, t)| t.clone()).collect();
         assert_eq!(gone.len(), 3, "{gone:?}");
         assert!(gone.iter().all(|t| t.contains("10.244.1.4") || t.contains("in_port=4")), "{gone:?}");
+    }
+
+    #[test]
+    fn tunnel_routes_send_other_nodes_pods_into_the_tunnel() {
+        let mut c = sample();
+        c.tunnel_routes = vec![
+            TunnelRoute { cidr: "10.244.2.0/24".parse().unwrap(), remote_ip: Ipv4Addr::new(172, 31, 0, 2) },
+            TunnelRoute { cidr: "10.244.3.0/24".parse().unwrap(), remote_ip: Ipv4Addr::new(172, 31, 0, 3) },
+        ];
+        c.validate().unwrap();
+        let texts = flow_texts(&c, 2, 1);
+        let routes: Vec<&String> = texts.iter().filter(|t| t.contains("tun_dst")).collect();
+        assert_eq!(routes.len(), 2, "{routes:?}");
+        assert!(routes[0].contains("table=5,priority=85,"), "{}", routes[0]);
+        assert!(routes[0].ends_with("ip,nw_dst=10.244.2.0/24,actions=set_field:172.31.0.2->tun_dst,output:5"), "{}", routes[0]);
+        flows_and_cookies_are_unique(&c);
+        // Every route flow is what OVS encodes.
+        if crate::oracle::available() {
+            for t in routes {
+                crate::oracle::parse_flow(t).unwrap_or_else(|e| panic!("OVS refuses {t}: {e}"));
+            }
+        }
+        // No tunnel port: no route flows.
+        c.tunnel_port = None;
+        assert!(!flow_texts(&c, 2, 1).iter().any(|t| t.contains("tun_dst")));
+        // Bad routes are refused, naming the key.
+        let mut bad = sample();
+        bad.tunnel_routes = vec![TunnelRoute { cidr: "10.244.0.0/16".parse().unwrap(), remote_ip: Ipv4Addr::new(172, 31, 0, 2) }];
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("pipeline.tunnel_routes[0].cidr"), "{e}");
+        bad.tunnel_routes[0].cidr = "10.244.2.0/24".parse().unwrap();
+        bad.tunnel_routes[0].remote_ip = Ipv4Addr::UNSPECIFIED;
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("pipeline.tunnel_routes[0].remote_ip"), "{e}");
     }
 
     #[test]

@@ -165,8 +165,8 @@ mod tests {
     impl Locator for Known {
         fn locate(&self, ip: IpAddr) -> Option<Location> {
             match ip.to_string().as_str() {
-                "10.244.1.4" => Some(Location { port: 4, mac: B_MAC }),
-                "10.244.1.9" => Some(Location { port: 2, mac: A_MAC }),
+                "10.244.1.4" => Some(Location { port: 4, mac: B_MAC, tun_dst: None }),
+                "10.244.1.9" => Some(Location { port: 2, mac: A_MAC, tun_dst: None }),
                 _ => None,
             }
         }

@@ -6,7 +6,7 @@
 //! texts to encode exactly as OVS's own encoder does.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use crate::openflow::action::ct::{Ct, CtZone, Nat, NatRange, CT_COMMIT, NAT_DST, NAT_SRC};
 use crate::openflow::action::port::OFPP11_IN_PORT;
@@ -33,15 +33,20 @@ pub const DEFAULT_DENY_IDLE_TIMEOUT: u16 = 10;
 /// OFPP_TABLE as an OpenFlow 1.3 port: a packet-out runs the packet through the tables from 0.
 pub const OFPP_TABLE: u32 = 0xffff_fff9;
 
-/// Where a local address lives on the bridge.
+/// Where an address lives on the bridge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Location {
     pub port: u32,
     pub mac: MacAddr,
+    /// Behind the tunnel port, on the node with this underlay address
+    /// (`[[pipeline.tunnel_routes]]`): delivery sets `tun_dst` instead of the Ethernet
+    /// destination (the remote node's table 5 writes that), and `mac` is not used.
+    pub tun_dst: Option<Ipv4Addr>,
 }
 
-/// Where destinations live: local pods have a port and a MAC; anything else (`None`) is
-/// reached through the gateway port, with the frame's Ethernet destination kept.
+/// Where destinations live: local pods have a port and a MAC, other nodes' pods a tunnel
+/// destination; anything else (`None`) is reached through the gateway port, with the frame's
+/// Ethernet destination kept.
 pub trait Locator {
     fn locate(&self, ip: IpAddr) -> Option<Location>;
 }
@@ -55,7 +60,21 @@ impl Locator for PipelineConfig {
                 IpAddr::V4(v4) => p.ip == v4,
                 IpAddr::V6(v6) => p.ipv6 == Some(v6),
             })
-            .map(|p| Location { port: p.port, mac: p.mac })
+            .map(|p| Location { port: p.port, mac: p.mac, tun_dst: None })
+            .or_else(|| self.tunnel_location(ip))
+    }
+}
+
+impl PipelineConfig {
+    /// The tunnel port and the remote node of `ip` when a tunnel route covers it and the
+    /// bridge has a tunnel port.
+    pub fn tunnel_location(&self, ip: IpAddr) -> Option<Location> {
+        let (IpAddr::V4(v4), Some(port)) = (ip, self.tunnel_port) else { return None };
+        self.tunnel_routes.iter().find(|r| r.cidr.contains(v4)).map(|r| Location {
+            port,
+            mac: MacAddr::ZERO,
+            tun_dst: Some(r.remote_ip),
+        })
     }
 }
 
@@ -269,6 +288,10 @@ fn nat_addr(ip: IpAddr, port: u16) -> String {
 /// output is where the packet came in.
 fn deliver(out: &mut String, loc: Option<Location>, gateway_port: u32, in_port: u32) {
     let port = match loc {
+        Some(Location { port, tun_dst: Some(remote), .. }) => {
+            let _ = write!(out, ",set_field:{remote}->tun_dst");
+            port
+        }
         Some(l) => {
             let _ = write!(out, ",set_field:{}->eth_dst", l.mac);
             l.port
@@ -320,7 +343,7 @@ pub fn decision_texts(
     let to_service = matches!(key.ip_dst, IpAddr::V4(d) if cfg.service_cidr.contains(d));
     let is_service = to_service || matches!(policy.dst_type, DstType::Dnat { .. });
     // Back to the sender: its port and MAC as the packet shows them.
-    let sender = Some(Location { port: in_port, mac: key.eth_src });
+    let sender = Some(Location { port: in_port, mac: key.eth_src, tun_dst: None });
 
     let endpoint = match &policy.dst_type {
         DstType::Dnat { endpoints } if policy.allowed => choose_endpoint(&conn, endpoints).cloned(),
@@ -563,7 +586,7 @@ impl Decided {
     /// direction first): byte for byte what the text form encodes to.
     pub fn flows(&self, cfg: &PipelineConfig) -> Vec<FlowMod> {
         let (pz, sz, gw) = (cfg.pod_zone, cfg.service_zone, cfg.gateway_port);
-        let sender = Some(Location { port: self.in_port, mac: self.eth_src });
+        let sender = Some(Location { port: self.in_port, mac: self.eth_src, tun_dst: None });
         let fwd = &self.fwd;
         let rev = fwd.reversed();
         let mut out = Vec::with_capacity(2);
@@ -702,6 +725,10 @@ fn nat(kind: u16, ip: IpAddr, port: u16) -> Nat {
 /// Appends [`deliver`]'s actions: `set_field:MAC->eth_dst,output:P` (or `IN_PORT`).
 fn with_delivery(mut actions: Vec<Action>, loc: Option<Location>, gateway_port: u32, in_port: u32) -> Vec<Action> {
     let port = match loc {
+        Some(Location { port, tun_dst: Some(remote), .. }) => {
+            actions.push(Action::SetField { field: Field::TUN_DST, value: Value::from_u128(u128::from(u32::from(remote)), 4) });
+            port
+        }
         Some(l) => {
             actions.push(Action::SetField { field: Field::ETH_DST, value: Value::from_u128(mac_u128(l.mac), 6) });
             l.port

@@ -837,7 +837,7 @@ mod fast {
 /// The file's `[[endpoint]]` entries.
 impl Locator for PolicyFile {
     fn locate(&self, ip: IpAddr) -> Option<Location> {
-        self.endpoints.iter().find(|e| e.ip == ip).map(|e| Location { port: e.port, mac: e.mac })
+        self.endpoints.iter().find(|e| e.ip == ip).map(|e| Location { port: e.port, mac: e.mac, tun_dst: None })
     }
 }
 

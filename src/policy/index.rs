@@ -387,7 +387,7 @@ impl IndexedPolicy {
         }
         let mut endpoints: HashMap<IpAddr, Location, FastBuild> = HashMap::default();
         for e in &file.endpoints {
-            endpoints.entry(e.ip).or_insert(Location { port: e.port, mac: e.mac });
+            endpoints.entry(e.ip).or_insert(Location { port: e.port, mac: e.mac, tun_dst: None });
         }
         IndexedPolicy { file, rules, services, endpoints }
     }

@@ -138,6 +138,37 @@ fn allowed_to_a_remote_address_goes_out_of_the_gateway() {
 }
 
 #[test]
+fn allowed_to_another_nodes_pod_goes_into_the_tunnel_with_tun_dst() {
+    use crate::pipeline::default::TunnelRoute;
+    let mut c = cfg();
+    c.tunnel_routes = vec![TunnelRoute { cidr: "10.244.2.0/24".parse().unwrap(), remote_ip: Ipv4Addr::new(172, 31, 0, 2) }];
+    let ctx = DecisionContext::new(&c, GEN);
+    let k = syn("10.244.1.2", "10.244.2.9", 40000, 443);
+    let p = NetworkPolicy::allow();
+    let (_, texts, _) = decision_texts(&k, 2, &p, &ctx);
+    assert!(
+        texts[0].ends_with("tp_dst=443,actions=ct(commit,zone=1),set_field:172.31.0.2->tun_dst,output:5"),
+        "{}",
+        texts[0]
+    );
+    assert!(texts[1].ends_with("actions=ct(commit,zone=1),set_field:0a:58:0a:f4:01:02->eth_dst,output:2"), "{}", texts[1]);
+    // Typed flows equal the texts, and the texts are what OVS encodes.
+    let d = decide(&k, 2, &p, &ctx);
+    let parsed: Vec<FlowMod> = texts.iter().map(|t| FlowMod::parse(t, FlowModCommand::Add).unwrap()).collect();
+    assert_eq!(d.flows, parsed);
+    for (t, fm) in texts.iter().zip(&d.flows) {
+        let ovs = oracle::parse_flow(t).unwrap_or_else(|e| panic!("OVS refuses {t}: {e}"));
+        let xid = u32::from_be_bytes([ovs.bytes[4], ovs.bytes[5], ovs.bytes[6], ovs.bytes[7]]);
+        assert_eq!(fm.encode(xid), ovs.bytes, "{t}");
+    }
+    // Without a tunnel port the route is not used: the gateway, as before.
+    c.tunnel_port = None;
+    let ctx = DecisionContext::new(&c, GEN);
+    let (_, texts, _) = decision_texts(&k, 2, &p, &ctx);
+    assert!(texts[0].ends_with("actions=ct(commit,zone=1),output:3"), "{}", texts[0]);
+}
+
+#[test]
 fn allowed_udp_sctp_icmp_and_other_protocols() {
     let (a, b) = (ip("10.244.1.2"), ip("10.244.1.4"));
     let udp = key(&build::udp(A_MAC, B_MAC, a, b, 5353, 53, b"q"), 2);

@@ -309,12 +309,12 @@ impl Tracker {
 
     /// Port and MAC of `ip`, on any switch (see [`TrackerView`] for one switch).
     pub fn locate(&self, ip: IpAddr) -> Option<Location> {
-        self.ips.get(&ip).map(|e| Location { port: e.port, mac: e.mac })
+        self.ips.get(&ip).map(|e| Location { port: e.port, mac: e.mac, tun_dst: None })
     }
 
     /// Port and MAC of `ip` if it was last seen on switch `dpid`.
     pub fn locate_on(&self, dpid: u64, ip: IpAddr) -> Option<Location> {
-        self.ips.get(&ip).filter(|e| e.dpid == dpid).map(|e| Location { port: e.port, mac: e.mac })
+        self.ips.get(&ip).filter(|e| e.dpid == dpid).map(|e| Location { port: e.port, mac: e.mac, tun_dst: None })
     }
 
     /// `(dpid, port)` where `mac` was last seen as a source.

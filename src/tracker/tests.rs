@@ -47,9 +47,9 @@ fn learns_ip_sources_and_arp_senders() {
     let v6 = key(&build::tcp_syn(A_MAC, GW_MAC, ip("fd00::2"), ip("fd00::4"), 1, 2), 2);
     assert!(t.learn(1, 2, &v6, t0));
     assert_eq!(t.len(), 3);
-    assert_eq!(t.locate(ip("10.244.1.2")), Some(Location { port: 2, mac: A_MAC }));
-    assert_eq!(t.locate(ip("10.244.1.4")), Some(Location { port: 4, mac: B_MAC }));
-    assert_eq!(t.locate(ip("fd00::2")), Some(Location { port: 2, mac: A_MAC }));
+    assert_eq!(t.locate(ip("10.244.1.2")), Some(Location { port: 2, mac: A_MAC, tun_dst: None }));
+    assert_eq!(t.locate(ip("10.244.1.4")), Some(Location { port: 4, mac: B_MAC, tun_dst: None }));
+    assert_eq!(t.locate(ip("fd00::2")), Some(Location { port: 2, mac: A_MAC, tun_dst: None }));
     assert_eq!(t.locate(ip("10.244.1.9")), None);
     // The destination is not learned.
     assert_eq!(t.locate(ip("fd00::4")), None);
@@ -65,7 +65,7 @@ fn learns_ip_sources_and_arp_senders() {
     // An arp reply's sender too.
     let r = key(&build::arp_reply(GW_MAC, v4("10.244.1.1"), A_MAC, v4("10.244.1.2")), 3);
     assert!(t.learn(1, 3, &r, t1));
-    assert_eq!(t.locate(ip("10.244.1.1")), Some(Location { port: 3, mac: GW_MAC }));
+    assert_eq!(t.locate(ip("10.244.1.1")), Some(Location { port: 3, mac: GW_MAC, tun_dst: None }));
 }
 
 #[test]
@@ -116,7 +116,7 @@ fn a_moved_ip_follows_its_last_port_and_mac() {
     assert_eq!(t.len(), 1);
     assert_eq!(t.stats().moves, 2);
     assert_eq!(t.view(1).locate(ip("10.244.1.2")), None);
-    assert_eq!(t.view(2).locate(ip("10.244.1.2")), Some(Location { port: 5, mac: B_MAC }));
+    assert_eq!(t.view(2).locate(ip("10.244.1.2")), Some(Location { port: 5, mac: B_MAC, tun_dst: None }));
 }
 
 #[test]
@@ -166,12 +166,12 @@ fn view_is_a_locator_for_one_switch_and_chains() {
     t.learn(1, 4, &key(&build::arp_request(B_MAC, v4("10.244.1.4"), v4("10.244.1.2")), 4), t0);
     let view = t.view(1);
     let loc: &dyn Locator = &view;
-    assert_eq!(loc.locate(ip("10.244.1.4")), Some(Location { port: 4, mac: B_MAC }));
+    assert_eq!(loc.locate(ip("10.244.1.4")), Some(Location { port: 4, mac: B_MAC, tun_dst: None }));
     assert_eq!(t.view(2).locate(ip("10.244.1.4")), None);
     struct Fixed;
     impl Locator for Fixed {
         fn locate(&self, ip: IpAddr) -> Option<Location> {
-            (ip == IpAddr::V4(Ipv4Addr::new(10, 244, 1, 1))).then_some(Location { port: 3, mac: GW_MAC })
+            (ip == IpAddr::V4(Ipv4Addr::new(10, 244, 1, 1))).then_some(Location { port: 3, mac: GW_MAC, tun_dst: None })
         }
     }
     let c = Chain { first: &Fixed, second: &view };
@@ -184,7 +184,7 @@ fn view_is_a_locator_for_one_switch_and_chains() {
     t.learn(1, 2, &k, t0);
     let ArpDecision::Reply(po) = arp_answer(&k, 2, &t.view(1)) else { panic!("a reply") };
     assert_eq!(po.data, build::arp_reply(B_MAC, v4("10.244.1.4"), A_MAC, v4("10.244.1.2")));
-    assert_eq!(t.locate(ip("10.244.1.2")), Some(Location { port: 2, mac: A_MAC }));
+    assert_eq!(t.locate(ip("10.244.1.2")), Some(Location { port: 2, mac: A_MAC, tun_dst: None }));
 }
 
 #[test]

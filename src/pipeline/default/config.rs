@@ -255,6 +255,18 @@ pub struct LocalPod {
     pub ipv6: Option<Ipv6Addr>,
 }
 
+/// Another node's pods, reached through this node's tunnel port (`[[pipeline.tunnel_routes]]`):
+/// traffic to `cidr` leaves with `tun_dst = remote_ip`. Static until cni-ctl's routing hands
+/// them out; the replies need no route (they are learned with `tun_dst`, tables 15 -> 6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelRoute {
+    /// The remote node's pod subnet.
+    pub cidr: Ipv4Cidr,
+    /// The remote node's underlay (tunnel endpoint) address.
+    pub remote_ip: Ipv4Addr,
+}
+
 /// `pipeline.arp`: who answers ARP requests that are not for the gateway.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -362,6 +374,9 @@ pub struct PipelineConfig {
     pub tunnel_port: Option<u32>,
     /// Pods on this bridge.
     pub local_pods: Vec<LocalPod>,
+    /// Other nodes' pod subnets behind the tunnel port (used only when the bridge has one).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tunnel_routes: Vec<TunnelRoute>,
     /// Conntrack zone of pod traffic (table 1).
     pub pod_zone: u16,
     /// Conntrack zone of service (DNAT) traffic; used by the policy's table-0 flows.
@@ -406,6 +421,7 @@ impl Default for PipelineConfig {
             uplink_port: 1,
             tunnel_port: None,
             local_pods: Vec::new(),
+            tunnel_routes: Vec::new(),
             pod_zone: 1,
             service_zone: 2,
             learn_idle_timeout: 60,
@@ -469,6 +485,21 @@ impl PipelineConfig {
             }
         };
         usable(self.gateway_ip).map_err(|r| invalid("pipeline.gateway_ip", r))?;
+        for (i, r) in self.tunnel_routes.iter().enumerate() {
+            let key = format!("pipeline.tunnel_routes[{i}]");
+            if r.cidr.overlaps(&self.pod_cidr) || r.cidr.overlaps(&self.service_cidr) {
+                return Err(invalid(
+                    format!("{key}.cidr"),
+                    format!("{} overlaps this node's pod_cidr or the service_cidr", r.cidr),
+                ));
+            }
+            if let Some(j) = self.tunnel_routes[..i].iter().position(|o| o.cidr.overlaps(&r.cidr)) {
+                return Err(invalid(format!("{key}.cidr"), format!("{} overlaps tunnel_routes[{j}]", r.cidr)));
+            }
+            if r.remote_ip.is_unspecified() || r.remote_ip.is_broadcast() || r.remote_ip.is_multicast() {
+                return Err(invalid(format!("{key}.remote_ip"), format!("{} is not a unicast address", r.remote_ip)));
+            }
+        }
         let unicast = |m: &MacAddr| {
             if *m == MacAddr::ZERO {
                 Err("the all-zero MAC address is not usable".to_string())

@@ -10,6 +10,8 @@ pub mod config;
 pub mod error;
 pub mod ethtool;
 pub mod ipam;
+pub mod netns;
 pub mod result;
+pub mod veth;
 
 pub use error::CniError;

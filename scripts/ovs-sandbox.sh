@@ -4,6 +4,9 @@
 #
 #   scripts/ovs-sandbox.sh up DIR [BRIDGE...]     start ovsdb-server + ovs-vswitchd in DIR and add
 #                                                 bridges (default br0) with dummy ports p1, p2
+#   scripts/ovs-sandbox.sh up-real DIR [BRIDGE...] the same with real (system) ports: no dummy
+#                                                 override, so veths (pods) can be added; bridges
+#                                                 (none by default) are netdev, with no ports
 #   scripts/ovs-sandbox.sh controllers DIR BRIDGE PORT [PORT...]
 #                                                 point BRIDGE at tcp:127.0.0.1:PORT (one per shard)
 #   scripts/ovs-sandbox.sh restart-vswitchd DIR   stop ovs-vswitchd and start it again on the same
@@ -15,7 +18,7 @@
 # so nothing forwards unless a controller (or a test) installs flows.
 set -euo pipefail
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 64; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 64; }
 
 env_for() {
     local dir
@@ -46,7 +49,8 @@ up() {
     eval "$(env_for "$dir")"
     dir=$OVS_RUNDIR
     [ -e "$dir/ovsdb-server.pid" ] && down "$dir" >/dev/null 2>&1 || true
-    rm -f "$dir/conf.db" "$dir"/*.pid "$dir"/*.ctl "$dir/db.sock"
+    rm -f "$dir/conf.db" "$dir"/*.pid "$dir"/*.ctl "$dir/db.sock" "$dir/real-ports"
+    [ "${REAL_PORTS:-0}" = 1 ] && touch "$dir/real-ports"
     ovsdb-tool create "$dir/conf.db" /usr/share/openvswitch/vswitch.ovsschema
     ovsdb-server "$dir/conf.db" --remote="punix:$dir/db.sock" -vconsole:off \
         --pidfile="$dir/ovsdb-server.pid" --log-file="$dir/ovsdb-server.log" --no-chdir --detach
@@ -54,8 +58,17 @@ up() {
     ovs-vsctl --db="unix:$dir/db.sock" --no-wait init
     start_vswitchd "$dir"
     local bridges=("$@")
-    [ ${#bridges[@]} -eq 0 ] && bridges=(br0)
     local n=0 br
+    if [ -e "$dir/real-ports" ]; then
+        for br in "${bridges[@]}"; do
+            n=$((n + 1))
+            ovs-vsctl --db="unix:$dir/db.sock" add-br "$br" -- set bridge "$br" datapath_type=netdev \
+                protocols=OpenFlow13 fail_mode=secure other_config:datapath-id=$(printf '%016x' "$n")
+        done
+        echo "ovs sandbox up in $dir (real ports): bridges ${bridges[*]:-none}"
+        return
+    fi
+    [ ${#bridges[@]} -eq 0 ] && bridges=(br0)
     for br in "${bridges[@]}"; do
         n=$((n + 1))
         ovs-vsctl --db="unix:$dir/db.sock" add-br "$br" -- set bridge "$br" datapath_type=netdev \
@@ -81,9 +94,12 @@ controllers() {
     done
 }
 
+# Without the dummy override when the sandbox was made by up-real: `--disable-system` alone keeps
+# the kernel datapath away and lets the netdev datapath open veths (AF_PACKET).
 start_vswitchd() {
-    local dir=$1
-    ovs-vswitchd "unix:$dir/db.sock" --enable-dummy=override --disable-system --disable-system-route \
+    local dir=$1 dummy=(--enable-dummy=override)
+    [ -e "$dir/real-ports" ] && dummy=()
+    ovs-vswitchd "unix:$dir/db.sock" "${dummy[@]}" --disable-system --disable-system-route \
         -vconsole:off --pidfile="$dir/ovs-vswitchd.pid" --log-file="$dir/ovs-vswitchd.log" --no-chdir --detach
     wait_for "$dir/ovs-vswitchd.pid" 50
 }
@@ -125,6 +141,7 @@ down() {
 cmd=$1; shift
 case "$cmd" in
     up) up "$@" ;;
+    up-real) REAL_PORTS=1 up "$@" ;;
     controllers) [ $# -ge 3 ] || usage; controllers "$@" ;;
     env) env_for "$1" ;;
     restart-vswitchd) restart_vswitchd "$1" ;;

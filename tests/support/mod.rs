@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 
 pub mod golden;
 pub mod pipeline_env;
+pub mod pods;
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

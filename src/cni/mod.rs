@@ -11,6 +11,8 @@ pub mod error;
 pub mod ethtool;
 pub mod ipam;
 pub mod netns;
+pub mod ovs;
+pub mod plugin;
 pub mod result;
 pub mod veth;
 

@@ -197,7 +197,8 @@ mod tests {
         // Another interface of the same container, or another container: another name.
         assert_ne!(a, host_veth_name("3f1c2a9b8e7d6c5b4a3f1c2a9b8e7d6c5b4a3f1c2a9b8e7d6c5b4a3f1c2a9b8e", "net1"));
         assert_ne!(host_veth_name("c1", "eth0"), host_veth_name("c2", "eth0"));
-        // Fixed: a name must not change between two builds (DEL of a pod added by an older one).
-        assert_eq!(host_veth_name("c1", "eth0"), "sf5dd5bc94cf4d");
+        // Fixed (FNV-1a of "c1/eth0", computed independently): a name must not change between
+        // two builds (DEL of a pod added by an older one).
+        assert_eq!(host_veth_name("c1", "eth0"), "sf9e27a0abdbb0");
     }
 }

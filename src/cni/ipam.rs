@@ -13,6 +13,10 @@ use super::result::CniResult;
 /// answer is refused as undecodable rather than held in memory.
 pub const MAX_OUTPUT: u64 = 1 << 20;
 
+/// How long an IPAM plugin may run before it is killed (host-local answers in milliseconds; a
+/// plugin stuck on a lock must not hold the pod's sandbox forever).
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The first executable file named `name` in `path`'s directories.
 pub fn find_plugin(name: &str, path: &[PathBuf]) -> Result<PathBuf, CniError> {
     use std::os::unix::fs::PermissionsExt as _;
@@ -34,6 +38,17 @@ pub fn find_plugin(name: &str, path: &[PathBuf]) -> Result<PathBuf, CniError> {
 /// plugin's result; DEL and CHECK return None. A plugin's own error document is passed through
 /// with its code; a plugin that fails without one is an I/O failure (code 5) quoting its stderr.
 pub fn exec(plugin: &Path, command: &str, config: &[u8]) -> Result<Option<CniResult>, CniError> {
+    exec_within(plugin, command, config, DEADLINE)
+}
+
+/// [`exec`] with a given deadline; past it the plugin is killed and the call is "try again
+/// later" (code 11).
+pub fn exec_within(
+    plugin: &Path,
+    command: &str,
+    config: &[u8],
+    deadline: std::time::Duration,
+) -> Result<Option<CniResult>, CniError> {
     let what = format!("IPAM plugin {} {command}", plugin.display());
     let mut child = Command::new(plugin)
         .env("CNI_COMMAND", command)
@@ -43,10 +58,15 @@ pub fn exec(plugin: &Path, command: &str, config: &[u8]) -> Result<Option<CniRes
         .spawn()
         .map_err(|e| CniError::io(format!("cannot run {what}"), e))?;
     if let Some(mut stdin) = child.stdin.take() {
-        // A plugin that exits without reading its input is judged by its exit status below.
-        let _ = stdin.write_all(config);
+        // On a thread too: a plugin that does not read its input must not block this one. A
+        // plugin that exits without reading it is judged by its exit status below.
+        let config = config.to_vec();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&config);
+        });
     }
-    // stderr on its own thread, so that neither pipe can fill and stall the plugin.
+    // stdout and stderr on threads of their own, so that neither pipe can fill and stall the
+    // plugin, while this thread keeps the deadline.
     let stderr = child.stderr.take().map(|e| {
         std::thread::spawn(move || {
             let mut s = String::new();
@@ -54,14 +74,36 @@ pub fn exec(plugin: &Path, command: &str, config: &[u8]) -> Result<Option<CniRes
             s
         })
     });
-    let mut out = Vec::new();
-    if let Some(stdout) = child.stdout.take() {
-        stdout.take(MAX_OUTPUT + 1).read_to_end(&mut out).map_err(|e| CniError::io(format!("reading {what}"), e))?;
-    }
-    if out.len() as u64 > MAX_OUTPUT {
-        let _ = child.kill();
-    }
-    let status = child.wait().map_err(|e| CniError::io(format!("waiting for {what}"), e))?;
+    let stdout = child.stdout.take().map(|o| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            // Past the bound the rest is not read: the plugin is killed below.
+            let r = o.take(MAX_OUTPUT + 1).read_to_end(&mut out);
+            r.map(|_| out)
+        })
+    });
+    let until = std::time::Instant::now() + deadline;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if std::time::Instant::now() >= until => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(CniError::new(
+                    code::TRY_AGAIN_LATER,
+                    format!("{what} timed out"),
+                    format!("no exit within {deadline:?}: killed"),
+                ));
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            Err(e) => return Err(CniError::io(format!("waiting for {what}"), e)),
+        }
+    };
+    let out = match stdout.map(|h| h.join()) {
+        Some(Ok(Ok(out))) => out,
+        Some(Ok(Err(e))) => return Err(CniError::io(format!("reading {what}"), e)),
+        _ => Vec::new(),
+    };
     let stderr = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
     if out.len() as u64 > MAX_OUTPUT {
         return Err(CniError::decode(format!("{what}: output over {MAX_OUTPUT} bytes")));
@@ -152,6 +194,14 @@ mod tests {
         assert!(e.details.contains("boom"), "{e}");
         let e = exec(&bin.join("noip"), "ADD", b"{}").err().unwrap_or_else(|| panic!("accepted"));
         assert_eq!(e.code, code::IO_FAILURE);
+        // A plugin that hangs is killed at the deadline.
+        script(&bin, "hanging", "exec sleep 30");
+        let t0 = std::time::Instant::now();
+        let e = exec_within(&bin.join("hanging"), "ADD", b"{}", std::time::Duration::from_millis(300))
+            .err()
+            .unwrap_or_else(|| panic!("accepted"));
+        assert_eq!(e.code, code::TRY_AGAIN_LATER, "{e}");
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5), "{:?}", t0.elapsed());
         let e = find_plugin("absent", &path).err().unwrap_or_else(|| panic!("found"));
         assert_eq!(e.code, code::INVALID_CONFIG);
         let _ = std::fs::remove_dir_all(&d);

@@ -10,6 +10,10 @@ pub mod config;
 pub mod error;
 pub mod ethtool;
 pub mod ipam;
+pub mod netns;
+pub mod ovs;
+pub mod plugin;
 pub mod result;
+pub mod veth;
 
 pub use error::CniError;

@@ -74,7 +74,10 @@ fn start() -> Node {
         http_request_as(&http, "GET", "/healthz", "", None).is_ok_and(|(st, _, _)| st == 200)
     });
     assert!(ok, "the daemon did not answer /healthz");
-    ovs.ok("ovs-vsctl", &["set-controller", "br0", &format!("tcp:127.0.0.1:{base}"), &format!("tcp:127.0.0.1:{}", base + 1)]);
+    ovs.ok(
+        "ovs-vsctl",
+        &["set-controller", "br0", &format!("tcp:127.0.0.1:{base}"), &format!("tcp:127.0.0.1:{}", base + 1)],
+    );
     for u in ovs.ok("ovs-vsctl", &["--bare", "--columns=_uuid", "list", "controller"]).split_whitespace() {
         ovs.ok("ovs-vsctl", &["set", "controller", u, "connection_mode=out-of-band"]);
     }
@@ -157,7 +160,9 @@ fn a_pod_added_and_removed_through_node_updates() {
     inject(&n.ovs, NEW_PORT, &[build::udp(NEW_MAC, GW_MAC, NEW_IP.into(), A_IP.into(), 5353, 53, b"q")]);
     let ok = wait_until(Duration::from_secs(5), || {
         let tr: Value = serde_json::from_str(&n.get("/v1/tracker")).unwrap();
-        tr["addresses"].as_array().is_some_and(|a| a.iter().any(|e| e["ip"] == NEW_IP.to_string() && e["port"] == NEW_PORT))
+        tr["addresses"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e["ip"] == NEW_IP.to_string() && e["port"] == NEW_PORT))
     });
     assert!(ok, "the Tracker did not learn the pod");
     let ok = wait_until(Duration::from_secs(5), || n.flows_with(&format!("udp,nw_src={NEW_IP}")).len() == 1);
@@ -167,7 +172,12 @@ fn a_pod_added_and_removed_through_node_updates() {
     n.send(&view(vec![]), vec![NodeChange::Removed(pod_port())]);
     let mut left = Vec::new();
     let ok = wait_until(Duration::from_secs(5), || {
-        left = n.ovs.flows("br0").into_iter().filter(|f| f.contains(&NEW_IP.to_string()) || f.contains(&format!("in_port={NEW_PORT}"))).collect();
+        left = n
+            .ovs
+            .flows("br0")
+            .into_iter()
+            .filter(|f| f.contains(&NEW_IP.to_string()) || f.contains(&format!("in_port={NEW_PORT}")))
+            .collect();
         left.is_empty()
     });
     assert!(ok, "flows of the removed pod are left: {left:#?}");
@@ -203,11 +213,15 @@ fn pods_known_before_the_switch_connects_come_with_the_pipeline() {
     assert!(wait_until(Duration::from_secs(10), || {
         http_request_as(&http, "GET", "/healthz", "", None).is_ok_and(|(st, _, _)| st == 200)
     }));
-    ovs.ok("ovs-vsctl", &["set-controller", "br0", &format!("tcp:127.0.0.1:{base}"), &format!("tcp:127.0.0.1:{}", base + 1)]);
+    ovs.ok(
+        "ovs-vsctl",
+        &["set-controller", "br0", &format!("tcp:127.0.0.1:{base}"), &format!("tcp:127.0.0.1:{}", base + 1)],
+    );
     for u in ovs.ok("ovs-vsctl", &["--bare", "--columns=_uuid", "list", "controller"]).split_whitespace() {
         ovs.ok("ovs-vsctl", &["set", "controller", u, "connection_mode=out-of-band"]);
     }
-    let want = format!("table=5, priority=100,ip,nw_dst={NEW_IP} actions=set_field:{NEW_MAC}->eth_dst,output:{NEW_PORT}");
+    let want =
+        format!("table=5, priority=100,ip,nw_dst={NEW_IP} actions=set_field:{NEW_MAC}->eth_dst,output:{NEW_PORT}");
     let mut flows = Vec::new();
     let ok = wait_until(Duration::from_secs(10), || {
         flows = ovs.flows("br0");

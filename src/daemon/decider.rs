@@ -6,9 +6,9 @@
 //! while other packet-ins go on.
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

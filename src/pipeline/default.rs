@@ -239,14 +239,7 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
     if zero {
         // Learning ports: IP from any other port goes through conntrack and the policy; the
         // source is not checked (nobody said who is behind the port).
-        t.add(
-            CLASSIFIER,
-            10,
-            15,
-            0,
-            "ip",
-            &format!("load:0x1->NXM_NX_REG0[5],goto_table:{CONNTRACK}"),
-        );
+        t.add(CLASSIFIER, 10, 15, 0, "ip", &format!("load:0x1->NXM_NX_REG0[5],goto_table:{CONNTRACK}"));
     }
     if v6 {
         // Neighbour discovery from pods and the gateway is switched, never tracked.

@@ -269,8 +269,8 @@ mod tests {
         let mut gw = pod("gw0", 9, 9, false);
         gw.role = PortRole::Gateway;
         let v = view(vec![
-            pod("a-taken-port", 2, 20, false),  // port 2 is a configured pod
-            pod("b-taken-ip", 10, 2, false),    // 10.244.1.2 and its MAC are the configured pod's
+            pod("a-taken-port", 2, 20, false), // port 2 is a configured pod
+            pod("b-taken-ip", 10, 2, false),   // 10.244.1.2 and its MAC are the configured pod's
             pod("c-ok", 11, 11, false),
             pod("d-over", 12, 12, false),
             gw,

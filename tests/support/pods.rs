@@ -375,9 +375,6 @@ pub struct Cni {
     pub ovsdb: String,
     pub ovs_dir: PathBuf,
     pub data_dir: PathBuf,
-    /// Run the plugin inside this network namespace (a node of tests/support/two_nodes.rs),
-    /// where its bridge is; None: the test's own.
-    pub in_ns: Option<String>,
 }
 
 /// The answer of one plugin call: exit status, stdout parsed as JSON (Null when empty).
@@ -415,7 +412,6 @@ impl Cni {
             ovsdb: ovs.db(),
             ovs_dir: ovs.dir.clone(),
             data_dir,
-            in_ns: None,
         }
     }
 
@@ -463,14 +459,7 @@ impl Cni {
         let bin = cni_binary();
         assert!(bin.exists(), "{} is not built (the cni branch brings src/bin/shardflow-cni.rs)", bin.display());
         let cni_path = format!("{}:{CNI_PLUGINS}", bin.parent().unwrap().display());
-        let mut cmd = match &self.in_ns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(&bin);
-                c
-            }
-            None => Command::new(&bin),
-        };
+        let mut cmd = Command::new(&bin);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("CNI_COMMAND", command)

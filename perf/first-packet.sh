@@ -5,6 +5,8 @@
 #      policy) deciding every new connection: SYN -> packet-in -> 2 FLOW_MODs + PACKET_OUT;
 #   R  the same with `pipeline.first_packet = "resume"`: the pipeline pauses at the controller
 #      (NXT_PACKET_IN2), 2 FLOW_MODs, then NXT_RESUME continues it;
+#   L  shardflow with no [pipeline] (the zero-config pipeline: learning ports, allow-all), the
+#      same pods plugged by this script (--variants ALB...; not in the default set);
 #   B  the same bridge with one `actions=NORMAL` flow and no controller (the floor);
 #   C  os-ken (perf/osken, eventlet hub) on the same pipeline, its table-0 and table-3 misses
 #      sent to it (skip with --no-osken).
@@ -221,7 +223,10 @@ shardflow_variant() { # VARIANT FIRST_PACKET
     pipeline_toml "$TMP/shardflow-$v.toml"
     sed -i "s/^count = .*/count = $SHARDS/" "$TMP/shardflow-$v.toml"
     # the key only when it is not the default, so that A runs with binaries that predate it
-    if [ "$fp" != packet_out ]; then
+    if [ "$fp" = zero ]; then
+        # No [pipeline]: the zero-config pipeline, learning ports, allow-all.
+        printf '[shards]\ncount = %s\n' "$SHARDS" >"$TMP/shardflow-$v.toml"
+    elif [ "$fp" != packet_out ]; then
         sed -i "/^\[pipeline\]\$/a first_packet = \"$fp\"" "$TMP/shardflow-$v.toml"
     fi
     local base http
@@ -260,13 +265,14 @@ if [[ $VARIANTS == *Z* ]]; then
     sleep 0.5
     measure Z
     ovs-ofctl -O OpenFlow13 dump-flows br-int table=3 >"$TMP/Z-table3.txt"
-    grep -c "tp_dst=$SERVER_PORT" "$TMP/Z-table3.txt" >"$TMP/Z.flows" || true
+    grep -c "priority=100" "$TMP/Z-table3.txt" >"$TMP/Z.flows" || true
     curl_metrics "$ZHTTP" | grep -E '^shardflow_(decisions_total|packet_in_decision_seconds)' >"$TMP/Z-metrics.txt" || true
     python3 -c 'import sys,urllib.request; print(urllib.request.urlopen("http://"+sys.argv[1]+"/v1/shards", timeout=5).read().decode())' \
         "$ZHTTP" >"$TMP/Z-shards.json" 2>/dev/null || true
     stop_pid "$ZPID"
 fi
 if [[ $VARIANTS == *A* ]]; then shardflow_variant A packet_out; fi
+if [[ $VARIANTS == *L* ]]; then shardflow_variant L zero; fi
 if [[ $VARIANTS == *R* ]]; then shardflow_variant R resume; fi
 
 # ---- B: NORMAL, no controller
@@ -305,7 +311,8 @@ fi
 python3 - "$TMP" "$OUT" "$N" "$SHARDS" <<'PY'
 import json, os, sys
 tmp, out, n, shards = sys.argv[1:5]
-names = {"Z": f"shardflow ({shards} shards, fanout), no configuration: br-int made by the node agent, pods by shardflow-cni, allow-all",
+names = {"L": f"shardflow ({shards} shards, fanout), no [pipeline]: zero-config learning ports, allow-all",
+         "Z": f"shardflow ({shards} shards, fanout), no configuration: br-int made by the node agent, pods by shardflow-cni, allow-all",
          "A": f"shardflow ({shards} shards, fanout, pipeline, allow-all), first_packet = packet_out",
          "R": f"shardflow, the same, first_packet = resume (NXT_PACKET_IN2 pause + NXT_RESUME)",
          "B": "no controller (actions=NORMAL, no conntrack)",
@@ -319,7 +326,7 @@ def pct(v, p):
     v = sorted(v)
     return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))] if v else float("nan")
 res, rows = {}, []
-for k in "ZARBC":
+for k in "ZLARBC":
     f = os.path.join(tmp, k + ".json")
     if not os.path.exists(f):
         continue
@@ -350,7 +357,7 @@ md.append("B has no conntrack and no pipeline, so A/R/C - B is the controller's 
 open(os.path.join(out, "first-packet.md"), "w").write("\n".join(md) + "\n")
 print("\n".join(md))
 PY
-for v in Z A R; do
+for v in Z L A R; do
     cp "$TMP/$v-metrics.txt" "$OUT/shardflow-$v-metrics.txt" 2>/dev/null || true
     cp "$TMP/$v-shards.json" "$OUT/shardflow-$v-shards.json" 2>/dev/null || true
 done

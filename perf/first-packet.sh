@@ -116,7 +116,7 @@ if role == "server":
         c.close()
 else:
     src, dst, port, n, first_sport, out = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
-    times, failures = [], 0
+    times, failures, errors = [], 0, {}
     for i in range(n):
         c = socket.socket()
         c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -127,11 +127,12 @@ else:
         try:
             c.connect((dst, port))
             times.append((time.perf_counter_ns() - t0) / 1000.0)
-        except OSError:
+        except OSError as e:
             failures += 1
+            errors[str(e)] = errors.get(str(e), 0) + 1
         c.close()
         time.sleep(0.002)
-    json.dump({"connect_us": times, "failures": failures}, open(out, "w"))
+    json.dump({"connect_us": times, "failures": failures, "errors": errors}, open(out, "w"))
 PY
 
 # ---- OVS, pods, ports
@@ -272,7 +273,12 @@ if [[ $VARIANTS == *Z* ]]; then
     stop_pid "$ZPID"
 fi
 if [[ $VARIANTS == *A* ]]; then shardflow_variant A packet_out; fi
-if [[ $VARIANTS == *L* ]]; then shardflow_variant L zero; fi
+if [[ $VARIANTS == *L* ]]; then
+    # Learning ports learn hosts from ARP (the Tracker): no static neighbours here.
+    ip -n "$NS1" neigh del "$IP2" dev eth0 2>/dev/null || true
+    ip -n "$NS2" neigh del "$IP1" dev eth0 2>/dev/null || true
+    shardflow_variant L zero
+fi
 if [[ $VARIANTS == *R* ]]; then shardflow_variant R resume; fi
 
 # ---- B: NORMAL, no controller
@@ -332,6 +338,9 @@ for k in "ZLARBC":
         continue
     d = json.load(open(f))
     t = d["connect_us"]
+    if not t:
+        print(f"variant {k}: no connection succeeded: {d.get('errors')}", file=sys.stderr)
+        continue
     r = {"variant": names[k], "connections": len(t), "failures": d["failures"],
          "p50_us": pct(t, 50), "p90_us": pct(t, 90), "p99_us": pct(t, 99), "max_us": max(t) if t else None,
          "mean_us": sum(t) / len(t) if t else None}

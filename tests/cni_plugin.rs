@@ -58,12 +58,24 @@ fn veth_pair_configured_in_a_real_namespace() {
     assert_eq!(link["mtu"], 1400);
     assert!(link["flags"].as_array().unwrap().iter().any(|f| f == "UP"), "{link}");
     let addrs = ns.addrs("eth0");
-    assert!(addrs.contains(&"10.99.0.2".parse().unwrap()) && addrs.contains(&"fd00:99::2".parse().unwrap()), "{addrs:?}");
-    assert!(ip_json(Some(&ns), &["link", "show", "dev", "lo"])[0]["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
+    assert!(
+        addrs.contains(&"10.99.0.2".parse().unwrap()) && addrs.contains(&"fd00:99::2".parse().unwrap()),
+        "{addrs:?}"
+    );
+    assert!(ip_json(Some(&ns), &["link", "show", "dev", "lo"])[0]["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f == "UP"));
     // Routes: the default through the address's gateway, the other through its own.
     let routes = ip_json(Some(&ns), &["route", "show"]);
     let via = |dst: &str| {
-        routes.as_array().unwrap().iter().find(|r| r["dst"] == dst).map(|r| r["gateway"].as_str().unwrap_or("").to_string())
+        routes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["dst"] == dst)
+            .map(|r| r["gateway"].as_str().unwrap_or("").to_string())
     };
     assert_eq!(via("default").as_deref(), Some("10.99.0.1"), "{routes}");
     assert_eq!(via("10.98.0.0/16").as_deref(), Some("10.99.0.254"), "{routes}");
@@ -125,11 +137,7 @@ fn leases(cni: &Cni) -> Vec<String> {
 /// `external_ids` of an OVS Interface, as `key=value` strings with the quotes taken off.
 fn external_ids(ovs: &Ovs, iface: &str) -> Vec<String> {
     let raw = ovs.get("Interface", iface, "external_ids").unwrap_or_default();
-    raw.trim_matches(['{', '}'])
-        .split(", ")
-        .filter(|s| !s.is_empty())
-        .map(|kv| kv.replace('"', ""))
-        .collect()
+    raw.trim_matches(['{', '}']).split(", ").filter(|s| !s.is_empty()).map(|kv| kv.replace('"', "")).collect()
 }
 
 fn assert_error(out: &CniOutput, code: u64, what: &str) {

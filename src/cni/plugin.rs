@@ -100,7 +100,11 @@ fn add<D: Db>(
         cni_version: conf.cni_version.clone(),
         interfaces: vec![
             Interface { name: host.clone(), mac: pair.host.mac.clone(), sandbox: None },
-            Interface { name: inv.ifname.clone(), mac: pair.container.mac.clone(), sandbox: Some(ns_path.display().to_string()) },
+            Interface {
+                name: inv.ifname.clone(),
+                mac: pair.container.mac.clone(),
+                sandbox: Some(ns_path.display().to_string()),
+            },
         ],
         ips: lease.ips.iter().map(|ip| IpConfig { interface: Some(1), ..ip.clone() }).collect(),
         routes: lease.routes.clone(),
@@ -149,12 +153,15 @@ fn check<D: Db>(
     let (idx, want) = prev
         .sandbox_interface(&inv.ifname)
         .ok_or_else(|| CniError::check(format!("prevResult has no sandbox interface {}", inv.ifname)))?;
-    let want_ips: Vec<_> = prev.ips.iter().filter(|ip| ip.interface.is_none_or(|i| i == idx)).map(|ip| ip.address).collect();
+    let want_ips: Vec<_> =
+        prev.ips.iter().filter(|ip| ip.interface.is_none_or(|i| i == idx)).map(|ip| ip.address).collect();
     let ifname = inv.ifname.as_str();
     let want_ips = &want_ips;
     let want_mac = want.mac.to_ascii_lowercase();
     netns::run(Some(&ns), |h| async move {
-        let l = veth::link(&h, ifname).await?.ok_or_else(|| CniError::check(format!("no {ifname} in the pod's namespace")))?;
+        let l = veth::link(&h, ifname)
+            .await?
+            .ok_or_else(|| CniError::check(format!("no {ifname} in the pod's namespace")))?;
         if l.mac != want_mac {
             return Err(CniError::check(format!("{ifname} has MAC {}, prevResult says {want_mac}", l.mac)));
         }

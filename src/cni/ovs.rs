@@ -188,6 +188,35 @@ pub async fn check(db: &impl Db, p: &PodPort) -> Result<(), CniError> {
     Ok(())
 }
 
+// === the OVSDB client as the plugin's Db ===
+
+/// One OVSDB connection for one plugin call.
+pub struct OvsdbDb(crate::ovsdb::Client);
+
+impl Db for OvsdbDb {
+    async fn transact(&self, ops: Vec<Value>) -> Result<Vec<Value>, CniError> {
+        self.0.transact(crate::ovsdb::VSWITCH_DB, ops).await.map_err(ovsdb_error)
+    }
+}
+
+/// Connects to `addr` (`unix:PATH`, `tcp:IP:PORT`). A bad address is invalid configuration
+/// (code 7); a server that is not there (yet) is "try again later" (code 11).
+pub async fn connect(addr: String) -> Result<OvsdbDb, CniError> {
+    let a = crate::ovsdb::OvsdbAddr::parse(&addr).map_err(|e| CniError::config(e.to_string()))?;
+    crate::ovsdb::Client::connect(&a).await.map(OvsdbDb).map_err(ovsdb_error)
+}
+
+fn ovsdb_error(e: crate::ovsdb::OvsdbError) -> CniError {
+    use crate::ovsdb::OvsdbError as E;
+    match e {
+        E::Connect { .. } | E::Timeout(_) | E::Closed => {
+            CniError::new(code::TRY_AGAIN_LATER, "OVSDB not reachable", e.to_string())
+        }
+        E::Addr { .. } => CniError::config(e.to_string()),
+        e => CniError::io("OVSDB", e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -196,7 +196,8 @@ fn add_check_del_on_a_real_ovs_with_host_local() {
     // CHECK with the ADD result as prevResult.
     let mut conf = cni.conf();
     conf["prevResult"] = pod.result.clone();
-    let args = "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0";
+    // As kubelet sends them (host-local refuses unknown args without IgnoreUnknown).
+    let args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0";
     let check = |conf: &Value| cni.invoke_with("CHECK", &pod.container_id, Some(&pod.ns.path()), "eth0", args, conf);
     let out = check(&conf);
     assert!(out.ok, "CHECK: {} {}", out.json, out.stderr);

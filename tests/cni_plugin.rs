@@ -58,12 +58,24 @@ fn veth_pair_configured_in_a_real_namespace() {
     assert_eq!(link["mtu"], 1400);
     assert!(link["flags"].as_array().unwrap().iter().any(|f| f == "UP"), "{link}");
     let addrs = ns.addrs("eth0");
-    assert!(addrs.contains(&"10.99.0.2".parse().unwrap()) && addrs.contains(&"fd00:99::2".parse().unwrap()), "{addrs:?}");
-    assert!(ip_json(Some(&ns), &["link", "show", "dev", "lo"])[0]["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
+    assert!(
+        addrs.contains(&"10.99.0.2".parse().unwrap()) && addrs.contains(&"fd00:99::2".parse().unwrap()),
+        "{addrs:?}"
+    );
+    assert!(ip_json(Some(&ns), &["link", "show", "dev", "lo"])[0]["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f == "UP"));
     // Routes: the default through the address's gateway, the other through its own.
     let routes = ip_json(Some(&ns), &["route", "show"]);
     let via = |dst: &str| {
-        routes.as_array().unwrap().iter().find(|r| r["dst"] == dst).map(|r| r["gateway"].as_str().unwrap_or("").to_string())
+        routes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["dst"] == dst)
+            .map(|r| r["gateway"].as_str().unwrap_or("").to_string())
     };
     assert_eq!(via("default").as_deref(), Some("10.99.0.1"), "{routes}");
     assert_eq!(via("10.98.0.0/16").as_deref(), Some("10.99.0.254"), "{routes}");
@@ -103,33 +115,140 @@ fn missing_or_bogus_namespaces_are_refused() {
     let _ = std::fs::remove_file(&f);
 }
 
-// === the plugin binary, invoked as kubelet would (tests/support/pods.rs `Cni`) ===
+// === the plugin binary, invoked as kubelet would, on a node of its own ===
 
+use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use support::pods::{Cni, CniOutput};
-use support::{wait_until, Ovs};
+use support::pods::{cni_binary, Cni, CniOutput, CNI_PLUGINS};
+use support::{repo, wait_until, Ovs};
 
-/// The leases host-local holds for this network (one file per address in `dataDir/NAME/`).
-fn leases(cni: &Cni) -> Vec<String> {
-    let dir = cni.data_dir.join(&cni.name);
-    let mut v: Vec<String> = std::fs::read_dir(&dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default();
-    v.retain(|n| n.parse::<IpAddr>().is_ok());
-    v.sort();
-    v
+/// A node: a network namespace of the test's own holding a real-port OVS (started inside it)
+/// and the host ends of the pods' veths (the plugin runs inside it, as on a node's host).
+///
+/// Why a namespace: every real-port ovs-vswitchd opens a tap named `ovs-netdev` for its
+/// userspace datapath, so two in one namespace collide ("Device or resource busy") and tests
+/// running in parallel, or any other real-port OVS on the machine, would break each other.
+struct Node {
+    // Dropped in this order: OVS stopped, then the namespace (with the host ends) deleted.
+    ovs: Ovs,
+    ns: Netns,
+    bridge: String,
+    cni: Cni,
 }
 
-/// `external_ids` of an OVS Interface, as `key=value` strings with the quotes taken off.
-fn external_ids(ovs: &Ovs, iface: &str) -> Vec<String> {
-    let raw = ovs.get("Interface", iface, "external_ids").unwrap_or_default();
-    raw.trim_matches(['{', '}'])
-        .split(", ")
-        .filter(|s| !s.is_empty())
-        .map(|kv| kv.replace('"', ""))
-        .collect()
+/// A pod added through the plugin, with what its ADD result said.
+struct Pod {
+    ns: Netns,
+    container_id: String,
+    ip: IpAddr,
+    mac: String,
+    host_if: String,
+    result: Value,
+}
+
+impl Node {
+    fn start(subnet: &str, gateway: &str) -> Node {
+        let ns = Netns::new("sfnode-");
+        let bridge = unique("sfbr");
+        let dir = std::env::temp_dir().join(unique("sf-cni-ovs-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sandbox = repo().join("scripts/ovs-sandbox.sh");
+        let out = ns.exec(sandbox.to_str().unwrap(), &["up-real", dir.to_str().unwrap(), &bridge]);
+        let ovs = Ovs { dir };
+        assert!(out.status.success(), "ovs sandbox in {}: {}", ns.name, String::from_utf8_lossy(&out.stderr));
+        let mut cni = Cni::new(&ovs, &bridge, subnet);
+        cni.gateway = Some(gateway.into());
+        cni.routes = vec!["0.0.0.0/0".into()];
+        Node { ovs, ns, bridge, cni }
+    }
+
+    /// One plugin call inside the node's namespace with kubelet's environment and `conf` on
+    /// stdin (`CNI_PATH`: the plugin's folder, then host-local's).
+    fn invoke_with(
+        &self,
+        command: &str,
+        id: &str,
+        netns: Option<&Path>,
+        ifname: &str,
+        args: &str,
+        conf: &Value,
+    ) -> CniOutput {
+        let bin = cni_binary();
+        let cni_path = format!("{}:{CNI_PLUGINS}", bin.parent().unwrap().display());
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns.name])
+            .arg(&bin)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", id)
+            .env("CNI_IFNAME", ifname)
+            .env("CNI_PATH", cni_path)
+            .env("CNI_ARGS", args)
+            .env("OVS_RUNDIR", &self.ovs.dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if let Some(n) = netns {
+            cmd.env("CNI_NETNS", n);
+        }
+        let mut child = cmd.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let json = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{command}: stdout is not JSON ({e}): {text}"))
+        };
+        CniOutput { ok: out.status.success(), json, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+    }
+
+    fn invoke(&self, command: &str, id: &str, netns: Option<&Path>, ifname: &str, args: &str) -> CniOutput {
+        self.invoke_with(command, id, netns, ifname, args, &self.cni.conf())
+    }
+
+    /// ADD of pod `namespace/name` in a fresh namespace; panics on a plugin error.
+    fn add_pod(&self, namespace: &str, name: &str) -> Pod {
+        let ns = Netns::new("sfpod-");
+        let container_id = format!("{}-{name}", ns.name);
+        let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name}");
+        let out = self.invoke("ADD", &container_id, Some(&ns.path()), "eth0", &args);
+        assert!(out.ok, "ADD {namespace}/{name}: {} {}", out.json, out.stderr);
+        let r = out.json;
+        let host_if = r["interfaces"][0]["name"].as_str().unwrap().to_string();
+        let mac = r["interfaces"][1]["mac"].as_str().unwrap().to_string();
+        let ip = r["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().parse().unwrap();
+        Pod { ns, container_id, ip, mac, host_if, result: r }
+    }
+
+    fn del_pod(&self, pod: &Pod) -> CniOutput {
+        self.invoke("DEL", &pod.container_id, Some(&pod.ns.path()), "eth0", "IgnoreUnknown=1")
+    }
+
+    /// True when link `name` exists in the node's namespace (where the host ends are).
+    fn has_link(&self, name: &str) -> bool {
+        self.ns.exec("ip", &["link", "show", "dev", name]).status.success()
+    }
+
+    /// The leases host-local holds for the network (one file per address in `dataDir/NAME/`).
+    fn leases(&self) -> Vec<String> {
+        let dir = self.cni.data_dir.join(&self.cni.name);
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.retain(|n| n.parse::<IpAddr>().is_ok());
+        v.sort();
+        v
+    }
+
+    /// `external_ids` of an OVS Interface, as `key=value` strings with the quotes taken off.
+    fn external_ids(&self, iface: &str) -> Vec<String> {
+        let raw = self.ovs.get("Interface", iface, "external_ids").unwrap_or_default();
+        raw.trim_matches(['{', '}']).split(", ").filter(|s| !s.is_empty()).map(|kv| kv.replace('"', "")).collect()
+    }
 }
 
 fn assert_error(out: &CniOutput, code: u64, what: &str) {
@@ -139,13 +258,6 @@ fn assert_error(out: &CniOutput, code: u64, what: &str) {
     assert!(out.json["msg"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {}", out.json);
 }
 
-fn network(ovs: &Ovs, bridge: &str, subnet: &str, gateway: &str) -> Cni {
-    let mut cni = Cni::new(ovs, bridge, subnet);
-    cni.gateway = Some(gateway.into());
-    cni.routes = vec!["0.0.0.0/0".into()];
-    cni
-}
-
 /// ADD -> the pod's interface with its address and MAC, TX checksumming off on both ends, the
 /// OVS port (opened by ovs-vswitchd: it has an OpenFlow port number) with the pod's
 /// external_ids; CHECK passes, and fails (code 100) once the port's external_ids are changed
@@ -153,14 +265,13 @@ fn network(ovs: &Ovs, bridge: &str, subnet: &str, gateway: &str) -> Cni {
 /// namespace is already gone succeeds and still releases everything.
 #[test]
 fn add_check_del_on_a_real_ovs_with_host_local() {
-    let bridge = unique("sfbr");
-    let ovs = Ovs::start_real(&[&bridge]);
-    let cni = network(&ovs, &bridge, "10.244.7.0/24", "10.244.7.1");
-
-    let pod = cni.add_pod("default", "web-0");
+    let node = Node::start("10.244.7.0/24", "10.244.7.1");
+    let ovs = &node.ovs;
+    let pod = node.add_pod("default", "web-0");
     let r = &pod.result;
     assert_eq!(r["cniVersion"], "1.0.0");
     assert!(pod.host_if.starts_with("sf") && pod.host_if.len() <= 15, "{r}");
+    assert!(r["interfaces"][0]["sandbox"].is_null(), "{r}");
     assert_eq!(r["interfaces"][1]["name"], "eth0");
     assert_eq!(r["interfaces"][1]["sandbox"].as_str(), Some(pod.ns.path().to_str().unwrap()));
     assert_eq!(r["ips"][0]["interface"], 1);
@@ -169,11 +280,13 @@ fn add_check_del_on_a_real_ovs_with_host_local() {
     assert!(pod.ns.addrs("eth0").contains(&pod.ip), "{:?} vs {}", pod.ns.addrs("eth0"), pod.ip);
     assert_eq!(pod.ns.mac("eth0"), pod.mac);
     assert!(pod.ns.ok("ip", &["route", "show", "default"]).contains("via 10.244.7.1"));
-    assert!(tx_checksum_off(None, &pod.host_if) && tx_checksum_off(Some(&pod.ns), "eth0"));
+    assert!(tx_checksum_off(Some(&node.ns), &pod.host_if), "ethtool -k {} on the node", pod.host_if);
+    assert!(tx_checksum_off(Some(&pod.ns), "eth0"), "ethtool -k eth0 in the pod");
     // OVS: the port on the bridge, opened as a real veth, with the pod's external_ids.
-    assert!(ovs.ports(&bridge).contains(&pod.host_if), "{:?}", ovs.ports(&bridge));
-    assert!(wait_until(Duration::from_secs(5), || ovs.ofport(&pod.host_if).is_some()), "no ofport for {}", pod.host_if);
-    let ids = external_ids(&ovs, &pod.host_if);
+    assert!(ovs.ports(&node.bridge).contains(&pod.host_if), "{:?}", ovs.ports(&node.bridge));
+    let opened = wait_until(Duration::from_secs(5), || ovs.ofport(&pod.host_if).is_some());
+    assert!(opened, "no ofport for {}: {:?}", pod.host_if, ovs.get("Interface", &pod.host_if, "error"));
+    let ids = node.external_ids(&pod.host_if);
     for want in [
         format!("attached-mac={}", pod.mac),
         format!("ip_address={}/24", pod.ip),
@@ -183,88 +296,109 @@ fn add_check_del_on_a_real_ovs_with_host_local() {
     ] {
         assert!(ids.contains(&want), "{want} not in {ids:?}");
     }
-    assert_eq!(leases(&cni), vec![pod.ip.to_string()]);
+    assert_eq!(node.leases(), vec![pod.ip.to_string()]);
 
     // CHECK with the ADD result as prevResult.
-    let mut conf = cni.conf();
+    let mut conf = node.cni.conf();
     conf["prevResult"] = pod.result.clone();
-    let args = "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0";
-    let check = |conf: &Value| cni.invoke_with("CHECK", &pod.container_id, Some(&pod.ns.path()), "eth0", args, conf);
+    // As kubelet sends them (host-local refuses unknown args without IgnoreUnknown).
+    let args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0";
+    let check = |conf: &Value| node.invoke_with("CHECK", &pod.container_id, Some(&pod.ns.path()), "eth0", args, conf);
     let out = check(&conf);
     assert!(out.ok, "CHECK: {} {}", out.json, out.stderr);
     ovs.ok("ovs-vsctl", &["set", "interface", &pod.host_if, "external_ids:attached-mac=02:00:00:00:00:01"]);
     let out = check(&conf);
     assert_error(&out, 100, "CHECK after the port's attached-mac changed");
     assert!(out.json["details"].as_str().unwrap_or("").contains("attached-mac"), "{}", out.json);
-    let mut no_prev = cni.conf();
-    no_prev.as_object_mut().unwrap().remove("prevResult");
-    assert_error(&check(&no_prev), 7, "CHECK without prevResult");
+    assert_error(&check(&node.cni.conf()), 7, "CHECK without prevResult");
 
     // DEL: everything goes; DEL again is fine.
-    let out = cni.del_pod(&pod);
+    let out = node.del_pod(&pod);
     assert!(out.ok && out.json.is_null(), "DEL: {} {}", out.json, out.stderr);
-    assert!(!ovs.ports(&bridge).contains(&pod.host_if), "port left: {:?}", ovs.ports(&bridge));
+    assert!(!ovs.ports(&node.bridge).contains(&pod.host_if), "port left: {:?}", ovs.ports(&node.bridge));
     assert!(ovs.get("Interface", &pod.host_if, "name").is_none(), "Interface row left");
-    assert!(!host_link_exists(&pod.host_if), "host veth left");
+    assert!(!node.has_link(&pod.host_if), "host veth left");
     assert!(!pod.ns.exec("ip", &["link", "show", "dev", "eth0"]).status.success(), "eth0 left in the pod");
-    assert!(leases(&cni).is_empty(), "lease left: {:?}", leases(&cni));
-    let out = cni.del_pod(&pod);
+    assert!(node.leases().is_empty(), "lease left: {:?}", node.leases());
+    let out = node.del_pod(&pod);
     assert!(out.ok, "second DEL: {} {}", out.json, out.stderr);
 
     // A pod whose namespace is gone before DEL (the runtime removed it first).
-    let pod2 = cni.add_pod("default", "web-1");
+    let pod2 = node.add_pod("default", "web-1");
     sh("ip", &["netns", "del", &pod2.ns.name]);
-    let out = cni.invoke("DEL", &pod2.container_id, Some(&pod2.ns.path()), "eth0", "");
+    let out = node.invoke("DEL", &pod2.container_id, Some(&pod2.ns.path()), "eth0", "");
     assert!(out.ok, "DEL without its namespace: {} {}", out.json, out.stderr);
-    assert!(!ovs.ports(&bridge).contains(&pod2.host_if) && !host_link_exists(&pod2.host_if));
-    assert!(leases(&cni).is_empty(), "lease left: {:?}", leases(&cni));
+    assert!(!ovs.ports(&node.bridge).contains(&pod2.host_if) && !node.has_link(&pod2.host_if));
+    assert!(node.leases().is_empty(), "lease left: {:?}", node.leases());
 }
 
 /// Errors are spec JSON with the spec's codes and a non-zero exit, and a failed ADD leaves
 /// nothing behind (no veth, no port, no lease).
 #[test]
 fn errors_are_spec_codes_and_a_failed_add_leaves_nothing() {
-    let bridge = unique("sfbr");
-    let ovs = Ovs::start_real(&[&bridge]);
-    let cni = network(&ovs, &bridge, "10.244.8.0/24", "10.244.8.1");
+    let node = Node::start("10.244.8.0/24", "10.244.8.1");
     let ns = Netns::new("sfcnie-");
     let id = format!("{}-c", ns.name);
-    let add = |conf: &Value, netns: Option<&Path>| cni.invoke_with("ADD", &id, netns, "eth0", "", conf);
+    let add = |conf: &Value, netns: Option<&Path>| node.invoke_with("ADD", &id, netns, "eth0", "", conf);
+    let conf_with = |key: &str, v: Value| {
+        let mut c = node.cni.conf();
+        c[key] = v;
+        c
+    };
 
-    let out = add(&Value::String("not an object".into()), Some(&ns.path()));
-    assert_error(&out, 6, "a config that is not an object");
-    let mut conf = cni.conf();
-    conf["cniVersion"] = "0.2.0".into();
-    let out = add(&conf, Some(&ns.path()));
+    assert_error(&add(&Value::String("not an object".into()), Some(&ns.path())), 6, "a config that is not an object");
+    let out = add(&conf_with("cniVersion", "0.2.0".into()), Some(&ns.path()));
     assert_eq!(out.json["code"], 1, "{}", out.json);
-    assert_error(&add(&cni.conf(), None), 4, "ADD without CNI_NETNS");
-    assert_error(&add(&cni.conf(), Some(Path::new("/run/netns/sf-none"))), 3, "ADD into a missing netns");
-    let mut conf = cni.conf();
+    assert!(!out.ok);
+    assert_error(&add(&node.cni.conf(), None), 4, "ADD without CNI_NETNS");
+    assert_error(&add(&node.cni.conf(), Some(Path::new("/run/netns/sf-none"))), 3, "ADD into a missing netns");
+    let mut conf = node.cni.conf();
     conf["ipam"]["type"] = "no-such-ipam".into();
     assert_error(&add(&conf, Some(&ns.path())), 7, "an IPAM plugin not on CNI_PATH");
-    let mut conf = cni.conf();
-    conf["mtu"] = 9.into();
-    assert_error(&add(&conf, Some(&ns.path())), 7, "mtu 9");
+    assert_error(&add(&conf_with("mtu", 9.into()), Some(&ns.path())), 7, "mtu 9");
     // OVSDB not there: try again later, before any lease is taken.
-    let mut conf = cni.conf();
-    conf["ovsdb"] = format!("unix:{}/nothing.sock", ovs.dir.display()).into();
-    assert_error(&add(&conf, Some(&ns.path())), 11, "no OVSDB");
-    assert!(leases(&cni).is_empty());
+    let nowhere = format!("unix:{}/nothing.sock", node.ovs.dir.display());
+    assert_error(&add(&conf_with("ovsdb", nowhere.into()), Some(&ns.path())), 11, "no OVSDB");
+    assert!(node.leases().is_empty());
     // A bridge that does not exist: try again later, and the veth and the lease are undone.
-    let mut conf = cni.conf();
-    conf["bridge"] = "sfnobridge".into();
-    let out = add(&conf, Some(&ns.path()));
+    let out = add(&conf_with("bridge", "sfnobridge".into()), Some(&ns.path()));
     assert_error(&out, 11, "ADD to a missing bridge");
     let host = veth::host_veth_name(&id, "eth0");
-    assert!(!host_link_exists(&host), "veth left after a failed ADD");
+    assert!(!node.has_link(&host), "veth left after a failed ADD");
     assert!(!ns.exec("ip", &["link", "show", "dev", "eth0"]).status.success(), "eth0 left after a failed ADD");
-    assert!(leases(&cni).is_empty(), "lease left after a failed ADD: {:?}", leases(&cni));
-    assert!(ovs.get("Interface", &host, "name").is_none(), "Interface row left after a failed ADD");
+    assert!(node.leases().is_empty(), "lease left after a failed ADD: {:?}", node.leases());
+    assert!(node.ovs.get("Interface", &host, "name").is_none(), "Interface row left after a failed ADD");
 
     // VERSION needs nothing else.
-    let out = cni.invoke_with("VERSION", "", None, "", "", &serde_json::json!({"cniVersion": "1.0.0"}));
+    let out = node.invoke_with("VERSION", "", None, "", "", &serde_json::json!({"cniVersion": "1.0.0"}));
     assert!(out.ok, "{} {}", out.json, out.stderr);
     assert_eq!(out.json["supportedVersions"], serde_json::json!(["1.0.0"]));
-    // An unknown command.
-    assert_error(&cni.invoke("UP", &id, Some(&ns.path()), "eth0", ""), 4, "CNI_COMMAND=UP");
+    assert_error(&node.invoke("UP", &id, Some(&ns.path()), "eth0", ""), 4, "CNI_COMMAND=UP");
+}
+
+/// Two pods made by the plugin talk TCP through the bridge with a plain NORMAL flow: the
+/// plumbing is whole (addresses, MACs, the real veth ports in the userspace datapath, and TX
+/// checksums done in software, without which the SYN-ACK would arrive with a bad checksum).
+#[test]
+fn two_plugin_pods_talk_tcp_through_a_normal_bridge() {
+    let node = Node::start("10.244.9.0/24", "10.244.9.1");
+    // The bridge's management socket may come a moment after `add-br` returns.
+    let ready = || node.ovs.tool("ovs-ofctl", &["-O", "OpenFlow13", "show", &node.bridge]).status.success();
+    assert!(wait_until(Duration::from_secs(5), ready), "bridge {} has no management socket", node.bridge);
+    node.ovs.ok("ovs-ofctl", &["-O", "OpenFlow13", "add-flow", &node.bridge, "actions=NORMAL"]);
+    let a = node.add_pod("default", "client");
+    let b = node.add_pod("default", "server");
+    let to = std::net::SocketAddr::new(b.ip, 8080);
+    let _server = b.ns.echo_server(to);
+    let (mut s, took) = a.ns.connect(to, Duration::from_secs(3)).unwrap_or_else(|e| panic!("connect {to}: {e}"));
+    let payload = vec![0x5a; 64 * 1024];
+    let got = support::pods::echo(&mut s, &payload, Duration::from_secs(5)).unwrap();
+    assert_eq!(got, payload, "64 KiB echoed through the bridge");
+    eprintln!("connect through a NORMAL bridge: {took:?}");
+    drop(s);
+    for p in [&a, &b] {
+        let out = node.del_pod(p);
+        assert!(out.ok, "DEL: {} {}", out.json, out.stderr);
+    }
+    assert!(node.leases().is_empty());
 }

@@ -181,7 +181,9 @@ impl Invocation {
             Some("DEL") => Command::Del,
             Some("CHECK") => Command::Check,
             Some("VERSION") => Command::Version,
-            Some(other) => return Err(CniError::env(format!("CNI_COMMAND {other:?} is not ADD, DEL, CHECK or VERSION"))),
+            Some(other) => {
+                return Err(CniError::env(format!("CNI_COMMAND {other:?} is not ADD, DEL, CHECK or VERSION")))
+            }
             None => return Err(CniError::env("CNI_COMMAND is not set")),
         };
         if command == Command::Version {
@@ -314,8 +316,10 @@ mod tests {
         assert_eq!(c.ipam_type().ok(), Some("host-local"));
         assert_eq!(c.ovsdb(env(&[])), "unix:/var/run/openvswitch/db.sock");
         assert_eq!(c.ovsdb(env(&[("OVS_RUNDIR", "/tmp/ovs")])), "unix:/tmp/ovs/db.sock");
-        let c = NetConf::parse(br#"{"cniVersion":"1.0.0","name":"n","type":"t","bridge":"br0","ovsdb":"tcp:127.0.0.1:6640"}"#)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let c = NetConf::parse(
+            br#"{"cniVersion":"1.0.0","name":"n","type":"t","bridge":"br0","ovsdb":"tcp:127.0.0.1:6640"}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((c.bridge(), c.ovsdb(env(&[("OVS_RUNDIR", "/x")])).as_str()), ("br0", "tcp:127.0.0.1:6640"));
         assert_eq!(c.ipam_type().map_err(|e| e.code), Err(code::INVALID_CONFIG));
     }

@@ -10,14 +10,14 @@
 //! with `netlink-packet-generic` (family resolution, headers) and `netlink-packet-core`
 //! attributes, over a blocking `netlink-sys` socket opened in the caller's network namespace.
 
-use rtnetlink::packet_core::{
-    DecodeError, DefaultNla, Emitable, NetlinkMessage, NetlinkPayload, NlasIterator, ParseableParametrized,
-    NLM_F_ACK, NLM_F_REQUEST,
-};
-use rtnetlink::sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
 use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
 use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
 use netlink_packet_generic::{GenlFamily, GenlHeader, GenlMessage};
+use rtnetlink::packet_core::{
+    DecodeError, DefaultNla, Emitable, NetlinkMessage, NetlinkPayload, NlasIterator, ParseableParametrized, NLM_F_ACK,
+    NLM_F_REQUEST,
+};
+use rtnetlink::sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
 
 /// The features `ethtool -K IF tx off` turns off (the kernel ignores those a device lacks).
 pub const TX_CHECKSUM_FEATURES: &[&str] =
@@ -214,7 +214,8 @@ impl Ethtool {
 
     /// The names of `dev`'s active features (ethtool -k DEV, the ones shown `on`).
     pub fn active_features(&mut self, dev: &str) -> Result<Vec<String>, EthtoolError> {
-        let msg = GenlMessage::from_payload(EthtoolMsg { cmd: ETHTOOL_MSG_FEATURES_GET, attrs: emit_nlas(&[header(dev)]) });
+        let msg =
+            GenlMessage::from_payload(EthtoolMsg { cmd: ETHTOOL_MSG_FEATURES_GET, attrs: emit_nlas(&[header(dev)]) });
         let replies = self.request(msg, "features get").map_err(|e| with_dev(e, dev))?;
         let mut out = Vec::new();
         for r in &replies {

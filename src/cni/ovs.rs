@@ -158,10 +158,15 @@ pub async fn check(db: &impl Db, p: &PodPort) -> Result<(), CniError> {
         .and_then(|row| row.get("_uuid"))
         .and_then(uuid_of)
         .ok_or_else(|| CniError::check(format!("no OVS port {}", p.name)))?;
-    let bridge = res.get(1).and_then(|r| rows(r).first()).ok_or_else(|| CniError::check(format!("no bridge {}", p.bridge)))?;
+    let bridge =
+        res.get(1).and_then(|r| rows(r).first()).ok_or_else(|| CniError::check(format!("no bridge {}", p.bridge)))?;
     let ports = bridge.get("ports").cloned().unwrap_or(Value::Null);
     let on_bridge = uuid_of(&ports) == Some(port)
-        || ports.as_array().and_then(|a| a.get(1)).and_then(Value::as_array).is_some_and(|set| set.iter().any(|u| uuid_of(u) == Some(port)));
+        || ports
+            .as_array()
+            .and_then(|a| a.get(1))
+            .and_then(Value::as_array)
+            .is_some_and(|set| set.iter().any(|u| uuid_of(u) == Some(port)));
     if !on_bridge {
         return Err(CniError::check(format!("port {} is not on bridge {}", p.name, p.bridge)));
     }
@@ -174,10 +179,42 @@ pub async fn check(db: &impl Db, p: &PodPort) -> Result<(), CniError> {
     for (k, want) in p.external_ids() {
         let got = ids.get(k).map(String::as_str).unwrap_or("");
         if got != want {
-            return Err(CniError::check(format!("interface {} external_ids:{k} is {got:?}, expected {want:?}", p.name)));
+            return Err(CniError::check(format!(
+                "interface {} external_ids:{k} is {got:?}, expected {want:?}",
+                p.name
+            )));
         }
     }
     Ok(())
+}
+
+// === the OVSDB client as the plugin's Db ===
+
+/// One OVSDB connection for one plugin call.
+pub struct OvsdbDb(crate::ovsdb::Client);
+
+impl Db for OvsdbDb {
+    async fn transact(&self, ops: Vec<Value>) -> Result<Vec<Value>, CniError> {
+        self.0.transact(crate::ovsdb::VSWITCH_DB, ops).await.map_err(ovsdb_error)
+    }
+}
+
+/// Connects to `addr` (`unix:PATH`, `tcp:IP:PORT`). A bad address is invalid configuration
+/// (code 7); a server that is not there (yet) is "try again later" (code 11).
+pub async fn connect(addr: String) -> Result<OvsdbDb, CniError> {
+    let a = crate::ovsdb::OvsdbAddr::parse(&addr).map_err(|e| CniError::config(e.to_string()))?;
+    crate::ovsdb::Client::connect(&a).await.map(OvsdbDb).map_err(ovsdb_error)
+}
+
+fn ovsdb_error(e: crate::ovsdb::OvsdbError) -> CniError {
+    use crate::ovsdb::OvsdbError as E;
+    match e {
+        E::Connect { .. } | E::Timeout(_) | E::Closed => {
+            CniError::new(code::TRY_AGAIN_LATER, "OVSDB not reachable", e.to_string())
+        }
+        E::Addr { .. } => CniError::config(e.to_string()),
+        e => CniError::io("OVSDB", e),
+    }
 }
 
 #[cfg(test)]
@@ -203,8 +240,16 @@ mod tests {
         assert_eq!(ops[0]["table"], "Interface");
         assert_eq!(
             ops[0]["row"]["external_ids"],
-            json!(["map", [["attached-mac", "0a:58:0a:f4:01:02"], ["container-id", "c1"],
-                           ["ip_address", "10.244.1.2/24"], ["pod-name", "web-0"], ["pod-namespace", "default"]]])
+            json!([
+                "map",
+                [
+                    ["attached-mac", "0a:58:0a:f4:01:02"],
+                    ["container-id", "c1"],
+                    ["ip_address", "10.244.1.2/24"],
+                    ["pod-name", "web-0"],
+                    ["pod-namespace", "default"]
+                ]
+            ])
         );
         assert_eq!(ops[1]["row"]["interfaces"], json!(["named-uuid", "iface"]));
         assert_eq!(ops[2]["where"], json!([["name", "==", "br-int"]]));
@@ -263,7 +308,10 @@ mod tests {
                     ["ip_address", "10.244.1.2/24"], ["pod-name", "web-0"], ["pod-namespace", "default"]]]}]}),
             ]
         };
-        let db = Scripted { answers: RefCell::new(vec![answer("0a:58:0a:f4:01:02"), answer("02:00:00:00:00:01")]), sent: RefCell::new(Vec::new()) };
+        let db = Scripted {
+            answers: RefCell::new(vec![answer("0a:58:0a:f4:01:02"), answer("02:00:00:00:00:01")]),
+            sent: RefCell::new(Vec::new()),
+        };
         assert_eq!(block_on(check(&db, &pod())), Ok(()));
         let e = block_on(check(&db, &pod())).err().unwrap_or_else(|| panic!("passed"));
         assert_eq!(e.code, code::CHECK_FAILED);

@@ -100,7 +100,11 @@ fn add<D: Db>(
         cni_version: conf.cni_version.clone(),
         interfaces: vec![
             Interface { name: host.clone(), mac: pair.host.mac.clone(), sandbox: None },
-            Interface { name: inv.ifname.clone(), mac: pair.container.mac.clone(), sandbox: Some(ns_path.display().to_string()) },
+            Interface {
+                name: inv.ifname.clone(),
+                mac: pair.container.mac.clone(),
+                sandbox: Some(ns_path.display().to_string()),
+            },
         ],
         ips: lease.ips.iter().map(|ip| IpConfig { interface: Some(1), ..ip.clone() }).collect(),
         routes: lease.routes.clone(),
@@ -149,12 +153,15 @@ fn check<D: Db>(
     let (idx, want) = prev
         .sandbox_interface(&inv.ifname)
         .ok_or_else(|| CniError::check(format!("prevResult has no sandbox interface {}", inv.ifname)))?;
-    let want_ips: Vec<_> = prev.ips.iter().filter(|ip| ip.interface.is_none_or(|i| i == idx)).map(|ip| ip.address).collect();
+    let want_ips: Vec<_> =
+        prev.ips.iter().filter(|ip| ip.interface.is_none_or(|i| i == idx)).map(|ip| ip.address).collect();
     let ifname = inv.ifname.as_str();
     let want_ips = &want_ips;
     let want_mac = want.mac.to_ascii_lowercase();
     netns::run(Some(&ns), |h| async move {
-        let l = veth::link(&h, ifname).await?.ok_or_else(|| CniError::check(format!("no {ifname} in the pod's namespace")))?;
+        let l = veth::link(&h, ifname)
+            .await?
+            .ok_or_else(|| CniError::check(format!("no {ifname} in the pod's namespace")))?;
         if l.mac != want_mac {
             return Err(CniError::check(format!("{ifname} has MAC {}, prevResult says {want_mac}", l.mac)));
         }
@@ -186,4 +193,61 @@ fn check<D: Db>(
     let ips = want_ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
     let db = connect()?;
     rt.block_on(ovs::check(&db, &pod_port(inv, conf, &host, &want.mac.to_ascii_lowercase(), &ips)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cni::error::code;
+    use std::collections::HashMap;
+
+    struct NoDb;
+    impl Db for NoDb {
+        async fn transact(&self, _ops: Vec<serde_json::Value>) -> Result<Vec<serde_json::Value>, CniError> {
+            Err(CniError::io("ovsdb", "not in this test"))
+        }
+    }
+
+    fn call(env: &[(&str, &str)], stdin: &str) -> (Outcome, bool) {
+        let m: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let lookup = move |k: &str| m.get(k).cloned();
+        let connected = std::cell::Cell::new(false);
+        let out = run(&lookup, stdin.as_bytes(), |_addr| {
+            connected.set(true);
+            async { Ok(NoDb) }
+        });
+        (out, connected.get())
+    }
+
+    #[test]
+    fn version_and_early_errors_need_no_ovsdb() {
+        let (out, connected) = call(&[("CNI_COMMAND", "VERSION")], r#"{"cniVersion":"1.0.0"}"#);
+        assert_eq!(out.ok().as_deref(), Some(r#"{"cniVersion":"1.0.0","supportedVersions":["1.0.0"]}"#));
+        assert!(!connected);
+        let env = [
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_NETNS", "/run/netns/none"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", "/nonexistent"),
+        ];
+        for (stdin, want, version) in [
+            ("{", code::DECODE, "1.0.0"),
+            (r#"{"cniVersion":"0.2.0","name":"n","type":"t"}"#, code::INCOMPATIBLE_VERSION, "0.2.0"),
+            (r#"{"cniVersion":"1.0.0","type":"t"}"#, code::INVALID_CONFIG, "1.0.0"),
+            // The namespace is looked at before OVSDB is.
+            (
+                r#"{"cniVersion":"1.0.0","name":"n","type":"t","ipam":{"type":"host-local"}}"#,
+                code::UNKNOWN_CONTAINER,
+                "1.0.0",
+            ),
+        ] {
+            let (out, connected) = call(&env, stdin);
+            let (e, v) = out.err().unwrap_or_else(|| panic!("{stdin} accepted"));
+            assert_eq!((e.code, v.as_str()), (want, version), "{stdin}: {e}");
+            assert!(!connected, "{stdin}: connected to OVSDB");
+        }
+        let (out, _) = call(&[("CNI_COMMAND", "ADD")], "{}");
+        assert_eq!(out.err().map(|(e, _)| e.code), Some(code::INVALID_ENV));
+    }
 }

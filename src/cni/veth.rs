@@ -56,7 +56,8 @@ pub fn format_mac(b: &[u8]) -> String {
 }
 
 fn link_info(m: &LinkMessage) -> LinkInfo {
-    let mut info = LinkInfo { index: m.header.index, mac: String::new(), up: m.header.flags.contains(LinkFlags::Up), mtu: None };
+    let mut info =
+        LinkInfo { index: m.header.index, mac: String::new(), up: m.header.flags.contains(LinkFlags::Up), mtu: None };
     for a in &m.attributes {
         match a {
             LinkAttribute::Address(b) => info.mac = format_mac(b),
@@ -122,7 +123,8 @@ pub fn create(ns: &File, host: &str, ifname: &str, mtu: Option<u32>, ipam: &CniR
         }
         let msg = me.set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build()))).build();
         h.link().add(msg).execute().await.map_err(nl(&format!("create veth {host} (peer {ifname} in the pod)")))?;
-        let l = link(&h, host).await?.ok_or_else(|| CniError::io("netlink", format!("{host} vanished after creation")))?;
+        let l =
+            link(&h, host).await?.ok_or_else(|| CniError::io("netlink", format!("{host} vanished after creation")))?;
         set_up(&h, l.index).await?;
         tx_off(host)?;
         Ok(l)

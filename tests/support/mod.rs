@@ -81,6 +81,26 @@ impl Ovs {
     pub fn path(&self, file: &str) -> PathBuf {
         self.dir.join(file)
     }
+
+    /// `unix:DIR/db.sock`: this instance's OVSDB address.
+    pub fn db(&self) -> String {
+        format!("unix:{}/db.sock", self.dir.display())
+    }
+
+    /// Stops ovsdb-server (ovs-vswitchd keeps running and reconnects once it is back).
+    pub fn stop_ovsdb(&self) {
+        self.sandbox("stop-ovsdb");
+    }
+
+    /// Starts ovsdb-server again on the same database.
+    pub fn start_ovsdb(&self) {
+        self.sandbox("start-ovsdb");
+    }
+
+    fn sandbox(&self, cmd: &str) {
+        let out = Command::new(repo().join("scripts/ovs-sandbox.sh")).arg(cmd).arg(&self.dir).output().unwrap();
+        assert!(out.status.success(), "ovs-sandbox.sh {cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }
 
 impl Drop for Ovs {

@@ -64,11 +64,6 @@ impl Ovs {
         Ovs { dir }
     }
 
-    /// `unix:DIR/db.sock`, what `[node] ovsdb` and the CNI plugin want.
-    pub fn db(&self) -> String {
-        format!("unix:{}/db.sock", self.dir.display())
-    }
-
     /// One column of one row (`ovs-vsctl --if-exists get TABLE ROW COLUMN`), trimmed; None when
     /// the row does not exist.
     pub fn get(&self, table: &str, row: &str, column: &str) -> Option<String> {

@@ -165,6 +165,10 @@ pub struct Shared {
     pub max_switch_connections: usize,
     /// The pipeline audit's counters.
     pub heal: heal::HealMetrics,
+    /// What the node agent (OVSDB) says about the node's bridge: its ports, pods and roles as
+    /// they come and go (`None` when `[node] ovsdb = "none"`). Bounded (16 updates); each carries
+    /// the whole view and the diff to the one before, so a slow reader loses nothing.
+    pub node_updates: Option<flume::Receiver<crate::node::NodeUpdate>>,
     fatal_reason: std::sync::OnceLock<String>,
 }
 
@@ -234,6 +238,29 @@ fn policy_source(
             PolicySource::CniCtl(client.handle())
         }
     }))
+}
+
+/// How many node updates may wait for the shards (each holds a whole view: a reader that falls
+/// behind only delays the agent, which folds later changes into its next update).
+pub const NODE_UPDATES_BOUND: usize = 16;
+
+/// Starts the node agent on the control runtime when `[node] ovsdb` is not "none"; returns the
+/// receiving end of its updates.
+fn start_node_agent(
+    control: &ControlPlane,
+    metrics: &Metrics,
+    agent: Option<crate::control::node::NodeAgentConfig>,
+) -> Result<Option<flume::Receiver<crate::node::NodeUpdate>>, DaemonError> {
+    let Some(agent) = agent else {
+        tracing::info!("node management off ([node] ovsdb = \"none\")");
+        return Ok(None);
+    };
+    let node_metrics = crate::control::node::NodeMetrics::register(metrics.registry())
+        .map_err(|e| DaemonError::Metrics(e.to_string()))?;
+    let (tx, node_updates) = flume::bounded::<crate::node::NodeUpdate>(NODE_UPDATES_BOUND);
+    tracing::info!(ovsdb = %agent.addr, bridge = %agent.bridge, "node agent starting");
+    crate::control::node::spawn(&control.runtime(), agent, tx, node_metrics, control.shutdown_signal());
+    Ok(Some(node_updates))
 }
 
 /// The Tracker's expiry scans its maps: it runs on the control runtime, never on a shard.
@@ -420,6 +447,9 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         ),
         None => None,
     };
+    // The node agent's OVSDB address (or none): a bad one is a configuration error, found here.
+    let node_agent =
+        crate::control::node::NodeAgentConfig::from_config(&cfg, std::env::var("OVS_RUNDIR").ok().as_deref())?;
     cfg.check_ports_free()?;
     let cfg = Arc::new(cfg);
     let n = cfg.shards.count;
@@ -445,6 +475,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         serve_controller_service(&control, addr, api.clone(), policy_tls.clone())?;
     }
     expire_tracker_off_the_shards(&control, tracker.clone());
+    let node_updates = start_node_agent(&control, &metrics, node_agent).inspect_err(|_| control.shutdown())?;
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         of_tls,
@@ -459,6 +490,8 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         tracker: tracker.clone(),
         max_switch_connections,
         heal,
+        // joined at merge: nodepipe consumes node_updates
+        node_updates,
         fatal_reason: std::sync::OnceLock::new(),
     });
     if let (Some(cell), Some(path)) = (shared.answers.file(), &cfg.policy.file) {

@@ -243,6 +243,29 @@ fn policy_source(
     }))
 }
 
+/// How many node updates may wait for the shards (each holds a whole view: a reader that falls
+/// behind only delays the agent, which folds later changes into its next update).
+pub const NODE_UPDATES_BOUND: usize = 16;
+
+/// Starts the node agent on the control runtime when `[node] ovsdb` is not "none"; returns the
+/// receiving end of its updates.
+fn start_node_agent(
+    control: &ControlPlane,
+    metrics: &Metrics,
+    agent: Option<crate::control::node::NodeAgentConfig>,
+) -> Result<Option<flume::Receiver<crate::node::NodeUpdate>>, DaemonError> {
+    let Some(agent) = agent else {
+        tracing::info!("node management off ([node] ovsdb = \"none\")");
+        return Ok(None);
+    };
+    let node_metrics = crate::control::node::NodeMetrics::register(metrics.registry())
+        .map_err(|e| DaemonError::Metrics(e.to_string()))?;
+    let (tx, node_updates) = flume::bounded::<crate::node::NodeUpdate>(NODE_UPDATES_BOUND);
+    tracing::info!(ovsdb = %agent.addr, bridge = %agent.bridge, "node agent starting");
+    crate::control::node::spawn(&control.runtime(), agent, tx, node_metrics, control.shutdown_signal());
+    Ok(Some(node_updates))
+}
+
 /// The Tracker's expiry scans its maps: it runs on the control runtime, never on a shard.
 fn expire_tracker_off_the_shards(control: &ControlPlane, tracker: Arc<crate::tracker::Tracker>) {
     let signal = control.shutdown_signal();
@@ -472,6 +495,9 @@ pub fn run_with_node(
         ),
         None => None,
     };
+    // The node agent's OVSDB address (or none): a bad one is a configuration error, found here.
+    let node_agent =
+        crate::control::node::NodeAgentConfig::from_config(&cfg, std::env::var("OVS_RUNDIR").ok().as_deref())?;
     cfg.check_ports_free()?;
     let cfg = Arc::new(cfg);
     let n = cfg.shards.count;
@@ -504,6 +530,13 @@ pub fn run_with_node(
         serve_controller_service(&control, addr, api.clone(), policy_tls.clone())?;
     }
     expire_tracker_off_the_shards(&control, tracker.clone());
+    // The node's bridge updates: the caller's (tests), else the node agent's (OVSDB), which is
+    // started only then. Bounded (16 updates); each carries the whole view and the diff to the
+    // one before, and route_node_updates awaits the shards, so a slow shard loses nothing.
+    let node_updates = match node_updates {
+        Some(u) => Some(u),
+        None => start_node_agent(&control, &metrics, node_agent).inspect_err(|_| control.shutdown())?,
+    };
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         of_tls,

@@ -202,9 +202,12 @@ pub fn test_token() -> &'static str {
     })
 }
 
-/// Set the daemon's REST token ([`test_token`]) on a command that starts `shardflow run`.
+/// Set the daemon's REST token ([`test_token`]) on a command that starts `shardflow run`, and
+/// turn node management off (`SHARDFLOW_NODE_OVSDB=none`): a test daemon must not reach for
+/// the OVSDB of `OVS_RUNDIR` or of the system. A test that wants the node agent passes
+/// `--ovsdb ADDR` (a flag beats the environment).
 pub fn with_token(cmd: &mut Command) -> &mut Command {
-    cmd.env("SHARDFLOW_HTTP_TOKEN", test_token())
+    cmd.env("SHARDFLOW_HTTP_TOKEN", test_token()).env("SHARDFLOW_NODE_OVSDB", "none")
 }
 
 /// One HTTP/1.1 request over a plain TcpStream (Connection: close), with the test token;

@@ -97,24 +97,14 @@ impl Shard {
         if !self.shared.installs_pipeline(dpid, self.id()) {
             return;
         }
-        let m = &self.shared.node_metrics;
-        m.updates_applied.inc();
-        let installed = new_pods.difference(&old_pods).count() as u64;
-        let removed = old_pods.difference(&new_pods).count() as u64;
-        m.pods_installed.inc_by(installed);
-        m.pods_removed.inc_by(removed);
-        // Refusals are counted once, when the pod comes (or changes), not on every update.
-        let arriving: BTreeSet<&str> = update
-            .changes
-            .iter()
-            .filter_map(|c| match c {
-                NodeChange::Added(p) | NodeChange::Changed { new: p, .. } => Some(p.name.as_str()),
-                NodeChange::Removed(_) => None,
-            })
-            .collect();
-        for r in refused.iter().filter(|r| arriving.contains(r.name.as_str())) {
-            m.pods_refused.inc();
-            tracing::warn!(shard = self.id(), port = %r.name, "pod not installed: {}", r.reason);
+        // Fan-out: one shard installs each bridge's pipeline. Single mode: whichever shard holds
+        // the one connection; shard 0 counts (every shard takes the update).
+        let counts = match self.shared.cfg.openflow.mode {
+            Mode::Fanout => true,
+            Mode::Single => self.id() == 0,
+        };
+        if counts {
+            self.count_node_update(update, &refused, &old_pods, &new_pods);
         }
         for port in &gone_ports {
             self.shared.tracker.forget_port(dpid, *port);
@@ -129,9 +119,11 @@ impl Shard {
         }
         let conn_id = self.by_dpid.borrow().get(&dpid).copied();
         let Some(conn) = conn_id.and_then(|id| self.conns.borrow().get(&id).cloned()) else {
-            // Not connected: the resync on connect installs the current pipeline.
+            // Not connected (here): the resync on connect installs the current pipeline.
             return;
         };
+        let installed = new_pods.difference(&old_pods).count();
+        let removed = old_pods.difference(&new_pods).count();
         let shard = self.clone();
         glommio::spawn_local(async move {
             let t0 = Instant::now();
@@ -161,5 +153,34 @@ impl Shard {
             }
         })
         .detach();
+    }
+
+    /// Counts one update: pods installed and removed, and refusals (once, when the pod comes or
+    /// changes, not on every later update).
+    fn count_node_update(
+        &self,
+        update: &NodeUpdate,
+        refused: &[node_pipeline::Refused],
+        old_pods: &BTreeSet<(u32, std::net::Ipv4Addr)>,
+        new_pods: &BTreeSet<(u32, std::net::Ipv4Addr)>,
+    ) {
+        let m = &self.shared.node_metrics;
+        m.updates_applied.inc();
+        let installed = new_pods.difference(old_pods).count() as u64;
+        let removed = old_pods.difference(new_pods).count() as u64;
+        m.pods_installed.inc_by(installed);
+        m.pods_removed.inc_by(removed);
+        let arriving: BTreeSet<&str> = update
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                NodeChange::Added(p) | NodeChange::Changed { new: p, .. } => Some(p.name.as_str()),
+                NodeChange::Removed(_) => None,
+            })
+            .collect();
+        for r in refused.iter().filter(|r| arriving.contains(r.name.as_str())) {
+            m.pods_refused.inc();
+            tracing::warn!(shard = self.id(), port = %r.name, "pod not installed: {}", r.reason);
+        }
     }
 }

@@ -247,6 +247,21 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_pod_is_removed_then_added_in_one_plan() {
+        let base = configured();
+        let (old, _) = effective(&base, Some(&view(vec![pod("veth7", 7, 7, false)])), 16);
+        // Same interface, another address and MAC (the pod was recreated).
+        let (new, _) = effective(&base, Some(&view(vec![pod("veth7", 7, 9, false)])), 16);
+        let plan = change_plan(&flows(&old, Mode::Fanout, 2, 1).unwrap(), &flows(&new, Mode::Fanout, 2, 1).unwrap());
+        // The anti-spoofing drop (ip,in_port=7) keeps its identity and actions: unchanged.
+        assert_eq!((plan.adds.len(), plan.changed.len(), plan.deletes.len()), (2, 0, 2), "{plan:?}");
+        assert!(plan.adds.iter().all(|f| f.to_flow_text().contains("10.244.1.9")));
+        assert!(plan.deletes.iter().all(|f| f.cookie & 0xff_ffff == 7));
+        // One bundle: the adds, then the strict deletes (other matches: they cannot collide).
+        assert_eq!(plan.messages().len(), 4);
+    }
+
+    #[test]
     fn ipv6_pods_get_their_nd_and_v6_flows() {
         let mut base = configured();
         base.pod_cidr6 = Some("fd00:10:244:1::/64".parse().unwrap());

@@ -243,14 +243,37 @@ fn policy_source(
     }))
 }
 
-/// The Tracker's expiry scans its maps: it runs on the control runtime, never on a shard.
-fn expire_tracker_off_the_shards(control: &ControlPlane, tracker: Arc<crate::tracker::Tracker>) {
+/// The Tracker's expiry scans its maps: it runs on the control runtime, never on a shard. Its
+/// sizes and refusals (`learning.max_hosts`) go to `/metrics` every second.
+fn expire_tracker_off_the_shards(
+    control: &ControlPlane,
+    tracker: Arc<crate::tracker::Tracker>,
+    metrics: &Metrics,
+) -> Result<(), DaemonError> {
+    use prometheus::{IntCounter, IntGauge};
+    let m = |e: prometheus::Error| DaemonError::Metrics(e.to_string());
+    let hosts = IntGauge::new("tracker_hosts", "IP addresses the Tracker knows").map_err(m)?;
+    let refused = IntCounter::new(
+        "tracker_hosts_refused_total",
+        "New IPs and MACs the Tracker did not learn because it was full (learning.max_hosts)",
+    )
+    .map_err(m)?;
+    metrics.registry().register(Box::new(hosts.clone())).map_err(m)?;
+    metrics.registry().register(Box::new(refused.clone())).map_err(m)?;
     let signal = control.shutdown_signal();
     control.runtime().spawn(async move {
         let tick = async {
+            let mut n = 0u64;
             loop {
-                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-                tracker.expire(std::time::Instant::now(), TRACKER_IDLE);
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                n += 1;
+                if n % 5 == 0 {
+                    tracker.expire(std::time::Instant::now(), TRACKER_IDLE);
+                }
+                let s = tracker.stats();
+                hosts.set(s.ips as i64);
+                let total = s.ips_dropped + s.macs_dropped;
+                refused.inc_by(total.saturating_sub(refused.get()));
             }
         };
         tokio::select! {
@@ -258,6 +281,7 @@ fn expire_tracker_off_the_shards(control: &ControlPlane, tracker: Arc<crate::tra
             _ = signal.wait() => {}
         }
     });
+    Ok(())
 }
 
 /// Addresses and paths the Tracker has not seen for this long are forgotten.
@@ -503,7 +527,7 @@ pub fn run_with_node(
     if let Some(addr) = cfg.policy.listen {
         serve_controller_service(&control, addr, api.clone(), policy_tls.clone())?;
     }
-    expire_tracker_off_the_shards(&control, tracker.clone());
+    expire_tracker_off_the_shards(&control, tracker.clone(), &metrics).inspect_err(|_| control.shutdown())?;
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         of_tls,

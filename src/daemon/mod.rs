@@ -13,6 +13,7 @@ mod io;
 mod live;
 mod meter_sync;
 mod node_metrics;
+mod node_router;
 mod packet_in_budget;
 mod registry;
 mod reload;
@@ -129,7 +130,7 @@ pub enum ShardMsg {
     /// The node's bridge changed (pods came or went, ports got a role): every shard takes the
     /// new view (its decider locates the pods, its cached answers and connections about
     /// removed pods go); the shard that installs the bridge's pipeline sends the change.
-    Node(Arc<crate::node::NodeUpdate>),
+    Node(Arc<node_router::NodeApplied>),
     /// cni-ctl's answers changed: drop cached answers and the flows installed from them.
     Invalidate {
         ips: Vec<std::net::IpAddr>,
@@ -424,35 +425,6 @@ fn connection_cap(cfg: &Config) -> usize {
     cap
 }
 
-/// Hands every update of the node's bridge to every shard (on the control runtime: the
-/// receiver is bounded by its sender, the node agent; a shard's inbox is awaited, never
-/// dropped from: an update lost would leave a pod's flows behind).
-fn route_node_updates(control: &ControlPlane, updates: flume::Receiver<crate::node::NodeUpdate>, mesh: Mesh<ShardMsg>) {
-    let signal = control.shutdown_signal();
-    control.runtime().spawn(async move {
-        let route = async {
-            while let Ok(u) = updates.recv_async().await {
-                let u = Arc::new(u);
-                tracing::debug!(
-                    bridge = %u.view.bridge,
-                    dpid = ?u.view.datapath_id.map(|d| format!("{d:016x}")),
-                    changes = u.changes.len(),
-                    "node update"
-                );
-                for s in 0..mesh.n_shards() {
-                    if mesh.sender(ShardId(s)).send_async(ShardMsg::Node(u.clone())).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        };
-        tokio::select! {
-            _ = route => {}
-            _ = signal.wait() => {}
-        }
-    });
-}
-
 /// Runs the daemon until SIGTERM/SIGINT or a fatal error.
 pub fn run(cfg: Config) -> Result<(), DaemonError> {
     // The node agent (OVSDB: pods, gateway/uplink/tunnel ports) feeds this when it runs.
@@ -545,8 +517,30 @@ pub fn run_with_node(
         node_metrics,
         fatal_reason: std::sync::OnceLock::new(),
     });
-    if let Some(updates) = node_updates {
-        route_node_updates(&control, updates, shared.mesh.clone());
+    match (node_updates, &cfg.pipeline) {
+        (Some(updates), Some(base)) => {
+            let router = node_router::NodeRouter::new(
+                base.clone(),
+                cfg.openflow.mode,
+                n,
+                generation,
+                cfg.learning.max_pods,
+                shared.desired.clone(),
+            );
+            node_router::route(
+                &control.runtime(),
+                control.shutdown_signal(),
+                updates,
+                router,
+                shared.mesh.clone(),
+                tracker.clone(),
+                shared.node_metrics.clone(),
+            );
+        }
+        (Some(_), None) => {
+            tracing::info!("learning.zero_config = false and no [pipeline]: the node's pods are not installed");
+        }
+        (None, _) => {}
     }
     if let (Some(cell), Some(path)) = (shared.answers.file(), &cfg.policy.file) {
         reload::start(

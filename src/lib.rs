@@ -10,6 +10,7 @@ pub mod node;
 pub mod openflow;
 #[doc(hidden)]
 pub mod oracle;
+pub mod ovsdb;
 pub mod packet;
 pub mod pipeline;
 pub mod policy;

@@ -68,7 +68,7 @@ fn start() -> Node {
     cfg.http.auth = false;
     let (tx, rx) = flume::bounded(16);
     // The daemon lives as long as this test process (its threads end with it).
-    std::thread::spawn(move || shardflow::daemon::run_with_node(cfg, Some(rx)));
+    std::thread::spawn(move || shardflow::daemon::run_with_node(cfg, rx));
     let http = format!("127.0.0.1:{http}");
     let ok = wait_until(Duration::from_secs(10), || {
         http_request_as(&http, "GET", "/healthz", "", None).is_ok_and(|(st, _, _)| st == 200)
@@ -213,7 +213,7 @@ fn pods_known_before_the_switch_connects_come_with_the_pipeline() {
     let (tx, rx) = flume::bounded(16);
     // The node agent's first view comes before any switch.
     tx.send(NodeUpdate { view: view(vec![pod_port()]), changes: vec![NodeChange::Added(pod_port())] }).unwrap();
-    std::thread::spawn(move || shardflow::daemon::run_with_node(cfg, Some(rx)));
+    std::thread::spawn(move || shardflow::daemon::run_with_node(cfg, rx));
     let http = format!("127.0.0.1:{http}");
     assert!(wait_until(Duration::from_secs(10), || {
         http_request_as(&http, "GET", "/healthz", "", None).is_ok_and(|(st, _, _)| st == 200)
@@ -250,7 +250,7 @@ fn zero_config_pods_from_the_database_and_a_learning_host() {
     cfg.http.auth = false;
     assert!(cfg.pipeline.is_none() && cfg.learning.zero_config);
     let (tx, rx) = flume::bounded(16);
-    std::thread::spawn(move || shardflow::daemon::run_with_node(cfg, Some(rx)));
+    std::thread::spawn(move || shardflow::daemon::run_with_node(cfg, rx));
     let n = Node { ovs, http: format!("127.0.0.1:{http}"), updates: tx };
     assert!(wait_until(Duration::from_secs(10), || {
         http_request_as(&n.http, "GET", "/healthz", "", None).is_ok_and(|(st, _, _)| st == 200)

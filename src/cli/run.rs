@@ -41,6 +41,10 @@ pub struct RunArgs {
     /// the packet-in dispatch (`false`). Also `learning.zero_config`.
     #[arg(long)]
     zero_config: Option<bool>,
+    /// OVSDB server of the node's bridge (`unix:PATH`, `tcp:IP:PORT`) or `none` to leave the
+    /// node alone. Default: unix:$OVS_RUNDIR/db.sock, else unix:/var/run/openvswitch/db.sock.
+    #[arg(long)]
+    ovsdb: Option<String>,
 }
 
 pub fn run(args: RunArgs) -> ExitCode {
@@ -55,6 +59,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         log_level: args.log_level,
         log_format: args.log_format,
         zero_config: args.zero_config,
+        ovsdb: args.ovsdb,
     };
     let env: Vec<(String, String)> = std::env::vars().collect();
     let path = config::config_path(&env, &flags);

@@ -244,6 +244,29 @@ fn policy_source(
     }))
 }
 
+/// How many node updates may wait for the shards (each holds a whole view: a reader that falls
+/// behind only delays the agent, which folds later changes into its next update).
+pub const NODE_UPDATES_BOUND: usize = 16;
+
+/// Starts the node agent on the control runtime when `[node] ovsdb` is not "none"; returns the
+/// receiving end of its updates.
+fn start_node_agent(
+    control: &ControlPlane,
+    metrics: &Metrics,
+    agent: Option<crate::control::node::NodeAgentConfig>,
+) -> Result<Option<flume::Receiver<crate::node::NodeUpdate>>, DaemonError> {
+    let Some(agent) = agent else {
+        tracing::info!("node management off ([node] ovsdb = \"none\")");
+        return Ok(None);
+    };
+    let node_metrics = crate::control::node::NodeMetrics::register(metrics.registry())
+        .map_err(|e| DaemonError::Metrics(e.to_string()))?;
+    let (tx, node_updates) = flume::bounded::<crate::node::NodeUpdate>(NODE_UPDATES_BOUND);
+    tracing::info!(ovsdb = %agent.addr, bridge = %agent.bridge, "node agent starting");
+    crate::control::node::spawn(&control.runtime(), agent, tx, node_metrics, control.shutdown_signal());
+    Ok(Some(node_updates))
+}
+
 /// The Tracker's expiry scans its maps: it runs on the control runtime, never on a shard. Its
 /// sizes and refusals (`learning.max_hosts`) go to `/metrics` every second.
 fn expire_tracker_off_the_shards(
@@ -425,18 +448,19 @@ fn connection_cap(cfg: &Config) -> usize {
     cap
 }
 
-/// Runs the daemon until SIGTERM/SIGINT or a fatal error.
+/// Runs the daemon until SIGTERM/SIGINT or a fatal error. The node agent (`[node] ovsdb`, unless
+/// "none") follows the node's bridge in OVSDB and its updates install and remove pods.
 pub fn run(cfg: Config) -> Result<(), DaemonError> {
-    // The node agent (OVSDB: pods, gateway/uplink/tunnel ports) feeds this when it runs.
-    let node_updates: Option<flume::Receiver<crate::node::NodeUpdate>> = None;
-    run_with_node(cfg, node_updates)
+    run_inner(cfg, None)
 }
 
-/// [`run`] with the receiver of the node's bridge updates (the node agent's).
-pub fn run_with_node(
-    cfg: Config,
-    node_updates: Option<flume::Receiver<crate::node::NodeUpdate>>,
-) -> Result<(), DaemonError> {
+/// [`run`] for a daemon embedded in another program that follows the node itself: the node's
+/// updates come from `updates` (bounded by its sender), and no node agent is started.
+pub fn run_with_node(cfg: Config, updates: flume::Receiver<crate::node::NodeUpdate>) -> Result<(), DaemonError> {
+    run_inner(cfg, Some(updates))
+}
+
+fn run_inner(cfg: Config, given_updates: Option<flume::Receiver<crate::node::NodeUpdate>>) -> Result<(), DaemonError> {
     cfg.validate()?;
     // No [pipeline] section: the zero-config pipeline (docs/pipeline.md), unless
     // learning.zero_config = false (the packet-in dispatch alone, as before).
@@ -467,6 +491,11 @@ pub fn run_with_node(
                 .map_err(|e| ConfigError::Invalid { key: e.key().to_string(), reason: e.to_string() })?,
         ),
         None => None,
+    };
+    // The node agent's OVSDB address (or none): a bad one is a configuration error, found here.
+    let node_agent = match given_updates {
+        Some(_) => None,
+        None => crate::control::node::NodeAgentConfig::from_config(&cfg, std::env::var("OVS_RUNDIR").ok().as_deref())?,
     };
     cfg.check_ports_free()?;
     let cfg = Arc::new(cfg);
@@ -500,6 +529,10 @@ pub fn run_with_node(
         serve_controller_service(&control, addr, api.clone(), policy_tls.clone())?;
     }
     expire_tracker_off_the_shards(&control, tracker.clone(), &metrics).inspect_err(|_| control.shutdown())?;
+    let node_updates = match given_updates {
+        Some(rx) => Some(rx),
+        None => start_node_agent(&control, &metrics, node_agent).inspect_err(|_| control.shutdown())?,
+    };
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         of_tls,

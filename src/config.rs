@@ -585,8 +585,9 @@ pub struct Config {
     pub openflow: OpenflowConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
-    /// The default pipeline (docs/pipeline.md). Without this section the daemon installs only
-    /// the packet-in dispatch, so every table miss reaches the shards.
+    /// The default pipeline (docs/pipeline.md). Without this section the daemon installs the
+    /// zero-config pipeline, or with `learning.zero_config = false` only the packet-in dispatch
+    /// (every table miss reaches the shards).
     pub pipeline: Option<crate::pipeline::default::PipelineConfig>,
     pub policy: PolicyConfig,
     pub learning: LearningConfig,

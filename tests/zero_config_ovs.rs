@@ -109,3 +109,21 @@ fn dispatch_only_when_zero_config_is_off() {
     assert!(ok, "no dispatch flows: {flows:#?}\n{}", d.stderr());
     assert!(flows.iter().all(|f| !f.contains("table=3,") && !f.contains("REG0[5]")), "{flows:#?}");
 }
+
+/// `learning.max_hosts` bounds what the Tracker learns: past it, new hosts are refused and
+/// counted (`shardflow_tracker_hosts_refused_total`, `/v1/tracker` stats).
+#[test]
+fn learned_hosts_are_bounded_and_refusals_counted() {
+    let ovs = Ovs::start(&["br0"]);
+    let d = Daemon::start_with_config_args(2, "[learning]\nmax_hosts = 1\n", &["--zero-config", "true"]);
+    d.attach(&ovs, "br0", false);
+    wait_pipeline(&d, 2, Duration::from_secs(10));
+    inject(&ovs, 1, &[build::arp_request(A_MAC, A, B)]);
+    inject(&ovs, 2, &[build::arp_reply(B_MAC, B, A_MAC, A)]);
+    let ok = wait_until(Duration::from_secs(5), || d.metric_sum("shardflow_tracker_hosts_refused_total", &[]) >= 1.0);
+    assert!(ok, "no refusal counted: {}", d.json("/v1/tracker"));
+    let tr = d.json("/v1/tracker");
+    assert_eq!(tr["stats"]["ips"], 1, "{tr:#}");
+    assert!(tr["stats"]["ips_dropped"].as_u64().unwrap() >= 1, "{tr:#}");
+    assert_eq!(d.metric_sum("shardflow_tracker_hosts", &[]), 1.0);
+}

@@ -8,7 +8,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +29,7 @@ const CACHE_MAX: usize = 100_000;
 pub struct Decider {
     /// The bridge's pipeline as it is now: the configured (or zero-config) one with the node's
     /// pods and ports (`pipeline::node::effective`), replaced when the node changes.
-    pipeline: RefCell<Rc<PipelineConfig>>,
+    pipeline: RefCell<Arc<PipelineConfig>>,
     generation: u16,
     cfg: PolicyConfig,
     answers: Arc<PolicySource>,
@@ -62,7 +61,7 @@ impl Decider {
     pub fn new(pipeline: PipelineConfig, generation: u16, cfg: PolicyConfig, answers: Arc<PolicySource>) -> Decider {
         let view = answers.file().map(|cell| PolicyView::new(cell.clone()));
         Decider {
-            pipeline: RefCell::new(Rc::new(pipeline)),
+            pipeline: RefCell::new(Arc::new(pipeline)),
             generation,
             cfg,
             answers,
@@ -74,12 +73,12 @@ impl Decider {
     }
 
     /// The pipeline decisions are made for, now.
-    pub fn pipeline(&self) -> Rc<PipelineConfig> {
+    pub fn pipeline(&self) -> Arc<PipelineConfig> {
         self.pipeline.borrow().clone()
     }
 
     /// Takes the node's current pipeline (its pods are located, its ports are infrastructure).
-    pub fn set_pipeline(&self, p: Rc<PipelineConfig>) {
+    pub fn set_pipeline(&self, p: Arc<PipelineConfig>) {
         *self.pipeline.borrow_mut() = p;
     }
 

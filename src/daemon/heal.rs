@@ -71,14 +71,14 @@ pub async fn watch(shared: Arc<Shared>, conn: Rc<Conn>, dpid: u64, shard: usize,
 /// The flows the switch should hold now, with a version that changes whenever they do (pods come
 /// and go): the audit re-indexes them on a new version, and drops an audit whose read raced a
 /// change (it would see the change's flows as stale, or miss them).
-pub type DesiredFn = Rc<dyn Fn() -> (u64, Rc<Vec<crate::openflow::flow::FlowMod>>)>;
+pub type DesiredFn = Rc<dyn Fn() -> (u64, Arc<Vec<crate::openflow::flow::FlowMod>>)>;
 
 async fn audit_loop(
     shared: &Arc<Shared>,
     conn: &Rc<Conn>,
     dpid: u64,
     shard: usize,
-    desired: &dyn Fn() -> (u64, Rc<Vec<crate::openflow::flow::FlowMod>>),
+    desired: &dyn Fn() -> (u64, Arc<Vec<crate::openflow::flow::FlowMod>>),
 ) {
     let (mut version, flows) = desired();
     let mut expected = Expected::new(&flows);

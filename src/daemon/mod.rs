@@ -13,6 +13,7 @@ mod io;
 mod live;
 mod meter_sync;
 mod node_metrics;
+mod node_router;
 mod packet_in_budget;
 mod registry;
 mod reload;
@@ -129,7 +130,7 @@ pub enum ShardMsg {
     /// The node's bridge changed (pods came or went, ports got a role): every shard takes the
     /// new view (its decider locates the pods, its cached answers and connections about
     /// removed pods go); the shard that installs the bridge's pipeline sends the change.
-    Node(Arc<crate::node::NodeUpdate>),
+    Node(Arc<node_router::NodeApplied>),
     /// cni-ctl's answers changed: drop cached answers and the flows installed from them.
     Invalidate {
         ips: Vec<std::net::IpAddr>,
@@ -266,14 +267,37 @@ fn start_node_agent(
     Ok(Some(node_updates))
 }
 
-/// The Tracker's expiry scans its maps: it runs on the control runtime, never on a shard.
-fn expire_tracker_off_the_shards(control: &ControlPlane, tracker: Arc<crate::tracker::Tracker>) {
+/// The Tracker's expiry scans its maps: it runs on the control runtime, never on a shard. Its
+/// sizes and refusals (`learning.max_hosts`) go to `/metrics` every second.
+fn expire_tracker_off_the_shards(
+    control: &ControlPlane,
+    tracker: Arc<crate::tracker::Tracker>,
+    metrics: &Metrics,
+) -> Result<(), DaemonError> {
+    use prometheus::{IntCounter, IntGauge};
+    let m = |e: prometheus::Error| DaemonError::Metrics(e.to_string());
+    let hosts = IntGauge::new("tracker_hosts", "IP addresses the Tracker knows").map_err(m)?;
+    let refused = IntCounter::new(
+        "tracker_hosts_refused_total",
+        "New IPs and MACs the Tracker did not learn because it was full (learning.max_hosts)",
+    )
+    .map_err(m)?;
+    metrics.registry().register(Box::new(hosts.clone())).map_err(m)?;
+    metrics.registry().register(Box::new(refused.clone())).map_err(m)?;
     let signal = control.shutdown_signal();
     control.runtime().spawn(async move {
         let tick = async {
+            let mut n = 0u64;
             loop {
-                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-                tracker.expire(std::time::Instant::now(), TRACKER_IDLE);
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                n += 1;
+                if n % 5 == 0 {
+                    tracker.expire(std::time::Instant::now(), TRACKER_IDLE);
+                }
+                let s = tracker.stats();
+                hosts.set(s.ips as i64);
+                let total = s.ips_dropped + s.macs_dropped;
+                refused.inc_by(total.saturating_sub(refused.get()));
             }
         };
         tokio::select! {
@@ -281,6 +305,7 @@ fn expire_tracker_off_the_shards(control: &ControlPlane, tracker: Arc<crate::tra
             _ = signal.wait() => {}
         }
     });
+    Ok(())
 }
 
 /// Addresses and paths the Tracker has not seen for this long are forgotten.
@@ -423,47 +448,19 @@ fn connection_cap(cfg: &Config) -> usize {
     cap
 }
 
-/// Hands every update of the node's bridge to every shard (on the control runtime: the
-/// receiver is bounded by its sender, the node agent; a shard's inbox is awaited, never
-/// dropped from: an update lost would leave a pod's flows behind).
-fn route_node_updates(control: &ControlPlane, updates: flume::Receiver<crate::node::NodeUpdate>, mesh: Mesh<ShardMsg>) {
-    let signal = control.shutdown_signal();
-    control.runtime().spawn(async move {
-        let route = async {
-            while let Ok(u) = updates.recv_async().await {
-                let u = Arc::new(u);
-                tracing::debug!(
-                    bridge = %u.view.bridge,
-                    dpid = ?u.view.datapath_id.map(|d| format!("{d:016x}")),
-                    changes = u.changes.len(),
-                    "node update"
-                );
-                for s in 0..mesh.n_shards() {
-                    if mesh.sender(ShardId(s)).send_async(ShardMsg::Node(u.clone())).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        };
-        tokio::select! {
-            _ = route => {}
-            _ = signal.wait() => {}
-        }
-    });
-}
-
-/// Runs the daemon until SIGTERM/SIGINT or a fatal error.
+/// Runs the daemon until SIGTERM/SIGINT or a fatal error. The node agent (`[node] ovsdb`, unless
+/// "none") follows the node's bridge in OVSDB and its updates install and remove pods.
 pub fn run(cfg: Config) -> Result<(), DaemonError> {
-    // The node agent (OVSDB: pods, gateway/uplink/tunnel ports) feeds this when it runs.
-    let node_updates: Option<flume::Receiver<crate::node::NodeUpdate>> = None;
-    run_with_node(cfg, node_updates)
+    run_inner(cfg, None)
 }
 
-/// [`run`] with the receiver of the node's bridge updates (the node agent's).
-pub fn run_with_node(
-    cfg: Config,
-    node_updates: Option<flume::Receiver<crate::node::NodeUpdate>>,
-) -> Result<(), DaemonError> {
+/// [`run`] for a daemon embedded in another program that follows the node itself: the node's
+/// updates come from `updates` (bounded by its sender), and no node agent is started.
+pub fn run_with_node(cfg: Config, updates: flume::Receiver<crate::node::NodeUpdate>) -> Result<(), DaemonError> {
+    run_inner(cfg, Some(updates))
+}
+
+fn run_inner(cfg: Config, given_updates: Option<flume::Receiver<crate::node::NodeUpdate>>) -> Result<(), DaemonError> {
     cfg.validate()?;
     // No [pipeline] section: the zero-config pipeline (docs/pipeline.md), unless
     // learning.zero_config = false (the packet-in dispatch alone, as before).
@@ -496,8 +493,10 @@ pub fn run_with_node(
         None => None,
     };
     // The node agent's OVSDB address (or none): a bad one is a configuration error, found here.
-    let node_agent =
-        crate::control::node::NodeAgentConfig::from_config(&cfg, std::env::var("OVS_RUNDIR").ok().as_deref())?;
+    let node_agent = match given_updates {
+        Some(_) => None,
+        None => crate::control::node::NodeAgentConfig::from_config(&cfg, std::env::var("OVS_RUNDIR").ok().as_deref())?,
+    };
     cfg.check_ports_free()?;
     let cfg = Arc::new(cfg);
     let n = cfg.shards.count;
@@ -529,12 +528,9 @@ pub fn run_with_node(
     if let Some(addr) = cfg.policy.listen {
         serve_controller_service(&control, addr, api.clone(), policy_tls.clone())?;
     }
-    expire_tracker_off_the_shards(&control, tracker.clone());
-    // The node's bridge updates: the caller's (tests), else the node agent's (OVSDB), which is
-    // started only then. Bounded (16 updates); each carries the whole view and the diff to the
-    // one before, and route_node_updates awaits the shards, so a slow shard loses nothing.
-    let node_updates = match node_updates {
-        Some(u) => Some(u),
+    expire_tracker_off_the_shards(&control, tracker.clone(), &metrics).inspect_err(|_| control.shutdown())?;
+    let node_updates = match given_updates {
+        Some(rx) => Some(rx),
         None => start_node_agent(&control, &metrics, node_agent).inspect_err(|_| control.shutdown())?,
     };
     let shared = Arc::new(Shared {
@@ -554,8 +550,30 @@ pub fn run_with_node(
         node_metrics,
         fatal_reason: std::sync::OnceLock::new(),
     });
-    if let Some(updates) = node_updates {
-        route_node_updates(&control, updates, shared.mesh.clone());
+    match (node_updates, &cfg.pipeline) {
+        (Some(updates), Some(base)) => {
+            let router = node_router::NodeRouter::new(
+                base.clone(),
+                cfg.openflow.mode,
+                n,
+                generation,
+                cfg.learning.max_pods,
+                shared.desired.clone(),
+            );
+            node_router::route(
+                &control.runtime(),
+                control.shutdown_signal(),
+                updates,
+                router,
+                shared.mesh.clone(),
+                tracker.clone(),
+                shared.node_metrics.clone(),
+            );
+        }
+        (Some(_), None) => {
+            tracing::info!("learning.zero_config = false and no [pipeline]: the node's pods are not installed");
+        }
+        (None, _) => {}
     }
     if let (Some(cell), Some(path)) = (shared.answers.file(), &cfg.policy.file) {
         reload::start(

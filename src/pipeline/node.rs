@@ -247,6 +247,54 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_pod_is_removed_then_added_in_one_plan() {
+        let base = configured();
+        let (old, _) = effective(&base, Some(&view(vec![pod("veth7", 7, 7, false)])), 16);
+        // Same interface, another address and MAC (the pod was recreated).
+        let (new, _) = effective(&base, Some(&view(vec![pod("veth7", 7, 9, false)])), 16);
+        let plan = change_plan(&flows(&old, Mode::Fanout, 2, 1).unwrap(), &flows(&new, Mode::Fanout, 2, 1).unwrap());
+        // The anti-spoofing drop (ip,in_port=7) keeps its identity and actions: unchanged.
+        assert_eq!((plan.adds.len(), plan.changed.len(), plan.deletes.len()), (2, 0, 2), "{plan:?}");
+        assert!(plan.adds.iter().all(|f| f.to_flow_text().contains("10.244.1.9")));
+        assert!(plan.deletes.iter().all(|f| f.cookie & 0xff_ffff == 7));
+        // One bundle: the adds, then the strict deletes (other matches: they cannot collide).
+        assert_eq!(plan.messages().len(), 4);
+    }
+
+    /// What one node update costs the installing shard at `learning.max_pods` (printed, not
+    /// asserted: the machine is shared).
+    #[test]
+    fn cost_of_an_update_with_many_pods() {
+        let base = configured();
+        let ports: Vec<NodePort> = (0..1000u32)
+            .map(|i| {
+                let mut p = pod(&format!("veth{i:04}"), 100 + i, 0, false);
+                if let PortRole::Pod(info) = &mut p.role {
+                    info.ips = vec![IpAddr::from([10, 245, (i >> 8) as u8, i as u8])];
+                    info.mac = MacAddr([0x0a, 0x58, 0x0b, 0, (i >> 8) as u8, i as u8]);
+                }
+                p
+            })
+            .collect();
+        let v = view(ports);
+        let t0 = std::time::Instant::now();
+        let (eff, refused) = effective(&base, Some(&v), 1024);
+        let t1 = std::time::Instant::now();
+        let f = flows(&eff, Mode::Fanout, 2, 1).unwrap();
+        let t2 = std::time::Instant::now();
+        let plan = change_plan(&f, &f);
+        let t3 = std::time::Instant::now();
+        assert!(refused.is_empty() && plan.is_empty());
+        eprintln!(
+            "FIGURE node update, 1000 pods ({} flows): effective {:?}, flows {:?}, change_plan {:?} (this build)",
+            f.len(),
+            t1 - t0,
+            t2 - t1,
+            t3 - t2
+        );
+    }
+
+    #[test]
     fn ipv6_pods_get_their_nd_and_v6_flows() {
         let mut base = configured();
         base.pod_cidr6 = Some("fd00:10:244:1::/64".parse().unwrap());

@@ -23,9 +23,12 @@ impl Ovs {
     /// Starts OVS with the given bridges (each with dummy ports 1 and 2, named `BR-p1`, `BR-p2`).
     pub fn start(bridges: &[&str]) -> Ovs {
         let base = std::env::temp_dir();
+        // pid, a per-process sequence number (two tests may read the same clock value) and time.
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let dir = base.join(format!(
-            "shardflow-test-{}-{}",
+            "shardflow-test-{}-{}-{}",
             std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
         ));
         std::fs::create_dir_all(&dir).unwrap();

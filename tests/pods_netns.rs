@@ -13,9 +13,7 @@ mod support;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use support::pods::{
-    echo, host_link_exists, mentions, tx_checksum_off, unique, Netns, Node, BRIDGE,
-};
+use support::pods::{echo, mentions, tx_checksum_off, unique, Netns, Node, BRIDGE};
 use support::{wait_until, Ovs};
 
 const SUBNET: &str = "10.244.1.0/24";
@@ -29,20 +27,21 @@ fn sa(ip: IpAddr, port: u16) -> SocketAddr {
 
 // === the harness itself (no daemon, no plugin) ===
 
-/// The fixture's pods talk through a real-port bridge with one NORMAL flow (TX checksum off on
-/// both veth ends, else TCP would fail), a drop flow stops them, and dropping the fixture leaves
-/// no namespace or veth behind.
+/// The fixture's pods talk through a real-port bridge (OVS in a node namespace) with one NORMAL
+/// flow (TX checksum off on both veth ends, else TCP would fail), a drop flow stops them, and
+/// dropping the fixture leaves no namespace or veth behind.
 #[test]
 fn harness_pods_talk_through_a_real_port_bridge() {
-    let ovs = Ovs::start_real(&["br0"]);
+    let node = Netns::new("sfhnode-");
+    let ovs = Ovs::start_real_in(&node, &["br0"]);
     let (a_if, b_if) = (unique("sfha"), unique("sfhb"));
     let (a_ns, b_ns);
     {
         let a = Netns::new("sfh-");
         let b = Netns::new("sfh-");
-        a.plug(&ovs, "br0", &a_if, "10.250.0.2/24", "0a:58:0a:fa:00:02", &[]);
-        b.plug(&ovs, "br0", &b_if, "10.250.0.3/24", "0a:58:0a:fa:00:03", &[]);
-        assert!(tx_checksum_off(Some(&a), "eth0") && tx_checksum_off(None, &a_if));
+        a.plug(&node, &ovs, "br0", &a_if, "10.250.0.2/24", "0a:58:0a:fa:00:02", &[]);
+        b.plug(&node, &ovs, "br0", &b_if, "10.250.0.3/24", "0a:58:0a:fa:00:03", &[]);
+        assert!(tx_checksum_off(Some(&a), "eth0") && tx_checksum_off(Some(&node), &a_if));
         let ip_b: IpAddr = "10.250.0.3".parse().unwrap();
         assert_eq!(b.addrs("eth0"), vec![ip_b]);
         let _server = b.echo_server(sa(ip_b, 7000));
@@ -63,7 +62,14 @@ fn harness_pods_talk_through_a_real_port_bridge() {
     }
     let netns = support::pods::sh("ip", &["netns", "list"]);
     assert!(!netns.contains(&a_ns) && !netns.contains(&b_ns), "namespaces left behind: {netns}");
-    assert!(!host_link_exists(&a_if) && !host_link_exists(&b_if), "veths left behind");
+    // The kernel tears a namespace down asynchronously (and only once no socket holds it).
+    let links = || node.ok("ip", &["-o", "link"]);
+    let gone = wait_until(Duration::from_secs(10), || {
+        let l = links();
+        !l.contains(&a_if) && !l.contains(&b_if)
+    });
+    assert!(gone, "veths left behind: {}", links());
+    drop(ovs);
 }
 
 // === the zero-config node ===
@@ -86,7 +92,7 @@ fn zero_config_pods_added_by_the_plugin_connect() {
         assert!(ids.contains(want), "external_ids {ids} lack {want}");
     }
     assert!(ids.contains(&b.ip.to_string()) && ids.contains("attached-mac"), "external_ids {ids}");
-    assert!(tx_checksum_off(Some(&b.ns), "eth0") && tx_checksum_off(None, &b.host_if));
+    assert!(tx_checksum_off(Some(&b.ns), "eth0") && tx_checksum_off(Some(&node.ns), &b.host_if));
 
     let _server = b.ns.echo_server(sa(b.ip, 8080));
     let (mut s, took) = a.ns.connect(sa(b.ip, 8080), CONNECT).expect("pod a -> pod b:8080 through the daemon");
@@ -100,7 +106,7 @@ fn zero_config_pods_added_by_the_plugin_connect() {
         a.ip,
         b.ip
     );
-    assert!(node.daemon().metric_sum("shardflow_decisions_total", &["verdict=\"allow\""]) >= 1.0);
+    assert!(node.metric_sum("shardflow_decisions_total", &["verdict=\"allow\""]) >= 1.0);
 }
 
 // === the policy file ===
@@ -134,7 +140,7 @@ fn a_denied_port_times_out_and_gets_a_drop_flow() {
         .filter(|f| f.contains("actions=drop") && mentions(f, &b.ip.to_string()))
         .collect();
     assert!(!drop_flows.is_empty(), "no drop flow for :2222 in table 3: {:#?}", node.ovs.flows_matching(BRIDGE, "table=3"));
-    assert!(node.daemon().metric_sum("shardflow_decisions_total", &["verdict=\"deny\""]) >= 1.0);
+    assert!(node.metric_sum("shardflow_decisions_total", &["verdict=\"deny\""]) >= 1.0);
 
     let (mut s, _) = a.ns.connect(sa(b.ip, 8080), CONNECT).expect("the allowed port connects");
     assert_eq!(echo(&mut s, b"ok", CONNECT).unwrap(), b"ok");
@@ -167,11 +173,9 @@ fn a_service_vip_reaches_its_endpoint_pod() {
     let mut node = Node::start(2, &extra, SUBNET);
     let _ = std::fs::remove_dir_all(&dir);
     // The node's uplink and gateway ports, named by their role in OVSDB (the configuration's
-    // defaults are ports 1 and 2): veths whose far ends sit in a namespace of the test's own.
-    let host = Netns::new("sfhost-");
-    let (up, gw) = (unique("sfup"), unique("sfgw"));
-    host.attach(&node.ovs, BRIDGE, &up, "uplink0", &["external_ids:shardflow-role=uplink", "ofport_request=1"]);
-    host.attach(&node.ovs, BRIDGE, &gw, "gw0", &["external_ids:shardflow-role=gateway", "ofport_request=2"]);
+    // defaults are ports 1 and 2): internal ports, taps in the node's namespace.
+    node.add_internal_port("up0", &["external_ids:shardflow-role=uplink", "ofport_request=1"]);
+    node.add_internal_port("gw0", &["external_ids:shardflow-role=gateway", "ofport_request=2"]);
     // The pods route the service range through the gateway (the pipeline answers its ARP).
     node.cni.gateway = Some("10.244.1.1".into());
     node.cni.routes = vec!["10.96.0.0/12".into()];
@@ -206,23 +210,28 @@ fn del_removes_the_port_the_flows_and_the_tracker_entries() {
     assert_eq!(echo(&mut s, b"x", CONNECT).unwrap(), b"x");
     drop(s);
     let ip_b = b.ip.to_string();
+    // The Tracker's address entries (paths, the traffic history, expire when idle).
     let tracker_knows_b = || {
-        let t = node.daemon().json("/v1/tracker");
-        mentions(&t.to_string(), &ip_b)
+        let t = node.json("/v1/tracker");
+        t["addresses"].as_array().is_some_and(|a| a.iter().any(|e| e["ip"].as_str() == Some(ip_b.as_str())))
     };
     assert!(!node.flows_with(&b.ip).is_empty(), "no flow names {ip_b} before DEL");
-    assert!(tracker_knows_b(), "the Tracker never learned {ip_b}: {}", node.daemon().json("/v1/tracker"));
+    assert!(
+        wait_until(Duration::from_secs(5), tracker_knows_b),
+        "the Tracker never learned {ip_b}: {}",
+        node.json("/v1/tracker")
+    );
 
     let out = node.cni.del_pod(&b);
     assert!(out.ok, "DEL: {} {}", out.json, out.stderr);
     assert!(!node.ovs.ports(BRIDGE).contains(&b.host_if), "the port is still on {BRIDGE}");
-    assert!(!host_link_exists(&b.host_if), "the veth {} is still there", b.host_if);
+    assert!(!node.link_exists(&b.host_if), "the veth {} is still there", b.host_if);
     let gone = wait_until(Duration::from_secs(10), || node.flows_with(&b.ip).is_empty() && !tracker_knows_b());
     assert!(
         gone,
         "after DEL: flows {:#?}, tracker {}",
         node.flows_with(&b.ip),
-        node.daemon().json("/v1/tracker")
+        node.json("/v1/tracker")
     );
     // The other pod is untouched.
     assert!(node.ovs.ports(BRIDGE).contains(&a.host_if));
@@ -244,9 +253,9 @@ fn an_established_connection_survives_kill_9_and_restart() {
     let (mut s, _) = a.ns.connect(sa(b.ip, 8080), CONNECT).expect("connect");
     assert_eq!(echo(&mut s, b"before", CONNECT).unwrap(), b"before");
 
-    let ports = node.kill9();
+    node.kill9();
     assert_eq!(echo(&mut s, b"daemon dead", CONNECT).unwrap(), b"daemon dead");
-    node.restart(ports);
+    node.restart();
     assert_eq!(echo(&mut s, b"after restart", CONNECT).unwrap(), b"after restart");
     // Still after the restarted daemon's first audits (500 ms each) had the chance to remove
     // what it does not own.
@@ -265,9 +274,9 @@ fn an_established_connection_survives_kill_9_and_restart() {
 fn pods_added_while_the_daemon_is_down_are_picked_up() {
     let mut node = Node::start(2, "", SUBNET);
     let a = node.cni.add_pod("default", "client");
-    let ports = node.kill9();
+    node.kill9();
     let b = node.cni.add_pod("default", "late");
-    node.restart(ports);
+    node.restart();
     let known = wait_until(Duration::from_secs(10), || !node.flows_with(&b.ip).is_empty());
     assert!(known, "no flow names {} after the restart: {:#?}", b.ip, node.ovs.flows_matching(BRIDGE, ""));
     let _server = b.ns.echo_server(sa(b.ip, 8080));

@@ -47,21 +47,22 @@ pub fn sh(cmd: &str, args: &[&str]) -> String {
 // === impl Ovs (real ports) ===
 
 impl Ovs {
-    /// A private OVS whose ovs-vswitchd takes real (system) ports: `--disable-system` without
-    /// `--enable-dummy=override` (scripts/ovs-sandbox.sh `up-real`). `bridges` are created
-    /// netdev, OpenFlow13-only, fail_mode=secure, with no ports; none at all for a daemon that
-    /// creates its own bridge through OVSDB.
-    pub fn start_real(bridges: &[&str]) -> Ovs {
+    /// A private OVS started inside the network namespace `ns` whose ovs-vswitchd takes real
+    /// (system) ports: `--disable-system` without `--enable-dummy=override`
+    /// (scripts/ovs-sandbox.sh `up-real`). `bridges` are created netdev, OpenFlow13-only,
+    /// fail_mode=secure, with no ports; none at all for a daemon that creates its own bridge.
+    /// In a namespace because every real-port ovs-vswitchd opens a tap named `ovs-netdev`: two
+    /// in one namespace collide.
+    pub fn start_real_in(ns: &Netns, bridges: &[&str]) -> Ovs {
         let dir = std::env::temp_dir().join(unique("sf-ovs-real-"));
         std::fs::create_dir_all(&dir).unwrap();
-        let out = Command::new(repo().join("scripts/ovs-sandbox.sh"))
-            .arg("up-real")
-            .arg(&dir)
-            .args(bridges)
-            .output()
-            .expect("run scripts/ovs-sandbox.sh (is Open vSwitch installed? scripts/test.sh installs it)");
-        assert!(out.status.success(), "ovs sandbox did not start: {}", String::from_utf8_lossy(&out.stderr));
-        Ovs { dir }
+        let sandbox = repo().join("scripts/ovs-sandbox.sh");
+        let mut args = vec!["up-real", dir.to_str().unwrap()];
+        args.extend_from_slice(bridges);
+        let out = ns.exec(sandbox.to_str().unwrap(), &args);
+        let ovs = Ovs { dir };
+        assert!(out.status.success(), "OVS in {}: {}", ns.name, String::from_utf8_lossy(&out.stderr));
+        ovs
     }
 
     /// One column of one row (`ovs-vsctl --if-exists get TABLE ROW COLUMN`), trimmed; None when
@@ -100,7 +101,8 @@ impl Ovs {
 /// with [`Netns::own_link`] (deleting one end of a veth deletes the pair).
 pub struct Netns {
     pub name: String,
-    host_links: std::sync::Mutex<Vec<String>>,
+    /// (namespace or None for the test's own, link name)
+    host_links: std::sync::Mutex<Vec<(Option<String>, String)>>,
 }
 
 impl Netns {
@@ -120,7 +122,13 @@ impl Netns {
 
     /// Deletes this host link when the namespace goes (e.g. a veth the test made by hand).
     pub fn own_link(&self, name: &str) {
-        self.host_links.lock().unwrap().push(name.to_string());
+        self.host_links.lock().unwrap().push((None, name.to_string()));
+    }
+
+    /// Deletes the link `name` of the namespace `ns` when this namespace goes (the host end of
+    /// this pod's veth on a node).
+    pub fn own_link_in(&self, ns: &str, name: &str) {
+        self.host_links.lock().unwrap().push((Some(ns.to_string()), name.to_string()));
     }
 
     /// `ip netns exec NAME CMD ARGS...`.
@@ -195,37 +203,19 @@ impl Netns {
         v[0]["address"].as_str().unwrap().to_string()
     }
 
-    /// A veth `host_if` <-> `inner` (inside this namespace, no address), both up, TX checksum
-    /// off, the host end added to `br` with the Interface `settings` (`external_ids:k=v`,
-    /// `ofport_request=N`): an infrastructure port (gateway, uplink) whose far side is this
-    /// namespace, not the host.
-    pub fn attach(&self, ovs: &Ovs, br: &str, host_if: &str, inner: &str, settings: &[&str]) {
-        sh("ip", &["link", "add", host_if, "type", "veth", "peer", "name", inner, "netns", &self.name]);
-        self.own_link(host_if);
-        self.ok("ip", &["link", "set", inner, "up"]);
-        sh("ip", &["link", "set", host_if, "up"]);
-        ethtool_tx_off(None, host_if);
-        ethtool_tx_off(Some(self), inner);
-        let mut args: Vec<&str> = vec!["add-port", br, host_if];
-        if !settings.is_empty() {
-            args.extend(["--", "set", "interface", host_if]);
-            args.extend_from_slice(settings);
-        }
-        ovs.ok("ovs-vsctl", &args);
-    }
-
-    /// Plugs this namespace into `br` by hand, as the CNI plugin would (for tests of the
-    /// harness itself and the bridge without a plugin): veth `host_if` <-> `eth0`, `ip/prefix`
-    /// and `mac` on eth0, TX checksum offload off on both ends, the host end added to `br`
-    /// with `external_ids` (`key=value`).
-    pub fn plug(&self, ovs: &Ovs, br: &str, host_if: &str, cidr: &str, mac: &str, external_ids: &[&str]) {
-        sh("ip", &["link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", &self.name]);
-        self.own_link(host_if);
+    /// Plugs this namespace into `br` of `ovs` (running in the namespace `node`) by hand, as the
+    /// CNI plugin would (for tests of the harness itself and the bridge without a plugin): veth
+    /// `host_if` (in `node`) <-> `eth0`, `ip/prefix` and `mac` on eth0, TX checksum offload off
+    /// on both ends, the host end added to `br` with `external_ids` (`key=value`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn plug(&self, node: &Netns, ovs: &Ovs, br: &str, host_if: &str, cidr: &str, mac: &str, external_ids: &[&str]) {
+        node.ok("ip", &["link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", &self.name]);
+        self.own_link_in(&node.name, host_if);
         self.ok("ip", &["link", "set", "eth0", "address", mac]);
         self.ok("ip", &["addr", "add", cidr, "dev", "eth0"]);
         self.ok("ip", &["link", "set", "eth0", "up"]);
-        sh("ip", &["link", "set", host_if, "up"]);
-        ethtool_tx_off(None, host_if);
+        node.ok("ip", &["link", "set", host_if, "up"]);
+        ethtool_tx_off(Some(node), host_if);
         ethtool_tx_off(Some(self), "eth0");
         let mut args: Vec<String> = vec!["add-port".into(), br.into(), host_if.into()];
         if !external_ids.is_empty() {
@@ -263,8 +253,12 @@ pub fn host_link_exists(name: &str) -> bool {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        for l in self.host_links.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = Command::new("ip").args(["link", "del", l]).output();
+        for (ns, l) in self.host_links.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let mut cmd = Command::new("ip");
+            if let Some(ns) = ns {
+                cmd.args(["-n", ns]);
+            }
+            let _ = cmd.args(["link", "del", l]).output();
         }
         let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
     }
@@ -370,6 +364,9 @@ pub struct Cni {
     pub ovsdb: String,
     pub ovs_dir: PathBuf,
     pub data_dir: PathBuf,
+    /// Run the plugin inside this network namespace (a node's, where its OVS and the pods'
+    /// host ends are); None: the test's own.
+    pub in_ns: Option<String>,
 }
 
 /// The answer of one plugin call: exit status, stdout parsed as JSON (Null when empty).
@@ -407,6 +404,7 @@ impl Cni {
             ovsdb: ovs.db(),
             ovs_dir: ovs.dir.clone(),
             data_dir,
+            in_ns: None,
         }
     }
 
@@ -454,7 +452,14 @@ impl Cni {
         let bin = cni_binary();
         assert!(bin.exists(), "{} is not built (the cni branch brings src/bin/shardflow-cni.rs)", bin.display());
         let cni_path = format!("{}:{CNI_PLUGINS}", bin.parent().unwrap().display());
-        let mut cmd = Command::new(&bin);
+        let mut cmd = match &self.in_ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("CNI_COMMAND", command)
@@ -496,7 +501,10 @@ impl Cni {
             .and_then(|i| i["name"].as_str())
             .unwrap_or_else(|| panic!("ADD result names no host interface: {r}"))
             .to_string();
-        ns.own_link(&host_if);
+        match &self.in_ns {
+            Some(node) => ns.own_link_in(node, &host_if),
+            None => ns.own_link(&host_if),
+        }
         let (mac, ip) = pod_address(&r);
         CniPod { ns, container_id, ifname: "eth0".into(), ip, mac, host_if, result: r }
     }
@@ -528,84 +536,215 @@ fn pod_address(r: &Value) -> (String, IpAddr) {
     (mac, ip)
 }
 
-// === Node: a real OVS, the daemon as a node agent, the CNI network ===
+// === Node: a real OVS, the daemon as a node agent, the CNI network, in a namespace ===
 
-/// One node: a real-port OVS with no bridge, the daemon pointed at its database (`[node] ovsdb`,
-/// plus `extra` TOML) which creates `br-int` itself, and the CNI network on it.
+/// The `shardflow run` daemon inside a network namespace (a node's), on the default ports of
+/// that namespace (OpenFlow 6653.., HTTP 127.0.0.1:9464): nothing else listens there. Killed
+/// on drop; its stderr is printed when the test fails.
+pub struct NsDaemon {
+    pub child: Option<std::process::Child>,
+    pub ns: String,
+    pub log: PathBuf,
+}
+
+/// Where a node's daemon answers HTTP, inside its namespace.
+pub const NODE_HTTP: &str = "127.0.0.1:9464";
+
+impl NsDaemon {
+    /// `ip netns exec NS shardflow run ARGS...` (with the test token), stderr to `log`; waits
+    /// for /healthz (10 s).
+    pub fn start(ns: &Netns, log: PathBuf, args: &[&str]) -> NsDaemon {
+        let err = std::fs::File::create(&log).unwrap();
+        let child = super::with_token(&mut Command::new("ip"))
+            .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_shardflow"), "run", "--http", NODE_HTTP])
+            .args(["--log-level", "info"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(err))
+            .spawn()
+            .unwrap();
+        let mut d = NsDaemon { child: Some(child), ns: ns.name.clone(), log };
+        let up = super::wait_until(Duration::from_secs(10), || {
+            if let Some(Ok(Some(_))) = d.child.as_mut().map(|c| c.try_wait()) {
+                return true;
+            }
+            d.get(ns, "/healthz").is_some_and(|(st, _)| st == 200)
+        });
+        let exited = d.child.as_mut().map(|c| c.try_wait()).and_then(Result::ok).flatten();
+        assert!(up && exited.is_none(), "the daemon did not answer /healthz ({exited:?}):\n{}", d.stderr());
+        d
+    }
+
+    /// A request to the daemon, made from inside its namespace.
+    pub fn request(&self, ns: &Netns, method: &str, path: &str) -> Option<(u16, String)> {
+        let (method, path) = (method.to_string(), path.to_string());
+        ns.run(move || super::http_request(NODE_HTTP, &method, &path, "").ok())
+    }
+
+    pub fn get(&self, ns: &Netns, path: &str) -> Option<(u16, String)> {
+        self.request(ns, "GET", path)
+    }
+
+    /// GET returning parsed JSON, asserting 200.
+    pub fn json(&self, ns: &Netns, path: &str) -> Value {
+        let (st, body) = self.get(ns, path).unwrap_or_else(|| panic!("GET {path}: no answer"));
+        assert_eq!(st, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+    }
+
+    /// Sum of the samples of a Prometheus metric whose labels contain every needle.
+    pub fn metric_sum(&self, ns: &Netns, name: &str, needles: &[&str]) -> f64 {
+        let (_, body) = self.get(ns, "/metrics").unwrap_or_default();
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9`: no goodbye to OVS or anything else.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for NsDaemon {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("---- shardflow stderr (namespace {}) ----\n{}", self.ns, self.stderr());
+        }
+    }
+}
+
+/// One node: a network namespace of the test's own holding a real-port OVS (no bridge at
+/// first), the daemon as the node agent (`--ovsdb` = this OVS, zero-config on, plus the
+/// configuration `extra`), which creates `br-int` itself, and the CNI network on it (the plugin
+/// runs in the namespace, where the pods' host ends live).
+///
+/// Why a namespace: every real-port ovs-vswitchd opens a tap named `ovs-netdev` for its
+/// userspace datapath, so two in one namespace collide; and OVS reaches its controllers on
+/// 127.0.0.1, so the daemon lives there too.
 pub struct Node {
-    pub daemon: Option<super::Daemon>,
+    pub daemon: Option<NsDaemon>,
     pub cni: Cni,
     pub shards: u16,
-    pub toml: String,
-    // Dropped last: the daemon and pods go before the switch.
+    pub config: PathBuf,
+    // Dropped in this order: OVS stopped, then the namespace (with the host ends) deleted.
     pub ovs: Ovs,
+    pub ns: Netns,
 }
 
 /// The bridge the daemon manages by default.
 pub const BRIDGE: &str = "br-int";
 
 impl Node {
-    /// Starts OVS (real ports, no bridge) and the daemon (`shards` shards) with
-    /// `[node] ovsdb = <this OVS>` and `extra` TOML; waits until br-int is connected to every
-    /// shard and ready ([`Node::wait_ready`]). The CNI network uses `subnet`.
+    /// Starts the node and its daemon (`shards` shards, configuration `extra`); waits until
+    /// br-int is connected to every shard and ready ([`Node::wait_ready`]). The CNI network
+    /// uses `subnet`.
     pub fn start(shards: u16, extra: &str, subnet: &str) -> Node {
-        let ovs = Ovs::start_real(&[]);
-        let toml = format!("[node]\novsdb = \"{}\"\n{extra}", ovs.db());
-        let cni = Cni::new(&ovs, BRIDGE, subnet);
-        let mut n = Node { daemon: None, cni, shards, toml, ovs };
-        n.daemon = Some(super::Daemon::start_with_config(shards, &n.toml));
-        n.wait_ready();
+        let ns = Netns::new("sfnode-");
+        let dir = std::env::temp_dir().join(unique("sf-node-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sandbox = repo().join("scripts/ovs-sandbox.sh");
+        let out = ns.exec(sandbox.to_str().unwrap(), &["up-real", dir.to_str().unwrap()]);
+        let ovs = Ovs { dir };
+        assert!(out.status.success(), "OVS in {}: {}", ns.name, String::from_utf8_lossy(&out.stderr));
+        let config = ovs.dir.join("shardflow.toml");
+        std::fs::write(&config, format!("[shards]\ncount = {shards}\n{extra}")).unwrap();
+        let mut cni = Cni::new(&ovs, BRIDGE, subnet);
+        cni.in_ns = Some(ns.name.clone());
+        let mut n = Node { daemon: None, cni, shards, config, ovs, ns };
+        n.start_daemon();
         n
     }
 
-    pub fn daemon(&self) -> &super::Daemon {
+    fn start_daemon(&mut self) {
+        let (db, cfg) = (self.ovs.db(), self.config.to_str().unwrap().to_string());
+        let log = self.ovs.dir.join(format!("shardflow-{}.log", unique("")));
+        self.daemon =
+            Some(NsDaemon::start(&self.ns, log, &["--config", &cfg, "--ovsdb", &db, "--zero-config", "true"]));
+        self.wait_ready();
+    }
+
+    pub fn daemon(&self) -> &NsDaemon {
         self.daemon.as_ref().expect("the daemon is running")
+    }
+
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        self.daemon().get(&self.ns, path)
+    }
+
+    pub fn json(&self, path: &str) -> Value {
+        self.daemon().json(&self.ns, path)
+    }
+
+    pub fn metric_sum(&self, name: &str, needles: &[&str]) -> f64 {
+        self.daemon().metric_sum(&self.ns, name, needles)
     }
 
     /// Waits (20 s) until br-int exists, is connected to every shard, and `/readyz` is 200.
     pub fn wait_ready(&self) {
-        let d = self.daemon();
         let ok = super::wait_until(Duration::from_secs(20), || {
-            let switches = match d.try_get("/v1/switches") {
-                Ok((200, body)) => serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
+            let switches = match self.get("/v1/switches") {
+                Some((200, body)) => serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
                 _ => return false,
             };
             let connected = switches
                 .as_array()
                 .is_some_and(|a| a.iter().any(|s| s["connections"].as_u64() == Some(u64::from(self.shards))));
-            connected && matches!(d.try_get("/readyz"), Ok((200, _)))
+            connected && self.get("/readyz").is_some_and(|(st, _)| st == 200)
         });
         assert!(
             ok,
-            "br-int not created, connected to {} shards and ready within 20 s: bridges {:?}, controllers {:?}, /v1/switches {:?}",
+            "br-int not created, connected to {} shards and ready within 20 s: bridges {:?}, controllers {:?}, /v1/switches {:?}, /readyz {:?}",
             self.shards,
-            self.ovs.tool("ovs-vsctl", &["list-br"]),
+            self.ovs.ok("ovs-vsctl", &["list-br"]),
             self.ovs.get("Bridge", BRIDGE, "controller"),
-            d.try_get("/v1/switches")
+            self.get("/v1/switches"),
+            self.get("/readyz"),
         );
     }
 
-    /// `kill -9` of the daemon (no goodbye to OVS or to anything else); its ports are kept for
-    /// [`Node::restart`].
-    pub fn kill9(&mut self) -> (u16, u16) {
+    /// `kill -9` of the daemon.
+    pub fn kill9(&mut self) {
         let mut d = self.daemon.take().expect("the daemon is running");
-        let mut child = d.child.take().unwrap();
-        child.kill().unwrap();
-        let _ = child.wait();
-        (d.base_port, d.http_port)
+        d.kill9();
+        // Its log stays in the OVS folder; a failing test prints the running daemon's.
     }
 
-    /// Starts the daemon again on the given ports, with the same configuration; waits until ready.
-    pub fn restart(&mut self, ports: (u16, u16)) {
+    /// Starts the daemon again with the same configuration; waits until ready.
+    pub fn restart(&mut self) {
         assert!(self.daemon.is_none(), "the daemon is still running");
-        self.daemon = Some(super::Daemon::start_on_with_config(self.shards, ports.0, ports.1, &self.toml));
-        self.wait_ready();
+        self.start_daemon();
     }
 
     /// br-int's flows (no statistics) that mention the address `ip` (as a whole: `10.0.0.2`
     /// is not found in `10.0.0.23`).
     pub fn flows_with(&self, ip: &IpAddr) -> Vec<String> {
         self.ovs.flows_matching(BRIDGE, "").into_iter().filter(|f| mentions(f, &ip.to_string())).collect()
+    }
+
+    /// True when a link of this name exists in the node's namespace.
+    pub fn link_exists(&self, name: &str) -> bool {
+        self.ns.exec("ip", &["link", "show", "dev", name]).status.success()
+    }
+
+    /// Adds an internal port (a tap in the node's namespace) to br-int with Interface `settings`
+    /// (`external_ids:shardflow-role=gateway`, `ofport_request=N`).
+    pub fn add_internal_port(&self, name: &str, settings: &[&str]) {
+        let mut args = vec!["add-port", BRIDGE, name, "--", "set", "interface", name, "type=internal"];
+        args.extend_from_slice(settings);
+        self.ovs.ok("ovs-vsctl", &args);
     }
 }
 

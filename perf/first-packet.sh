@@ -180,7 +180,7 @@ JSON
     cni_add() { # NS NAME -> the ADD result in $TMP/NAME.json
         ip netns add "$1"
         CNI_COMMAND=ADD CNI_CONTAINERID="$1" CNI_NETNS=/run/netns/$1 CNI_IFNAME=eth0 \
-            CNI_PATH="$TMP:/usr/lib/cni" CNI_ARGS="K8S_POD_NAMESPACE=perf;K8S_POD_NAME=$2" OVS_RUNDIR=$TMP \
+            CNI_PATH="$TMP:/usr/lib/cni" CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=perf;K8S_POD_NAME=$2" OVS_RUNDIR=$TMP \
             "$CNI_BIN" <"$TMP/cni.json" >"$TMP/$2.json" || die "CNI ADD $2: $(cat "$TMP/$2.json")"
     }
     cni_add "$NS1" pod1

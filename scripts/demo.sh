@@ -108,7 +108,7 @@ cat > "$DIR/net.json" <<JSON
 JSON
 cni() { # COMMAND POD
     CNI_COMMAND=$1 CNI_CONTAINERID="demo$TAG-$2" CNI_NETNS="/run/netns/demo$TAG-$2" CNI_IFNAME=eth0 \
-        CNI_PATH="$(dirname "$CNI_BIN"):/usr/lib/cni" CNI_ARGS="K8S_POD_NAMESPACE=demo;K8S_POD_NAME=pod-$2" \
+        CNI_PATH="$(dirname "$CNI_BIN"):/usr/lib/cni" CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=demo;K8S_POD_NAME=pod-$2" \
         "$CNI_BIN" < "$DIR/net.json"
 }
 declare -A IP
@@ -177,8 +177,14 @@ import json, sys
 for s in json.load(sys.stdin):
     print("   shard %d: %d packet-ins, decided %d connections, decision p50 %.0f us" % (
         s["shard"], s["packet_ins"], len(s["connections"]), s["decision_p50_us"]))'
-echo "  the Tracker (GET /v1/tracker, excerpt):"
-http GET "$HTTP/v1/tracker" | head -12 | sed 's/^/   /'
+echo "  the Tracker (GET /v1/tracker): addresses learned from traffic, and traffic paths"
+http GET "$HTTP/v1/tracker" | python3 -c '
+import json, sys
+t = json.load(sys.stdin)
+for a in t["addresses"]:
+    if ":" not in a["ip"]:
+        print("   %-12s %s on port %s" % (a["ip"], a["mac"], a["port"]))
+print("   %d paths, stats %s" % (len(t["paths"]), json.dumps(t["stats"])))'
 
 echo
 echo "== 4. REST: add a flow to br-int, read it back, delete it by cookie; /metrics"
@@ -187,9 +193,9 @@ http POST "$HTTP/v1/switches/$DPID/flows?command=add" "table=3,priority=100,cook
 ovs-ofctl -O OpenFlow13 dump-flows $BR table=3,cookie=0xf00/-1 --no-stats | sed 's/^/   ovs: /'
 http DELETE "$HTTP/v1/switches/$DPID/flows?cookie=0xf00&cookie_mask=0xff000000ffff" > /dev/null
 echo "   flows with cookie 0xf00 left: $(ovs-ofctl -O OpenFlow13 dump-flows $BR cookie=0xf00/-1 --no-stats | wc -l)"
-echo "  /metrics (excerpt):"
+echo "  /metrics (excerpt, non-zero):"
 python3 -c "import urllib.request; print(urllib.request.urlopen('http://$HTTP/metrics').read().decode())" \
-    | grep -E '^shardflow_(switch_connections|decisions_total|packet_in_decision_seconds_count)' | sed 's/^/   /'
+    | grep -E '^shardflow_(switch_connections|decisions_total|packet_in_decision_seconds_count)' | grep -v ' 0$' | sed 's/^/   /'
 
 echo
 echo "== 5. the codec: shardflow's FLOW_MODs against OVS's own encoder (ovs-ofctl -mmmmm parse-flow)"

@@ -30,7 +30,9 @@ fn a_pod_on_node_1_reaches_a_pod_on_node_2_and_return_flows_are_learned_with_tun
     let (a, b) = (NodeNs::pod_ip(1), NodeNs::pod_ip(2));
     let server = t.n2.pod.echo_server(SocketAddr::new(b, 8080));
     let (mut s, took) =
-        t.n1.pod.connect(SocketAddr::new(b, 8080), Duration::from_secs(5)).expect("node 1's pod -> node 2's pod through Geneve");
+        t.n1.pod
+            .connect(SocketAddr::new(b, 8080), Duration::from_secs(5))
+            .expect("node 1's pod -> node 2's pod through Geneve");
     assert_eq!(echo(&mut s, b"across nodes", Duration::from_secs(5)).unwrap(), b"across nodes");
     eprintln!("first connect across two nodes: {took:?}");
 
@@ -55,8 +57,12 @@ fn a_pod_on_node_1_reaches_a_pod_on_node_2_and_return_flows_are_learned_with_tun
 
     // More connections, each a new one decided on node 1, all through the tunnel.
     for i in 0..5 {
-        let (mut s, _) = t.n1.pod.connect(SocketAddr::new(b, 8080), Duration::from_secs(5)).expect("another connection");
-        assert_eq!(echo(&mut s, format!("n{i}").as_bytes(), Duration::from_secs(5)).unwrap(), format!("n{i}").as_bytes());
+        let (mut s, _) =
+            t.n1.pod.connect(SocketAddr::new(b, 8080), Duration::from_secs(5)).expect("another connection");
+        assert_eq!(
+            echo(&mut s, format!("n{i}").as_bytes(), Duration::from_secs(5)).unwrap(),
+            format!("n{i}").as_bytes()
+        );
     }
     drop(server);
 }

@@ -730,7 +730,11 @@ mod tests {
         let routes: Vec<&String> = texts.iter().filter(|t| t.contains("tun_dst")).collect();
         assert_eq!(routes.len(), 2, "{routes:?}");
         assert!(routes[0].contains("table=5,priority=85,"), "{}", routes[0]);
-        assert!(routes[0].ends_with("ip,nw_dst=10.244.2.0/24,actions=set_field:172.31.0.2->tun_dst,output:5"), "{}", routes[0]);
+        assert!(
+            routes[0].ends_with("ip,nw_dst=10.244.2.0/24,actions=set_field:172.31.0.2->tun_dst,output:5"),
+            "{}",
+            routes[0]
+        );
         flows_and_cookies_are_unique(&c);
         // Every route flow is what OVS encodes.
         if crate::oracle::available() {
@@ -743,7 +747,8 @@ mod tests {
         assert!(!flow_texts(&c, 2, 1).iter().any(|t| t.contains("tun_dst")));
         // Bad routes are refused, naming the key.
         let mut bad = sample();
-        bad.tunnel_routes = vec![TunnelRoute { cidr: "10.244.0.0/16".parse().unwrap(), remote_ip: Ipv4Addr::new(172, 31, 0, 2) }];
+        bad.tunnel_routes =
+            vec![TunnelRoute { cidr: "10.244.0.0/16".parse().unwrap(), remote_ip: Ipv4Addr::new(172, 31, 0, 2) }];
         let e = bad.validate().unwrap_err().to_string();
         assert!(e.contains("pipeline.tunnel_routes[0].cidr"), "{e}");
         bad.tunnel_routes[0].cidr = "10.244.2.0/24".parse().unwrap();

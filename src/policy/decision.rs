@@ -726,7 +726,10 @@ fn nat(kind: u16, ip: IpAddr, port: u16) -> Nat {
 fn with_delivery(mut actions: Vec<Action>, loc: Option<Location>, gateway_port: u32, in_port: u32) -> Vec<Action> {
     let port = match loc {
         Some(Location { port, tun_dst: Some(remote), .. }) => {
-            actions.push(Action::SetField { field: Field::TUN_DST, value: Value::from_u128(u128::from(u32::from(remote)), 4) });
+            actions.push(Action::SetField {
+                field: Field::TUN_DST,
+                value: Value::from_u128(u128::from(u32::from(remote)), 4),
+            });
             port
         }
         Some(l) => {

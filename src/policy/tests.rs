@@ -141,7 +141,8 @@ fn allowed_to_a_remote_address_goes_out_of_the_gateway() {
 fn allowed_to_another_nodes_pod_goes_into_the_tunnel_with_tun_dst() {
     use crate::pipeline::default::TunnelRoute;
     let mut c = cfg();
-    c.tunnel_routes = vec![TunnelRoute { cidr: "10.244.2.0/24".parse().unwrap(), remote_ip: Ipv4Addr::new(172, 31, 0, 2) }];
+    c.tunnel_routes =
+        vec![TunnelRoute { cidr: "10.244.2.0/24".parse().unwrap(), remote_ip: Ipv4Addr::new(172, 31, 0, 2) }];
     let ctx = DecisionContext::new(&c, GEN);
     let k = syn("10.244.1.2", "10.244.2.9", 40000, 443);
     let p = NetworkPolicy::allow();
@@ -151,7 +152,11 @@ fn allowed_to_another_nodes_pod_goes_into_the_tunnel_with_tun_dst() {
         "{}",
         texts[0]
     );
-    assert!(texts[1].ends_with("actions=ct(commit,zone=1),set_field:0a:58:0a:f4:01:02->eth_dst,output:2"), "{}", texts[1]);
+    assert!(
+        texts[1].ends_with("actions=ct(commit,zone=1),set_field:0a:58:0a:f4:01:02->eth_dst,output:2"),
+        "{}",
+        texts[1]
+    );
     // Typed flows equal the texts, and the texts are what OVS encodes.
     let d = decide(&k, 2, &p, &ctx);
     let parsed: Vec<FlowMod> = texts.iter().map(|t| FlowMod::parse(t, FlowModCommand::Add).unwrap()).collect();

@@ -73,7 +73,16 @@ impl NodeNs {
         let hwaddr = |i: u8| format!("02:00:ac:1f:00:{i:02x}");
         ovs.ok(
             "ovs-vsctl",
-            &["add-port", "br-phy", underlay, "--", "set", "bridge", "br-phy", &format!("other_config:hwaddr={}", hwaddr(index))],
+            &[
+                "add-port",
+                "br-phy",
+                underlay,
+                "--",
+                "set",
+                "bridge",
+                "br-phy",
+                &format!("other_config:hwaddr={}", hwaddr(index)),
+            ],
         );
         ns.ok("ip", &["link", "set", underlay, "up"]);
         ethtool_tx_off(Some(&ns), underlay);

@@ -191,6 +191,33 @@ pub fn route(
     });
 }
 
+/// Without a pipeline (dispatch only) the node's updates install nothing, but they are still
+/// read (the agent must not stall on a full channel) and the Tracker still forgets what it
+/// learned on ports that went.
+pub fn drain(
+    runtime: &tokio::runtime::Handle,
+    signal: crate::control::signal::ShutdownSignal,
+    updates: flume::Receiver<NodeUpdate>,
+    tracker: Arc<crate::tracker::Tracker>,
+) {
+    runtime.spawn(async move {
+        let run = async {
+            while let Ok(u) = updates.recv_async().await {
+                let Some(dpid) = u.view.datapath_id else { continue };
+                for change in &u.changes {
+                    if let NodeChange::Removed(p) | NodeChange::Changed { old: p, .. } = change {
+                        tracker.forget_port(dpid, p.ofport);
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            _ = run => {}
+            _ = signal.wait() => {}
+        }
+    });
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

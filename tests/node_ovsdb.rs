@@ -321,3 +321,31 @@ fn a_missing_socket_does_not_stop_the_daemon_and_a_bad_address_is_a_config_error
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("node.ovsdb"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Figures (printed; run with `--nocapture`): agent start to first view (connect, bridge
+/// created, monitor), and `ovs-vsctl add-port` started to the pod's NodeUpdate received, over
+/// 20 pods (bounded). Each must stay under 5 s; the figures go into the report.
+#[test]
+fn pod_arrival_latency() {
+    let ovs = Ovs::start(&["br0"]);
+    let t0 = Instant::now();
+    let agent = Agent::start(&ovs, CTLS);
+    agent.until("the first view", |_| true);
+    let first = t0.elapsed();
+    let mut lat = Vec::new();
+    for i in 0..20u8 {
+        let name = format!("pod{i}");
+        let t = Instant::now();
+        add_pod(&ovs, &name, &format!("0a:58:0a:f4:02:{i:02x}"), &format!("10.244.2.{}/24", i + 10));
+        agent.until(&name, |u| u.view.ports.contains_key(&name));
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    eprintln!(
+        "node agent: first view {:.1} ms; add-port -> NodeUpdate p50 {:.1} ms, max {:.1} ms (20 pods)",
+        first.as_secs_f64() * 1e3,
+        lat[lat.len() / 2].as_secs_f64() * 1e3,
+        lat[lat.len() - 1].as_secs_f64() * 1e3
+    );
+    assert!(first < Duration::from_secs(5) && lat[lat.len() - 1] < Duration::from_secs(5));
+}

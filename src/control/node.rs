@@ -34,6 +34,10 @@ pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest retry delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// How often the agent sends OVSDB an `echo` while nothing else happens (an answer is due
+/// within the client's call deadline, 10 s, else the connection counts as lost).
+pub const PROBE_EVERY: Duration = Duration::from_secs(5);
+
 /// What the agent needs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeAgentConfig {
@@ -233,6 +237,8 @@ impl Agent {
             Err(e) => return End::Lost(e),
         };
         let mut tables = monitor.current();
+        let mut probe = tokio::time::interval_at(tokio::time::Instant::now() + PROBE_EVERY, PROBE_EVERY);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             match ovsdb_rows::node_view(&tables, &self.cfg.bridge) {
                 Some((view, malformed)) => {
@@ -249,9 +255,19 @@ impl Agent {
                     }
                 }
             }
-            tables = match monitor.changed().await {
-                Ok(t) => t,
-                Err(e) => return End::Lost(e),
+            tables = loop {
+                tokio::select! {
+                    t = monitor.changed() => match t {
+                        Ok(t) => break t,
+                        Err(e) => return End::Lost(e),
+                    },
+                    // A TCP peer that vanished without a FIN is only found by asking.
+                    _ = probe.tick() => {
+                        if let Err(e) = client.call("echo", serde_json::json!([])).await {
+                            return End::Lost(e);
+                        }
+                    }
+                }
             };
         }
     }

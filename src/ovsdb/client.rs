@@ -300,3 +300,84 @@ impl Driver {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    //! The transport against a fake peer on a unix socket (the real server is in
+    //! tests/ovsdb_client.rs): the server's echo answered, an oversized message refused and
+    //! counted, the pending-request bound.
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::UnixListener;
+
+    use super::*;
+
+    fn sock(tag: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("shardflow-ovsdb-{tag}-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    /// Reads from the peer until one whole JSON value arrived.
+    async fn read_value(s: &mut tokio::net::UnixStream) -> Value {
+        let mut f = Framer::new(1 << 20);
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "peer closed");
+            f.push(&buf[..n]);
+            if let Some(v) = f.drain().unwrap().into_iter().next() {
+                return v;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_echo_and_refuses_an_oversized_message() {
+        let path = sock("echo");
+        let listener = UnixListener::bind(&path).unwrap();
+        let cfg = ClientConfig { max_frame: 4096, timeout: Duration::from_secs(5), ..ClientConfig::default() };
+        let addr = OvsdbAddr::Unix(path.clone());
+        let (client, peer) = tokio::join!(Client::connect_with(&addr, cfg), listener.accept());
+        let client = client.unwrap();
+        let (mut peer, _) = peer.unwrap();
+
+        peer.write_all(br#"{"id":"echo","method":"echo","params":[]}"#).await.unwrap();
+        assert_eq!(read_value(&mut peer).await, json!({"id": "echo", "result": [], "error": null}));
+
+        // A call, answered by a message far over the frame bound: the connection is refused.
+        let call = client.call("list_dbs", json!([]));
+        let serve = async {
+            let req = read_value(&mut peer).await;
+            assert_eq!(req["method"], "list_dbs");
+            let big = format!(r#"{{"id":{},"result":["{}"],"error":null}}"#, req["id"], "x".repeat(10_000));
+            let _ = peer.write_all(big.as_bytes()).await;
+        };
+        let (r, ()) = tokio::join!(call, serve);
+        assert!(matches!(r, Err(OvsdbError::Closed)), "{:?}", r.map(|v| v.to_string().len()));
+        assert_eq!(client.stats().frames_too_large.load(Ordering::Relaxed), 1);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test]
+    async fn pending_requests_are_bounded() {
+        let path = sock("pending");
+        let listener = UnixListener::bind(&path).unwrap();
+        let cfg = ClientConfig { max_pending: 2, timeout: Duration::from_millis(300), ..ClientConfig::default() };
+        let addr = OvsdbAddr::Unix(path.clone());
+        let (client, peer) = tokio::join!(Client::connect_with(&addr, cfg), listener.accept());
+        let client = client.unwrap();
+        let _peer = peer.unwrap(); // never answers
+        let (a, b, c) = tokio::join!(
+            client.call("list_dbs", json!([])),
+            client.call("list_dbs", json!([])),
+            client.call("list_dbs", json!([]))
+        );
+        let refused = [&a, &b, &c].iter().filter(|r| matches!(r, Err(OvsdbError::TooManyPending { limit: 2 }))).count();
+        let timed_out = [&a, &b, &c].iter().filter(|r| matches!(r, Err(OvsdbError::Timeout(_)))).count();
+        assert_eq!((refused, timed_out), (1, 2), "{a:?} {b:?} {c:?}");
+        assert_eq!(client.stats().pending_refused(), 1);
+        let _ = std::fs::remove_file(&path);
+    }
+}

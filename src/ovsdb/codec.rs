@@ -40,9 +40,17 @@ impl Framer {
         let mut out = Vec::new();
         let consumed = {
             let mut stream = serde_json::Deserializer::from_slice(&self.buf).into_iter::<Value>();
+            let mut start = 0;
             loop {
                 match stream.next() {
-                    Some(Ok(v)) => out.push(v),
+                    Some(Ok(v)) => {
+                        // A whole value that arrived in one read is bounded too.
+                        if stream.byte_offset() - start > self.max_frame {
+                            return Err(OvsdbError::FrameTooLarge { limit: self.max_frame });
+                        }
+                        start = stream.byte_offset();
+                        out.push(v);
+                    }
                     Some(Err(e)) if e.is_eof() => break,
                     Some(Err(e)) => return Err(OvsdbError::Protocol(format!("not JSON: {e}"))),
                     None => break,
@@ -105,6 +113,10 @@ mod tests {
         let mut f = Framer::new(64);
         f.push(b"{\"a\":\"");
         f.push(&[b'x'; 100]);
+        assert!(matches!(f.drain(), Err(OvsdbError::FrameTooLarge { limit: 64 })));
+        // Complete, but too large.
+        let mut f = Framer::new(64);
+        f.push(format!("{{\"a\":1}}{{\"a\":\"{}\"}}", "x".repeat(100)).as_bytes());
         assert!(matches!(f.drain(), Err(OvsdbError::FrameTooLarge { limit: 64 })));
     }
 }

@@ -50,9 +50,14 @@ fn pods_plugged_into_ovsdb_get_flows_and_lose_them_with_their_port() {
     assert!(ok, "no zero-config pipeline on br-int:\n{}", d.stderr());
     let base = ovs.flows("br-int").len();
 
-    add_pod(&ovs, "pod1", 10, P1_MAC, "10.244.1.10/24");
-    add_pod(&ovs, "pod2", 11, P2_MAC, "10.244.1.11/24,fd00::b/64");
     let p1 = format!("table=5, priority=100,ip,nw_dst=10.244.1.10 actions=set_field:{P1_MAC}->eth_dst,output:10");
+    // From the plug-in (ovs-vsctl returns once ovs-vswitchd has the port) to its flows in
+    // dump-flows, polled back to back: OVSDB monitor -> agent -> router -> bundle.
+    let t0 = std::time::Instant::now();
+    add_pod(&ovs, "pod1", 10, P1_MAC, "10.244.1.10/24");
+    while t0.elapsed() < Duration::from_secs(10) && flows_with(&ovs, &p1).is_empty() {}
+    eprintln!("FIGURE ovs-vsctl add-port -> the pod's flows in dump-flows: {:?} (debug build)", t0.elapsed());
+    add_pod(&ovs, "pod2", 11, P2_MAC, "10.244.1.11/24,fd00::b/64");
     let p2 = format!("table=5, priority=100,ip,nw_dst=10.244.1.11 actions=set_field:{P2_MAC}->eth_dst,output:11");
     let ok =
         wait_until(Duration::from_secs(10), || !flows_with(&ovs, &p1).is_empty() && !flows_with(&ovs, &p2).is_empty());

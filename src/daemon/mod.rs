@@ -570,8 +570,9 @@ fn run_inner(cfg: Config, given_updates: Option<flume::Receiver<crate::node::Nod
                 shared.node_metrics.clone(),
             );
         }
-        (Some(_), None) => {
+        (Some(updates), None) => {
             tracing::info!("learning.zero_config = false and no [pipeline]: the node's pods are not installed");
+            node_router::drain(&control.runtime(), control.shutdown_signal(), updates, tracker.clone());
         }
         (None, _) => {}
     }

@@ -22,6 +22,37 @@ use crate::pipeline::resync::ResyncPlan;
 use super::node_metrics::NodeMetrics;
 use super::ShardMsg;
 
+/// What a change takes away: the pod addresses whose cached answers and connections must go,
+/// and the port whose learned addresses the Tracker forgets. A removed port loses everything; a
+/// changed one only what changed (a pod whose labels changed keeps its connections; one that lost
+/// an address loses that address's; one that got another port or MAC loses them all).
+fn gone(change: &NodeChange) -> (Vec<IpAddr>, Option<u32>) {
+    let pod_ips = |p: &crate::node::NodePort| match &p.role {
+        PortRole::Pod(info) => info.ips.clone(),
+        _ => Vec::new(),
+    };
+    match change {
+        NodeChange::Added(_) => (Vec::new(), None),
+        NodeChange::Removed(p) => (pod_ips(p), Some(p.ofport)),
+        NodeChange::Changed { old, new } => {
+            let same_place = old.ofport == new.ofport
+                && match (&old.role, &new.role) {
+                    (PortRole::Pod(o), PortRole::Pod(n)) => o.mac == n.mac,
+                    (o, n) => std::mem::discriminant(o) == std::mem::discriminant(n),
+                };
+            if same_place {
+                let kept = pod_ips(new);
+                let lost: Vec<IpAddr> = pod_ips(old).into_iter().filter(|ip| !kept.contains(ip)).collect();
+                // An address that went may have been learned on the port too.
+                let port = (!lost.is_empty()).then_some(old.ofport);
+                (lost, port)
+            } else {
+                (pod_ips(old), Some(old.ofport))
+            }
+        }
+    }
+}
+
 /// One update of the node's bridge, worked out for the shards.
 #[derive(Debug)]
 pub struct NodeApplied {
@@ -86,14 +117,7 @@ impl NodeRouter {
             metrics.pods_refused.inc();
             tracing::warn!(port = %r.name, "pod not installed: {}", r.reason);
         }
-        let mut gone_ips = Vec::new();
-        for change in &update.changes {
-            if let NodeChange::Removed(p) | NodeChange::Changed { old: p, .. } = change {
-                if let PortRole::Pod(info) = &p.role {
-                    gone_ips.extend(info.ips.iter().copied());
-                }
-            }
-        }
+        let gone_ips: Vec<IpAddr> = update.changes.iter().flat_map(|c| gone(c).0).collect();
         let pods: BTreeSet<(u32, Ipv4Addr)> = eff.local_pods.iter().map(|p| (p.port, p.ip)).collect();
         let pods_installed = pods.difference(&self.last_pods).count();
         let pods_removed = self.last_pods.difference(&pods).count();
@@ -158,10 +182,8 @@ pub fn route(
                     }
                 };
                 if let Some(dpid) = applied.dpid {
-                    for change in &u.changes {
-                        if let NodeChange::Removed(p) | NodeChange::Changed { old: p, .. } = change {
-                            tracker.forget_port(dpid, p.ofport);
-                        }
+                    for port in u.changes.iter().filter_map(|c| gone(c).1) {
+                        tracker.forget_port(dpid, port);
                     }
                     let p = &applied.pipeline;
                     for port in [p.gateway_port, p.uplink_port].into_iter().filter(|p| *p != 0).chain(p.tunnel_port) {
@@ -181,6 +203,31 @@ pub fn route(
                     if mesh.sender(ShardId(s)).send_async(ShardMsg::Node(applied.clone())).await.is_err() {
                         return;
                     }
+                }
+            }
+        };
+        tokio::select! {
+            _ = run => {}
+            _ = signal.wait() => {}
+        }
+    });
+}
+
+/// Without a pipeline (dispatch only) the node's updates install nothing, but they are still
+/// read (the agent must not stall on a full channel) and the Tracker still forgets what it
+/// learned on ports that went.
+pub fn drain(
+    runtime: &tokio::runtime::Handle,
+    signal: crate::control::signal::ShutdownSignal,
+    updates: flume::Receiver<NodeUpdate>,
+    tracker: Arc<crate::tracker::Tracker>,
+) {
+    runtime.spawn(async move {
+        let run = async {
+            while let Ok(u) = updates.recv_async().await {
+                let Some(dpid) = u.view.datapath_id else { continue };
+                for port in u.changes.iter().filter_map(|c| gone(c).1) {
+                    tracker.forget_port(dpid, port);
                 }
             }
         };
@@ -220,6 +267,26 @@ mod tests {
             ports: ports.into_iter().map(|p| (p.name.clone(), p)).collect(),
         };
         NodeUpdate { view: Arc::new(view), changes }
+    }
+
+    #[test]
+    fn a_change_takes_away_only_what_changed() {
+        let a = pod("a", 7, 7);
+        let mut relabelled = a.clone();
+        let mut readdressed = a.clone();
+        let mut moved = a.clone();
+        moved.ofport = 9;
+        if let (PortRole::Pod(r), PortRole::Pod(d)) = (&mut relabelled.role, &mut readdressed.role) {
+            r.name = "renamed".into();
+            d.ips.push(IpAddr::from([10, 244, 1, 70]));
+            d.ips.remove(0);
+        }
+        let ip7 = IpAddr::from([10, 244, 1, 7]);
+        assert_eq!(gone(&NodeChange::Removed(a.clone())), (vec![ip7], Some(7)));
+        assert_eq!(gone(&NodeChange::Added(a.clone())), (vec![], None));
+        assert_eq!(gone(&NodeChange::Changed { old: a.clone(), new: relabelled }), (vec![], None));
+        assert_eq!(gone(&NodeChange::Changed { old: a.clone(), new: readdressed }), (vec![ip7], Some(7)));
+        assert_eq!(gone(&NodeChange::Changed { old: a, new: moved }), (vec![ip7], Some(7)));
     }
 
     #[test]

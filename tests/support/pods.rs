@@ -294,7 +294,11 @@ impl EchoServer {
                                             break;
                                         }
                                     }
-                                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                                    Err(e)
+                                        if matches!(
+                                            e.kind(),
+                                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                        ) => {}
                                     Err(_) => break,
                                 }
                             }
@@ -418,7 +422,14 @@ impl Cni {
     /// `CNI_NETNS`, `CNI_IFNAME`, `CNI_PATH` (the plugin's folder, then host-local's),
     /// `CNI_ARGS` (`K8S_POD_NAMESPACE=..;K8S_POD_NAME=..`), `OVS_RUNDIR` (as ovs-vsctl), the
     /// config on stdin.
-    pub fn invoke(&self, command: &str, container_id: &str, netns: Option<&Path>, ifname: &str, args: &str) -> CniOutput {
+    pub fn invoke(
+        &self,
+        command: &str,
+        container_id: &str,
+        netns: Option<&Path>,
+        ifname: &str,
+        args: &str,
+    ) -> CniOutput {
         self.invoke_with(command, container_id, netns, ifname, args, &self.conf())
     }
 
@@ -595,6 +606,7 @@ pub fn mentions(text: &str, addr: &str) -> bool {
     text.match_indices(addr).any(|(at, _)| {
         let before = text[..at].chars().next_back();
         let after = text[at + addr.len()..].chars().next();
-        !before.is_some_and(|c| c.is_ascii_digit() || c == '.') && !after.is_some_and(|c| c.is_ascii_digit() || c == '.')
+        !before.is_some_and(|c| c.is_ascii_digit() || c == '.')
+            && !after.is_some_and(|c| c.is_ascii_digit() || c == '.')
     })
 }

@@ -13,9 +13,7 @@ mod support;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use support::pods::{
-    echo, host_link_exists, mentions, tx_checksum_off, unique, Netns, Node, BRIDGE,
-};
+use support::pods::{echo, host_link_exists, mentions, tx_checksum_off, unique, Netns, Node, BRIDGE};
 use support::{wait_until, Ovs};
 
 const SUBNET: &str = "10.244.1.0/24";
@@ -93,7 +91,8 @@ fn zero_config_pods_added_by_the_plugin_connect() {
     assert_eq!(echo(&mut s, b"hello through shardflow", CONNECT).unwrap(), b"hello through shardflow");
     eprintln!("connect through the zero-config daemon: {took:?}");
 
-    let t3: Vec<String> = node.ovs.flows_matching(BRIDGE, "table=3").into_iter().filter(|f| mentions(f, &b.ip.to_string())).collect();
+    let t3: Vec<String> =
+        node.ovs.flows_matching(BRIDGE, "table=3").into_iter().filter(|f| mentions(f, &b.ip.to_string())).collect();
     assert!(
         t3.iter().any(|f| f.contains("tp_dst=8080") && mentions(f, &a.ip.to_string())),
         "no connection flow for {} -> {}:8080 in table 3: {t3:#?}",
@@ -133,7 +132,11 @@ fn a_denied_port_times_out_and_gets_a_drop_flow() {
         .into_iter()
         .filter(|f| f.contains("actions=drop") && mentions(f, &b.ip.to_string()))
         .collect();
-    assert!(!drop_flows.is_empty(), "no drop flow for :2222 in table 3: {:#?}", node.ovs.flows_matching(BRIDGE, "table=3"));
+    assert!(
+        !drop_flows.is_empty(),
+        "no drop flow for :2222 in table 3: {:#?}",
+        node.ovs.flows_matching(BRIDGE, "table=3")
+    );
     assert!(node.daemon().metric_sum("shardflow_decisions_total", &["verdict=\"deny\""]) >= 1.0);
 
     let (mut s, _) = a.ns.connect(sa(b.ip, 8080), CONNECT).expect("the allowed port connects");
@@ -180,10 +183,7 @@ fn a_service_vip_reaches_its_endpoint_pod() {
     // The reply came from the VIP as the client sees it; the DNAT is in conntrack.
     assert_eq!(s.peer_addr().unwrap(), sa(vip, 80));
     let dnat = node.flows_with(&vip);
-    assert!(
-        dnat.iter().any(|f| f.contains("nat(dst=10.244.1.3:8080)")),
-        "no DNAT flow to the endpoint: {dnat:#?}"
-    );
+    assert!(dnat.iter().any(|f| f.contains("nat(dst=10.244.1.3:8080)")), "no DNAT flow to the endpoint: {dnat:#?}");
 }
 
 // === DEL ===
@@ -212,12 +212,7 @@ fn del_removes_the_port_the_flows_and_the_tracker_entries() {
     assert!(!node.ovs.ports(BRIDGE).contains(&b.host_if), "the port is still on {BRIDGE}");
     assert!(!host_link_exists(&b.host_if), "the veth {} is still there", b.host_if);
     let gone = wait_until(Duration::from_secs(10), || node.flows_with(&b.ip).is_empty() && !tracker_knows_b());
-    assert!(
-        gone,
-        "after DEL: flows {:#?}, tracker {}",
-        node.flows_with(&b.ip),
-        node.daemon().json("/v1/tracker")
-    );
+    assert!(gone, "after DEL: flows {:#?}, tracker {}", node.flows_with(&b.ip), node.daemon().json("/v1/tracker"));
     // The other pod is untouched.
     assert!(node.ovs.ports(BRIDGE).contains(&a.host_if));
     let again = node.cni.del_pod(&b);

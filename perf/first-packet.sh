@@ -169,7 +169,9 @@ else
     printf '[shards]\ncount = %s\n\n[node]\novsdb = "unix:%s/db.sock"\n' "$SHARDS" "$TMP" >"$TMP/shardflow-Z.toml"
     ZBASE=$(free_port_run "$SHARDS")
     ZHTTP=127.0.0.1:$(free_port)
-    bg "$TMP/shardflow-Z.log" "$SF" run --config "$TMP/shardflow-Z.toml" --base-port "$ZBASE" --http "$ZHTTP" --log-level warn
+    # --ovsdb: lib.sh turns node management off for the other benchmarks (a flag beats it).
+    bg "$TMP/shardflow-Z.log" "$SF" run --config "$TMP/shardflow-Z.toml" --ovsdb "unix:$TMP/db.sock" \
+        --base-port "$ZBASE" --http "$ZHTTP" --log-level warn
     ZPID=$BG_PID
     wait_port "$ZBASE" 100 "$ZPID" || die "shardflow did not listen on $ZBASE (see logs/shardflow-Z.log)"
     ovs-vsctl --timeout=20 wait-until bridge br-int >/dev/null || die "the daemon did not create br-int"

@@ -187,10 +187,19 @@ fn a_service_vip_reaches_its_endpoint_pod() {
     let a = node.cni.add_pod("default", "client");
     let b = node.cni.add_pod("default", "server");
     assert_eq!(b.ip.to_string(), endpoint, "host-local handed out another address than expected");
+    // A decision made before the endpoint's node update reached the deciding shard would send
+    // the connection to the gateway (and its flow would stay for the idle timeout).
+    node.wait_pod_flows(&b.ip);
     let _server = b.ns.echo_server(sa(b.ip, 8080));
 
     let vip: IpAddr = "10.96.0.10".parse().unwrap();
-    let (mut s, _) = a.ns.connect(sa(vip, 80), CONNECT).expect("client -> 10.96.0.10:80");
+    let (mut s, _) = a.ns.connect(sa(vip, 80), CONNECT).unwrap_or_else(|e| {
+        panic!(
+            "client -> 10.96.0.10:80: {e}\nflows: {:#?}\nclient neighbours: {}",
+            node.ovs.flows_matching(BRIDGE, ""),
+            a.ns.ok("ip", &["neigh"])
+        )
+    });
     assert_eq!(echo(&mut s, b"via the VIP", CONNECT).unwrap(), b"via the VIP");
     // The reply came from the VIP as the client sees it; the DNAT is in conntrack.
     assert_eq!(s.peer_addr().unwrap(), sa(vip, 80));

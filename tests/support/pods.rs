@@ -745,6 +745,14 @@ impl Node {
         self.ovs.flows_matching(BRIDGE, "").into_iter().filter(|f| mentions(f, &ip.to_string())).collect()
     }
 
+    /// Waits (10 s) until the daemon installed the pod's forwarding flow (table 5, `nw_dst=IP`):
+    /// its node update reached the shards.
+    pub fn wait_pod_flows(&self, ip: &IpAddr) {
+        let filter = format!("table=5,ip,nw_dst={ip}");
+        let ok = super::wait_until(Duration::from_secs(10), || !self.ovs.flows_matching(BRIDGE, &filter).is_empty());
+        assert!(ok, "no forwarding flow for the pod {ip}: {:#?}", self.ovs.flows_matching(BRIDGE, "table=5"));
+    }
+
     /// True when a link of this name exists in the node's namespace.
     pub fn link_exists(&self, name: &str) -> bool {
         self.ns.exec("ip", &["link", "show", "dev", name]).status.success()

@@ -59,11 +59,20 @@ impl Node {
 }
 
 fn start() -> Node {
+    start_mode(false)
+}
+
+/// OVS with docs/pipeline.md's ports, the daemon (2 shards; fan-out, or `single` mode with one
+/// controller connection) attached, its pipeline installed on br0.
+fn start_mode(single: bool) -> Node {
     let ovs = Ovs::start(&["br0"]);
     add_dummy_ports(&ovs, &[3, 4, 5, NEW_PORT]);
     let mut cfg = Config::from_toml(&example_toml()).unwrap();
     let (base, http) = free_ports(2);
     cfg.openflow.base_port = base;
+    if single {
+        cfg.openflow.mode = shardflow::config::Mode::Single;
+    }
     cfg.http.listen = format!("127.0.0.1:{http}").parse().unwrap();
     cfg.http.auth = false;
     let (tx, rx) = flume::bounded(16);
@@ -74,19 +83,24 @@ fn start() -> Node {
         http_request_as(&http, "GET", "/healthz", "", None).is_ok_and(|(st, _, _)| st == 200)
     });
     assert!(ok, "the daemon did not answer /healthz");
-    ovs.ok(
-        "ovs-vsctl",
-        &["set-controller", "br0", &format!("tcp:127.0.0.1:{base}"), &format!("tcp:127.0.0.1:{}", base + 1)],
-    );
+    let mut args = vec!["set-controller".to_string(), "br0".to_string(), format!("tcp:127.0.0.1:{base}")];
+    if !single {
+        args.push(format!("tcp:127.0.0.1:{}", base + 1));
+    }
+    ovs.ok("ovs-vsctl", &args.iter().map(String::as_str).collect::<Vec<_>>());
     for u in ovs.ok("ovs-vsctl", &["--bare", "--columns=_uuid", "list", "controller"]).split_whitespace() {
         ovs.ok("ovs-vsctl", &["set", "controller", u, "connection_mode=out-of-band"]);
     }
     let node = Node { ovs, http, updates: tx };
+    // Connected (every connection) and the pipeline in place.
+    let conns = if single { 1 } else { 2 };
+    let mut last = Value::Null;
     let ok = wait_until(Duration::from_secs(10), || {
-        let (st, _, _) = http_request_as(&node.http, "GET", "/readyz", "", None).unwrap();
-        st == 200
+        last = serde_json::from_str(&node.get("/v1/switches")).unwrap();
+        let s = last.as_array().and_then(|a| a.iter().find(|s| s["dpid"] == "0000000000000001").cloned());
+        s.is_some_and(|s| s["connections"].as_u64() == Some(conns) && !s["pipeline_installed_ms"].is_null())
     });
-    assert!(ok, "/readyz not 200");
+    assert!(ok, "no pipeline on br0: {last}");
     node
 }
 
@@ -289,4 +303,19 @@ fn zero_config_pods_from_the_database_and_a_learning_host() {
         pcap_frames(&pcap_path(&n.ovs, 2)).iter().any(|f| FlowKey::extract(2, f).is_ok_and(|k| k.ip_proto == 6))
     });
     assert!(ok, "the SYN did not reach the pod");
+}
+
+/// Single mode (one connection, any shard may hold it): the shard holding it sends the change,
+/// and the update is counted once.
+#[test]
+fn single_mode_pod_added_once() {
+    let n = start_mode(true);
+    let before = n.ovs.flows("br0").len();
+    n.send(&view(vec![pod_port()]), vec![NodeChange::Added(pod_port())]);
+    let want =
+        format!("table=5, priority=100,ip,nw_dst={NEW_IP} actions=set_field:{NEW_MAC}->eth_dst,output:{NEW_PORT}");
+    assert!(wait_until(Duration::from_secs(5), || !n.flows_with(&want).is_empty()), "{:#?}", n.ovs.flows("br0"));
+    assert_eq!(n.ovs.flows("br0").len(), before + 3);
+    assert_eq!(n.metric("shardflow_node_pods_installed_total"), 1.0);
+    assert_eq!(n.metric("shardflow_node_updates_applied_total"), 1.0);
 }

@@ -330,6 +330,20 @@ fn add_check_del_on_a_real_ovs_with_host_local() {
     assert!(out.ok, "DEL without its namespace: {} {}", out.json, out.stderr);
     assert!(!ovs.ports(&node.bridge).contains(&pod2.host_if) && !node.has_link(&pod2.host_if));
     assert!(node.leases().is_empty(), "lease left: {:?}", node.leases());
+
+    // A runtime that sends no K8S_* args: the pod is named by its container id, in a namespace
+    // named after the network (the daemon takes a port for a pod only with every key).
+    let ns3 = Netns::new("sfpod-");
+    let id3 = format!("{}-bare", ns3.name);
+    let out = node.invoke("ADD", &id3, Some(&ns3.path()), "eth0", "");
+    assert!(out.ok, "ADD without CNI_ARGS: {} {}", out.json, out.stderr);
+    let host3 = out.json["interfaces"][0]["name"].as_str().unwrap().to_string();
+    let ids = node.external_ids(&host3);
+    for want in [format!("pod-name={id3}"), format!("pod-namespace={}", node.cni.name)] {
+        assert!(ids.contains(&want), "{want} not in {ids:?}");
+    }
+    assert!(node.invoke("DEL", &id3, Some(&ns3.path()), "eth0", "").ok);
+    assert!(node.leases().is_empty(), "lease left: {:?}", node.leases());
 }
 
 /// Errors are spec JSON with the spec's codes and a non-zero exit, and a failed ADD leaves

@@ -29,8 +29,8 @@ pub struct PodPort {
     pub attached_mac: String,
     /// Comma-separated CIDRs.
     pub ip_address: String,
-    pub pod_name: Option<String>,
-    pub pod_namespace: Option<String>,
+    pub pod_name: String,
+    pub pod_namespace: String,
     pub container_id: String,
 }
 
@@ -40,12 +40,8 @@ impl PodPort {
         m.insert(keys::ATTACHED_MAC, self.attached_mac.clone());
         m.insert(keys::IP_ADDRESS, self.ip_address.clone());
         m.insert(keys::CONTAINER_ID, self.container_id.clone());
-        if let Some(n) = &self.pod_name {
-            m.insert(keys::POD_NAME, n.clone());
-        }
-        if let Some(n) = &self.pod_namespace {
-            m.insert(keys::POD_NAMESPACE, n.clone());
-        }
+        m.insert(keys::POD_NAME, self.pod_name.clone());
+        m.insert(keys::POD_NAMESPACE, self.pod_namespace.clone());
         m
     }
 }
@@ -228,8 +224,8 @@ mod tests {
             name: "sf0123456789ab".into(),
             attached_mac: "0a:58:0a:f4:01:02".into(),
             ip_address: "10.244.1.2/24".into(),
-            pod_name: Some("web-0".into()),
-            pod_namespace: Some("default".into()),
+            pod_name: "web-0".into(),
+            pod_namespace: "default".into(),
             container_id: "c1".into(),
         }
     }
@@ -254,11 +250,6 @@ mod tests {
         assert_eq!(ops[1]["row"]["interfaces"], json!(["named-uuid", "iface"]));
         assert_eq!(ops[2]["where"], json!([["name", "==", "br-int"]]));
         assert_eq!(ops[2]["mutations"], json!([["ports", "insert", ["set", [["named-uuid", "port"]]]]]));
-        // Without K8S_* args, no pod-name / pod-namespace keys rather than empty ones.
-        let mut p = pod();
-        p.pod_name = None;
-        p.pod_namespace = None;
-        assert!(!attach_ops(&p)[0].to_string().contains("pod-name"));
     }
 
     /// Answers scripted results and records the operations sent.

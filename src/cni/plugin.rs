@@ -57,14 +57,17 @@ fn netns_path(inv: &Invocation) -> Result<&Path, CniError> {
     inv.netns.as_deref().ok_or_else(|| CniError::env("CNI_NETNS is not set"))
 }
 
+/// The port's record. The daemon takes an Interface with pod keys for a pod only when all of
+/// them are there, so a call without `K8S_POD_NAME` / `K8S_POD_NAMESPACE` (a runtime other than
+/// kubelet) names the pod by its container id in a namespace named after the network.
 fn pod_port(inv: &Invocation, conf: &NetConf, host: &str, mac: &str, ips: &str) -> PodPort {
     PodPort {
         bridge: conf.bridge().to_string(),
         name: host.to_string(),
         attached_mac: mac.to_string(),
         ip_address: ips.to_string(),
-        pod_name: inv.args.pod_name.clone(),
-        pod_namespace: inv.args.pod_namespace.clone(),
+        pod_name: inv.args.pod_name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| inv.container_id.clone()),
+        pod_namespace: inv.args.pod_namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| conf.name.clone()),
         container_id: inv.container_id.clone(),
     }
 }

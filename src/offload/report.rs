@@ -1,0 +1,2 @@
+//! Pipeline report: per table, the share of flows that could be offloaded and what blocks the
+//! rest (filled in below).

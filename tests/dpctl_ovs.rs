@@ -16,7 +16,9 @@ mod support;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use shardflow::offload::datapath::{self, DpActionKind, DpActionNeed, DpFieldName, DpFlow};
+use shardflow::offload::datapath::{self, DpActionKind, DpFlow};
+use shardflow::offload::requirement::{ActionReq, CtReq, MaskKind, MatchField, NatKind};
+use shardflow::offload::Profile;
 use shardflow::packet::{build, MacAddr};
 use support::pipeline_env::{example_toml, PipelineEnv};
 use support::wait_until;
@@ -122,8 +124,8 @@ fn drive_traffic(env: &PipelineEnv) {
     env.inject(UPLINK, &[odd.clone(), odd]);
 }
 
-fn fields(f: &DpFlow) -> Vec<DpFieldName> {
-    datapath::lower(f).matches.iter().map(|m| m.field).collect()
+fn has_match(f: &DpFlow, field: MatchField) -> bool {
+    datapath::lower(f).has_match(field)
 }
 
 #[test]
@@ -164,15 +166,14 @@ fn real_dump_flows_parse_and_hold_the_pipeline() {
 
     // Conntrack in the pod zone (1) and the service zone (2, with NAT), each followed by a
     // recirculation whose pass has flows of its own matching on the conntrack state.
-    let needs: Vec<_> = flows.iter().map(datapath::lower).collect();
-    let ct_zone = |zone: u16, nat: bool| {
-        needs
-            .iter()
-            .flat_map(|n| &n.actions)
-            .any(|a| matches!(a, DpActionNeed::Ct { zone: Some(z), nat: n, .. } if *z == zone && *n == nat))
+    let reqs = datapath::lower_dump(&flows);
+    let acts: Vec<&ActionReq> = reqs.iter().flat_map(|r| &r.actions).collect();
+    let ct_zone = |zone: u16, nat: Option<NatKind>| {
+        acts.iter().any(|a| matches!(a, ActionReq::Ct(CtReq { zone: Some(z), nat: n, .. }) if *z == zone && *n == nat))
     };
-    assert!(ct_zone(1, false), "ct(zone=1) in the datapath:\n{text}");
-    assert!(ct_zone(2, true), "ct(commit,zone=2,nat(dst=..)) in the datapath:\n{text}");
+    assert!(ct_zone(1, None), "ct(zone=1) in the datapath:\n{text}");
+    assert!(ct_zone(2, Some(NatKind::Dst)), "ct(commit,zone=2,nat(dst=..)) in the datapath:\n{text}");
+    assert!(ct_zone(2, Some(NatKind::Reverse)), "the reply's ct(zone=2,nat) in the datapath:\n{text}");
     let nat = flows
         .iter()
         .flat_map(|f| &f.actions)
@@ -184,16 +185,18 @@ fn real_dump_flows_parse_and_hold_the_pipeline() {
     assert_eq!(dst, "10.244.1.2:8080", "the service's endpoint");
     assert!(nat.arg("commit").is_some() && nat.arg("zone").unwrap().value.as_deref() == Some("2"), "{nat}");
 
-    let recircs: Vec<u32> = needs
+    let recircs: Vec<u32> = flows
         .iter()
-        .flat_map(|n| &n.actions)
-        .filter_map(|a| if let DpActionNeed::Recirc { id } = a { Some(*id) } else { None })
+        .flat_map(|f| &f.actions)
+        .filter(|a| a.kind() == DpActionKind::Recirc)
+        .map(|a| u32::from_str_radix(a.value.as_deref().unwrap().trim_start_matches("0x"), 16).unwrap())
         .collect();
     assert!(!recircs.is_empty(), "recirc(...) in the datapath:\n{text}");
     for id in &recircs {
+        let key = format!("{id:#x}");
         assert!(
-            needs.iter().any(|n| n.recirc_id == *id),
-            "recirc({id:#x}) has flows of its own pass (recirc_id({id:#x})):\n{text}"
+            flows.iter().any(|f| f.key("recirc_id").unwrap().value.as_deref() == Some(key.as_str())),
+            "recirc({key}) has flows of its own pass (recirc_id({key})):\n{text}"
         );
     }
     // The second pass matches the conntrack state, masked (only the bits the pipeline tests).
@@ -203,7 +206,13 @@ fn real_dump_flows_parse_and_hold_the_pipeline() {
     for f in &second {
         let ct = f.key("ct_state").unwrap_or_else(|| panic!("{f}"));
         assert!(ct.is_masked(), "ct_state is matched under a mask after recirculation: {f}");
-        assert!(fields(f).contains(&DpFieldName::Field("ct_state")), "{f}");
+        assert!(has_match(f, MatchField::CtState), "{f}");
+    }
+    // Along the chain, a second-pass flow is one recirculation deep (two with its own recirc).
+    for (f, r) in flows.iter().zip(&reqs) {
+        let second = f.key("recirc_id").unwrap().value.as_deref() != Some("0");
+        let own = u32::from(r.actions.contains(&ActionReq::Recirculate));
+        assert_eq!(r.recirculations, u32::from(second) + own, "{f}");
     }
 
     // Ports by name (-m), masks: pod B's first pass matches its exact source (the
@@ -226,32 +235,46 @@ fn real_dump_flows_parse_and_hold_the_pipeline() {
     assert!(!ipv4.get("src").unwrap().is_masked(), "the pod's source is matched exactly: {from_b}");
     // Only the prefix of the destination the classifier needed (staged lookup): a masked match.
     assert!(ipv4.get("dst").unwrap().is_masked(), "{from_b}");
-    let need = datapath::lower(from_b);
-    let dst = need.matches.iter().find(|m| m.path == "ipv4.dst").unwrap_or_else(|| panic!("{need:?}"));
-    assert_eq!(dst.field, DpFieldName::Field("ip_dst"));
-    assert!(dst.mask.is_some(), "lowered with its mask: {dst:?}");
-    assert!(fields(from_b).contains(&DpFieldName::Field("ip_src")));
-    assert!(!fields(from_b).contains(&DpFieldName::Field("tcp_flags")), "a wildcarded field is not a need");
+    let r = datapath::lower(from_b);
+    let dst = r.matches.iter().find(|m| m.field == MatchField::Ipv4Dst).unwrap_or_else(|| panic!("{r:?}"));
+    assert_eq!(dst.mask, MaskKind::Prefix, "{from_b}");
+    assert!(r.matches.iter().any(|m| m.field == MatchField::Ipv4Src && m.mask == MaskKind::Exact), "{r:?}");
+    assert!(!r.has_match(MatchField::TcpFlags), "a wildcarded field is not a requirement");
 
-    // Table 5's `set_field:MAC->eth_dst` is a datapath `set(eth(dst=..))` rewrite, and the
-    // first SYN's miss went up to the controller through a userspace action.
+    // Table 5's `set_field:MAC->eth_dst` is a datapath `set(eth(dst=..))` rewrite.
     assert!(
-        needs.iter().flat_map(|n| &n.actions).any(|a| *a == DpActionNeed::SetField { field: DpFieldName::Field("eth_dst"), masked: false }
-            || matches!(a, DpActionNeed::Nested { name, actions } if name == "set" && actions.contains(&DpActionNeed::SetField { field: DpFieldName::Field("eth_dst"), masked: false }))),
+        acts.contains(&&ActionReq::SetField { field: MatchField::EthDst, masked: false }),
         "set(eth(dst=..)) in the datapath:\n{text}"
     );
     // The ARP responder's actions (ARP field rewrites) are not datapath actions: the flow is
     // slow-pathed; the unknown frame goes up to the controller behind the datapath meter of
     // table 0's `meter:3`.
-    let acts: Vec<&DpActionNeed> = needs.iter().flat_map(|n| &n.actions).collect();
-    assert!(acts.contains(&&DpActionNeed::Userspace { why: "slow_path(action)".into() }), "{acts:?}");
-    assert!(acts.contains(&&DpActionNeed::Userspace { why: "controller".into() }), "{acts:?}");
-    assert!(acts.iter().any(|a| matches!(a, DpActionNeed::Meter { .. })), "{acts:?}");
+    let slow = flows.iter().find(|f| f.key("eth_type").unwrap().value.as_deref() == Some("0x0806")).unwrap();
+    assert_eq!(slow.actions[0].arg("slow_path").and_then(|k| k.value.as_deref()), Some("action"), "{slow}");
+    assert!(acts.contains(&&ActionReq::Userspace) && acts.contains(&&ActionReq::Controller), "{acts:?}");
+    assert!(acts.contains(&&ActionReq::Meter), "{acts:?}");
+
+    // The explanation under the default profile (TC flower): only those two stay in software.
+    let tc = Profile::builtin("tc-flower").unwrap();
+    let explained = datapath::explain(&flows, &tc);
+    let blocked: Vec<String> = explained.iter().filter(|e| !e.verdict.offloadable).map(ToString::to_string).collect();
+    assert_eq!(blocked.len(), 2, "{blocked:#?}");
+    assert!(blocked.iter().any(|l| l.starts_with("not offloadable: userspace is a slow-path action | type=ovs | ")));
+    assert!(blocked.iter().any(|l| l.starts_with("not offloadable: controller is a slow-path action | type=ovs | ")));
+    // Under the ConnectX-class profile the connection's first packet, committed in the
+    // datapath (+new), is refused too.
+    let cx = Profile::builtin("connectx").unwrap();
+    let new_committed = datapath::explain(&flows, &cx)
+        .iter()
+        .filter(|e| e.verdict.line().contains("ct_state +new not matchable"))
+        .count();
+    assert!(new_committed >= 1, "{text}");
     eprintln!(
-        "FIGURE dpctl: {} datapath flows parsed ({} in a recirculation pass), {} distinct recirc ids",
+        "FIGURE dpctl: {} datapath flows parsed ({} in a recirculation pass), {} recirc actions; tc-flower: {} offloadable",
         flows.len(),
         second.len(),
-        recircs.len()
+        recircs.len(),
+        explained.iter().filter(|e| e.verdict.offloadable).count()
     );
 
     // The same dump without -m (numbers for ports, only what is matched) and the offloaded

@@ -20,7 +20,8 @@
 //! lossless tree ([`DpKey`]) holds all of them: printing a parsed flow gives back its line (the
 //! tests check this on real captures), so nothing OVS said is dropped on the way to the
 //! explanation. Meaning (which action is an output, where the zone of a `ct` is) is read from
-//! the tree by [`DpAction::kind`] and [`lower`].
+//! the tree by [`DpAction::kind`] and [`lower`], which turns a flow into the [`Requirements`]
+//! a capability profile judges ([`explain`]).
 //!
 //! Bad input is an error naming the line and column ([`ParseError`]); nothing here panics on
 //! any input, recursion is bounded ([`MAX_DEPTH`]) and so is a line ([`MAX_LINE`]).
@@ -30,7 +31,11 @@ mod parse;
 
 use std::fmt;
 
-pub use lower::{datapath_field, lower, DpActionNeed, DpFieldName, DpMatchNeed, DpNeeds, DP_FIELDS};
+use super::profile::Profile;
+use super::requirement::Requirements;
+use super::verdict::Verdict;
+
+pub use lower::{datapath_field, lower, lower_dump, DP_FIELDS};
 pub use parse::{parse_dump, parse_flow, parse_lines, ErrorKind, ParseError, MAX_DEPTH, MAX_LINE};
 
 /// One datapath flow, as one line of `dpctl/dump-flows` prints it.
@@ -150,6 +155,38 @@ pub enum DpActionKind {
     DecTtl,
     /// Anything else OVS prints (`lb_output`, `push_nsh`, `psample`, `actionN(...)`).
     Other,
+}
+
+// === explanation ===
+
+/// One datapath flow judged under a profile.
+#[derive(Debug, Clone)]
+pub struct Explained<'a> {
+    pub flow: &'a DpFlow,
+    pub requirements: Requirements,
+    pub verdict: Verdict,
+}
+
+impl fmt::Display for Explained<'_> {
+    /// `offloadable` or `not offloadable: R1; R2` (as `shardflow offload check` prints), then
+    /// ` | type=TYPE | ` and the flow's short form.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} | type={} | {}", self.verdict.line(), self.flow.flow_type(), self.flow.short())
+    }
+}
+
+/// Judges every flow of a dump under `profile`, recirculation depth taken along the dump's
+/// `recirc(N)` chain ([`lower_dump`]). Offloaded flows are judged too: a profile that refuses
+/// a flow the NIC runs is worth seeing.
+pub fn explain<'a>(flows: &'a [DpFlow], profile: &Profile) -> Vec<Explained<'a>> {
+    flows
+        .iter()
+        .zip(lower_dump(flows))
+        .map(|(flow, requirements)| {
+            let verdict = profile.judge(&requirements);
+            Explained { flow, requirements, verdict }
+        })
+        .collect()
 }
 
 // === impl DpFlow ===

@@ -1,360 +1,436 @@
-//! Lowering a datapath flow into profile-neutral needs: which fields it really matches (and
-//! whether with a mask), which actions it takes, at which recirculation pass.
+//! Lowering a parsed datapath flow into [`Requirements`], the terms a capability profile judges
+//! (`Profile::judge`): which fields it really matches and under which mask kind, which actions
+//! it runs, how deep in recirculation it sits, which conntrack zones it uses.
 //!
-//! Datapath keys have their own names (`ipv4(src=..)`, `tcp(dst=..)`, `ct_tuple4(..)`,
-//! `tunnel(tun_id=..)`); the capability profiles speak the codec's OpenFlow field names
-//! (`ip_src`, `tcp_dst`, `ct_nw_src`, `tun_id`: `openflow::field`). [`DP_FIELDS`] is the one
-//! table between the two, so the datapath view is judged by the same profile facts as the
-//! OpenFlow view, never by a second copy of them. Keys that have no OpenFlow field (the
-//! datapath's own metadata, e.g. `skb_priority`, or tunnel options the codec does not model)
-//! lower to [`DpFieldName::DatapathOnly`] with a descriptive name.
+//! A datapath flow already is what OVS hands to its offload provider, so the lowering is
+//! nearly one to one (the OpenFlow side, `offload::lower`, has to guess at translation; this
+//! side reads the result). [`DP_FIELDS`] is the one table from the datapath's key names
+//! (`ipv4(src=..)`, `ct_tuple4(..)`, `tunnel(tun_id=..)`, after OVS's `format_odp_key_attr__`)
+//! to the profiles' [`MatchField`]s. What it does not know (an `nsh(...)` key, a newer OVS's
+//! attribute) goes into the requirements' notes, never silently away.
+//!
+//! Recirculation depth: a flow matching `recirc_id(N)` runs after the packet recirculated; how
+//! many times is only known by following the dump's `recirc(N)` actions back to the first pass,
+//! which [`lower_dump`] does. [`lower`] alone counts one pass for a non-zero `recirc_id`.
 
-use super::{DpAction, DpActionKind, DpFlow, DpKey, Form};
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-/// A datapath key field in the codec's terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum DpFieldName {
-    /// An OpenFlow field of the codec (`openflow::field::Field::from_name` knows it).
-    Field(&'static str),
-    /// A datapath attribute with no OpenFlow field of the codec.
-    DatapathOnly(&'static str),
-}
+use super::{DpAction, DpActionKind, DpFlow, DpKey};
+use crate::offload::requirement::{
+    ActionReq, CtFlag, CtReq, MaskKind, MatchField, MatchReq, NatKind, OutputKind, Requirements,
+};
 
-impl DpFieldName {
-    pub fn name(self) -> &'static str {
-        match self {
-            DpFieldName::Field(n) | DpFieldName::DatapathOnly(n) => n,
-        }
-    }
-}
+use MatchField as M;
 
-use DpFieldName::{DatapathOnly as D, Field as F};
-
-/// `(datapath key, field inside it or "" for the key's own value, name)`, after OVS's
-/// `format_odp_key_attr__` (key and field names) and `include/openvswitch/meta-flow.h` (the
-/// OpenFlow field each datapath attribute carries).
-pub static DP_FIELDS: &[(&str, &str, DpFieldName)] = &[
-    ("skb_priority", "", D("skb_priority")),
-    ("skb_mark", "", F("pkt_mark")),
-    ("recirc_id", "", F("recirc_id")),
-    ("dp_hash", "", F("dp_hash")),
-    ("in_port", "", F("in_port")),
-    ("packet_type", "", D("packet_type")),
-    ("packet_type", "ns", D("packet_type")),
-    ("packet_type", "id", D("packet_type")),
-    ("ct_state", "", F("ct_state")),
-    ("ct_zone", "", F("ct_zone")),
-    ("ct_mark", "", F("ct_mark")),
-    ("ct_label", "", F("ct_label")),
-    ("ct_tuple4", "src", F("ct_nw_src")),
-    ("ct_tuple4", "dst", F("ct_nw_dst")),
-    ("ct_tuple4", "proto", F("ct_nw_proto")),
-    ("ct_tuple4", "tp_src", F("ct_tp_src")),
-    ("ct_tuple4", "tp_dst", F("ct_tp_dst")),
-    ("ct_tuple6", "src", F("ct_ipv6_src")),
-    ("ct_tuple6", "dst", F("ct_ipv6_dst")),
-    ("ct_tuple6", "proto", F("ct_nw_proto")),
-    ("ct_tuple6", "src_port", F("ct_tp_src")),
-    ("ct_tuple6", "dst_port", F("ct_tp_dst")),
-    ("eth", "src", F("eth_src")),
-    ("eth", "dst", F("eth_dst")),
-    ("eth_type", "", F("eth_type")),
-    ("vlan", "vid", F("vlan_vid")),
-    ("vlan", "pcp", F("vlan_pcp")),
-    ("vlan", "cfi", F("vlan_tci")),
-    ("mpls", "label", F("mpls_label")),
-    ("mpls", "tc", F("mpls_tc")),
-    ("mpls", "ttl", F("mpls_ttl")),
-    ("mpls", "bos", F("mpls_bos")),
-    ("ipv4", "src", F("ip_src")),
-    ("ipv4", "dst", F("ip_dst")),
-    ("ipv4", "proto", F("nw_proto")),
-    ("ipv4", "tos", F("nw_tos")),
-    ("ipv4", "ttl", F("nw_ttl")),
-    ("ipv4", "frag", F("ip_frag")),
-    ("ipv6", "src", F("ipv6_src")),
-    ("ipv6", "dst", F("ipv6_dst")),
-    ("ipv6", "label", F("ipv6_label")),
-    ("ipv6", "proto", F("nw_proto")),
-    ("ipv6", "tclass", F("nw_tos")),
-    ("ipv6", "hlimit", F("nw_ttl")),
-    ("ipv6", "frag", F("ip_frag")),
-    ("tcp", "src", F("tcp_src")),
-    ("tcp", "dst", F("tcp_dst")),
-    ("tcp_flags", "", F("tcp_flags")),
-    ("udp", "src", F("udp_src")),
-    ("udp", "dst", F("udp_dst")),
-    ("sctp", "src", F("sctp_src")),
-    ("sctp", "dst", F("sctp_dst")),
-    ("icmp", "type", F("icmp_type")),
-    ("icmp", "code", F("icmp_code")),
-    ("icmpv6", "type", F("icmpv6_type")),
-    ("icmpv6", "code", F("icmpv6_code")),
-    ("arp", "sip", F("arp_spa")),
-    ("arp", "tip", F("arp_tpa")),
-    ("arp", "op", F("arp_op")),
-    ("arp", "sha", F("arp_sha")),
-    ("arp", "tha", F("arp_tha")),
-    ("nd", "target", F("nd_target")),
-    ("nd", "sll", F("nd_sll")),
-    ("nd", "tll", F("nd_tll")),
-    ("nd_ext", "nd_reserved", D("nd_reserved")),
-    ("nd_ext", "nd_options_type", D("nd_options_type")),
-    ("tunnel", "tun_id", F("tun_id")),
-    ("tunnel", "src", F("tun_src")),
-    ("tunnel", "dst", F("tun_dst")),
-    ("tunnel", "ipv6_src", F("tun_ipv6_src")),
-    ("tunnel", "ipv6_dst", F("tun_ipv6_dst")),
-    ("tunnel", "flags", F("tun_flags")),
-    ("tunnel", "tos", D("tun_tos")),
-    ("tunnel", "ttl", D("tun_ttl")),
-    ("tunnel", "tp_src", D("tun_tp_src")),
-    ("tunnel", "tp_dst", D("tun_tp_dst")),
-    ("tunnel", "geneve", D("tun_metadata")),
-    ("tunnel", "vxlan", F("tun_gbp_id")),
-    ("tunnel", "erspan", D("tun_erspan")),
-    ("tunnel", "gtpu", D("tun_gtpu")),
-    ("nsh", "", D("nsh")),
+/// `(datapath key, field inside it or "" for the key's own value, profile field, width in
+/// bits)`. The width classifies a hex mask (`tcp(src=80/0xf000)` is a 16-bit prefix);
+/// addresses carry their own width.
+pub static DP_FIELDS: &[(&str, &str, MatchField, u32)] = &[
+    ("skb_priority", "", M::SkbPriority, 32),
+    ("skb_mark", "", M::PktMark, 32),
+    ("recirc_id", "", M::RecircId, 32),
+    ("dp_hash", "", M::DpHash, 32),
+    ("in_port", "", M::InPort, 32),
+    ("packet_type", "ns", M::PacketType, 16),
+    ("packet_type", "id", M::PacketType, 16),
+    ("ct_state", "", M::CtState, 32),
+    ("ct_zone", "", M::CtZone, 16),
+    ("ct_mark", "", M::CtMark, 32),
+    ("ct_label", "", M::CtLabel, 128),
+    ("ct_tuple4", "src", M::CtTuple, 32),
+    ("ct_tuple4", "dst", M::CtTuple, 32),
+    ("ct_tuple4", "proto", M::CtTuple, 8),
+    ("ct_tuple4", "tp_src", M::CtTuple, 16),
+    ("ct_tuple4", "tp_dst", M::CtTuple, 16),
+    ("ct_tuple6", "src", M::CtTuple, 128),
+    ("ct_tuple6", "dst", M::CtTuple, 128),
+    ("ct_tuple6", "proto", M::CtTuple, 8),
+    ("ct_tuple6", "src_port", M::CtTuple, 16),
+    ("ct_tuple6", "dst_port", M::CtTuple, 16),
+    ("eth", "src", M::EthSrc, 48),
+    ("eth", "dst", M::EthDst, 48),
+    ("eth_type", "", M::EthType, 16),
+    ("vlan", "vid", M::VlanVid, 12),
+    ("vlan", "pcp", M::VlanPcp, 3),
+    ("vlan", "cfi", M::VlanVid, 1),
+    ("mpls", "label", M::MplsLabel, 20),
+    ("mpls", "tc", M::MplsTc, 3),
+    ("mpls", "ttl", M::MplsTtl, 8),
+    ("mpls", "bos", M::MplsBos, 1),
+    ("ipv4", "src", M::Ipv4Src, 32),
+    ("ipv4", "dst", M::Ipv4Dst, 32),
+    ("ipv4", "proto", M::IpProto, 8),
+    ("ipv4", "tos", M::IpTos, 8),
+    ("ipv4", "ttl", M::IpTtl, 8),
+    ("ipv4", "frag", M::IpFrag, 8),
+    ("ipv6", "src", M::Ipv6Src, 128),
+    ("ipv6", "dst", M::Ipv6Dst, 128),
+    ("ipv6", "label", M::Ipv6Label, 20),
+    ("ipv6", "proto", M::IpProto, 8),
+    ("ipv6", "tclass", M::IpTos, 8),
+    ("ipv6", "hlimit", M::IpTtl, 8),
+    ("ipv6", "frag", M::IpFrag, 8),
+    ("tcp", "src", M::TcpSrc, 16),
+    ("tcp", "dst", M::TcpDst, 16),
+    ("tcp_flags", "", M::TcpFlags, 12),
+    ("udp", "src", M::UdpSrc, 16),
+    ("udp", "dst", M::UdpDst, 16),
+    ("sctp", "src", M::SctpSrc, 16),
+    ("sctp", "dst", M::SctpDst, 16),
+    ("icmp", "type", M::IcmpType, 8),
+    ("icmp", "code", M::IcmpCode, 8),
+    ("icmpv6", "type", M::Icmpv6Type, 8),
+    ("icmpv6", "code", M::Icmpv6Code, 8),
+    ("arp", "sip", M::ArpSpa, 32),
+    ("arp", "tip", M::ArpTpa, 32),
+    ("arp", "op", M::ArpOp, 16),
+    ("arp", "sha", M::ArpSha, 48),
+    ("arp", "tha", M::ArpTha, 48),
+    ("nd", "target", M::NdTarget, 128),
+    ("nd", "sll", M::NdSll, 48),
+    ("nd", "tll", M::NdTll, 48),
+    ("tunnel", "tun_id", M::TunId, 64),
+    ("tunnel", "src", M::TunIpv4Src, 32),
+    ("tunnel", "dst", M::TunIpv4Dst, 32),
+    ("tunnel", "ipv6_src", M::TunIpv6Src, 128),
+    ("tunnel", "ipv6_dst", M::TunIpv6Dst, 128),
+    ("tunnel", "tos", M::TunTos, 8),
+    ("tunnel", "ttl", M::TunTtl, 8),
+    ("tunnel", "tp_src", M::TunTpSrc, 16),
+    ("tunnel", "tp_dst", M::TunTpDst, 16),
+    ("tunnel", "flags", M::TunFlags, 16),
+    ("tunnel", "geneve", M::TunGeneveOpts, 0),
+    ("tunnel", "vxlan", M::TunGbp, 0),
 ];
 
-/// The name of datapath key `key`'s field `sub` (`""` for the key's own value); `None` for a
-/// key this table does not know (an unknown `keyN(...)`).
-pub fn datapath_field(key: &str, sub: &str) -> Option<DpFieldName> {
-    DP_FIELDS.iter().find(|(k, s, _)| *k == key && *s == sub).map(|(_, _, n)| *n)
+/// The profile field of datapath key `key`'s field `sub` (`""` for the key's own value), with
+/// its width in bits; `None` for what the table does not know.
+pub fn datapath_field(key: &str, sub: &str) -> Option<(MatchField, u32)> {
+    DP_FIELDS.iter().find(|(k, s, _, _)| *k == key && *s == sub).map(|(_, _, f, w)| (*f, *w))
 }
 
-/// One field a datapath flow really matches on (its mask is not all zero).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DpMatchNeed {
-    pub field: DpFieldName,
-    /// Where it sits in the dump (`ipv4.src`, `in_port`), for the explanation.
-    pub path: String,
-    pub value: String,
-    /// `None` when matched exactly; the mask as printed otherwise.
-    pub mask: Option<String>,
+/// The requirements of one flow alone: a non-zero `recirc_id` counts as one recirculation
+/// before it (see [`lower_dump`] for the depth along the dump's chain).
+pub fn lower(flow: &DpFlow) -> Requirements {
+    let before = u32::from(recirc_id(flow).is_some_and(|id| id != 0));
+    lower_at(flow, before)
 }
 
-/// One action of a datapath flow, in offload terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DpActionNeed {
-    Output {
-        port: String,
-    },
-    Drop,
-    Ct {
-        commit: bool,
-        zone: Option<u16>,
-        nat: bool,
-        mark: bool,
-        label: bool,
-        helper: Option<String>,
-    },
-    CtClear,
-    Recirc {
-        id: u32,
-    },
-    /// A header rewrite (`set(eth(dst=..))`): one per field written; `masked` for a partial
-    /// rewrite (`set(ipv4(src=../255.255.255.0))`).
-    SetField {
-        field: DpFieldName,
-        masked: bool,
-    },
-    /// `set(tunnel(...))` (kernel) or `tnl_push(...)` (userspace): encapsulation.
-    TunnelEncap,
-    /// `tnl_pop(PORT)`: decapsulation in the userspace datapath.
-    TunnelDecap,
-    PushVlan,
-    PopVlan,
-    PushMpls,
-    PopMpls,
-    /// `userspace(...)`: the packet goes up to ovs-vswitchd; `why` is `controller`,
-    /// `slow_path(...)`, `sFlow`, `ipfix`, `flow_sample` or `userdata`.
-    Userspace {
-        why: String,
-    },
-    Meter {
-        id: u32,
-    },
-    /// `sample(...)` / `clone(...)` / `check_pkt_len(...)` / `dec_ttl(...)`, with the actions
-    /// inside lowered too.
-    Nested {
-        name: String,
-        actions: Vec<DpActionNeed>,
-    },
-    /// Anything else (`hash`, `trunc`, `lb_output`, `push_nsh`, unknown `actionN`).
-    Other {
-        name: String,
-    },
-}
-
-/// A datapath flow lowered: what a profile needs to judge it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DpNeeds {
-    /// The recirculation pass this flow serves (`recirc_id(0x1)`); 0 is the first pass.
-    pub recirc_id: u32,
-    pub matches: Vec<DpMatchNeed>,
-    pub actions: Vec<DpActionNeed>,
-    /// Key names this table does not know (a newer OVS), left out of `matches`.
-    pub unknown_keys: Vec<String>,
-}
-
-/// Lowers a parsed flow into its needs.
-pub fn lower(flow: &DpFlow) -> DpNeeds {
-    let mut needs = DpNeeds { recirc_id: 0, matches: Vec::new(), actions: Vec::new(), unknown_keys: Vec::new() };
-    if let Some(r) = flow.key("recirc_id").and_then(|k| k.value.as_deref()) {
-        needs.recirc_id = parse_u32(r).unwrap_or(0);
+/// The requirements of every flow of a dump, in order, with each flow's recirculation depth
+/// taken from the chain: a flow matching `recirc_id(N)` is one pass deeper than the shallowest
+/// flow whose actions `recirc(N)` (one deep when no such flow is in the dump: it expired).
+pub fn lower_dump(flows: &[DpFlow]) -> Vec<Requirements> {
+    // recirc id -> the flows that recirculate into it.
+    let mut parents: HashMap<u32, Vec<usize>> = HashMap::new();
+    for (i, f) in flows.iter().enumerate() {
+        for a in all_actions(&f.actions) {
+            if a.kind() == DpActionKind::Recirc {
+                if let Some(id) = a.value.as_deref().and_then(parse_u32) {
+                    parents.entry(id).or_default().push(i);
+                }
+            }
+        }
     }
-    lower_keys(&flow.keys, "", &mut needs);
-    needs.actions = flow.actions.iter().map(lower_action).collect();
-    needs
+    // Depth by relaxation, bounded by the flow count (a cycle cannot grow it past that).
+    let ids: Vec<u32> = flows.iter().map(|f| recirc_id(f).unwrap_or(0)).collect();
+    let mut depth: Vec<u32> = ids.iter().map(|id| u32::from(*id != 0)).collect();
+    for _ in 0..flows.len().min(64) {
+        let mut changed = false;
+        for i in 0..flows.len() {
+            if ids[i] == 0 {
+                continue;
+            }
+            let want = parents
+                .get(&ids[i])
+                .and_then(|ps| ps.iter().map(|p| depth[*p]).min())
+                .map_or(1, |d| d.saturating_add(1))
+                .min(flows.len() as u32 + 1);
+            if want != depth[i] {
+                depth[i] = want;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    flows.iter().zip(depth).map(|(f, d)| lower_at(f, d)).collect()
 }
 
-fn lower_keys(keys: &[DpKey], prefix: &str, needs: &mut DpNeeds) {
+fn lower_at(flow: &DpFlow, before: u32) -> Requirements {
+    let mut req = Requirements { recirculations: before, ..Default::default() };
+    lower_keys(&flow.keys, "", &mut req);
+    let in_port = flow.key("in_port").and_then(|k| k.value.clone());
+    for a in &flow.actions {
+        lower_action(a, in_port.as_deref(), &mut req);
+    }
+    req
+}
+
+fn recirc_id(flow: &DpFlow) -> Option<u32> {
+    flow.key("recirc_id").and_then(|k| k.value.as_deref()).and_then(parse_u32)
+}
+
+/// Every action, nested ones included (`clone(...)`, `sample(...)`, `check_pkt_len(...)`).
+fn all_actions(actions: &[DpAction]) -> Vec<DpAction> {
+    let mut out = Vec::new();
+    for a in actions {
+        out.push(a.clone());
+        out.extend(all_actions(&a.sub_actions()));
+    }
+    out
+}
+
+// === matches ===
+
+fn lower_keys(keys: &[DpKey], prefix: &str, req: &mut Requirements) {
     for k in keys {
         if k.is_wildcard() {
             continue;
         }
-        match k.name.as_str() {
+        let name = k.name.as_str();
+        match name {
             // The inner headers of a VLAN-tagged packet: the same keys, one level down.
-            "encap" => lower_keys(&k.nested, &format!("{prefix}encap."), needs),
-            // An Ethernet frame (namespace 0, type 0) is what every profile takes: no need.
-            "packet_type" if is_ethernet_packet_type(k) => {}
-            // `eth()`: present, every field wildcarded.
+            "encap" => lower_keys(&k.nested, &format!("{prefix}encap."), req),
+            // `eth()`: Ethernet present, every field wildcarded.
             "eth" if k.nested.is_empty() && k.value.is_none() => {}
-            "tunnel" => lower_tunnel(k, prefix, needs),
-            name => {
-                if k.nested.is_empty() {
-                    match datapath_field(name, "") {
-                        Some(field) => needs.matches.push(need(field, format!("{prefix}{name}"), k)),
-                        None => needs.unknown_keys.push(format!("{prefix}{name}")),
-                    }
-                    continue;
-                }
+            // An Ethernet frame (namespace 0, type 0) is what every datapath takes.
+            "packet_type" if is_ethernet_packet_type(k) => {}
+            // recirc_id(0) is the first pass: no recirculation to match.
+            "recirc_id" if k.value.as_deref().and_then(parse_u32) == Some(0) => {}
+            "ct_state" => req.add_match(ct_state(k)),
+            "tunnel" => {
                 for sub in k.nested.iter().filter(|s| !s.is_wildcard()) {
-                    let path = format!("{prefix}{name}.{}", sub.name);
-                    match datapath_field(name, &sub.name) {
-                        Some(field) => needs.matches.push(need(field, path, sub)),
-                        None => needs.unknown_keys.push(path),
+                    field_match(req, "tunnel", sub, &format!("{prefix}tunnel"));
+                }
+            }
+            _ if k.nested.is_empty() => {
+                if name == "ct_zone" {
+                    if let Some(z) = k.value.as_deref().and_then(parse_u32).and_then(|z| u16::try_from(z).ok()) {
+                        req.add_zone(z);
                     }
+                }
+                match datapath_field(name, "") {
+                    Some((field, bits)) => req.add_match(MatchReq::new(field, mask_kind(k.mask.as_deref(), bits))),
+                    None => req.notes.push(format!("datapath key {prefix}{name} is not modelled by the profiles")),
+                }
+            }
+            _ => {
+                for sub in k.nested.iter().filter(|s| !s.is_wildcard()) {
+                    field_match(req, name, sub, &format!("{prefix}{name}"));
                 }
             }
         }
     }
 }
 
-fn lower_tunnel(k: &DpKey, prefix: &str, needs: &mut DpNeeds) {
-    for sub in k.nested.iter().filter(|s| !s.is_wildcard()) {
-        let path = format!("{prefix}tunnel.{}", sub.name);
-        // `vxlan(gbp(id=..,flags=..))`: the group policy id and flags.
-        if sub.name == "vxlan" {
-            for g in sub.nested.iter().flat_map(|g| g.nested.iter()).filter(|f| !f.is_wildcard()) {
-                let field = if g.name == "flags" { F("tun_gbp_flags") } else { F("tun_gbp_id") };
-                needs.matches.push(need(field, format!("{path}.gbp.{}", g.name), g));
-            }
-            continue;
-        }
-        match datapath_field("tunnel", &sub.name) {
-            Some(field) => needs.matches.push(need(field, path, sub)),
-            None => needs.unknown_keys.push(path),
-        }
+fn field_match(req: &mut Requirements, key: &str, sub: &DpKey, path: &str) {
+    match datapath_field(key, &sub.name) {
+        // Geneve options and VXLAN-GBP are structured: any match on them is the field.
+        Some((field, 0)) => req.add_match(MatchReq::new(field, MaskKind::Exact)),
+        Some((field, bits)) => req.add_match(MatchReq::new(field, mask_kind(sub.mask.as_deref(), bits))),
+        None => req.notes.push(format!("datapath key {path}.{} is not modelled by the profiles", sub.name)),
     }
 }
 
 fn is_ethernet_packet_type(k: &DpKey) -> bool {
-    let zero = |n: &str| k.get(n).and_then(|f| f.value.as_deref()).is_some_and(|v| parse_u32(v) == Some(0));
+    let zero = |n: &str| k.get(n).and_then(|f| f.value.as_deref()).and_then(parse_u32) == Some(0);
     zero("ns") && zero("id")
 }
 
-fn need(field: DpFieldName, path: String, k: &DpKey) -> DpMatchNeed {
-    let value = match (&k.value, k.nested.is_empty()) {
-        (Some(v), _) => v.clone(),
-        (None, _) => k.nested.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
-    };
-    DpMatchNeed { field, path, value, mask: k.mask.clone().filter(|_| k.is_masked()) }
-}
-
-fn lower_action(a: &DpAction) -> DpActionNeed {
-    use DpActionKind as K;
-    match a.kind() {
-        K::Output => DpActionNeed::Output { port: a.name.clone() },
-        K::Drop => DpActionNeed::Drop,
-        K::Ct => DpActionNeed::Ct {
-            commit: a.arg("commit").is_some() || a.arg("force_commit").is_some(),
-            zone: a
-                .arg("zone")
-                .and_then(|z| z.value.as_deref())
-                .and_then(parse_u32)
-                .and_then(|z| u16::try_from(z).ok()),
-            nat: a.arg("nat").is_some(),
-            mark: a.arg("mark").is_some(),
-            label: a.arg("label").is_some(),
-            helper: a.arg("helper").and_then(|h| h.value.clone()),
-        },
-        K::CtClear => DpActionNeed::CtClear,
-        K::Recirc => DpActionNeed::Recirc { id: a.value.as_deref().and_then(parse_u32).unwrap_or(0) },
-        K::Set => lower_set(a),
-        K::PushVlan => DpActionNeed::PushVlan,
-        K::PopVlan => DpActionNeed::PopVlan,
-        K::PushMpls => DpActionNeed::PushMpls,
-        K::PopMpls => DpActionNeed::PopMpls,
-        K::TunnelPush => DpActionNeed::TunnelEncap,
-        K::TunnelPop => DpActionNeed::TunnelDecap,
-        K::Userspace => {
-            // `userspace(pid=N,controller(...))`: the reason is the first bracketed argument.
-            let why = a
-                .args
-                .iter()
-                .find(|x| x.form == Form::Call)
-                .map(|x| match (x.name.as_str(), &x.value) {
-                    ("slow_path", Some(v)) => format!("slow_path({v})"),
-                    (n, _) => n.to_string(),
-                })
-                .unwrap_or_else(|| "userspace".to_string());
-            DpActionNeed::Userspace { why }
-        }
-        K::Meter => DpActionNeed::Meter { id: a.value.as_deref().and_then(parse_u32).unwrap_or(0) },
-        K::Clone | K::Sample | K::CheckPktLen | K::DecTtl => {
-            DpActionNeed::Nested { name: a.name.clone(), actions: a.sub_actions().iter().map(lower_action).collect() }
-        }
-        K::PushEth | K::PopEth | K::Hash | K::Trunc | K::Other => DpActionNeed::Other { name: a.name.clone() },
+/// `ct_state(0x21/0x3f)` (with `-m`), `ct_state(+new-est+trk)` (masked, without) or
+/// `ct_state(new|trk)` (exact, without): the flags that must be set and those that must be
+/// clear.
+fn ct_state(k: &DpKey) -> MatchReq {
+    let v = k.value.as_deref().unwrap_or("");
+    if let Some(bits) = parse_u32(v) {
+        let mask = k.mask.as_deref().and_then(parse_u32).unwrap_or(0xff);
+        return MatchReq::ct_state(CtFlag::from_bits(bits & mask), CtFlag::from_bits(mask & !bits & 0xff));
     }
-}
-
-/// `set(KEY(field=value[/mask],...))`: one rewrite per field; `set(tunnel(...))` is an
-/// encapsulation. Several fields of one header in one set are separate rewrites to a profile.
-fn lower_set(a: &DpAction) -> DpActionNeed {
-    let Some(inner) = a.args.first() else {
-        return DpActionNeed::Other { name: "set".to_string() };
-    };
-    if inner.name == "tunnel" {
-        return DpActionNeed::TunnelEncap;
-    }
-    let fields: Vec<DpActionNeed> = if inner.nested.is_empty() {
-        datapath_field(&inner.name, "")
-            .map(|field| DpActionNeed::SetField { field, masked: inner.is_masked() })
-            .into_iter()
-            .collect()
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    if v.contains(['+', '-']) {
+        let mut sign = '+';
+        let mut word = String::new();
+        for ch in v.chars().chain(std::iter::once('+')) {
+            if ch == '+' || ch == '-' {
+                if let Some(f) = CtFlag::from_name(&word) {
+                    if sign == '+' {
+                        on.push(f)
+                    } else {
+                        off.push(f)
+                    }
+                }
+                word.clear();
+                sign = ch;
+            } else {
+                word.push(ch);
+            }
+        }
     } else {
-        inner
-            .nested
-            .iter()
-            .filter(|f| !f.is_wildcard())
-            .map(|f| match datapath_field(&inner.name, &f.name) {
-                Some(field) => DpActionNeed::SetField { field, masked: f.is_masked() },
-                None => DpActionNeed::Other { name: format!("set({}.{})", inner.name, f.name) },
-            })
-            .collect()
+        on = v.split('|').filter_map(CtFlag::from_name).collect();
+        off = CtFlag::ALL.iter().copied().filter(|f| !on.contains(f)).collect();
+    }
+    MatchReq::ct_state(on, off)
+}
+
+/// The kind of a printed mask: none is exact; an address or a number of `bits` bits is exact
+/// when all ones, a prefix when ones then zeros, arbitrary otherwise. A mask that does not
+/// parse is taken as arbitrary (the strictest kind).
+pub(crate) fn mask_kind(mask: Option<&str>, bits: u32) -> MaskKind {
+    let Some(m) = mask else { return MaskKind::Exact };
+    let (value, width): (u128, u32) = if let Ok(a) = m.parse::<Ipv4Addr>() {
+        (u128::from(u32::from(a)), 32)
+    } else if let Some(mac) = parse_mac(m) {
+        (mac, 48)
+    } else if let Ok(a) = m.parse::<Ipv6Addr>() {
+        (u128::from(a), 128)
+    } else if let Some(n) = parse_u128(m) {
+        (n, bits.clamp(1, 128))
+    } else {
+        return MaskKind::Arbitrary;
     };
-    match fields.len() {
-        0 => DpActionNeed::Other { name: format!("set({})", inner.name) },
-        1 => fields.into_iter().next().unwrap_or(DpActionNeed::Other { name: "set".to_string() }),
-        _ => DpActionNeed::Nested { name: "set".to_string(), actions: fields },
+    let all = if width == 128 { u128::MAX } else { (1u128 << width) - 1 };
+    let v = value & all;
+    if v == all {
+        return MaskKind::Exact;
+    }
+    // Ones then zeros within the width: the complement is a run of low ones.
+    let low = !v & all;
+    if low & (low.wrapping_add(1)) == 0 {
+        MaskKind::Prefix
+    } else {
+        MaskKind::Arbitrary
+    }
+}
+
+fn parse_mac(s: &str) -> Option<u128> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 || parts.iter().any(|p| p.len() != 2) {
+        return None;
+    }
+    parts.iter().try_fold(0u128, |acc, p| u8::from_str_radix(p, 16).ok().map(|b| (acc << 8) | u128::from(b)))
+}
+
+fn parse_u128(s: &str) -> Option<u128> {
+    match s.strip_prefix("0x") {
+        Some(h) => u128::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
     }
 }
 
 fn parse_u32(s: &str) -> Option<u32> {
-    match s.strip_prefix("0x") {
-        Some(h) => u32::from_str_radix(h, 16).ok(),
-        None => s.parse().ok(),
+    parse_u128(s).and_then(|n| u32::try_from(n).ok())
+}
+
+// === actions ===
+
+fn lower_action(a: &DpAction, in_port: Option<&str>, req: &mut Requirements) {
+    use DpActionKind as K;
+    let push = |req: &mut Requirements, r: ActionReq| req.actions.push(r);
+    match a.kind() {
+        K::Output => {
+            let to = if Some(a.name.as_str()) == in_port { OutputKind::InPort } else { OutputKind::Port };
+            push(req, ActionReq::Output { to });
+        }
+        K::Drop => push(req, ActionReq::Drop),
+        K::Ct => {
+            let ct = ct_req(a);
+            if let Some(z) = ct.zone {
+                req.add_zone(z);
+            }
+            push(req, ActionReq::Ct(ct));
+        }
+        K::CtClear => push(req, ActionReq::CtClear),
+        K::Recirc => {
+            push(req, ActionReq::Recirculate);
+            req.recirculations = req.recirculations.saturating_add(1);
+        }
+        K::Set => lower_set(a, req),
+        K::PushVlan => push(req, ActionReq::PushVlan),
+        K::PopVlan => push(req, ActionReq::PopVlan),
+        K::PushMpls => push(req, ActionReq::PushMpls),
+        K::PopMpls => push(req, ActionReq::PopMpls),
+        K::TunnelPush => push(req, ActionReq::TunnelPush),
+        K::TunnelPop => push(req, ActionReq::TunnelPop),
+        K::Userspace => {
+            let r = if a.arg("controller").is_some() { ActionReq::Controller } else { ActionReq::Userspace };
+            push(req, r);
+        }
+        K::Meter => push(req, ActionReq::Meter),
+        K::Hash => push(req, ActionReq::Hash),
+        K::Trunc => push(req, ActionReq::Truncate),
+        K::DecTtl => push(req, ActionReq::DecTtl),
+        K::Clone | K::Sample | K::CheckPktLen => {
+            push(
+                req,
+                match a.kind() {
+                    K::Clone => ActionReq::Clone,
+                    K::Sample => ActionReq::Sample,
+                    _ => ActionReq::CheckPktLen,
+                },
+            );
+            // The nested actions run too (on the copy, the sample, the branch taken).
+            for s in a.sub_actions() {
+                lower_action(&s, in_port, req);
+            }
+        }
+        K::PushEth | K::PopEth | K::Other => push(req, ActionReq::Other { name: a.name.clone() }),
+    }
+}
+
+fn ct_req(a: &DpAction) -> CtReq {
+    let nat = a.arg("nat").map(|n| {
+        // `nat(src=..)`, `nat(dst=..)`, `nat(src)`; bare `nat` reverses an existing translation.
+        let kind = n.value.as_deref().or_else(|| n.nested.first().map(|x| x.name.as_str()));
+        match kind {
+            Some("src") => NatKind::Src,
+            Some("dst") => NatKind::Dst,
+            _ => NatKind::Reverse,
+        }
+    });
+    let alg = a.arg("helper").and_then(|h| h.value.as_deref()).map(|h| match h {
+        "ftp" => 21,
+        "tftp" => 69,
+        _ => 0,
+    });
+    CtReq {
+        zone: a.arg("zone").and_then(|z| z.value.as_deref()).and_then(parse_u32).and_then(|z| u16::try_from(z).ok()),
+        zone_from_field: false,
+        commit: a.arg("commit").is_some(),
+        force: a.arg("force_commit").is_some(),
+        nat,
+        set_mark: a.arg("mark").is_some(),
+        set_label: a.arg("label").is_some(),
+        alg,
+        recirculates: false,
+    }
+}
+
+/// `set(KEY(field=value[/mask],...))`: one rewrite per field written; `set(tunnel(...))` is
+/// tunnel encapsulation metadata; `set(skb_priority(..))` is a queue.
+fn lower_set(a: &DpAction, req: &mut Requirements) {
+    let Some(inner) = a.args.first() else {
+        req.actions.push(ActionReq::Other { name: "set".to_string() });
+        return;
+    };
+    match inner.name.as_str() {
+        "tunnel" => {
+            let ipv6 = inner.get("ipv6_dst").is_some() || inner.get("ipv6_src").is_some();
+            req.actions.push(ActionReq::TunnelEncap { ipv6 });
+        }
+        "skb_priority" => req.actions.push(ActionReq::SetQueue),
+        key if inner.nested.is_empty() => match datapath_field(key, "") {
+            Some((field, _)) => req.actions.push(ActionReq::SetField { field, masked: inner.is_masked() }),
+            None => req.actions.push(ActionReq::Other { name: format!("set({key})") }),
+        },
+        key => {
+            for f in inner.nested.iter().filter(|f| !f.is_wildcard()) {
+                match datapath_field(key, &f.name) {
+                    Some((field, _)) => req.actions.push(ActionReq::SetField { field, masked: f.is_masked() }),
+                    None => req.actions.push(ActionReq::Other { name: format!("set({key}.{})", f.name) }),
+                }
+            }
+        }
     }
 }

@@ -3,7 +3,12 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::openflow::field::Field;
+use crate::offload::requirement::{ActionReq, CtFlag, CtReq, MaskKind, MatchField, NatKind, OutputKind};
+use crate::offload::Profile;
+
+fn fields(r: &Requirements) -> Vec<(&'static str, MaskKind)> {
+    r.matches.iter().map(|m| (m.field.name(), m.mask)).collect()
+}
 
 const CAPTURE_M: &str = include_str!("../../../tests/golden/dpctl/pipeline-dump-flows-m.txt");
 const CAPTURE: &str = include_str!("../../../tests/golden/dpctl/pipeline-dump-flows.txt");
@@ -87,28 +92,27 @@ fn tunnel_keys_and_geneve_options() {
     assert_eq!(g.nested.len(), 2);
     assert!(g.nested.iter().all(|o| o.form == Form::Braces));
     assert_eq!(g.nested[0].nested[3].name, "0xa/0xf");
-    let n = lower(&f);
-    let names: Vec<&str> = n.matches.iter().map(|m| m.field.name()).collect();
+    let r = lower(&f);
+    let names: Vec<&str> = r.matches.iter().map(|m| m.field.name()).collect();
     assert_eq!(
         names,
         [
-            "recirc_id",
             "tun_id",
-            "tun_src",
-            "tun_dst",
+            "tun_ipv4_src",
+            "tun_ipv4_dst",
             "tun_ttl",
             "tun_tp_dst",
-            "tun_metadata",
+            "tun_geneve_opts",
             "tun_flags",
             "in_port",
             "eth_type",
             "ip_frag"
-        ]
+        ],
+        "recirc_id(0) is the first pass, not a match"
     );
+    assert_eq!(r.recirculations, 0);
     let f = one("tunnel(tun_id=0x1,src=10.1.1.1,dst=10.1.1.2,vxlan(gbp(id=10,flags=0x1)),flags(+key)),in_port(4789),eth_type(0x0800), packets:0, bytes:0, used:never, actions:3");
-    let n = lower(&f);
-    assert!(n.matches.iter().any(|m| m.field == DpFieldName::Field("tun_gbp_id") && m.value == "10"));
-    assert!(n.matches.iter().any(|m| m.field == DpFieldName::Field("tun_gbp_flags") && m.value == "0x1"));
+    assert!(lower(&f).has_match(MatchField::TunGbp));
 }
 
 #[test]
@@ -116,14 +120,18 @@ fn vlan_encap_and_ipv6() {
     let f = one("recirc_id(0),in_port(2),eth(src=50:54:00:00:00:05,dst=50:54:00:00:00:07),eth_type(0x8100),vlan(vid=99,pcp=7),encap(eth_type(0x86dd),ipv6(src=fe80::1/ffff::,dst=fd00::2,label=0/0,proto=58,tclass=0/0,hlimit=255,frag=no),icmpv6(type=135,code=0),nd(target=fd00::2)), packets:0, bytes:0, used:never, actions:pop_vlan,push_vlan(vid=10,pcp=0),1");
     let enc = f.key("encap").unwrap();
     assert_eq!(enc.get("ipv6").unwrap().get("src").unwrap().mask.as_deref(), Some("ffff::"));
-    let n = lower(&f);
-    let paths: Vec<&str> = n.matches.iter().map(|m| m.path.as_str()).collect();
-    assert!(
-        paths.contains(&"vlan.vid") && paths.contains(&"encap.ipv6.src") && paths.contains(&"encap.nd.target"),
-        "{paths:?}"
-    );
-    assert!(!paths.contains(&"encap.ipv6.label"), "wildcarded");
-    assert_eq!(n.actions, [DpActionNeed::PopVlan, DpActionNeed::PushVlan, DpActionNeed::Output { port: "1".into() }]);
+    let r = lower(&f);
+    let got = fields(&r);
+    for want in [
+        ("vlan_vid", MaskKind::Exact),
+        ("ipv6_src", MaskKind::Prefix),
+        ("nd_target", MaskKind::Exact),
+        ("icmpv6_type", MaskKind::Exact),
+    ] {
+        assert!(got.contains(&want), "{want:?} in {got:?}");
+    }
+    assert!(!r.has_match(MatchField::Ipv6Label), "wildcarded");
+    assert_eq!(r.actions, [ActionReq::PopVlan, ActionReq::PushVlan, ActionReq::Output { to: OutputKind::Port }]);
     assert_eq!(f.actions[1].arg("vid").unwrap().value.as_deref(), Some("10"));
 }
 
@@ -180,42 +188,63 @@ tnl_pop(4789),hash(l4(0)),trunc(100),meter(0),ct(zone=2,nat),ct,drop,br0-p2,7";
     let gre = f.actions[12].arg("header").unwrap().get("gre").unwrap();
     assert_eq!(gre.nested[0].form, Form::Parens);
 
-    let n = lower(&f);
+    let r = lower(&f);
     assert_eq!(
-        n.actions[0],
-        DpActionNeed::Ct {
-            commit: true,
+        r.actions[0],
+        ActionReq::Ct(CtReq {
             zone: Some(1),
-            nat: true,
-            mark: true,
-            label: true,
-            helper: Some("ftp".into())
-        }
+            commit: true,
+            nat: Some(NatKind::Dst),
+            set_mark: true,
+            set_label: true,
+            alg: Some(21),
+            ..CtReq::default()
+        })
     );
-    assert_eq!(n.actions[1], DpActionNeed::Recirc { id: 2 });
+    let kinds: Vec<&str> = r.actions.iter().map(ActionReq::kind).collect();
     assert_eq!(
-        n.actions[2],
-        DpActionNeed::Nested {
-            name: "set".into(),
-            actions: vec![
-                DpActionNeed::SetField { field: DpFieldName::Field("eth_src"), masked: false },
-                DpActionNeed::SetField { field: DpFieldName::Field("eth_dst"), masked: false },
-            ]
-        }
+        kinds,
+        [
+            "ct",
+            "recirc",
+            "set_field",
+            "set_field",
+            "set_field",
+            "tunnel_encap",
+            "push_vlan",
+            "pop_vlan",
+            "controller",
+            "clone",
+            "ct_clear",
+            "output",
+            "sample",
+            "meter",
+            "userspace",
+            "check_pkt_len",
+            "output",
+            "output",
+            "tnl_push",
+            "tnl_push",
+            "tnl_pop",
+            "hash",
+            "truncate",
+            "meter",
+            "ct",
+            "ct",
+            "drop",
+            "output",
+            "output"
+        ]
     );
-    assert_eq!(n.actions[3], DpActionNeed::SetField { field: DpFieldName::Field("ip_src"), masked: true });
-    assert_eq!(n.actions[4], DpActionNeed::TunnelEncap);
-    assert_eq!(n.actions[7], DpActionNeed::Userspace { why: "controller".into() });
-    assert_eq!(n.actions[11], DpActionNeed::TunnelEncap);
-    assert_eq!(n.actions[13], DpActionNeed::TunnelDecap);
-    assert_eq!(n.actions[16], DpActionNeed::Meter { id: 0 });
+    assert_eq!(r.actions[2], ActionReq::SetField { field: MatchField::EthSrc, masked: false });
+    assert_eq!(r.actions[4], ActionReq::SetField { field: MatchField::Ipv4Src, masked: true });
+    assert_eq!(r.actions[5], ActionReq::TunnelEncap { ipv6: false });
+    assert_eq!(r.actions[24], ActionReq::Ct(CtReq { zone: Some(2), nat: Some(NatKind::Reverse), ..CtReq::default() }));
     assert_eq!(
-        n.actions[17],
-        DpActionNeed::Ct { commit: false, zone: Some(2), nat: true, mark: false, label: false, helper: None }
+        (r.recirculations, r.ct_zones.as_slice()),
+        (1, &[1u16, 2][..]),
+        "recirc(0x2) is one pass; zones 1 and 2"
     );
-    assert_eq!(n.actions[19], DpActionNeed::Drop);
-    let DpActionNeed::Nested { actions: sample, .. } = &n.actions[9] else { panic!("{:?}", n.actions[9]) };
-    assert_eq!(sample[1], DpActionNeed::Userspace { why: "ipfix".into() });
 }
 
 #[test]
@@ -293,20 +322,27 @@ fn captures_from_the_pipeline_parse_and_print_back() {
         assert!(flows.len() >= 10);
         for (f, l) in flows.iter().zip(lines) {
             assert_eq!(f.to_string(), l);
-            let n = lower(f);
-            assert!(n.unknown_keys.is_empty(), "{:?} in {l}", n.unknown_keys);
-            assert!(!n.actions.is_empty() || l.ends_with("actions:drop"), "{l}");
+            let r = lower(f);
+            assert!(r.notes.is_empty(), "{:?} in {l}", r.notes);
+            assert!(!r.actions.is_empty() || l.ends_with("actions:drop"), "{l}");
         }
     }
     // What the pipeline puts in the datapath (see tests/dpctl_ovs.rs for the live version).
     let flows = parse_dump(CAPTURE_M).unwrap();
-    let needs: Vec<DpNeeds> = flows.iter().map(lower).collect();
-    let all: Vec<&DpActionNeed> = needs.iter().flat_map(|n| &n.actions).collect();
-    assert!(all.iter().any(|a| matches!(a, DpActionNeed::Ct { zone: Some(2), nat: true, commit: true, .. })));
-    assert!(all.iter().any(|a| matches!(a, DpActionNeed::Ct { zone: Some(1), commit: false, .. })));
-    assert!(all.iter().any(|a| matches!(a, DpActionNeed::Recirc { .. })));
-    assert!(all.contains(&&DpActionNeed::Userspace { why: "controller".into() }));
-    assert!(needs.iter().any(|n| n.recirc_id != 0));
+    let reqs = lower_dump(&flows);
+    let all: Vec<&ActionReq> = reqs.iter().flat_map(|r| &r.actions).collect();
+    assert!(all
+        .iter()
+        .any(|a| matches!(a, ActionReq::Ct(CtReq { zone: Some(2), nat: Some(NatKind::Dst), commit: true, .. }))));
+    assert!(all.iter().any(|a| matches!(a, ActionReq::Ct(CtReq { zone: Some(1), commit: false, .. }))));
+    assert!(all.contains(&&ActionReq::Recirculate) && all.contains(&&ActionReq::Controller));
+    // Second-pass flows sit one recirculation deep, found through their parent's recirc(N).
+    for (f, r) in flows.iter().zip(&reqs) {
+        let second = f.key("recirc_id").and_then(|k| k.value.as_deref()) != Some("0");
+        let own = u32::from(r.actions.contains(&ActionReq::Recirculate));
+        assert_eq!(r.recirculations, u32::from(second) + own, "{f}");
+        assert_eq!(r.has_match(MatchField::RecircId), second, "{f}");
+    }
 }
 
 #[test]
@@ -316,7 +352,9 @@ fn ovs_testsuite_lines_parse() {
         let f = parse_flow(line).unwrap_or_else(|e| panic!("{e}\n{line}"));
         // The suite rewrites `used:` to `used:0.0s`; OVS prints three decimals.
         assert_eq!(f.to_string(), line.replace("used:0.0s", "used:0.000s"));
-        let _ = lower(&f);
+        let r = lower(&f);
+        // What the table leaves out is said, by name.
+        assert!(r.notes.iter().all(|x| x.contains("nsh") || x.contains("key")), "{:?}\n{line}", r.notes);
         n += 1;
     }
     assert!(n >= 150, "{n}");
@@ -391,43 +429,148 @@ fn every_prefix_and_random_mutations_parse_or_error_cleanly() {
 // === the name mapping ===
 
 #[test]
-fn every_mapped_field_is_a_codec_field() {
-    for (key, sub, name) in DP_FIELDS {
-        if let DpFieldName::Field(f) = name {
-            assert!(Field::from_name(f).is_some(), "{key}.{sub} -> {f}: not a field of openflow::field");
+fn the_table_reaches_every_datapath_field_of_the_profiles() {
+    // Fields no datapath key carries: OpenFlow-only or folded at translation.
+    let not_in_datapath = [MatchField::ConjId, MatchField::ActsetOutput, MatchField::Cvlan];
+    for f in MatchField::ALL {
+        if !not_in_datapath.contains(f) {
+            assert!(DP_FIELDS.iter().any(|(_, _, m, _)| m == f), "no datapath key lowers to {f}");
         }
     }
-    // A few by hand, as ovs-fields(7) pairs them.
-    assert_eq!(datapath_field("ipv4", "src"), Some(DpFieldName::Field("ip_src")));
-    assert_eq!(datapath_field("ct_tuple4", "tp_dst"), Some(DpFieldName::Field("ct_tp_dst")));
-    assert_eq!(datapath_field("skb_mark", ""), Some(DpFieldName::Field("pkt_mark")));
-    assert_eq!(datapath_field("tunnel", "tos"), Some(DpFieldName::DatapathOnly("tun_tos")));
+    let mut seen = std::collections::HashSet::new();
+    for (key, sub, _, _) in DP_FIELDS {
+        assert!(seen.insert((key, sub)), "{key}.{sub} twice");
+    }
+    assert_eq!(datapath_field("ipv4", "src"), Some((MatchField::Ipv4Src, 32)));
+    assert_eq!(datapath_field("ct_tuple4", "tp_dst"), Some((MatchField::CtTuple, 16)));
+    assert_eq!(datapath_field("skb_mark", ""), Some((MatchField::PktMark, 32)));
     assert_eq!(datapath_field("key42", ""), None);
+}
+
+#[test]
+fn mask_kinds_from_printed_masks() {
+    use lower::mask_kind;
+    assert_eq!(mask_kind(None, 16), MaskKind::Exact);
+    assert_eq!(mask_kind(Some("255.255.255.252"), 32), MaskKind::Prefix);
+    assert_eq!(mask_kind(Some("255.255.255.255"), 32), MaskKind::Exact);
+    assert_eq!(mask_kind(Some("255.0.255.0"), 32), MaskKind::Arbitrary);
+    assert_eq!(mask_kind(Some("ff:ff:ff:00:00:00"), 48), MaskKind::Prefix);
+    assert_eq!(mask_kind(Some("01:00:00:00:00:00"), 48), MaskKind::Arbitrary);
+    assert_eq!(mask_kind(Some("ffff:ffff::"), 128), MaskKind::Prefix);
+    assert_eq!(mask_kind(Some("0xf000"), 16), MaskKind::Prefix);
+    assert_eq!(mask_kind(Some("0xffff"), 16), MaskKind::Exact);
+    assert_eq!(mask_kind(Some("0x4"), 32), MaskKind::Arbitrary);
+    assert_eq!(mask_kind(Some("0xfff"), 12), MaskKind::Exact);
+    assert_eq!(mask_kind(Some("junk"), 16), MaskKind::Arbitrary);
 }
 
 #[test]
 fn lowering_skips_wildcards_and_the_ethernet_packet_type() {
     let f = one("ufid:00000000-0000-0000-0000-000000000002, skb_priority(0/0),skb_mark(0/0),ct_state(0x22/0x32),ct_zone(0x1/0),ct_mark(0/0),ct_label(0/0),ct_tuple4(src=10.244.1.4/0.0.0.0,dst=10.244.1.2/0.0.0.0,proto=6/0,tp_src=40000/0,tp_dst=80/0),recirc_id(0x1),dp_hash(0/0),in_port(p4),packet_type(ns=0,id=0),eth(src=0a:58:0a:f4:01:04/00:00:00:00:00:00,dst=02:00:0a:f4:01:01),eth_type(0x0800),ipv4(src=10.244.1.4/0.0.0.0,dst=10.244.1.2,proto=6/0,tos=0/0,ttl=64/0,frag=no),tcp(src=40000/0,dst=80/0),tcp_flags(0/0), packets:4, bytes:202, used:0.285s, flags:P., dp:ovs, actions:set(eth(dst=0a:58:0a:f4:01:02)),br0-p2");
-    let n = lower(&f);
-    assert_eq!(n.recirc_id, 1);
-    let got: Vec<(&str, Option<&str>)> = n.matches.iter().map(|m| (m.field.name(), m.mask.as_deref())).collect();
+    let r = lower(&f);
+    assert_eq!(r.recirculations, 1, "recirc_id(0x1): one pass deep");
     assert_eq!(
-        got,
+        fields(&r),
         [
-            ("ct_state", Some("0x32")),
-            ("recirc_id", None),
-            ("in_port", None),
-            ("eth_dst", None),
-            ("eth_type", None),
-            ("ip_dst", None),
-            ("ip_frag", None)
+            ("ct_state", MaskKind::Arbitrary),
+            ("recirc_id", MaskKind::Exact),
+            ("in_port", MaskKind::Exact),
+            ("eth_dst", MaskKind::Exact),
+            ("eth_type", MaskKind::Exact),
+            ("ipv4_dst", MaskKind::Exact),
+            ("ip_frag", MaskKind::Exact)
         ]
     );
+    let ct = &r.matches[0];
     assert_eq!(
-        n.actions,
-        [
-            DpActionNeed::SetField { field: DpFieldName::Field("eth_dst"), masked: false },
-            DpActionNeed::Output { port: "br0-p2".into() }
-        ]
+        (ct.flags_on.as_slice(), ct.flags_off.as_slice()),
+        (&[CtFlag::Est, CtFlag::Trk][..], &[CtFlag::Inv][..])
     );
+    assert_eq!(
+        r.actions,
+        [ActionReq::SetField { field: MatchField::EthDst, masked: false }, ActionReq::Output { to: OutputKind::Port }]
+    );
+    assert!(r.ct_zones.is_empty(), "ct_zone(0x1/0) is wildcarded");
+    // The plain (non -m) forms of ct_state.
+    let f = one("ct_state(+est-inv+trk),recirc_id(0x1),in_port(4), packets:0, bytes:0, used:never, actions:4");
+    let ct = &lower(&f).matches[0];
+    assert_eq!(
+        (ct.flags_on.as_slice(), ct.flags_off.as_slice()),
+        (&[CtFlag::Est, CtFlag::Trk][..], &[CtFlag::Inv][..])
+    );
+    let f = one("ct_state(new|trk),in_port(4), packets:0, bytes:0, used:never, actions:4");
+    let ct = &lower(&f).matches[0];
+    assert_eq!(ct.flags_on, [CtFlag::New, CtFlag::Trk]);
+    assert_eq!(ct.flags_off.len(), 6, "an exact ct_state: every other flag clear");
+    // Output back out of the in port is a hairpin.
+    let f = one("in_port(p4),eth_type(0x0806), packets:0, bytes:0, used:never, actions:p4");
+    assert_eq!(lower(&f).actions, [ActionReq::Output { to: OutputKind::InPort }]);
+}
+
+// === explanations ===
+
+#[test]
+fn captures_explained_under_both_profiles() {
+    let flows = parse_dump(CAPTURE_M).unwrap();
+    let verdicts = |name: &str| -> Vec<(String, String)> {
+        let p = Profile::builtin(name).unwrap();
+        explain(&flows, &p).iter().map(|e| (e.verdict.line(), e.flow.short())).collect()
+    };
+    let find = |v: &[(String, String)], needle: &str| -> String {
+        v.iter().find(|(_, f)| f.contains(needle)).map(|(l, _)| l.clone()).unwrap_or_else(|| panic!("{needle}"))
+    };
+    let tc = verdicts("tc-flower");
+    // The ARP responder rewrites ARP fields: no datapath action does that, so the flow is
+    // slow-pathed; the unknown EtherType goes to the controller.
+    assert_eq!(find(&tc, "eth_type(0x0806)"), "not offloadable: userspace is a slow-path action");
+    assert_eq!(find(&tc, "eth_type(0x88b5)"), "not offloadable: controller is a slow-path action");
+    // Everything else the pipeline put in the datapath (ct zones 1 and 2, NAT, recirculation,
+    // MAC rewrites) is within TC flower.
+    let blocked: Vec<&(String, String)> = tc.iter().filter(|(l, _)| l != "offloadable").collect();
+    assert_eq!(blocked.len(), 2, "{blocked:#?}");
+
+    let cx = verdicts("connectx");
+    assert!(find(&cx, "eth_type(0x0806)").contains("field arp_spa not matchable"), "{cx:#?}");
+    // A connection's first packet (+new) committed in the datapath: the NIC's conntrack only
+    // offloads established connections.
+    assert_eq!(find(&cx, "ct_state(0x21/0x37)"), "not offloadable: ct_state +new not matchable");
+    assert_eq!(find(&cx, "ct_state(0x22/0x32)"), "offloadable");
+    // The printed line: verdict, type, short form.
+    let p = Profile::builtin("tc-flower").unwrap();
+    let e = explain(&flows, &p);
+    let line = e.iter().map(ToString::to_string).find(|l| l.contains("0x88b5")).unwrap();
+    assert!(
+        line.starts_with("not offloadable: controller is a slow-path action | type=ovs | recirc_id(0),in_port(br0-p1),packet_type(ns=0,id=0),eth_type(0x88b5) actions:meter(2),userspace("),
+        "{line}"
+    );
+}
+
+#[test]
+fn recirculation_depth_follows_the_chain() {
+    let text = "\
+recirc_id(0),in_port(1),eth_type(0x0800), packets:0, bytes:0, used:never, actions:ct(zone=1),recirc(0x1)
+recirc_id(0x1),in_port(1),eth_type(0x0800), packets:0, bytes:0, used:never, actions:ct(zone=2),recirc(0x2)
+recirc_id(0x2),in_port(1),eth_type(0x0800), packets:0, bytes:0, used:never, actions:ct(zone=3),recirc(0x3)
+recirc_id(0x3),in_port(1),eth_type(0x0800), packets:0, bytes:0, used:never, actions:recirc(0x4)
+recirc_id(0x4),in_port(1),eth_type(0x0800), packets:0, bytes:0, used:never, actions:2
+recirc_id(0x9),in_port(1),eth_type(0x0800), packets:0, bytes:0, used:never, actions:2
+";
+    let flows = parse_dump(text).unwrap();
+    let depth: Vec<u32> = lower_dump(&flows).iter().map(|r| r.recirculations).collect();
+    // Each flow: the passes before it plus its own recirc; 0x9's parent expired: one deep.
+    assert_eq!(depth, [1, 2, 3, 4, 4, 1]);
+    assert_eq!(lower(&flows[4]).recirculations, 1, "alone, a flow only knows it is not the first pass");
+    let cx = Profile::builtin("connectx").unwrap();
+    let lines: Vec<String> = explain(&flows, &cx).iter().map(|e| e.verdict.line()).collect();
+    assert_eq!(lines[2], "offloadable");
+    assert_eq!(lines[4], "not offloadable: too many recirculations (4, at most 3)");
+    let tc = Profile::builtin("tc-flower").unwrap();
+    assert!(explain(&flows, &tc).iter().all(|e| e.verdict.offloadable));
+    // A loop in the chain (recirc ids reused in a stale dump) stays bounded.
+    let looped = "\
+recirc_id(0x1),in_port(1), packets:0, bytes:0, used:never, actions:recirc(0x2)
+recirc_id(0x2),in_port(1), packets:0, bytes:0, used:never, actions:recirc(0x1)
+";
+    let d: Vec<u32> = lower_dump(&parse_dump(looped).unwrap()).iter().map(|r| r.recirculations).collect();
+    assert!(d.iter().all(|x| *x <= 4), "{d:?}");
 }

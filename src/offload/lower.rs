@@ -184,6 +184,10 @@ fn lower_match(fm: &FlowMod, req: &mut Requirements) {
             req.add_match(MatchReq::ct_state(on, off));
             continue;
         }
+        if e.field == Field::VLAN_TCI || e.field == Field::VLAN_VID {
+            lower_vlan(e.field, e.value.to_u128() as u16, e.mask.map(|m| m.to_u128() as u16), req);
+            continue;
+        }
         if field == MatchField::CtZone {
             req.add_zone(e.value.to_u128() as u16);
         }
@@ -192,6 +196,38 @@ fn lower_match(fm: &FlowMod, req: &mut Requirements) {
     }
     if !fm.r#match.unknown.is_empty() {
         req.notes.push(format!("{} unknown match field(s) left out", fm.r#match.unknown.len()));
+    }
+}
+
+/// A VLAN match as OVS's TC provider splits it: VID and PCP each exact or not at all (a partial
+/// mask, or a match on "any VLAN" alone, is refused there: `netdev_offload_tc_flow_put()`).
+fn lower_vlan(f: Field, value: u16, mask: Option<u16>, req: &mut Requirements) {
+    // vlan_vid (OXM) is 13 bits with the "present" bit at 0x1000; vlan_tci is the whole TCI with
+    // the CFI bit (0x1000) meaning "present".
+    let full = if f == Field::VLAN_VID { 0x1fff } else { 0xffff };
+    let m = mask.unwrap_or(full);
+    if m == full && value == 0 {
+        // "No VLAN": an exact match on an absent tag.
+        req.add_match(MatchReq::new(MatchField::VlanVid, MaskKind::Exact));
+        return;
+    }
+    let vid = m & 0x0fff;
+    let pcp = m & 0xe000;
+    if vid == 0 && pcp == 0 {
+        req.add_match(MatchReq::new(MatchField::VlanVid, MaskKind::Arbitrary));
+        return;
+    }
+    if vid != 0 {
+        req.add_match(MatchReq::new(
+            MatchField::VlanVid,
+            if vid == 0x0fff { MaskKind::Exact } else { MaskKind::Arbitrary },
+        ));
+    }
+    if pcp != 0 {
+        req.add_match(MatchReq::new(
+            MatchField::VlanPcp,
+            if pcp == 0xe000 { MaskKind::Exact } else { MaskKind::Arbitrary },
+        ));
     }
 }
 
@@ -279,7 +315,10 @@ fn output_kind(p: u16) -> OutputKind {
 /// Registers and other translation-time state: writes to them leave nothing in the datapath.
 fn is_metadata(f: Field) -> bool {
     let i = f.0;
-    (Field::REG0.0..=Field::XXREG3.0).contains(&i) || f == Field::METADATA || f == Field::IN_PORT || f == Field::IN_PORT_OXM
+    (Field::REG0.0..=Field::XXREG3.0).contains(&i)
+        || f == Field::METADATA
+        || f == Field::IN_PORT
+        || f == Field::IN_PORT_OXM
 }
 
 fn set_field(f: Field, masked: bool, req: &mut Requirements) {
@@ -287,14 +326,20 @@ fn set_field(f: Field, masked: bool, req: &mut Requirements) {
         return;
     }
     match f {
-        Field::TUN_ID | Field::TUN_SRC | Field::TUN_DST | Field::TUN_FLAGS | Field::TUN_GBP_ID | Field::TUN_GBP_FLAGS => {
-            push_once(req, ActionReq::TunnelEncap { ipv6: false })
-        }
+        Field::TUN_ID
+        | Field::TUN_SRC
+        | Field::TUN_DST
+        | Field::TUN_FLAGS
+        | Field::TUN_GBP_ID
+        | Field::TUN_GBP_FLAGS => push_once(req, ActionReq::TunnelEncap { ipv6: false }),
         Field::TUN_IPV6_SRC | Field::TUN_IPV6_DST => push_once(req, ActionReq::TunnelEncap { ipv6: true }),
         Field::VLAN_TCI | Field::VLAN_VID | Field::VLAN_PCP => {
-            // commit_vlan_action(): a changed TCI is a pop and a push.
-            push_once(req, ActionReq::PopVlan);
-            push_once(req, ActionReq::PushVlan);
+            // commit_vlan_action(): a changed TCI is a pop and a push (a tag pushed by this flow
+            // is pushed with its final TCI instead).
+            if !req.actions.contains(&ActionReq::PushVlan) {
+                push_once(req, ActionReq::PopVlan);
+                push_once(req, ActionReq::PushVlan);
+            }
         }
         _ => match match_field(f) {
             Some(mf) => req.actions.push(ActionReq::SetField { field: mf, masked }),
@@ -349,7 +394,10 @@ fn lower_ct(ct: &crate::openflow::action::ct::Ct, req: &mut Requirements) -> boo
     if recirc {
         req.recirculations += 1;
         req.actions.push(ActionReq::Recirculate);
-        req.notes.push(format!("ct(table={}) recirculates: table {} is a second datapath flow", ct.recirc_table, ct.recirc_table));
+        req.notes.push(format!(
+            "ct(table={}) recirculates: table {} is a second datapath flow",
+            ct.recirc_table, ct.recirc_table
+        ));
     }
     false
 }

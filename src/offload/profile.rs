@@ -367,13 +367,14 @@ impl Profile {
             }
             Reason::RewriteUnsupported { field, .. } => match self.rewrite.get(field.name()) {
                 Some(r) => &r.source,
-                None => return self.actions.get("set_field").map(|a| a.source.as_str()),
+                None => return None,
             },
             Reason::CtStateFlag { .. } => self.ct.sources.get("state_flags").unwrap_or(&self.ct.source),
             Reason::CtFeature { feature } => self.ct.sources.get(feature).unwrap_or(&self.ct.source),
             Reason::CtZoneTooHigh { .. } => self.ct.sources.get("max_zone").unwrap_or(&self.ct.source),
             Reason::TooManyRecirculations { .. } => self.limits.max_recirculations_source.as_ref()?,
             Reason::TooManyActions { .. } => self.limits.max_actions_source.as_ref()?,
+            Reason::ContinuesInto { .. } => return None,
         };
         Some(s.as_str())
     }

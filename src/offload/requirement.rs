@@ -401,7 +401,9 @@ pub enum OutputKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum ActionReq {
-    Output { to: OutputKind },
+    Output {
+        to: OutputKind,
+    },
     /// An explicit drop (no actions at all is a drop too and needs no action).
     Drop,
     PushVlan,
@@ -410,12 +412,17 @@ pub enum ActionReq {
     PopMpls,
     /// A header rewrite (`set_field`, `mod_*`, `load`/`move` into a packet field; datapath
     /// `set(...)`/`set_masked(...)`). `masked`: only some bits of the field are written.
-    SetField { field: MatchField, masked: bool },
+    SetField {
+        field: MatchField,
+        masked: bool,
+    },
     /// `dec_ttl`: OVS turns it into a masked TTL rewrite after an exact TTL match.
     DecTtl,
     /// Encapsulation metadata for a tunnel port (`set_field:..->tun_dst`, datapath
     /// `set(tunnel(...))`).
-    TunnelEncap { ipv6: bool },
+    TunnelEncap {
+        ipv6: bool,
+    },
     /// The userspace datapath's explicit tunnel push / pop (`tnl_push`, `tnl_pop`).
     TunnelPush,
     TunnelPop,
@@ -446,7 +453,9 @@ pub enum ActionReq {
     /// `set_queue` / `enqueue`: the datapath's `set(skb_priority(..))`.
     SetQueue,
     /// Anything else, by name (an action the lowering does not know).
-    Other { name: String },
+    Other {
+        name: String,
+    },
 }
 
 impl ActionReq {

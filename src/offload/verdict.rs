@@ -34,6 +34,10 @@ pub enum Reason {
     TooManyRecirculations { count: u32, max: u32 },
     /// More datapath actions than one hardware rule can hold.
     TooManyActions { count: usize, max: usize },
+    /// The packet goes on (`goto_table`, `resubmit`: the same datapath flow) into a table where
+    /// every flow it can meet is blocked; `why` is one of those flows' reasons. Only the
+    /// pipeline report, which sees the other tables, gives it.
+    ContinuesInto { table: u8, why: String },
 }
 
 impl fmt::Display for Reason {
@@ -57,6 +61,7 @@ impl fmt::Display for Reason {
                 write!(f, "too many recirculations ({count}, at most {max})")
             }
             Reason::TooManyActions { count, max } => write!(f, "too many actions ({count}, at most {max})"),
+            Reason::ContinuesInto { table, why } => write!(f, "continues into table {table} ({why})"),
         }
     }
 }

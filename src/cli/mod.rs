@@ -3,6 +3,7 @@
 mod cnictl;
 mod flow;
 mod offload;
+mod offload_datapath;
 mod run;
 mod switch;
 

@@ -32,6 +32,9 @@ pub enum OffloadCommand {
         #[arg(required = true)]
         flows: Vec<String>,
     },
+    /// Judge datapath flows: `ovs-appctl dpctl/dump-flows -m` text on stdin, one line per flow
+    /// (the verdict as `check` prints it, ` | type=ovs|offloaded|partial|tc | ` and the flow).
+    Datapath(super::offload_datapath::DatapathArgs),
     /// The offload report of a live daemon's switches (through its REST API), or of the
     /// pipeline a configuration file installs (`--config`).
     Report {
@@ -60,6 +63,7 @@ pub enum OffloadCommand {
 pub fn run(cmd: OffloadCommand) -> ExitCode {
     match cmd {
         OffloadCommand::Check { profile, flows } => check(&profile, &flows),
+        OffloadCommand::Datapath(args) => super::offload_datapath::run(args),
         OffloadCommand::Report { profile, switch, http, token_file, config, json } => {
             let r = match config {
                 Some(path) => offline_report(&profile, &path).map(|r| vec![(None, r)]),

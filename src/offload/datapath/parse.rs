@@ -293,21 +293,14 @@ impl<'a> Cursor<'a> {
         r.get(..n)
     }
 
-    /// The rest of a part, up to the next `, ` outside brackets (`dp-extra-info:miniflow_bits(4,1)`).
+    /// The rest of a part, up to the next `, ` (`dp-extra-info:miniflow_bits(4,1)`: OVS puts
+    /// no `, ` inside a part, so brackets need no counting, and an unbalanced one cannot swallow
+    /// the parts after it).
     fn raw_part(&mut self) -> &'a str {
-        let start = self.pos;
-        let b = self.s.as_bytes();
-        let mut depth = 0usize;
-        while let Some(&x) = b.get(self.pos) {
-            match x {
-                b'(' | b'{' => depth += 1,
-                b')' | b'}' => depth = depth.saturating_sub(1),
-                b',' if depth == 0 && b.get(self.pos + 1) == Some(&b' ') => break,
-                _ => {}
-            }
-            self.pos += 1;
-        }
-        self.s.get(start..self.pos).unwrap_or("")
+        let r = self.rest();
+        let n = r.find(", ").unwrap_or(r.len());
+        self.pos += n;
+        r.get(..n).unwrap_or("")
     }
 
     fn number(&mut self, field: &'static str) -> Result<u64, ParseError> {

@@ -378,6 +378,7 @@ impl Rng {
 }
 
 fn exercise(line: &str) {
+    crate::fuzzing::dpctl_text(line.as_bytes());
     if let Ok(f) = parse_flow(line) {
         let _ = (f.to_string(), f.short(), lower(&f));
         for a in &f.actions {

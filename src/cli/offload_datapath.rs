@@ -6,14 +6,15 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use clap::Args;
-use shardflow::offload::datapath::{explain, parse_lines, DpFlow};
+use shardflow::offload::datapath::{judge_dump, Offloaded};
 use shardflow::offload::{Profile, DEFAULT_PROFILE};
 
 use super::{EX_DATAERR, EX_USAGE};
 
-/// The most stdin read: a dump of a busy switch is tens of MiB at most (200,000 flows of
-/// ~500 bytes); past this the input is refused rather than held in memory.
-pub const MAX_INPUT: u64 = 256 << 20;
+/// The most stdin read: a dump of a busy switch is tens of MiB (100,000 verbose flows are
+/// about 55 MiB); past this the input is refused rather than held in memory. Judging keeps a
+/// few hundred bytes per flow besides the text (`judge_dump`).
+pub const MAX_INPUT: u64 = 128 << 20;
 
 #[derive(Args, Debug)]
 pub struct DatapathArgs {
@@ -53,35 +54,28 @@ pub fn run(args: DatapathArgs) -> ExitCode {
 /// The output for a dump, and the exit status: bad lines are reported on stderr (line and
 /// column) and left out; the others are judged together, so the recirculation chain is seen.
 fn render(text: &str, profile: &Profile, not_offloaded: bool) -> (ExitCode, String) {
-    let mut flows: Vec<DpFlow> = Vec::new();
     let mut bad = 0usize;
-    for (_, r) in parse_lines(text) {
-        match r {
-            Ok(f) => flows.push(f),
-            Err(e) => {
-                bad += 1;
-                eprintln!("shardflow: {e}");
-            }
-        }
-    }
-    let explained = explain(&flows, profile);
+    let judged = judge_dump(text, profile, |e| {
+        bad += 1;
+        eprintln!("shardflow: {e}");
+    });
     let mut out = String::new();
     let (mut shown, mut offloadable, mut offloaded) = (0usize, 0usize, 0usize);
-    for e in &explained {
-        if e.flow.is_offloaded() {
+    for j in &judged {
+        if j.offloaded == Offloaded::Yes {
             offloaded += 1;
             if not_offloaded {
                 continue;
             }
         }
         shown += 1;
-        offloadable += usize::from(e.verdict.offloadable);
-        out.push_str(&e.to_string());
+        offloadable += usize::from(j.verdict.offloadable);
+        out.push_str(&j.to_string());
         out.push('\n');
     }
     eprintln!(
         "shardflow: {} datapath flows ({offloaded} offloaded), {shown} shown: {offloadable} offloadable under {}, {} not{}",
-        flows.len(),
+        judged.len(),
         profile.name,
         shown - offloadable,
         if bad > 0 { format!("; {bad} bad lines left out") } else { String::new() }

@@ -35,7 +35,7 @@ use super::profile::Profile;
 use super::requirement::Requirements;
 use super::verdict::Verdict;
 
-pub use lower::{datapath_field, lower, lower_dump, DP_FIELDS};
+pub use lower::{chain_depths, datapath_field, lower, lower_dump, lower_first_pass, RecircLinks, DP_FIELDS};
 pub use parse::{parse_dump, parse_flow, parse_lines, ErrorKind, ParseError, MAX_DEPTH, MAX_LINE};
 
 /// One datapath flow, as one line of `dpctl/dump-flows` prints it.
@@ -187,6 +187,56 @@ pub fn explain<'a>(flows: &'a [DpFlow], profile: &Profile) -> Vec<Explained<'a>>
             Explained { flow, requirements, verdict }
         })
         .collect()
+}
+
+/// One line of a dump judged, without the parsed flow (what a long dump keeps per flow).
+#[derive(Debug, Clone)]
+pub struct Judged {
+    /// The line number in the text.
+    pub line: usize,
+    pub flow_type: String,
+    pub offloaded: Offloaded,
+    /// [`DpFlow::short`].
+    pub short: String,
+    pub requirements: Requirements,
+    pub verdict: Verdict,
+}
+
+impl fmt::Display for Judged {
+    /// As [`Explained`] prints.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} | type={} | {}", self.verdict.line(), self.flow_type, self.short)
+    }
+}
+
+/// Parses and judges a whole dump keeping only a few hundred bytes per flow (a parsed flow is
+/// ten times its line): each line is lowered as it is parsed and dropped, the recirculation
+/// chain is completed at the end. Bad lines go to `on_error` and are left out.
+pub fn judge_dump(text: &str, profile: &Profile, mut on_error: impl FnMut(ParseError)) -> Vec<Judged> {
+    let mut judged = Vec::new();
+    let mut links = Vec::new();
+    for (line, r) in parse_lines(text) {
+        match r {
+            Ok(flow) => {
+                links.push(RecircLinks::of(&flow));
+                judged.push(Judged {
+                    line,
+                    flow_type: flow.flow_type().to_string(),
+                    offloaded: flow.offloaded,
+                    short: flow.short(),
+                    requirements: lower_first_pass(&flow),
+                    verdict: Verdict::from_reasons(Vec::new()),
+                });
+            }
+            Err(e) => on_error(e),
+        }
+    }
+    for (j, depth) in judged.iter_mut().zip(chain_depths(&links)) {
+        // (The `recirc_id` match itself is in the requirements already, from the key.)
+        j.requirements.recirculations = j.requirements.recirculations.saturating_add(depth);
+        j.verdict = profile.judge(&j.requirements);
+    }
+    judged
 }
 
 // === impl DpFlow ===

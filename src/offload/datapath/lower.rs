@@ -121,31 +121,63 @@ pub fn lower(flow: &DpFlow) -> Requirements {
 /// taken from the chain: a flow matching `recirc_id(N)` is one pass deeper than the shallowest
 /// flow whose actions `recirc(N)` (one deep when no such flow is in the dump: it expired).
 pub fn lower_dump(flows: &[DpFlow]) -> Vec<Requirements> {
+    let links: Vec<RecircLinks> = flows.iter().map(RecircLinks::of).collect();
+    flows.iter().zip(chain_depths(&links)).map(|(f, d)| lower_at(f, d)).collect()
+}
+
+/// What the recirculation chain needs of one flow: the pass it serves and the passes it
+/// starts. Small, so a long dump can be judged without keeping its parsed flows
+/// ([`lower_first_pass`], then [`chain_depths`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecircLinks {
+    /// `recirc_id(N)` matched (0: the first pass).
+    pub recirc_id: u32,
+    /// The ids of its `recirc(N)` actions, nested ones included.
+    pub recircs: Vec<u32>,
+}
+
+impl RecircLinks {
+    pub fn of(flow: &DpFlow) -> RecircLinks {
+        let recircs = all_actions(&flow.actions)
+            .iter()
+            .filter(|a| a.kind() == DpActionKind::Recirc)
+            .filter_map(|a| a.value.as_deref().and_then(parse_u32))
+            .collect();
+        RecircLinks { recirc_id: recirc_id(flow).unwrap_or(0), recircs }
+    }
+}
+
+/// A flow's requirements without the passes before it (its own `recirc` actions counted), to
+/// be completed with [`chain_depths`]: `requirements.recirculations += depth`.
+pub fn lower_first_pass(flow: &DpFlow) -> Requirements {
+    lower_at(flow, 0)
+}
+
+/// For each flow, the recirculations before it: 0 on the first pass, else one more than the
+/// shallowest flow recirculating into its `recirc_id` (1 when none is in the dump: it expired).
+pub fn chain_depths(links: &[RecircLinks]) -> Vec<u32> {
     // recirc id -> the flows that recirculate into it.
     let mut parents: HashMap<u32, Vec<usize>> = HashMap::new();
-    for (i, f) in flows.iter().enumerate() {
-        for a in all_actions(&f.actions) {
-            if a.kind() == DpActionKind::Recirc {
-                if let Some(id) = a.value.as_deref().and_then(parse_u32) {
-                    parents.entry(id).or_default().push(i);
-                }
-            }
+    for (i, l) in links.iter().enumerate() {
+        for id in &l.recircs {
+            parents.entry(*id).or_default().push(i);
         }
     }
-    // Depth by relaxation, bounded by the flow count (a cycle cannot grow it past that).
-    let ids: Vec<u32> = flows.iter().map(|f| recirc_id(f).unwrap_or(0)).collect();
-    let mut depth: Vec<u32> = ids.iter().map(|id| u32::from(*id != 0)).collect();
-    for _ in 0..flows.len().min(64) {
+    // Depth by relaxation: each round takes, per recirc id, the shallowest flow recirculating
+    // into it (linear in flows and recirc actions, however many flows share an id: thousands
+    // of connections' first passes share the one id of the rule they froze in), bounded in
+    // rounds (a chain is a few passes deep; a cycle in a stale dump cannot grow it further).
+    let cap = (links.len() as u32).saturating_add(1);
+    let mut depth: Vec<u32> = links.iter().map(|l| u32::from(l.recirc_id != 0)).collect();
+    for _ in 0..64 {
+        let via: HashMap<u32, u32> =
+            parents.iter().map(|(id, ps)| (*id, ps.iter().map(|p| depth[*p]).min().unwrap_or(0))).collect();
         let mut changed = false;
-        for i in 0..flows.len() {
-            if ids[i] == 0 {
+        for (i, l) in links.iter().enumerate() {
+            if l.recirc_id == 0 {
                 continue;
             }
-            let want = parents
-                .get(&ids[i])
-                .and_then(|ps| ps.iter().map(|p| depth[*p]).min())
-                .map_or(1, |d| d.saturating_add(1))
-                .min(flows.len() as u32 + 1);
+            let want = via.get(&l.recirc_id).map_or(1, |d| d.saturating_add(1)).min(cap);
             if want != depth[i] {
                 depth[i] = want;
                 changed = true;
@@ -155,7 +187,7 @@ pub fn lower_dump(flows: &[DpFlow]) -> Vec<Requirements> {
             break;
         }
     }
-    flows.iter().zip(depth).map(|(f, d)| lower_at(f, d)).collect()
+    depth
 }
 
 fn lower_at(flow: &DpFlow, before: u32) -> Requirements {

@@ -575,3 +575,43 @@ recirc_id(0x2),in_port(1), packets:0, bytes:0, used:never, actions:recirc(0x1)
     let d: Vec<u32> = lower_dump(&parse_dump(looped).unwrap()).iter().map(|r| r.recirculations).collect();
     assert!(d.iter().all(|x| *x <= 4), "{d:?}");
 }
+
+#[test]
+fn many_flows_sharing_a_recirc_id_stay_linear() {
+    // 5,000 first passes into recirc(0x1) and 5,000 second passes: a quadratic walk would be
+    // 25 million steps per round.
+    let mut text = String::new();
+    for i in 0..5000 {
+        text.push_str(&format!(
+            "recirc_id(0),in_port({i}),eth_type(0x0800), packets:0, bytes:0, used:never, actions:ct(zone=1),recirc(0x1)\n"
+        ));
+        text.push_str(&format!(
+            "recirc_id(0x1),in_port({i}),eth_type(0x0800), packets:0, bytes:0, used:never, actions:2\n"
+        ));
+    }
+    let flows = parse_dump(&text).unwrap();
+    let t = std::time::Instant::now();
+    let reqs = lower_dump(&flows);
+    assert!(reqs.iter().step_by(2).all(|r| r.recirculations == 1));
+    assert!(reqs.iter().skip(1).step_by(2).all(|r| r.recirculations == 1));
+    assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+#[test]
+fn judge_dump_agrees_with_explain() {
+    let text = format!("{CAPTURE_M}{OVS_SUITE}garbage(\n");
+    let flows: Vec<DpFlow> = parse_lines(&text).filter_map(|(_, r)| r.ok()).collect();
+    for name in Profile::builtin_names() {
+        let p = Profile::builtin(name).unwrap();
+        let mut errors = Vec::new();
+        let judged = judge_dump(&text, &p, |e| errors.push(e));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].line, text.lines().count());
+        let explained = explain(&flows, &p);
+        assert_eq!(judged.len(), explained.len());
+        for (j, e) in judged.iter().zip(&explained) {
+            assert_eq!(j.to_string(), e.to_string());
+            assert_eq!(j.requirements, e.requirements);
+        }
+    }
+}

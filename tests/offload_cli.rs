@@ -133,3 +133,17 @@ fn report_of_the_example_configuration() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("no [pipeline] section"), "{}", stderr(&o));
 }
+
+/// The README's report is the CLI's output for docs/pipeline.md's example, as is.
+#[test]
+fn readme_report_is_the_cli_output() {
+    let s = Scratch::new("readme");
+    let cfg = s.file("pipeline.toml", &pipeline_doc_block("toml"));
+    let o = shardflow(&["offload", "report", "--config", &cfg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let readme = std::fs::read_to_string(support::repo().join("README.md")).unwrap();
+    let open = "```text offload-report\n";
+    let start = readme.find(open).expect("README has the offload report block") + open.len();
+    let end = readme[start..].find("```").unwrap() + start;
+    assert_eq!(&readme[start..end], stdout(&o), "README.md's offload report is stale: paste the CLI's output");
+}

@@ -255,11 +255,13 @@ fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
+        // `get`: a chunk size that does not land on a character boundary ends the body.
+        let (Some(chunk), Some(next)) = (rest.get(..n), rest.get(n..)) else { break };
+        if n == 0 {
             break;
         }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
+        out.push_str(chunk);
+        s = next.trim_start_matches("\r\n");
     }
     out
 }

@@ -25,7 +25,7 @@
 //! flow; a zone taken from a register is a number in the datapath but unknown here.
 
 use super::requirement::{ActionReq, CtFlag, CtReq, MaskKind, MatchField, MatchReq, NatKind, OutputKind, Requirements};
-use crate::openflow::action::ct::{NatRange, CT_COMMIT, CT_FORCE, CT_RECIRC_NONE, NAT_DST, NAT_SRC};
+use crate::openflow::action::ct::{CT_COMMIT, CT_FORCE, CT_RECIRC_NONE, NAT_DST, NAT_SRC};
 use crate::openflow::action::{port, Action};
 use crate::openflow::field::Field;
 use crate::openflow::flow::FlowMod;
@@ -380,7 +380,6 @@ fn lower_ct(ct: &crate::openflow::action::ct::Ct, req: &mut Requirements) -> boo
                 } else if n.flags & NAT_DST != 0 {
                     NatKind::Dst
                 } else {
-                    debug_assert!(n.range == NatRange::None || n.flags != 0);
                     NatKind::Reverse
                 });
             }

@@ -60,6 +60,17 @@ fn check_prints_one_line_per_flow() {
     let o = shardflow(&[&["offload", "check", "--profile", "connectx"][..], &FLOWS[..]].concat());
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).lines().nth(2), Some("not offloadable: ct_state +new not matchable"));
+    // --sources: each reason with the source its profile cites.
+    let o =
+        shardflow(&["offload", "check", "--profile", "connectx", "--sources", FLOWS[2], "arp,arp_op=1,actions=NORMAL"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert_eq!(lines[0], "not offloadable: ct_state +new not matchable");
+    assert!(lines[1].starts_with("  ct_state +new not matchable: TC_CT mlx5_tc_ct_match_add()"), "{text}");
+    assert_eq!(lines[2], "not offloadable: field arp_op not matchable");
+    assert!(lines[3].contains("FLOW_DISSECTOR_KEY_ARP is not among the accepted keys"), "{text}");
 }
 
 #[test]

@@ -28,6 +28,10 @@ pub enum OffloadCommand {
         /// A built-in profile (tc-flower, connectx) or a profile file (.toml).
         #[arg(long, default_value = DEFAULT_PROFILE)]
         profile: String,
+        /// After each flow's line, one indented line per reason with the source the profile
+        /// cites for it.
+        #[arg(long)]
+        sources: bool,
         /// The flows, in ovs-ofctl syntax (`table=3,priority=100,tcp,actions=ct(commit,zone=1),output:2`).
         #[arg(required = true)]
         flows: Vec<String>,
@@ -59,7 +63,7 @@ pub enum OffloadCommand {
 
 pub fn run(cmd: OffloadCommand) -> ExitCode {
     match cmd {
-        OffloadCommand::Check { profile, flows } => check(&profile, &flows),
+        OffloadCommand::Check { profile, sources, flows } => check(&profile, sources, &flows),
         OffloadCommand::Report { profile, switch, http, token_file, config, json } => {
             let r = match config {
                 Some(path) => offline_report(&profile, &path).map(|r| vec![(None, r)]),
@@ -79,7 +83,7 @@ pub fn run(cmd: OffloadCommand) -> ExitCode {
     }
 }
 
-fn check(profile: &str, flows: &[String]) -> ExitCode {
+fn check(profile: &str, sources: bool, flows: &[String]) -> ExitCode {
     let profile = match Profile::named_or_file(profile) {
         Ok(p) => p,
         Err(e) => {
@@ -92,7 +96,13 @@ fn check(profile: &str, flows: &[String]) -> ExitCode {
     for (i, text) in flows.iter().enumerate() {
         match FlowMod::parse(text, FlowModCommand::Add) {
             Ok(fm) => {
-                let _ = writeln!(out, "{}", check_flow(&profile, &fm).line());
+                let v = check_flow(&profile, &fm);
+                let _ = writeln!(out, "{}", v.line());
+                if sources {
+                    for r in &v.reasons {
+                        let _ = writeln!(out, "  {r}: {}", profile.source_for(r).unwrap_or("(no source)"));
+                    }
+                }
             }
             Err(e) => {
                 bad += 1;

@@ -505,3 +505,40 @@ fn connectx_is_stricter_than_tc_flower() {
     }
     assert!(tc_no >= 15 && cx_no > tc_no, "tc-flower refuses {tc_no}, connectx {cx_no}");
 }
+
+/// The report over docs/pipeline.md's pipeline and 20,000 decided connection flows (10,000
+/// allowed pod-to-pod connections): every connection flow offloads under tc-flower, and the time
+/// the report takes is printed (it runs on the REST API's blocking pool, never on a shard).
+#[test]
+fn report_over_many_connection_flows() {
+    use shardflow::config::Config;
+    use shardflow::offload::report::analyze;
+    use shardflow::packet::{build, FlowKey};
+    use shardflow::policy::decision::{decide, DecisionContext};
+    use shardflow::policy::NetworkPolicy;
+    use std::net::IpAddr;
+
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/pipeline.md")).unwrap();
+    let start = doc.find("```toml\n").unwrap() + 8;
+    let end = doc[start..].find("```").unwrap() + start;
+    let cfg = Config::from_toml(&doc[start..end]).unwrap();
+    let p = cfg.pipeline.as_ref().unwrap();
+    let mut flows = shardflow::pipeline::default::generate(p, cfg.shards.count, 1).unwrap();
+    let pipeline_flows = flows.len();
+    let ctx = DecisionContext::new(p, 1);
+    let (a, b) = (&p.local_pods[0], &p.local_pods[1]);
+    for i in 0..10_000u16 {
+        let frame = build::tcp_syn(a.mac, p.gateway_mac, IpAddr::V4(a.ip), IpAddr::V4(b.ip), 20_000 + i, 80);
+        let key = FlowKey::extract(a.port, &frame).unwrap();
+        flows.extend(decide(&key, a.port, &NetworkPolicy::allow(), &ctx).flows);
+    }
+    assert_eq!(flows.len(), pipeline_flows + 20_000);
+    let tc = Profile::builtin("tc-flower").unwrap();
+    let t0 = std::time::Instant::now();
+    let r = analyze(&tc, &flows);
+    let took = t0.elapsed();
+    let conn = &r.categories.iter().find(|c| c.category == "connection").unwrap().share;
+    assert_eq!((conn.flows, conn.offloadable), (20_000, 20_000));
+    assert_eq!(r.flows.len(), flows.len());
+    eprintln!("FIGURE offload report: {} flows analysed in {:.1} ms", flows.len(), took.as_secs_f64() * 1e3);
+}

@@ -28,6 +28,10 @@ pub enum OffloadCommand {
         /// A built-in profile (tc-flower, connectx) or a profile file (.toml).
         #[arg(long, default_value = DEFAULT_PROFILE)]
         profile: String,
+        /// After each flow's line, one indented line per reason with the source the profile
+        /// cites for it.
+        #[arg(long)]
+        sources: bool,
         /// The flows, in ovs-ofctl syntax (`table=3,priority=100,tcp,actions=ct(commit,zone=1),output:2`).
         #[arg(required = true)]
         flows: Vec<String>,
@@ -62,7 +66,7 @@ pub enum OffloadCommand {
 
 pub fn run(cmd: OffloadCommand) -> ExitCode {
     match cmd {
-        OffloadCommand::Check { profile, flows } => check(&profile, &flows),
+        OffloadCommand::Check { profile, sources, flows } => check(&profile, sources, &flows),
         OffloadCommand::Datapath(args) => super::offload_datapath::run(args),
         OffloadCommand::Report { profile, switch, http, token_file, config, json } => {
             let r = match config {
@@ -83,7 +87,7 @@ pub fn run(cmd: OffloadCommand) -> ExitCode {
     }
 }
 
-fn check(profile: &str, flows: &[String]) -> ExitCode {
+fn check(profile: &str, sources: bool, flows: &[String]) -> ExitCode {
     let profile = match Profile::named_or_file(profile) {
         Ok(p) => p,
         Err(e) => {
@@ -96,7 +100,13 @@ fn check(profile: &str, flows: &[String]) -> ExitCode {
     for (i, text) in flows.iter().enumerate() {
         match FlowMod::parse(text, FlowModCommand::Add) {
             Ok(fm) => {
-                let _ = writeln!(out, "{}", check_flow(&profile, &fm).line());
+                let v = check_flow(&profile, &fm);
+                let _ = writeln!(out, "{}", v.line());
+                if sources {
+                    for r in &v.reasons {
+                        let _ = writeln!(out, "  {r}: {}", profile.source_for(r).unwrap_or("(no source)"));
+                    }
+                }
             }
             Err(e) => {
                 bad += 1;
@@ -259,11 +269,13 @@ fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
+        // `get`: a chunk size that does not land on a character boundary ends the body.
+        let (Some(chunk), Some(next)) = (rest.get(..n), rest.get(n..)) else { break };
+        if n == 0 {
             break;
         }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
+        out.push_str(chunk);
+        s = next.trim_start_matches("\r\n");
     }
     out
 }

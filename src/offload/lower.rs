@@ -25,7 +25,7 @@
 //! flow; a zone taken from a register is a number in the datapath but unknown here.
 
 use super::requirement::{ActionReq, CtFlag, CtReq, MaskKind, MatchField, MatchReq, NatKind, OutputKind, Requirements};
-use crate::openflow::action::ct::{NatRange, CT_COMMIT, CT_FORCE, CT_RECIRC_NONE, NAT_DST, NAT_SRC};
+use crate::openflow::action::ct::{CT_COMMIT, CT_FORCE, CT_RECIRC_NONE, NAT_DST, NAT_SRC};
 use crate::openflow::action::{port, Action};
 use crate::openflow::field::Field;
 use crate::openflow::flow::FlowMod;
@@ -380,7 +380,6 @@ fn lower_ct(ct: &crate::openflow::action::ct::Ct, req: &mut Requirements) -> boo
                 } else if n.flags & NAT_DST != 0 {
                     NatKind::Dst
                 } else {
-                    debug_assert!(n.range == NatRange::None || n.flags != 0);
                     NatKind::Reverse
                 });
             }
@@ -407,5 +406,120 @@ fn mark_or_label(f: Field, c: &mut CtReq) {
         c.set_mark = true;
     } else if f == Field::CT_LABEL {
         c.set_label = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openflow::flow::FlowModCommand;
+
+    fn lower(t: &str) -> Requirements {
+        lower_flow_mod(&FlowMod::parse(t, FlowModCommand::Add).unwrap_or_else(|e| panic!("{t}: {e}")))
+    }
+
+    fn fields(r: &Requirements) -> Vec<(MatchField, MaskKind)> {
+        r.matches.iter().map(|m| (m.field, m.mask)).collect()
+    }
+
+    #[test]
+    fn translation_time_state_leaves_nothing() {
+        let r = lower("table=5,priority=10,ip,reg0=0x4/0x4,metadata=0x1,actions=load:0x1->NXM_NX_REG1[],goto_table:6");
+        assert_eq!(fields(&r), vec![(MatchField::EthType, MaskKind::Exact)]);
+        assert!(r.actions.is_empty(), "{:?}", r.actions);
+        assert!(r.notes.iter().any(|n| n.contains("reg0")) && r.notes.iter().any(|n| n.contains("goto_table:6")));
+        // A flow that ends the pipeline without an output drops.
+        assert_eq!(lower("ip,actions=load:0x1->NXM_NX_REG1[]").actions, vec![ActionReq::Drop]);
+    }
+
+    #[test]
+    fn ct_recirculates_and_counts_zones() {
+        let r =
+            lower("table=1,ip,actions=ct(commit,zone=2,nat(dst=10.244.1.4:8080),exec(set_field:0x1->ct_mark),table=5)");
+        assert_eq!(r.recirculations, 1);
+        assert_eq!(r.ct_zones, vec![2]);
+        assert_eq!(
+            r.actions,
+            vec![
+                ActionReq::Ct(CtReq {
+                    zone: Some(2),
+                    commit: true,
+                    nat: Some(NatKind::Dst),
+                    set_mark: true,
+                    recirculates: true,
+                    ..Default::default()
+                }),
+                ActionReq::Recirculate
+            ]
+        );
+        let r = lower_flow_mod_in(
+            &FlowMod::parse("table=2,ct_state=+est-new+trk,ip,actions=goto_table:5", FlowModCommand::Add)
+                .unwrap_or_else(|e| panic!("{e}")),
+            Context { recirculations_before: 1 },
+        );
+        assert_eq!(r.recirculations, 1);
+        assert!(r.has_match(MatchField::RecircId));
+        let ct = r.matches.iter().find(|m| m.field == MatchField::CtState).unwrap_or_else(|| panic!("{r:?}"));
+        assert_eq!((ct.flags_on.clone(), ct.flags_off.clone()), (vec![CtFlag::Est, CtFlag::Trk], vec![CtFlag::New]));
+    }
+
+    #[test]
+    fn rewrites_as_the_datapath_sees_them() {
+        let r =
+            lower("ip,actions=dec_ttl,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],load:0x1->NXM_OF_IP_TOS[2..3],output:2");
+        assert!(fields(&r).contains(&(MatchField::IpTtl, MaskKind::Exact)), "dec_ttl matches the TTL");
+        assert!(fields(&r).contains(&(MatchField::EthSrc, MaskKind::Exact)), "move reads eth_src");
+        assert_eq!(
+            r.actions,
+            vec![
+                ActionReq::DecTtl,
+                ActionReq::SetField { field: MatchField::EthDst, masked: false },
+                ActionReq::SetField { field: MatchField::IpTos, masked: true },
+                ActionReq::Output { to: OutputKind::Port },
+            ]
+        );
+        // A changed VLAN is a pop and a push; a pushed tag is pushed with its final TCI.
+        assert_eq!(
+            lower("dl_vlan=5,actions=mod_vlan_vid:7,output:2").actions[..2],
+            [ActionReq::PopVlan, ActionReq::PushVlan]
+        );
+        assert_eq!(
+            lower("actions=push_vlan:0x8100,set_field:4196->vlan_vid,output:2").actions,
+            vec![ActionReq::PushVlan, ActionReq::Output { to: OutputKind::Port }]
+        );
+        assert_eq!(
+            lower("ip,actions=set_field:10.0.0.5->tun_dst,set_field:0x5->tun_id,output:5").actions,
+            vec![ActionReq::TunnelEncap { ipv6: false }, ActionReq::Output { to: OutputKind::Port }]
+        );
+    }
+
+    #[test]
+    fn vlan_and_mask_kinds() {
+        assert_eq!(fields(&lower("dl_vlan=100,actions=drop")), vec![(MatchField::VlanVid, MaskKind::Exact)]);
+        assert_eq!(fields(&lower("vlan_tci=0,actions=drop")), vec![(MatchField::VlanVid, MaskKind::Exact)]);
+        assert_eq!(
+            fields(&lower("vlan_tci=0x1000/0x1000,actions=drop")),
+            vec![(MatchField::VlanVid, MaskKind::Arbitrary)]
+        );
+        let r = lower("ip,nw_src=10.0.0.0/8,nw_dst=10.0.0.0/255.0.255.0,actions=drop");
+        assert!(fields(&r).contains(&(MatchField::Ipv4Src, MaskKind::Prefix)));
+        assert!(fields(&r).contains(&(MatchField::Ipv4Dst, MaskKind::Arbitrary)));
+        let r = lower("ip,ip_dscp=8,actions=drop");
+        assert!(fields(&r).contains(&(MatchField::IpTos, MaskKind::Prefix)), "DSCP is the TOS byte's top bits");
+    }
+
+    #[test]
+    fn outputs_by_kind() {
+        let r = lower("ip,in_port=2,actions=IN_PORT,LOCAL,NORMAL,controller,output:3");
+        assert_eq!(
+            r.actions,
+            vec![
+                ActionReq::Output { to: OutputKind::InPort },
+                ActionReq::Output { to: OutputKind::Local },
+                ActionReq::Output { to: OutputKind::Multiple },
+                ActionReq::Controller,
+                ActionReq::Output { to: OutputKind::Port },
+            ]
+        );
     }
 }

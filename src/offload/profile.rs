@@ -351,6 +351,9 @@ impl Profile {
         feature(ct.alg.is_none() || c.alg, "alg");
         feature(!ct.set_mark || c.set_mark, "mark");
         feature(!ct.set_label || c.set_label, "label");
+        if let Some(z) = ct.zone.filter(|z| *z > c.max_zone) {
+            push(Reason::CtZoneTooHigh { zone: z, max: c.max_zone });
+        }
     }
 
     /// The source the profile cites for the fact behind a reason.
@@ -462,5 +465,19 @@ mod tests {
         assert!(p.source_for(&v.reasons[0]).is_some_and(|s| s.contains("FLOW_DISSECTOR_KEY_ARP")));
         let ok = Requirements { actions: vec![ActionReq::Drop], ..Default::default() };
         assert_eq!(p.judge(&ok).line(), "offloadable");
+    }
+
+    #[test]
+    fn ct_parts_and_zones_are_judged() {
+        let text = include_str!("profiles/tc-flower.toml")
+            .replace("max_zone = 65535", "max_zone = 100")
+            .replace("nat = true\nalg = false", "nat = false\nalg = false");
+        let p = Profile::from_toml("small", &text).unwrap_or_else(|e| panic!("{e}"));
+        let ct = CtReq { zone: Some(200), commit: true, nat: Some(NatKind::Dst), alg: Some(21), ..Default::default() };
+        let req = Requirements { actions: vec![ActionReq::Ct(ct)], ct_zones: vec![200], ..Default::default() };
+        assert_eq!(
+            p.judge(&req).line(),
+            "not offloadable: ct nat unsupported; ct alg unsupported; ct zone 200 above 100"
+        );
     }
 }

@@ -505,7 +505,9 @@ pub struct Requirements {
     /// known (a flow reached only after `ct(table=N)` is one deep already): `ct(table=N)` and
     /// datapath `recirc(N)` each count one; `goto_table` and `resubmit` count none.
     pub recirculations: u32,
-    /// The conntrack zones the flow's `ct` actions and `ct_zone` match use, as numbers.
+    /// The conntrack zones the flow's `ct` actions and `ct_zone` match use, as numbers (a `ct`
+    /// action's zone is judged from [`CtReq::zone`] as well; list it here too so that reports
+    /// count the zones in use).
     pub ct_zones: Vec<u16>,
     /// What the lowering left out and why (register matches folded at translation, ...):
     /// explanations, not reasons against offload.

@@ -244,7 +244,7 @@ fn lower_keys(keys: &[DpKey], prefix: &str, req: &mut Requirements) {
                     }
                 }
                 match datapath_field(name, "") {
-                    Some((field, bits)) => req.add_match(MatchReq::new(field, mask_kind(k.mask.as_deref(), bits))),
+                    Some((field, bits)) => req.add_match(MatchReq::new(field, key_mask_kind(k, bits))),
                     None => req.notes.push(format!("datapath key {prefix}{name} is not modelled by the profiles")),
                 }
             }
@@ -261,7 +261,7 @@ fn field_match(req: &mut Requirements, key: &str, sub: &DpKey, path: &str) {
     match datapath_field(key, &sub.name) {
         // Geneve options and VXLAN-GBP are structured: any match on them is the field.
         Some((field, 0)) => req.add_match(MatchReq::new(field, MaskKind::Exact)),
-        Some((field, bits)) => req.add_match(MatchReq::new(field, mask_kind(sub.mask.as_deref(), bits))),
+        Some((field, bits)) => req.add_match(MatchReq::new(field, key_mask_kind(sub, bits))),
         None => req.notes.push(format!("datapath key {path}.{} is not modelled by the profiles", sub.name)),
     }
 }
@@ -304,6 +304,15 @@ fn ct_state(k: &DpKey) -> MatchReq {
         off = CtFlag::ALL.iter().copied().filter(|f| !on.contains(f)).collect();
     }
     MatchReq::ct_state(on, off)
+}
+
+/// The mask kind of a key or field: its printed mask's, except for flags written with signs
+/// (`tcp_flags(+syn-ack)`, `flags(-df+csum)` without `-m`): some bits matched, others not.
+fn key_mask_kind(k: &DpKey, bits: u32) -> MaskKind {
+    match (&k.mask, k.value.as_deref()) {
+        (None, Some(v)) if v.starts_with(['+', '-']) => MaskKind::Arbitrary,
+        (m, _) => mask_kind(m.as_deref(), bits),
+    }
 }
 
 /// The kind of a printed mask: none is exact; an address or a number of `bits` bits is exact

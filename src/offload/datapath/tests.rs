@@ -503,6 +503,11 @@ fn lowering_skips_wildcards_and_the_ethernet_packet_type() {
     let ct = &lower(&f).matches[0];
     assert_eq!(ct.flags_on, [CtFlag::New, CtFlag::Trk]);
     assert_eq!(ct.flags_off.len(), 6, "an exact ct_state: every other flag clear");
+    // Flags with signs (no -m) are a partial match.
+    let f = one("recirc_id(0),in_port(4),eth_type(0x0800),ipv4(proto=6,frag=no),tcp_flags(+syn-ack), packets:0, bytes:0, used:never, actions:4");
+    assert!(fields(&lower(&f)).contains(&("tcp_flags", MaskKind::Arbitrary)));
+    let f = one("recirc_id(0),in_port(4),eth_type(0x0800),ipv4(proto=6,frag=no),tcp_flags(syn), packets:0, bytes:0, used:never, actions:4");
+    assert!(fields(&lower(&f)).contains(&("tcp_flags", MaskKind::Exact)));
     // Output back out of the in port is a hairpin.
     let f = one("in_port(p4),eth_type(0x0806), packets:0, bytes:0, used:never, actions:p4");
     assert_eq!(lower(&f).actions, [ActionReq::Output { to: OutputKind::InPort }]);

@@ -93,8 +93,8 @@ const CASES: &[(&str, &str, &str)] = &[
     ),
     (
         r#"table=15,priority=100,tcp actions=learn(table=6,idle_timeout=60,priority=100,cookie=0x1040680000006,eth_type=0x800,nw_proto=6,NXM_OF_IP_SRC[]=NXM_OF_IP_DST[],NXM_OF_IP_DST[]=NXM_OF_IP_SRC[],NXM_OF_TCP_SRC[]=NXM_OF_TCP_DST[],NXM_OF_TCP_DST[]=NXM_OF_TCP_SRC[],load:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],load:NXM_OF_ETH_DST[]->NXM_OF_ETH_SRC[],load:NXM_NX_TUN_IPV4_SRC[]->NXM_NX_TUN_IPV4_DST[],output:NXM_OF_IN_PORT[]),resubmit(,5)"#,
-        "not offloadable: learn is userspace-only",
-        "not offloadable: learn is userspace-only",
+        "offloadable",
+        "offloadable",
     ),
     (
         r#"table=20,priority=100,arp,arp_tpa=10.244.1.1,arp_op=1 actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:02:00:0a:f4:01:01->eth_src,load:0x2->NXM_OF_ARP_OP[],move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],set_field:02:00:0a:f4:01:01->arp_sha,move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:10.244.1.1->arp_spa,IN_PORT"#,
@@ -136,8 +136,8 @@ const CASES: &[(&str, &str, &str)] = &[
     // masks, meters, groups, fields and actions outside the profiles.
     (
         r#"ip actions=learn(table=6,eth_type=0x800,NXM_OF_IP_SRC[]=NXM_OF_IP_DST[],output:NXM_OF_IN_PORT[])"#,
-        "not offloadable: learn is userspace-only",
-        "not offloadable: learn is userspace-only",
+        "offloadable",
+        "offloadable",
     ),
     (
         r#"ip actions=controller"#,

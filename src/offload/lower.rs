@@ -15,8 +15,9 @@
 //! - `dec_ttl` becomes an exact TTL match and a masked TTL rewrite; `set_field` on the VLAN becomes
 //!   `pop_vlan,push_vlan`; writes to `tun_*` become tunnel encapsulation metadata;
 //! - `NORMAL`, `FLOOD` and `ALL` become one output per port (NORMAL after MAC learning);
-//! - `controller` becomes `userspace(...)` (the slow path); `learn` and `fin_timeout` run in
-//!   ovs-vswitchd.
+//! - `controller` becomes `userspace(...)` (the slow path); `learn` runs in ovs-vswitchd at
+//!   translation and leaves no datapath action, but the fields it reads become exact matches
+//!   (`learn_mask()`); `fin_timeout` needs the TCP flags of the datapath's statistics.
 //!
 //! Limits: one OpenFlow flow is only a piece of a datapath flow. The matches and actions of the
 //! other tables on the packet's way are not seen (the pipeline report composes the recirculation
@@ -289,7 +290,21 @@ fn lower_action(a: &Action, req: &mut Requirements) -> bool {
         Action::CheckPktLarger { .. } => req.actions.push(ActionReq::CheckPktLen),
         Action::Ct(ct) => return lower_ct(ct, req),
         Action::Nat(_) => req.actions.push(ActionReq::Other { name: "nat".into() }),
-        Action::Learn(_) => req.actions.push(ActionReq::Learn),
+        Action::Learn(l) => {
+            // learn_mask(): the fields learn reads become (exact) matches of the datapath flow.
+            for spec in &l.specs {
+                if let crate::openflow::action::learn::LearnSrc::Field(sf) = &spec.src {
+                    if let Some(f) =
+                        match_field(sf.field).filter(|_| !is_metadata(sf.field) || sf.field == Field::IN_PORT)
+                    {
+                        let mask = if sf.n_bits < sf.field.bits() { MaskKind::Arbitrary } else { MaskKind::Exact };
+                        req.add_match(MatchReq::new(f, mask));
+                    }
+                }
+            }
+            req.notes.push("learn runs at translation: one datapath flow per value of the fields it reads".to_string());
+            req.actions.push(ActionReq::Learn);
+        }
         Action::Multipath(_) => {
             req.notes.push("multipath hashes at translation (the hashed fields become exact matches)".to_string())
         }

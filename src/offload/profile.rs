@@ -449,7 +449,7 @@ mod tests {
                 MatchReq::new(MatchField::CtZone, MaskKind::Arbitrary),
                 MatchReq::ct_state(vec![CtFlag::New, CtFlag::Trk], vec![CtFlag::Inv]),
             ],
-            actions: vec![ActionReq::Controller, ActionReq::Learn, ActionReq::Output { to: OutputKind::Port }],
+            actions: vec![ActionReq::Controller, ActionReq::FinTimeout, ActionReq::Output { to: OutputKind::Port }],
             recirculations: 4,
             ct_zones: vec![7],
             notes: vec![],
@@ -459,7 +459,7 @@ mod tests {
         assert_eq!(
             v.line(),
             "not offloadable: field arp_tpa not matchable; mask on ct_zone unsupported (arbitrary, exact at most); \
-             ct_state +new not matchable; controller is a slow-path action; learn is userspace-only; \
+             ct_state +new not matchable; controller is a slow-path action; fin_timeout is userspace-only; \
              too many recirculations (4, at most 3)"
         );
         assert!(p.source_for(&v.reasons[0]).is_some_and(|s| s.contains("FLOW_DISSECTOR_KEY_ARP")));

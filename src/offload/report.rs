@@ -411,16 +411,13 @@ fn hints(profile: &Profile, entries: &[FlowVerdict], learn_tables: &BTreeSet<u8>
                 .to_string(),
         );
     }
-    if !learn_tables.is_empty() && any("learn is userspace-only") {
+    if !learn_tables.is_empty() {
         let t: Vec<String> = learn_tables.iter().map(|t| t.to_string()).collect();
         out.push(format!(
-            "learn (table {}): every TCP/UDP/SCTP packet from the uplink or the tunnel runs learn(), so \
-             established traffic entering there stays in software (its replies, matched by the learned flows \
-             in table 6, can offload). Learning on a connection's first packet only (e.g. tcp_flags=+syn) \
-             would let established TCP from the uplink offload, but it is not offered as a pipeline option: \
-             UDP has no first-packet marker, and a learned flow that idles out would not be learned again \
-             by a non-SYN packet, sending the pod's replies through conntrack and the policy instead of \
-             back out of the uplink",
+            "learn (table {}): OVS runs learn() at translation and matches the fields it reads exactly, so \
+             every connection through it is a datapath flow of its own and its first packet an upcall; \
+             those flows can offload (the learned flow is kept alive from their statistics), but the \
+             datapath holds one flow per connection there",
             t.join(", ")
         ));
     }

@@ -444,7 +444,8 @@ pub enum ActionReq {
     CheckPktLen,
     /// Sent to the controller: the datapath's `userspace(...)` action (the slow path).
     Controller,
-    /// `learn(...)`: executed by ovs-vswitchd at translation time.
+    /// `learn(...)`: executed by ovs-vswitchd at translation time (no datapath action; its
+    /// reads are exact matches). Kept so that a profile can still refuse it.
     Learn,
     /// `fin_timeout(...)`: needs the TCP flags of every packet, from the datapath's statistics.
     FinTimeout,

@@ -346,8 +346,9 @@ impl DpKey {
         }
     }
 
-    /// True when the value is matched exactly (no mask, or an all-ones mask is not printed by
-    /// OVS): a present mask that is not all zero means a partial (masked) match.
+    /// True when the value is matched under a printed mask that is not all zero (OVS prints no
+    /// mask for an exact match, and a zero mask for a wildcard): a partial match. Whether the
+    /// mask is a prefix or arbitrary is the lowering's business (`lower::mask_kind`).
     pub fn is_masked(&self) -> bool {
         self.mask.as_deref().is_some_and(|m| !mask_is_zero(m))
     }

@@ -195,8 +195,10 @@ impl Metrics {
         })
     }
 
-    /// Sets `offloadable_flows_ratio{table}` for each (table, ratio).
+    /// Sets `offloadable_flows_ratio{table}` to one report's (table, ratio) pairs; tables the
+    /// report does not have are dropped, so the gauge is always one report, never a mix.
     pub fn set_offloadable_ratios(&self, tables: impl IntoIterator<Item = (u8, f64)>) {
+        self.offloadable_flows_ratio.reset();
         for (t, r) in tables {
             self.offloadable_flows_ratio.with_label_values(&[t.to_string().as_str()]).set(r);
         }

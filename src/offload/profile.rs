@@ -184,6 +184,9 @@ pub struct Profile {
     pub actions: BTreeMap<String, ActionCap>,
     #[serde(default)]
     pub rewrite: BTreeMap<String, RewriteCap>,
+    /// The source for "a field not in `[rewrite]` cannot be rewritten".
+    #[serde(default)]
+    pub rewrite_unlisted_source: Option<String>,
 }
 
 fn yes() -> bool {
@@ -370,7 +373,7 @@ impl Profile {
             }
             Reason::RewriteUnsupported { field, .. } => match self.rewrite.get(field.name()) {
                 Some(r) => &r.source,
-                None => return None,
+                None => self.rewrite_unlisted_source.as_ref()?,
             },
             Reason::CtStateFlag { .. } => self.ct.sources.get("state_flags").unwrap_or(&self.ct.source),
             Reason::CtFeature { feature } => self.ct.sources.get(feature).unwrap_or(&self.ct.source),
@@ -413,6 +416,7 @@ mod tests {
             for (k, r) in &p.rewrite {
                 assert!(!r.source.trim().is_empty(), "{name}: rewrite.{k} has no source");
             }
+            assert!(p.rewrite_unlisted_source.as_ref().is_some_and(|s| !s.trim().is_empty()), "{name}");
             // Every field and every action kind is settled one way or the other.
             for f in MatchField::ALL {
                 assert!(p.matches.contains_key(f.name()), "{name}: match.{} missing", f.name());

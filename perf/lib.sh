@@ -10,6 +10,10 @@ SF=${SF:-$REPO/target/release/shardflow}
 LOADGEN=${LOADGEN:-$REPO/target/release/loadgen}
 VENV=${OSKEN_VENV:-$PERF_DIR/.venv}
 
+# The benchmarks point their own bridges at the daemon: node management (which would add the
+# node's bridge br-int to the sandbox named by OVS_RUNDIR) stays off unless asked for.
+export SHARDFLOW_NODE_OVSDB=${SHARDFLOW_NODE_OVSDB:-none}
+
 BG_PIDS=()
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

@@ -75,6 +75,9 @@ print(n)" "$1"; }
 # SHARDFLOW_HTTP_TOKEN and sends it on every call.
 SHARDFLOW_HTTP_TOKEN=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export SHARDFLOW_HTTP_TOKEN
+# This demo points its own two bridges at the daemon: node management (the node's bridge
+# br-int over OVSDB) stays off here.
+export SHARDFLOW_NODE_OVSDB=none
 http() { python3 - "$@" <<'PY'
 import json, os, sys, urllib.request
 method, url = sys.argv[1], "http://" + sys.argv[2]

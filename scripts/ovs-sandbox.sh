@@ -8,6 +8,8 @@
 #                                                 point BRIDGE at tcp:127.0.0.1:PORT (one per shard)
 #   scripts/ovs-sandbox.sh restart-vswitchd DIR   stop ovs-vswitchd and start it again on the same
 #                                                 database (its flow tables start empty)
+#   scripts/ovs-sandbox.sh stop-ovsdb DIR         stop ovsdb-server (ovs-vswitchd keeps running)
+#   scripts/ovs-sandbox.sh start-ovsdb DIR        start ovsdb-server again on the same database
 #   scripts/ovs-sandbox.sh env DIR                print the exports that make ovs-* tools use DIR
 #   scripts/ovs-sandbox.sh down DIR               stop both daemons
 #
@@ -15,7 +17,7 @@
 # so nothing forwards unless a controller (or a test) installs flows.
 set -euo pipefail
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 64; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 64; }
 
 env_for() {
     local dir
@@ -48,9 +50,7 @@ up() {
     [ -e "$dir/ovsdb-server.pid" ] && down "$dir" >/dev/null 2>&1 || true
     rm -f "$dir/conf.db" "$dir"/*.pid "$dir"/*.ctl "$dir/db.sock"
     ovsdb-tool create "$dir/conf.db" /usr/share/openvswitch/vswitch.ovsschema
-    ovsdb-server "$dir/conf.db" --remote="punix:$dir/db.sock" -vconsole:off \
-        --pidfile="$dir/ovsdb-server.pid" --log-file="$dir/ovsdb-server.log" --no-chdir --detach
-    wait_for "$dir/db.sock" 50
+    start_ovsdb "$dir"
     ovs-vsctl --db="unix:$dir/db.sock" --no-wait init
     start_vswitchd "$dir"
     local bridges=("$@")
@@ -79,6 +79,25 @@ controllers() {
     for uuid in $(ovs-vsctl --db="unix:$OVS_RUNDIR/db.sock" --bare --columns=_uuid list controller); do
         ovs-vsctl --db="unix:$OVS_RUNDIR/db.sock" set controller "$uuid" connection_mode=out-of-band
     done
+}
+
+start_ovsdb() {
+    local dir=$1
+    rm -f "$dir/db.sock"
+    ovsdb-server "$dir/conf.db" --remote="punix:$dir/db.sock" -vconsole:off \
+        --pidfile="$dir/ovsdb-server.pid" --log-file="$dir/ovsdb-server.log" --no-chdir --detach
+    wait_for "$dir/db.sock" 50
+}
+
+stop_ovsdb() {
+    local dir=$1 pid
+    if [ -e "$dir/ovsdb-server.pid" ]; then
+        pid=$(cat "$dir/ovsdb-server.pid")
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        rm -f "$dir/ovsdb-server.pid" "$dir/db.sock"
+    fi
 }
 
 start_vswitchd() {
@@ -128,6 +147,8 @@ case "$cmd" in
     controllers) [ $# -ge 3 ] || usage; controllers "$@" ;;
     env) env_for "$1" ;;
     restart-vswitchd) restart_vswitchd "$1" ;;
+    stop-ovsdb) stop_ovsdb "$(cd "$1" && pwd)"; echo "ovsdb-server in $1 stopped" ;;
+    start-ovsdb) eval "$(env_for "$1")"; start_ovsdb "$OVS_RUNDIR"; echo "ovsdb-server in $1 started" ;;
     down) down "$1" ;;
     *) usage ;;
 esac

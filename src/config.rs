@@ -54,6 +54,19 @@
 //! # A level (trace, debug, info, warn, error) or a tracing filter ("info,shardflow=debug").
 //! level = "info"
 //! format = "plain"   # or "json"
+//!
+//! [learning]
+//! # Without a [pipeline] section: the zero-config pipeline (true) or the dispatch alone (false).
+//! zero_config = true
+//! max_pods = 1024     # pods from OVSDB per bridge; more refused (node_pods_refused_total)
+//! max_hosts = 65536   # addresses the Tracker learns; more not learned until others expire
+//!
+//! [node]
+//! # The OVSDB server whose bridge the daemon keeps (unix:PATH or tcp:IP:PORT), or "none".
+//! # Default: unix:$OVS_RUNDIR/db.sock when OVS_RUNDIR is set, else unix:/var/run/openvswitch/db.sock.
+//! # ovsdb = "unix:/var/run/openvswitch/db.sock"
+//! bridge = "br-int"
+//! datapath_type = "auto"   # or "system", "netdev"
 //! ```
 //!
 //! # Environment variables
@@ -65,7 +78,9 @@
 //! `SHARDFLOW_OPENFLOW_OUTPUT_HIGH_WATER`, `SHARDFLOW_OPENFLOW_OUTPUT_STALL_TIMEOUT_SECS`,
 //! `SHARDFLOW_OPENFLOW_MAX_SWITCH_CONNECTIONS`, `SHARDFLOW_OPENFLOW_MULTIPART_MAX_BYTES`,
 //! `SHARDFLOW_HTTP_LISTEN`, `SHARDFLOW_HTTP_MAX_CONNECTIONS`, `SHARDFLOW_HTTP_MAX_IN_FLIGHT`,
-//! `SHARDFLOW_HTTP_HEADER_TIMEOUT_MS`, `SHARDFLOW_LOG_LEVEL`, `SHARDFLOW_LOG_FORMAT`, and
+//! `SHARDFLOW_HTTP_HEADER_TIMEOUT_MS`, `SHARDFLOW_LEARNING_ZERO_CONFIG`, `SHARDFLOW_LEARNING_MAX_PODS`,
+//! `SHARDFLOW_LEARNING_MAX_HOSTS`, `SHARDFLOW_LOG_LEVEL`, `SHARDFLOW_LOG_FORMAT`,
+//! `SHARDFLOW_NODE_OVSDB`, `SHARDFLOW_NODE_BRIDGE`, `SHARDFLOW_NODE_DATAPATH_TYPE`, and
 //! `SHARDFLOW_CONFIG` (the file, see [`config_path`]). Any other `SHARDFLOW_*` variable is an
 //! error, like an unknown key in the file.
 
@@ -464,6 +479,104 @@ impl Default for PolicyConfig {
     }
 }
 
+/// `[learning]`: what the daemon does on a node without a `[pipeline]` section, and the bounds
+/// of what it learns from the node (pods from OVSDB, hosts from traffic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LearningConfig {
+    /// Without `[pipeline]`: install the zero-config pipeline (learning ports, every new
+    /// connection decided by the policy; docs/pipeline.md "Zero-config"), or, when false, only
+    /// the packet-in dispatch (another controller or the operator owns the tables).
+    pub zero_config: bool,
+    /// Pods from the node's database installed per bridge; more are refused and counted
+    /// (`shardflow_node_pods_refused_total`).
+    pub max_pods: usize,
+    /// Addresses (IPs, and MACs) the Tracker learns from traffic; more are not learned until
+    /// older ones expire (`/v1/tracker` stats `ips_dropped`, `macs_dropped`).
+    pub max_hosts: usize,
+}
+
+impl Default for LearningConfig {
+    fn default() -> Self {
+        LearningConfig { zero_config: true, max_pods: 1024, max_hosts: 65_536 }
+    }
+}
+
+/// `[node].datapath_type`: the datapath of the node's bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DatapathType {
+    /// `system` when the kernel datapath is there (the `openvswitch` module is loaded and
+    /// ovs-vswitchd offers it), else `netdev` (the userspace datapath).
+    #[default]
+    Auto,
+    System,
+    Netdev,
+}
+
+impl FromStr for DatapathType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(DatapathType::Auto),
+            "system" => Ok(DatapathType::System),
+            "netdev" => Ok(DatapathType::Netdev),
+            _ => Err(format!("unknown datapath type {s:?}, expected \"auto\", \"system\" or \"netdev\"")),
+        }
+    }
+}
+
+/// `[node]`: the node's bridge, kept by the daemon through OVSDB (docs/config.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The OVSDB server (`unix:PATH` or `tcp:IP:PORT`), or `"none"` to leave the node alone.
+    /// Unset: `unix:$OVS_RUNDIR/db.sock` when `OVS_RUNDIR` is set, else
+    /// `unix:/var/run/openvswitch/db.sock`.
+    pub ovsdb: Option<String>,
+    /// The bridge the daemon makes sure of and whose ports it follows.
+    pub bridge: String,
+    pub datapath_type: DatapathType,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig { ovsdb: None, bridge: "br-int".to_string(), datapath_type: DatapathType::Auto }
+    }
+}
+
+/// Longest interface name Linux takes (IFNAMSIZ - 1): the bridge's internal port carries its name.
+pub const MAX_BRIDGE_NAME: usize = 15;
+
+impl NodeConfig {
+    /// The OVSDB address to use, or `None` when node management is off (`ovsdb = "none"`).
+    /// `rundir` is `OVS_RUNDIR` (passed in, so tests stay hermetic).
+    pub fn address(&self, rundir: Option<&str>) -> Result<Option<crate::ovsdb::OvsdbAddr>, ConfigError> {
+        match self.ovsdb.as_deref().map(str::trim) {
+            Some("none") => Ok(None),
+            Some(a) => crate::ovsdb::OvsdbAddr::parse(a)
+                .map(Some)
+                .map_err(|e| ConfigError::invalid("node.ovsdb", format!("{e}, or \"none\""))),
+            None => Ok(Some(crate::ovsdb::OvsdbAddr::default_for(rundir))),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.address(None)?;
+        let b = &self.bridge;
+        if b.is_empty() || b.len() > MAX_BRIDGE_NAME {
+            return Err(ConfigError::invalid(
+                "node.bridge",
+                format!("{b:?} must be 1 to {MAX_BRIDGE_NAME} characters (an interface name)"),
+            ));
+        }
+        if b.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control()) || b == "." || b == ".." {
+            return Err(ConfigError::invalid("node.bridge", format!("{b:?} is not a valid interface name")));
+        }
+        Ok(())
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -472,10 +585,13 @@ pub struct Config {
     pub openflow: OpenflowConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
-    /// The default pipeline (docs/pipeline.md). Without this section the daemon installs only
-    /// the packet-in dispatch, so every table miss reaches the shards.
+    /// The default pipeline (docs/pipeline.md). Without this section the daemon installs the
+    /// zero-config pipeline, or with `learning.zero_config = false` only the packet-in dispatch
+    /// (every table miss reaches the shards).
     pub pipeline: Option<crate::pipeline::default::PipelineConfig>,
     pub policy: PolicyConfig,
+    pub learning: LearningConfig,
+    pub node: NodeConfig,
 }
 
 /// Command-line overrides; the CLI fills this from clap. `None` leaves the value alone.
@@ -491,6 +607,10 @@ pub struct Overrides {
     pub http: Option<SocketAddr>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
+    /// `--zero-config true|false` (`learning.zero_config`).
+    pub zero_config: Option<bool>,
+    /// `--ovsdb`: `[node] ovsdb`.
+    pub ovsdb: Option<String>,
 }
 
 /// The config file to read: `--config` if given, else `SHARDFLOW_CONFIG`, else none.
@@ -608,8 +728,20 @@ impl Config {
                         _ => return Err(bad("expected true or false".to_string())),
                     }
                 }
+                "LEARNING_ZERO_CONFIG" => {
+                    self.learning.zero_config = match v {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => return Err(bad("expected true or false".to_string())),
+                    }
+                }
+                "LEARNING_MAX_PODS" => self.learning.max_pods = parse_num(v).map_err(bad)?,
+                "LEARNING_MAX_HOSTS" => self.learning.max_hosts = parse_num(v).map_err(bad)?,
                 "LOG_LEVEL" => self.log.level = v.to_string(),
                 "LOG_FORMAT" => self.log.format = v.parse().map_err(bad)?,
+                "NODE_OVSDB" => self.node.ovsdb = Some(v.to_string()),
+                "NODE_BRIDGE" => self.node.bridge = v.to_string(),
+                "NODE_DATAPATH_TYPE" => self.node.datapath_type = v.parse().map_err(bad)?,
                 _ => return Err(bad("unknown SHARDFLOW_ variable".to_string())),
             }
         }
@@ -640,6 +772,12 @@ impl Config {
         }
         if let Some(fm) = f.log_format {
             self.log.format = fm;
+        }
+        if let Some(z) = f.zero_config {
+            self.learning.zero_config = z;
+        }
+        if let Some(db) = &f.ovsdb {
+            self.node.ovsdb = Some(db.clone());
         }
     }
 
@@ -684,6 +822,7 @@ impl Config {
         }
         self.policy.tls_paths()?;
         self.openflow.tls_paths()?;
+        self.node.validate()?;
         for (key, v) in [
             ("http.max_connections", self.http.max_connections as u64),
             ("http.max_in_flight", self.http.max_in_flight as u64),
@@ -692,6 +831,9 @@ impl Config {
             if v == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
             }
+        }
+        if self.learning.max_hosts == 0 {
+            return Err(ConfigError::invalid("learning.max_hosts", "must be at least 1"));
         }
         if self.policy.timeout_ms == 0 {
             return Err(ConfigError::invalid("policy.timeout_ms", "must be at least 1"));
@@ -959,9 +1101,12 @@ mod tests {
             listen: Some("0.0.0.0".parse().unwrap()),
             cpus: Some(vec![0]),
             config: None,
+            zero_config: Some(false),
+            ovsdb: Some("none".into()),
         };
         let c = Config::load(Some(&path), &e, &f).unwrap();
         assert_eq!(c.shards.count, 1);
+        assert!(!c.learning.zero_config);
         assert_eq!(c.shards.cpus, Some(vec![0]));
         assert_eq!(c.openflow.base_port, 7200);
         assert_eq!(c.openflow.mode, Mode::Fanout);
@@ -1110,6 +1255,51 @@ mod tests {
         assert_eq!(invalid_key(&c), "log.level");
         c.log.level = "info,shardflow=debug".into();
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn node_section_keys_env_flag_and_validation() {
+        let c = Config::default();
+        assert_eq!(c.node.bridge, "br-int");
+        assert_eq!(c.node.datapath_type, DatapathType::Auto);
+        assert_eq!(c.node.address(Some("/tmp/ovs")).unwrap().unwrap().to_string(), "unix:/tmp/ovs/db.sock");
+        assert_eq!(c.node.address(None).unwrap().unwrap().to_string(), "unix:/var/run/openvswitch/db.sock");
+
+        let c = Config::from_toml(
+            "[node]\novsdb = \"tcp:127.0.0.1:6640\"\nbridge = \"br-x\"\ndatapath_type = \"netdev\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.node.address(Some("/x")).unwrap().unwrap().to_string(), "tcp:127.0.0.1:6640");
+        assert_eq!(c.node.datapath_type, DatapathType::Netdev);
+        c.validate().unwrap();
+        assert!(Config::from_toml("[node]\ndatapath_type = \"kernel\"\n").unwrap_err().contains("kernel"));
+
+        let e = env(&[
+            ("SHARDFLOW_NODE_OVSDB", "none"),
+            ("SHARDFLOW_NODE_BRIDGE", "br9"),
+            ("SHARDFLOW_NODE_DATAPATH_TYPE", "system"),
+        ]);
+        let c = Config::load(None, &e, &Overrides::default()).unwrap();
+        assert_eq!(c.node.address(Some("/x")).unwrap(), None, "\"none\" turns node management off");
+        assert_eq!((c.node.bridge.as_str(), c.node.datapath_type), ("br9", DatapathType::System));
+        let f = Overrides { ovsdb: Some("unix:/run/x.sock".into()), ..Default::default() };
+        let c = Config::load(None, &e, &f).unwrap();
+        assert_eq!(c.node.ovsdb.as_deref(), Some("unix:/run/x.sock"), "the flag beats the environment");
+        let err =
+            Config::load(None, &env(&[("SHARDFLOW_NODE_DATAPATH_TYPE", "x")]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("SHARDFLOW_NODE_DATAPATH_TYPE"), "{err}");
+
+        for (ovsdb, bridge) in [("ssl:1.2.3.4:6640", "br-int"), ("tcp:localhost", "br-int"), ("unix:", "br-int")] {
+            let mut c = Config::default();
+            c.node.ovsdb = Some(ovsdb.into());
+            c.node.bridge = bridge.into();
+            assert_eq!(invalid_key(&c), "node.ovsdb", "{ovsdb}");
+        }
+        for bridge in ["", "a-very-long-bridge-name", "br 0", "br/0", ".."] {
+            let mut c = Config::default();
+            c.node.bridge = bridge.into();
+            assert_eq!(invalid_key(&c), "node.bridge", "{bridge:?}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod offload;
 pub mod openflow;
 #[doc(hidden)]
 pub mod oracle;
+pub mod ovsdb;
 pub mod packet;
 pub mod pipeline;
 pub mod policy;

@@ -99,7 +99,7 @@ fn run_cmd(prefix: &[&str], base: u16, http: u16, extra: &[&str]) -> Command {
         }
     }
     cmd.args(["run", "--shards", "1", "--base-port", &base.to_string()])
-        .args(["--http", &format!("127.0.0.1:{http}"), "--log-level", "info"])
+        .args(["--http", &format!("127.0.0.1:{http}"), "--log-level", "info", "--ovsdb", "none"])
         .args(extra);
     cmd
 }

@@ -37,6 +37,14 @@ pub struct RunArgs {
     /// `plain` or `json`.
     #[arg(long)]
     log_format: Option<LogFormat>,
+    /// Without a `[pipeline]` section: the zero-config pipeline (`true`, the default) or only
+    /// the packet-in dispatch (`false`). Also `learning.zero_config`.
+    #[arg(long)]
+    zero_config: Option<bool>,
+    /// OVSDB server of the node's bridge (`unix:PATH`, `tcp:IP:PORT`) or `none` to leave the
+    /// node alone. Default: unix:$OVS_RUNDIR/db.sock, else unix:/var/run/openvswitch/db.sock.
+    #[arg(long)]
+    ovsdb: Option<String>,
 }
 
 pub fn run(args: RunArgs) -> ExitCode {
@@ -50,6 +58,8 @@ pub fn run(args: RunArgs) -> ExitCode {
         http: args.http,
         log_level: args.log_level,
         log_format: args.log_format,
+        zero_config: args.zero_config,
+        ovsdb: args.ovsdb,
     };
     let env: Vec<(String, String)> = std::env::vars().collect();
     let path = config::config_path(&env, &flags);

@@ -15,6 +15,7 @@ pub mod api;
 pub mod auth;
 pub mod http;
 pub mod metrics;
+pub mod node;
 pub mod signal;
 
 use std::net::SocketAddr;

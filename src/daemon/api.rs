@@ -246,6 +246,8 @@ impl ControlApi for DaemonApi {
         Ok(serde_json::json!({
             "addresses": self.tracker.snapshot(now),
             "paths": self.tracker.paths(now),
+            // Counts, and what the bounds (learning.max_hosts) refused.
+            "stats": self.tracker.stats(),
         }))
     }
 

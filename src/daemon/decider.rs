@@ -27,7 +27,9 @@ const HOT_SYN_TTL: Duration = Duration::from_secs(30);
 const CACHE_MAX: usize = 100_000;
 
 pub struct Decider {
-    pipeline: PipelineConfig,
+    /// The bridge's pipeline as it is now: the configured (or zero-config) one with the node's
+    /// pods and ports (`pipeline::node::effective`), replaced when the node changes.
+    pipeline: RefCell<Arc<PipelineConfig>>,
     generation: u16,
     cfg: PolicyConfig,
     answers: Arc<PolicySource>,
@@ -59,7 +61,7 @@ impl Decider {
     pub fn new(pipeline: PipelineConfig, generation: u16, cfg: PolicyConfig, answers: Arc<PolicySource>) -> Decider {
         let view = answers.file().map(|cell| PolicyView::new(cell.clone()));
         Decider {
-            pipeline,
+            pipeline: RefCell::new(Arc::new(pipeline)),
             generation,
             cfg,
             answers,
@@ -70,12 +72,22 @@ impl Decider {
         }
     }
 
+    /// The pipeline decisions are made for, now.
+    pub fn pipeline(&self) -> Arc<PipelineConfig> {
+        self.pipeline.borrow().clone()
+    }
+
+    /// Takes the node's current pipeline (its pods are located, its ports are infrastructure).
+    pub fn set_pipeline(&self, p: Arc<PipelineConfig>) {
+        *self.pipeline.borrow_mut() = p;
+    }
+
     /// Whether the pipeline can carry a decision for this packet: TCP, UDP, SCTP and ICMP over
     /// IPv4, and over IPv6 when the pipeline has an IPv6 pod range; others are only recorded.
     pub fn supports(&self, key: &FlowKey) -> bool {
         match key.ip_src {
             IpAddr::V4(_) => matches!(key.ip_proto, 6 | 17 | 132 | 1),
-            IpAddr::V6(_) => self.pipeline.pod_cidr6.is_some() && matches!(key.ip_proto, 6 | 17 | 132 | 58),
+            IpAddr::V6(_) => self.pipeline.borrow().pod_cidr6.is_some() && matches!(key.ip_proto, 6 | 17 | 132 | 58),
         }
     }
 
@@ -88,11 +100,11 @@ impl Decider {
         if !self.supports(key) {
             return false;
         }
-        let from_pod_or_gateway = reg0 & 0b1100 != 0;
+        use crate::pipeline::default::reg0::{FROM_GATEWAY, FROM_LEARNING, FROM_POD};
+        let from_pod_or_gateway = reg0 & (FROM_POD | FROM_GATEWAY | FROM_LEARNING) != 0;
+        let pipeline = self.pipeline.borrow();
         let service_from_pod = match key.ip_dst {
-            IpAddr::V4(d) => {
-                self.pipeline.service_cidr.contains(d) && self.pipeline.local_pods.iter().any(|p| p.port == in_port)
-            }
+            IpAddr::V4(d) => pipeline.service_cidr.contains(d) && pipeline.local_pods.iter().any(|p| p.port == in_port),
             IpAddr::V6(_) => false,
         };
         from_pod_or_gateway || service_from_pod
@@ -114,7 +126,7 @@ impl Decider {
         now: Instant,
     ) -> Result<Outcome, (PolicyQuery, Held)> {
         let is_reply = policy::classify(key, ct_state, &mut self.hot.borrow_mut(), now);
-        let q = PolicyQuery::from_flow(key, is_reply, &self.pipeline.service_cidr);
+        let q = PolicyQuery::from_flow(key, is_reply, &self.pipeline.borrow().service_cidr);
         // The embedded policy answers for free: nothing to cache. A policy file's answer (an
         // index lookup) is cached like cni-ctl's, so that invalidation works the same way, and
         // tagged with the file's generation: a reload makes the old answers misses.
@@ -192,17 +204,18 @@ impl Decider {
             None => &*self.answers,
         };
         let known = crate::tracker::Chain { first: file, second: tracker };
-        let locator = crate::tracker::Chain { first: &self.pipeline, second: &known };
+        let pipeline = self.pipeline();
+        let locator = crate::tracker::Chain { first: &*pipeline, second: &known };
         // A learning switch for the pod range: an allowed connection to a pod address nobody has
         // seen yet is flooded, without flows, until the destination answers (the Tracker learns
         // it from that answer) and the next packet is decided with a location.
         if answer.allowed && matches!(answer.dst_type, policy::DstType::Direct) && !q.nat {
             let in_pod_range = match key.ip_dst {
-                IpAddr::V4(d) => self.pipeline.pod_cidr.contains(d),
-                IpAddr::V6(d) => self.pipeline.pod_cidr6.as_ref().is_some_and(|c| c.contains(d)),
+                IpAddr::V4(d) => pipeline.pod_cidr.contains(d),
+                IpAddr::V6(d) => pipeline.pod_cidr6.as_ref().is_some_and(|c| c.contains(d)),
             };
-            let is_gateway = key.ip_dst == IpAddr::V4(self.pipeline.gateway_ip)
-                || self.pipeline.gateway_ip6.is_some_and(|g| key.ip_dst == IpAddr::V6(g));
+            let is_gateway = (!pipeline.zero_config && key.ip_dst == IpAddr::V4(pipeline.gateway_ip))
+                || pipeline.gateway_ip6.is_some_and(|g| key.ip_dst == IpAddr::V6(g));
             if in_pod_range && !is_gateway && policy::Locator::locate(&locator, key.ip_dst).is_none() {
                 let flood = crate::openflow::message::PacketOut {
                     buffer_id: 0xffff_ffff,
@@ -219,7 +232,7 @@ impl Decider {
             _ => self.cfg.conn_idle_timeout,
         };
         let ctx = DecisionContext {
-            pipeline: &self.pipeline,
+            pipeline: &pipeline,
             generation: self.generation,
             conn_idle_timeout,
             deny_idle_timeout: self.cfg.deny_idle_timeout,
@@ -234,15 +247,15 @@ impl Decider {
         let messages = match paused {
             // The flows, then NXT_RESUME: OVS continues the paused pipeline, which looks the
             // decided table up again (a denied packet meets its drop flow).
-            Some(p) => decided.messages_resume(&self.pipeline, *p),
-            None => decided.messages(&self.pipeline, data),
+            Some(p) => decided.messages_resume(&pipeline, *p),
+            None => decided.messages(&pipeline, data),
         };
         Outcome { label, decided: Some(decided), messages }
     }
 
     /// The flows of a decided connection, rebuilt (for a resync).
     pub fn flows_of(&self, d: &Decided) -> Vec<crate::openflow::flow::FlowMod> {
-        d.flows(&self.pipeline)
+        d.flows(&self.pipeline.borrow())
     }
 
     async fn ask(&self, q: PolicyQuery) -> Result<NetworkPolicy, String> {
@@ -330,13 +343,14 @@ impl Decider {
 
     /// The gateway MAC: ARP replies to it are ours, not to be flooded.
     pub fn gateway_mac(&self) -> crate::packet::MacAddr {
-        self.pipeline.gateway_mac
+        self.pipeline.borrow().gateway_mac
     }
 
     /// Ports where remote addresses show up (their sources must not be located there).
     pub fn infrastructure_ports(&self) -> Vec<u32> {
-        let mut v = vec![self.pipeline.gateway_port, self.pipeline.uplink_port];
-        v.extend(self.pipeline.tunnel_port);
+        let p = self.pipeline.borrow();
+        let mut v: Vec<u32> = [p.gateway_port, p.uplink_port].into_iter().filter(|p| *p != 0).collect();
+        v.extend(p.tunnel_port);
         v
     }
 

@@ -63,13 +63,25 @@ impl HealMetrics {
 /// the shard that installs the pipeline, after the install (or its failure: the first audit then
 /// retries it). When the connection closes and that shard has no new one to the switch, the
 /// pipeline is pending again for `/readyz` (other shards' connections do not keep it).
-pub async fn watch(shared: Arc<Shared>, conn: Rc<Conn>, dpid: u64, shard: usize) {
-    audit_loop(&shared, &conn, dpid, shard).await;
+pub async fn watch(shared: Arc<Shared>, conn: Rc<Conn>, dpid: u64, shard: usize, desired: DesiredFn) {
+    audit_loop(&shared, &conn, dpid, shard, &*desired).await;
     shared.registry.pipeline_unwatched(dpid, shard, conn.id);
 }
 
-async fn audit_loop(shared: &Arc<Shared>, conn: &Rc<Conn>, dpid: u64, shard: usize) {
-    let expected = Expected::new(&shared.desired);
+/// The flows the switch should hold now, with a version that changes whenever they do (pods come
+/// and go): the audit re-indexes them on a new version, and drops an audit whose read raced a
+/// change (it would see the change's flows as stale, or miss them).
+pub type DesiredFn = Rc<dyn Fn() -> (u64, Arc<Vec<crate::openflow::flow::FlowMod>>)>;
+
+async fn audit_loop(
+    shared: &Arc<Shared>,
+    conn: &Rc<Conn>,
+    dpid: u64,
+    shard: usize,
+    desired: &dyn Fn() -> (u64, Arc<Vec<crate::openflow::flow::FlowMod>>),
+) {
+    let (mut version, flows) = desired();
+    let mut expected = Expected::new(&flows);
     if expected.is_empty() {
         return;
     }
@@ -91,6 +103,11 @@ async fn audit_loop(shared: &Arc<Shared>, conn: &Rc<Conn>, dpid: u64, shard: usi
             return;
         }
         let t0 = Instant::now();
+        let (now_version, flows) = desired();
+        if now_version != version {
+            expected = Expected::new(&flows);
+            version = now_version;
+        }
         let actual = match owned_flows(conn).await {
             Ok(a) => a,
             Err(e) => {
@@ -101,6 +118,11 @@ async fn audit_loop(shared: &Arc<Shared>, conn: &Rc<Conn>, dpid: u64, shard: usi
                 continue;
             }
         };
+        // The node changed while the flows were read: the read may predate the change's bundle.
+        if desired().0 != version {
+            wait = AUDIT_EVERY;
+            continue;
+        }
         let plan = expected.check(&actual);
         metrics.audit_seconds.observe(t0.elapsed().as_secs_f64());
         if plan.is_empty() {

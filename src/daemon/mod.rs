@@ -12,6 +12,8 @@ mod heal;
 mod io;
 mod live;
 mod meter_sync;
+mod node_metrics;
+mod node_router;
 mod packet_in_budget;
 mod registry;
 mod reload;
@@ -125,6 +127,10 @@ pub enum ShardMsg {
     Stats {
         reply: flume::Sender<crate::control::api::ShardStats>,
     },
+    /// The node's bridge changed (pods came or went, ports got a role): every shard takes the
+    /// new view (its decider locates the pods, its cached answers and connections about
+    /// removed pods go); the shard that installs the bridge's pipeline sends the change.
+    Node(Arc<node_router::NodeApplied>),
     /// cni-ctl's answers changed: drop cached answers and the flows installed from them.
     Invalidate {
         ips: Vec<std::net::IpAddr>,
@@ -165,6 +171,8 @@ pub struct Shared {
     pub max_switch_connections: usize,
     /// The pipeline audit's counters.
     pub heal: heal::HealMetrics,
+    /// Pods installed and removed as the node changes.
+    pub node_metrics: node_metrics::NodeMetrics,
     fatal_reason: std::sync::OnceLock<String>,
 }
 
@@ -236,14 +244,60 @@ fn policy_source(
     }))
 }
 
-/// The Tracker's expiry scans its maps: it runs on the control runtime, never on a shard.
-fn expire_tracker_off_the_shards(control: &ControlPlane, tracker: Arc<crate::tracker::Tracker>) {
+/// How many node updates may wait for the shards (each holds a whole view: a reader that falls
+/// behind only delays the agent, which folds later changes into its next update).
+pub const NODE_UPDATES_BOUND: usize = 16;
+
+/// Starts the node agent on the control runtime when `[node] ovsdb` is not "none"; returns the
+/// receiving end of its updates.
+fn start_node_agent(
+    control: &ControlPlane,
+    metrics: &Metrics,
+    agent: Option<crate::control::node::NodeAgentConfig>,
+) -> Result<Option<flume::Receiver<crate::node::NodeUpdate>>, DaemonError> {
+    let Some(agent) = agent else {
+        tracing::info!("node management off ([node] ovsdb = \"none\")");
+        return Ok(None);
+    };
+    let node_metrics = crate::control::node::NodeMetrics::register(metrics.registry())
+        .map_err(|e| DaemonError::Metrics(e.to_string()))?;
+    let (tx, node_updates) = flume::bounded::<crate::node::NodeUpdate>(NODE_UPDATES_BOUND);
+    tracing::info!(ovsdb = %agent.addr, bridge = %agent.bridge, "node agent starting");
+    crate::control::node::spawn(&control.runtime(), agent, tx, node_metrics, control.shutdown_signal());
+    Ok(Some(node_updates))
+}
+
+/// The Tracker's expiry scans its maps: it runs on the control runtime, never on a shard. Its
+/// sizes and refusals (`learning.max_hosts`) go to `/metrics` every second.
+fn expire_tracker_off_the_shards(
+    control: &ControlPlane,
+    tracker: Arc<crate::tracker::Tracker>,
+    metrics: &Metrics,
+) -> Result<(), DaemonError> {
+    use prometheus::{IntCounter, IntGauge};
+    let m = |e: prometheus::Error| DaemonError::Metrics(e.to_string());
+    let hosts = IntGauge::new("tracker_hosts", "IP addresses the Tracker knows").map_err(m)?;
+    let refused = IntCounter::new(
+        "tracker_hosts_refused_total",
+        "New IPs and MACs the Tracker did not learn because it was full (learning.max_hosts)",
+    )
+    .map_err(m)?;
+    metrics.registry().register(Box::new(hosts.clone())).map_err(m)?;
+    metrics.registry().register(Box::new(refused.clone())).map_err(m)?;
     let signal = control.shutdown_signal();
     control.runtime().spawn(async move {
         let tick = async {
+            let mut n = 0u64;
             loop {
-                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-                tracker.expire(std::time::Instant::now(), TRACKER_IDLE);
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                n += 1;
+                if n % 5 == 0 {
+                    tracker.expire(std::time::Instant::now(), TRACKER_IDLE);
+                }
+                let s = tracker.stats();
+                hosts.set(s.ips as i64);
+                let total = s.ips_dropped + s.macs_dropped;
+                refused.inc_by(total.saturating_sub(refused.get()));
             }
         };
         tokio::select! {
@@ -251,6 +305,7 @@ fn expire_tracker_off_the_shards(control: &ControlPlane, tracker: Arc<crate::tra
             _ = signal.wait() => {}
         }
     });
+    Ok(())
 }
 
 /// Addresses and paths the Tracker has not seen for this long are forgotten.
@@ -393,9 +448,26 @@ fn connection_cap(cfg: &Config) -> usize {
     cap
 }
 
-/// Runs the daemon until SIGTERM/SIGINT or a fatal error.
+/// Runs the daemon until SIGTERM/SIGINT or a fatal error. The node agent (`[node] ovsdb`, unless
+/// "none") follows the node's bridge in OVSDB and its updates install and remove pods.
 pub fn run(cfg: Config) -> Result<(), DaemonError> {
+    run_inner(cfg, None)
+}
+
+/// [`run`] for a daemon embedded in another program that follows the node itself: the node's
+/// updates come from `updates` (bounded by its sender), and no node agent is started.
+pub fn run_with_node(cfg: Config, updates: flume::Receiver<crate::node::NodeUpdate>) -> Result<(), DaemonError> {
+    run_inner(cfg, Some(updates))
+}
+
+fn run_inner(cfg: Config, given_updates: Option<flume::Receiver<crate::node::NodeUpdate>>) -> Result<(), DaemonError> {
     cfg.validate()?;
+    // No [pipeline] section: the zero-config pipeline (docs/pipeline.md), unless
+    // learning.zero_config = false (the packet-in dispatch alone, as before).
+    let mut cfg = cfg;
+    if cfg.pipeline.is_none() && cfg.learning.zero_config {
+        cfg.pipeline = Some(crate::pipeline::default::PipelineConfig::zero_config());
+    }
     // A bad policy file is a configuration error too: found before any port is bound. Read
     // once, here (a million rules take seconds).
     let policy_file = match (cfg.policy.source, &cfg.policy.file) {
@@ -420,12 +492,19 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         ),
         None => None,
     };
+    // The node agent's OVSDB address (or none): a bad one is a configuration error, found here.
+    let node_agent = match given_updates {
+        Some(_) => None,
+        None => crate::control::node::NodeAgentConfig::from_config(&cfg, std::env::var("OVS_RUNDIR").ok().as_deref())?,
+    };
     cfg.check_ports_free()?;
     let cfg = Arc::new(cfg);
     let n = cfg.shards.count;
     let max_switch_connections = connection_cap(&cfg);
     let metrics = Arc::new(Metrics::new().map_err(|e| DaemonError::Metrics(e.to_string()))?);
     let heal = heal::HealMetrics::register(&metrics).map_err(|e| DaemonError::Metrics(e.to_string()))?;
+    let node_metrics =
+        node_metrics::NodeMetrics::register(&metrics).map_err(|e| DaemonError::Metrics(e.to_string()))?;
     let registry = Arc::new(Registry::new(n));
     let mesh: Mesh<ShardMsg> = Mesh::new(n, 4096);
     // The cookie generation is a hash of what this configuration installs: a restart with the
@@ -438,7 +517,12 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     metrics.set_offloadable_ratios(offload.tables.iter().map(|t| (t.table, t.share.ratio)));
     // The control plane needs the API, the API needs the shutdown signal of the control plane:
     // the API learns the shared state once it exists.
-    let tracker = Arc::new(crate::tracker::Tracker::new(crate::tracker::TrackerConfig::default()));
+    let hosts = cfg.learning.max_hosts;
+    let tracker = Arc::new(crate::tracker::Tracker::new(crate::tracker::TrackerConfig {
+        max_ips: hosts,
+        max_macs: hosts,
+        ..crate::tracker::TrackerConfig::default()
+    }));
     let api = Arc::new(api::DaemonApi::new(registry.clone(), mesh.clone(), cfg.clone(), tracker.clone()));
     let control =
         ControlPlane::start(&cfg, metrics.clone(), api.clone()).map_err(|e| DaemonError::Control(e.to_string()))?;
@@ -447,7 +531,11 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     if let Some(addr) = cfg.policy.listen {
         serve_controller_service(&control, addr, api.clone(), policy_tls.clone())?;
     }
-    expire_tracker_off_the_shards(&control, tracker.clone());
+    expire_tracker_off_the_shards(&control, tracker.clone(), &metrics).inspect_err(|_| control.shutdown())?;
+    let node_updates = match given_updates {
+        Some(rx) => Some(rx),
+        None => start_node_agent(&control, &metrics, node_agent).inspect_err(|_| control.shutdown())?,
+    };
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         of_tls,
@@ -462,8 +550,35 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         tracker: tracker.clone(),
         max_switch_connections,
         heal,
+        node_metrics,
         fatal_reason: std::sync::OnceLock::new(),
     });
+    match (node_updates, &cfg.pipeline) {
+        (Some(updates), Some(base)) => {
+            let router = node_router::NodeRouter::new(
+                base.clone(),
+                cfg.openflow.mode,
+                n,
+                generation,
+                cfg.learning.max_pods,
+                shared.desired.clone(),
+            );
+            node_router::route(
+                &control.runtime(),
+                control.shutdown_signal(),
+                updates,
+                router,
+                shared.mesh.clone(),
+                tracker.clone(),
+                shared.node_metrics.clone(),
+            );
+        }
+        (Some(updates), None) => {
+            tracing::info!("learning.zero_config = false and no [pipeline]: the node's pods are not installed");
+            node_router::drain(&control.runtime(), control.shutdown_signal(), updates, tracker.clone());
+        }
+        (None, _) => {}
+    }
     if let (Some(cell), Some(path)) = (shared.answers.file(), &cfg.policy.file) {
         reload::start(
             cell.clone(),

@@ -30,6 +30,8 @@ use crate::pipeline::resync::{self, ResyncPolicy};
 use crate::pipeline::{cookie, dispatch};
 use crate::policy::Decided;
 
+mod node;
+
 use super::accept;
 use super::conn::{Conn, OpError, OutputLimits};
 use super::decider::{Decider, Outcome};
@@ -127,6 +129,9 @@ pub struct Shard {
     /// Packets held in tasks that wait for cni-ctl: at most `policy.max_pending`, beyond that
     /// dropped before a task is spawned (`packet_in_dropped_total{cause="held_full"}`).
     held: Cell<usize>,
+    /// The flows every switch gets (config only) and, for the node's bridge, the flows with
+    /// the node's pods and ports (see [`node`]).
+    desired: RefCell<node::Desired>,
 }
 
 /// The shard's main task: listen, accept, serve the inbox, until shutdown.
@@ -161,6 +166,7 @@ pub async fn main(ctx: ShardCtx, shared: Arc<Shared>) {
             &shared.cfg.pipeline.as_ref().map(|p| p.shard_limits).unwrap_or(PacketInLimits::OFF),
         ),
         held: Cell::new(0),
+        desired: RefCell::new(node::Desired::new(&shared.desired)),
     });
     let addr = shared.listen_addr(ctx.id.0);
     let listener = match TcpListener::bind(addr) {
@@ -526,7 +532,11 @@ impl Shard {
         glommio::spawn_local(async move {
             shard.install_pipeline(&conn, dpid, ready_at).await;
             // Then keep it in place for as long as the connection lives.
-            super::heal::watch(shard.shared.clone(), conn, dpid, shard.id()).await;
+            let desired: super::heal::DesiredFn = {
+                let shard = shard.clone();
+                Rc::new(move || shard.desired_for(dpid))
+            };
+            super::heal::watch(shard.shared.clone(), conn, dpid, shard.id(), desired).await;
         })
         .detach();
     }
@@ -537,7 +547,7 @@ impl Shard {
         let shard = self;
         {
             let conn = conn.clone();
-            let flows = &shard.shared.desired;
+            let (_, flows) = shard.desired_for(dpid);
             // Resync rather than reinstall: read what the switch holds (it keeps its flows
             // across a controller restart), and change only what differs, in one bundle.
             let actual = match shard.flow_stats(&conn).await {
@@ -562,7 +572,7 @@ impl Shard {
             // Connection flows on the switch that this daemon does not know yet (it restarted)
             // are adopted, not deleted: established connections keep their flows.
             let adopted = shard.live.borrow_mut().adopt(dpid, resync::adopt(&actual, cookie::Category::Connection));
-            let mut desired = flows.clone();
+            let mut desired: Vec<FlowMod> = flows.to_vec();
             desired.extend(shard.live.borrow().flows(dpid));
             let policy = ResyncPolicy::only(&[cookie::Category::Dispatch, cookie::Category::Pipeline]);
             let plan = resync::plan(&desired, &actual, &policy);
@@ -791,14 +801,10 @@ impl Shard {
         let Some(decider) = &self.decider else { return };
         let dpid = conn.dpid().unwrap_or(0);
         let view = self.shared.tracker.view(dpid);
-        let pods = self.shared.cfg.pipeline.as_ref();
-        let decision = match pods {
-            Some(p) => {
-                let chain = crate::tracker::Chain { first: p, second: &view };
-                crate::policy::arp::arp_answer_for(key, in_port, &chain, &[decider.gateway_mac()])
-            }
-            None => return,
-        };
+        // The configured pods and the node's (from its database), then what was learned.
+        let pods = decider.pipeline();
+        let chain = crate::tracker::Chain { first: &*pods, second: &view };
+        let decision = crate::policy::arp::arp_answer_for(key, in_port, &chain, &[decider.gateway_mac()]);
         let label = match &decision {
             crate::policy::arp::ArpDecision::Reply(_) => "arp_reply",
             crate::policy::arp::ArpDecision::Flood(_) => "arp_flood",
@@ -988,6 +994,7 @@ impl Shard {
                 ShardMsg::Invalidate { ips, below_version, all, reply } => {
                     let _ = reply.send_async(self.invalidate(&ips, below_version, all)).await;
                 }
+                ShardMsg::Node(update) => self.on_node_update(&update),
             }
         }
     }

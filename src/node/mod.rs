@@ -6,6 +6,9 @@
 //! and the shards (which install and remove a pod's flows when it comes and goes). Nothing here
 //! does IO: a view is built from rows, two views are compared with [`NodeView::diff`].
 
+pub mod ovsdb_bridge;
+pub mod ovsdb_rows;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 

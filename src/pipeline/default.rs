@@ -74,6 +74,9 @@ pub mod reg0 {
     pub const FROM_POD: u32 = 1 << 2;
     /// `reg0[3]`: from the gateway port (the host).
     pub const FROM_GATEWAY: u32 = 1 << 3;
+    /// `reg0[5]`: from a learning port (zero-config: a port with no pod metadata, source not
+    /// checked; the Tracker learns who is behind it).
+    pub const FROM_LEARNING: u32 = 1 << 5;
 }
 
 /// Table-0 priorities the policy's per-connection service (DNAT) flows use.
@@ -164,17 +167,23 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
     let gw_mac = cfg.gateway_mac;
     let gw_ip = cfg.gateway_ip;
     let v6 = cfg.pod_cidr6.is_some();
+    // Zero-config: no addresses, and port 0 is "no such port" (see PipelineConfig::zero_config).
+    let zero = cfg.zero_config;
+    let has_uplink = !zero || cfg.uplink_port != 0;
+    let has_gateway = !zero || cfg.gateway_port != 0;
 
     // --- table 0: classifier ---
     t.add(CLASSIFIER, 300, 1, 0, "arp", &format!("goto_table:{ARP}"));
-    t.add(
-        CLASSIFIER,
-        200,
-        2,
-        cfg.uplink_port,
-        &format!("ip,in_port={}", cfg.uplink_port),
-        &format!("load:0x1->NXM_NX_REG0[0],goto_table:{FROM_UPLINK}"),
-    );
+    if has_uplink {
+        t.add(
+            CLASSIFIER,
+            200,
+            2,
+            cfg.uplink_port,
+            &format!("ip,in_port={}", cfg.uplink_port),
+            &format!("load:0x1->NXM_NX_REG0[0],goto_table:{FROM_UPLINK}"),
+        );
+    }
     if let Some(tun) = cfg.tunnel_port {
         t.add(
             CLASSIFIER,
@@ -188,7 +197,9 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
     // 100-199: the policy's per-connection service (DNAT) flows. Below them, the first packet
     // of a service connection goes to the controller.
     let resume = cfg.first_packet == FirstPacket::Resume;
-    if resume {
+    if zero {
+        // No service range: nothing to send to the controller before conntrack.
+    } else if resume {
         // Resume mode: after NXT_RESUME the packet looks table 0 up again (the service flows
         // are there now); one that was already asked about is dropped, never asked again.
         t.add(CLASSIFIER, 91, 30, 0, &format!("ip,reg0={RESUMED:#x}/{RESUMED:#x},nw_dst={}", cfg.service_cidr), "drop");
@@ -215,14 +226,21 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
         // Anything else IPv4 from the pod's port is spoofed.
         t.add(CLASSIFIER, 40, 6, p.port, &format!("ip,in_port={}", p.port), "drop");
     }
-    t.add(
-        CLASSIFIER,
-        50,
-        7,
-        cfg.gateway_port,
-        &format!("ip,in_port={}", cfg.gateway_port),
-        &format!("load:0x1->NXM_NX_REG0[3],goto_table:{CONNTRACK}"),
-    );
+    if has_gateway {
+        t.add(
+            CLASSIFIER,
+            50,
+            7,
+            cfg.gateway_port,
+            &format!("ip,in_port={}", cfg.gateway_port),
+            &format!("load:0x1->NXM_NX_REG0[3],goto_table:{CONNTRACK}"),
+        );
+    }
+    if zero {
+        // Learning ports: IP from any other port goes through conntrack and the policy; the
+        // source is not checked (nobody said who is behind the port).
+        t.add(CLASSIFIER, 10, 15, 0, "ip", &format!("load:0x1->NXM_NX_REG0[5],goto_table:{CONNTRACK}"));
+    }
     if v6 {
         // Neighbour discovery from pods and the gateway is switched, never tracked.
         let nd_ports = cfg.local_pods.iter().map(|p| p.port).chain([cfg.gateway_port]);
@@ -282,8 +300,11 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
 
     // --- table 2: conntrack verdicts ---
     t.add(CT_VERDICT, 200, 1, 0, "ct_state=+inv+trk", "drop");
-    t.add(CT_VERDICT, 150, 2, 0, "ct_state=+est-inv+trk", &format!("goto_table:{FORWARD}"));
-    t.add(CT_VERDICT, 140, 3, 0, "ct_state=+rel-inv+trk", &format!("goto_table:{FORWARD}"));
+    // Zero-config: learned hosts have no delivery flow in table 5, so established and related
+    // packets go through their connection's own flows in table 3 (a miss asks again).
+    let after_ct = if zero { POLICY } else { FORWARD };
+    t.add(CT_VERDICT, 150, 2, 0, "ct_state=+est-inv+trk", &format!("goto_table:{after_ct}"));
+    t.add(CT_VERDICT, 140, 3, 0, "ct_state=+rel-inv+trk", &format!("goto_table:{after_ct}"));
     t.add(CT_VERDICT, 100, 4, 0, "ct_state=+new-inv+trk", &format!("goto_table:{POLICY}"));
     t.add(CT_VERDICT, 0, 0, 0, "", "drop");
 
@@ -319,23 +340,27 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
             &format!("set_field:{}->eth_dst,output:{}", p.mac, p.port),
         );
     }
-    t.add(
-        FORWARD,
-        90,
-        2,
-        cfg.gateway_port,
-        &format!("ip,nw_dst={gw_ip}"),
-        &format!("set_field:{gw_mac}->eth_dst,output:{}", cfg.gateway_port),
-    );
-    t.add(FORWARD, 80, 3, 0, &format!("ip,nw_dst={}", cfg.pod_cidr), "drop");
-    t.add(
-        FORWARD,
-        10,
-        4,
-        cfg.gateway_port,
-        &format!("ip,reg0={:#x}/{:#x}", reg0::FROM_POD, reg0::FROM_POD),
-        &format!("output:{}", cfg.gateway_port),
-    );
+    if !zero {
+        t.add(
+            FORWARD,
+            90,
+            2,
+            cfg.gateway_port,
+            &format!("ip,nw_dst={gw_ip}"),
+            &format!("set_field:{gw_mac}->eth_dst,output:{}", cfg.gateway_port),
+        );
+        t.add(FORWARD, 80, 3, 0, &format!("ip,nw_dst={}", cfg.pod_cidr), "drop");
+    }
+    if has_gateway {
+        t.add(
+            FORWARD,
+            10,
+            4,
+            cfg.gateway_port,
+            &format!("ip,reg0={:#x}/{:#x}", reg0::FROM_POD, reg0::FROM_POD),
+            &format!("output:{}", cfg.gateway_port),
+        );
+    }
     if let Some(cidr6) = cfg.pod_cidr6 {
         for p in &cfg.local_pods {
             if let Some(ip6) = p.ipv6 {
@@ -404,19 +429,28 @@ pub fn pipeline_texts(cfg: &PipelineConfig, mode: Mode, shards: usize, generatio
     t.add(LEARN, 0, 0, 0, "", "drop");
 
     // --- table 20: ARP ---
-    t.add(
-        ARP,
-        100,
-        1,
-        0,
-        &format!("arp,arp_tpa={gw_ip},arp_op=1"),
-        &format!(
-            "move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:{gw_mac}->eth_src,load:0x2->NXM_OF_ARP_OP[],\
-             move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],set_field:{gw_mac}->arp_sha,\
-             move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:{gw_ip}->arp_spa,IN_PORT"
-        ),
-    );
+    if !zero {
+        t.add(
+            ARP,
+            100,
+            1,
+            0,
+            &format!("arp,arp_tpa={gw_ip},arp_op=1"),
+            &format!(
+                "move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:{gw_mac}->eth_src,load:0x2->NXM_OF_ARP_OP[],\
+                 move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],set_field:{gw_mac}->arp_sha,\
+                 move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:{gw_ip}->arp_spa,IN_PORT"
+            ),
+        );
+    }
     match cfg.arp {
+        _ if zero => {
+            // Both ways to the controller: the Tracker learns every host from its ARP (a reply
+            // switched by NORMAL would leave the replier unknown), and the controller answers
+            // or floods requests and forwards (floods) replies.
+            t.add(ARP, 50, 3, 0, "arp,arp_op=1", &metered(meters::ARP));
+            t.add(ARP, 10, 5, 0, "arp,arp_op=2", &metered(meters::ARP));
+        }
         ArpMode::Responder => t.add(ARP, 10, 2, 0, "arp", "NORMAL"),
         ArpMode::Controller => {
             // Other requests: the packet-in path answers (or floods); replies are switched.

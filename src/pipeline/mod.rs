@@ -8,4 +8,5 @@ pub mod cookie;
 pub mod default;
 pub mod dispatch;
 pub mod meters;
+pub mod node;
 pub mod resync;

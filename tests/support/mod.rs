@@ -21,9 +21,12 @@ impl Ovs {
     /// Starts OVS with the given bridges (each with dummy ports 1 and 2, named `BR-p1`, `BR-p2`).
     pub fn start(bridges: &[&str]) -> Ovs {
         let base = std::env::temp_dir();
+        // pid, a per-process sequence number (two tests may read the same clock value) and time.
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let dir = base.join(format!(
-            "shardflow-test-{}-{}",
+            "shardflow-test-{}-{}-{}",
             std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
         ));
         std::fs::create_dir_all(&dir).unwrap();
@@ -78,6 +81,26 @@ impl Ovs {
 
     pub fn path(&self, file: &str) -> PathBuf {
         self.dir.join(file)
+    }
+
+    /// `unix:DIR/db.sock`: this instance's OVSDB address.
+    pub fn db(&self) -> String {
+        format!("unix:{}/db.sock", self.dir.display())
+    }
+
+    /// Stops ovsdb-server (ovs-vswitchd keeps running and reconnects once it is back).
+    pub fn stop_ovsdb(&self) {
+        self.sandbox("stop-ovsdb");
+    }
+
+    /// Starts ovsdb-server again on the same database.
+    pub fn start_ovsdb(&self) {
+        self.sandbox("start-ovsdb");
+    }
+
+    fn sandbox(&self, cmd: &str) {
+        let out = Command::new(repo().join("scripts/ovs-sandbox.sh")).arg(cmd).arg(&self.dir).output().unwrap();
+        assert!(out.status.success(), "ovs-sandbox.sh {cmd}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
 
@@ -180,9 +203,12 @@ pub fn test_token() -> &'static str {
     })
 }
 
-/// Set the daemon's REST token ([`test_token`]) on a command that starts `shardflow run`.
+/// Set the daemon's REST token ([`test_token`]) on a command that starts `shardflow run`, and
+/// turn node management off (`SHARDFLOW_NODE_OVSDB=none`): a test daemon must not reach for
+/// the OVSDB of `OVS_RUNDIR` or of the system. A test that wants the node agent passes
+/// `--ovsdb ADDR` (a flag beats the environment).
 pub fn with_token(cmd: &mut Command) -> &mut Command {
-    cmd.env("SHARDFLOW_HTTP_TOKEN", test_token())
+    cmd.env("SHARDFLOW_HTTP_TOKEN", test_token()).env("SHARDFLOW_NODE_OVSDB", "none")
 }
 
 /// One HTTP/1.1 request over a plain TcpStream (Connection: close), with the test token;
@@ -289,6 +315,10 @@ impl Daemon {
         let log = dir.join("stderr.log");
         let err = std::fs::File::create(&log).unwrap();
         let child = with_token(&mut Command::new(env!("CARGO_BIN_EXE_shardflow")))
+            // These tests were written for a daemon that installs only the packet-in dispatch
+            // without a [pipeline] section; a test of the zero-config pipeline says
+            // `--zero-config true` (flags win over the environment).
+            .env("SHARDFLOW_LEARNING_ZERO_CONFIG", "false")
             .args(["run", "--shards", &shards.to_string(), "--base-port", &base_port.to_string()])
             .args(["--http", &format!("127.0.0.1:{http_port}"), "--log-level", "info"])
             .args(extra)

@@ -385,6 +385,14 @@ pub struct PipelineConfig {
     pub meters: PacketInMeters,
     /// The shards' own packet-in budget per class (`[pipeline.shard_limits]`).
     pub shard_limits: PacketInLimits,
+    /// Set by the daemon, never read from a file: there is no `[pipeline]` section, so the
+    /// node-specific parts (pod and service ranges, gateway address, uplink) are unknown. Ports
+    /// without pod metadata are learning ports (table 0 marks their IP traffic reg0[5] and
+    /// sends it to conntrack), ARP goes to the controller both ways, established traffic goes
+    /// through the connection's own flows (table 3), and a port number of 0 means "none".
+    /// See [`PipelineConfig::zero_config`] and docs/pipeline.md "Zero-config".
+    #[serde(skip)]
+    pub zero_config: bool,
 }
 
 impl Default for PipelineConfig {
@@ -408,6 +416,27 @@ impl Default for PipelineConfig {
             first_packet: FirstPacket::PacketOut,
             meters: PacketInMeters::default(),
             shard_limits: PacketInLimits::default(),
+            zero_config: false,
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// The pipeline of a node with no `[pipeline]` section: no pod or service range, no
+    /// gateway, no uplink (the node's database may name them: `pipeline::node`). Every
+    /// destination is "in range" (`0.0.0.0/0`: unknown ones are flooded until learned), no
+    /// address is a service (`0.0.0.0/32`), and ARP is the controller's (so the Tracker learns
+    /// every host from its ARP, requests and replies alike).
+    pub fn zero_config() -> PipelineConfig {
+        PipelineConfig {
+            pod_cidr: Ipv4Cidr { addr: Ipv4Addr::UNSPECIFIED, prefix: 0 },
+            service_cidr: Ipv4Cidr { addr: Ipv4Addr::UNSPECIFIED, prefix: 32 },
+            gateway_ip: Ipv4Addr::UNSPECIFIED,
+            gateway_port: 0,
+            uplink_port: 0,
+            arp: ArpMode::Controller,
+            zero_config: true,
+            ..PipelineConfig::default()
         }
     }
 }
@@ -415,6 +444,9 @@ impl Default for PipelineConfig {
 impl PipelineConfig {
     /// Checks everything the generator relies on; the error names the key at fault.
     pub fn validate(&self) -> Result<(), PipelineError> {
+        if self.zero_config {
+            return self.validate_zero_config();
+        }
         if self.pod_cidr.prefix() > 30 {
             return Err(invalid(
                 "pipeline.pod_cidr",
@@ -509,6 +541,37 @@ impl PipelineConfig {
                 "pipeline.learn_idle_timeout",
                 "learned return flows need an idle or a hard timeout (both are 0: they would never expire)",
             ));
+        }
+        Ok(())
+    }
+
+    /// The zero-config pipeline: no addresses to check; ports (0 = none), zones and timeouts.
+    fn validate_zero_config(&self) -> Result<(), PipelineError> {
+        let mut ports: Vec<(String, u32)> = Vec::new();
+        for (key, p) in [("pipeline.uplink_port", self.uplink_port), ("pipeline.gateway_port", self.gateway_port)] {
+            if p != 0 {
+                ports.push((key.into(), p));
+            }
+        }
+        if let Some(t) = self.tunnel_port {
+            ports.push(("pipeline.tunnel_port".into(), t));
+        }
+        for (i, p) in self.local_pods.iter().enumerate() {
+            ports.push((format!("pipeline.local_pods[{i}].port"), p.port));
+        }
+        for (i, (key, port)) in ports.iter().enumerate() {
+            if *port == 0 || *port > MAX_PORT {
+                return Err(invalid(key.clone(), format!("{port} is not an OpenFlow port number (1-{MAX_PORT})")));
+            }
+            if let Some((other, _)) = ports[..i].iter().find(|(_, q)| q == port) {
+                return Err(invalid(key.clone(), format!("port {port} is already {other}")));
+            }
+        }
+        if self.pod_zone == 0 || self.service_zone == 0 || self.pod_zone == self.service_zone {
+            return Err(invalid("pipeline.pod_zone", "zones must be non-zero and distinct"));
+        }
+        if self.learn_idle_timeout == 0 && self.learn_hard_timeout == 0 {
+            return Err(invalid("pipeline.learn_idle_timeout", "learned return flows need an idle or a hard timeout"));
         }
         Ok(())
     }

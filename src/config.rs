@@ -507,7 +507,8 @@ impl Default for LearningConfig {
 #[serde(rename_all = "lowercase")]
 pub enum DatapathType {
     /// `system` when the kernel datapath is there (the `openvswitch` module is loaded and
-    /// ovs-vswitchd offers it), else `netdev` (the userspace datapath).
+    /// ovs-vswitchd offers it), else `netdev` (the userspace datapath); an existing bridge keeps
+    /// a datapath that can work here.
     #[default]
     Auto,
     System,

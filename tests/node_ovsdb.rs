@@ -141,6 +141,17 @@ fn bridge_is_ensured_and_left_alone_on_a_second_start() {
     assert_eq!(vsctl_get(&ovs, &["get", "bridge", "br-int", "fail_mode"]), "secure");
     assert_eq!(vsctl_get(&ovs, &["get", "bridge", "br-int", "other_config:foo"]), "bar");
     assert_eq!(controller_uuids(&ovs), ctl_uuids, "controllers were right: kept");
+
+    // Deleted by hand while the agent runs: created again.
+    ovs.ok("ovs-vsctl", &["del-br", "br-int"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            ovs.tool("ovs-vsctl", &["br-exists", "br-int"]).status.success()
+                && vsctl_get(&ovs, &["get", "bridge", "br-int", "fail_mode"]) == "secure"
+        }),
+        "br-int not created again after del-br"
+    );
+    assert_eq!(controller_uuids(&ovs).len(), 2);
 }
 
 fn add_pod(ovs: &Ovs, name: &str, mac: &str, ips: &str) {

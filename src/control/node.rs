@@ -279,10 +279,9 @@ impl Agent {
         let datapath_type = match self.cfg.datapath_type {
             DatapathType::System => "system",
             DatapathType::Netdev => "netdev",
-            DatapathType::Auto => ovsdb_bridge::detect_datapath(
-                &cur.datapath_types,
-                std::path::Path::new("/sys/module/openvswitch").exists(),
-            ),
+            DatapathType::Auto => {
+                ovsdb_bridge::auto_datapath(&cur, std::path::Path::new("/sys/module/openvswitch").exists())
+            }
         };
         let spec = BridgeSpec {
             name: self.cfg.bridge.clone(),

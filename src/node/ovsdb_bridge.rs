@@ -107,6 +107,17 @@ pub fn detect_datapath(datapath_types: &[String], kernel_module_loaded: bool) ->
     }
 }
 
+/// The datapath for `datapath_type = "auto"`: an existing bridge keeps its datapath when it
+/// can work here (`netdev` always; `system` with the kernel module), so a deliberate choice is
+/// not undone; a new bridge, or one on a datapath that cannot work, gets [`detect_datapath`].
+pub fn auto_datapath(cur: &Current, kernel_module_loaded: bool) -> &'static str {
+    match cur.bridge.as_ref().map(|b| b.datapath_type.as_str()) {
+        Some("netdev") => "netdev",
+        Some("system" | "") if kernel_module_loaded => "system",
+        _ => detect_datapath(&cur.datapath_types, kernel_module_loaded),
+    }
+}
+
 /// The operations that make the bridge as `spec` says; empty when it already is.
 pub fn ensure_ops(spec: &BridgeSpec, cur: &Current) -> Vec<Value> {
     let mut ops = Vec::new();
@@ -260,6 +271,18 @@ mod tests {
         assert_eq!(detect_datapath(&all, true), "system");
         assert_eq!(detect_datapath(&["netdev".to_string()], true), "netdev");
         assert_eq!(detect_datapath(&[], true), "system");
+    }
+
+    #[test]
+    fn auto_keeps_a_datapath_that_works() {
+        let with = |dt: &str| Current {
+            bridge: Some(BridgeRow { datapath_type: dt.into(), ..right() }),
+            ..Default::default()
+        };
+        assert_eq!(auto_datapath(&with("netdev"), true), "netdev", "a deliberate netdev bridge is kept");
+        assert_eq!(auto_datapath(&with(""), true), "system");
+        assert_eq!(auto_datapath(&with("system"), false), "netdev", "system cannot work without the module");
+        assert_eq!(auto_datapath(&Current::default(), false), "netdev");
     }
 
     #[test]

@@ -702,3 +702,26 @@ pub fn rest(data: &[u8]) {
         assert!(reply.allow.is_some_and(|a| !a.is_empty()), "a 405 without Allow: {what}");
     }
 }
+
+/// Any text to the `dpctl/dump-flows` parser (`offload::datapath`). Whatever parses prints as a
+/// line that parses to a flow printing the same (printing is a fixed point), and every flow
+/// lowers and is judged under the default profile without panicking.
+pub fn dpctl_text(data: &[u8]) {
+    use crate::offload::datapath::{explain, parse_flow, parse_lines};
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let mut flows = Vec::new();
+    for (line, r) in parse_lines(text) {
+        let Ok(f) = r else { continue };
+        let once = f.to_string();
+        let again = parse_flow(&once).unwrap_or_else(|e| panic!("line {line} printed as {once:?} does not parse: {e}"));
+        assert_eq!(again.to_string(), once, "printing line {line} is not a fixed point");
+        let _ = f.short();
+        flows.push(f);
+    }
+    // Loaded once: reading the profile's TOML costs far more than judging a flow.
+    static PROFILE: std::sync::OnceLock<crate::offload::Profile> = std::sync::OnceLock::new();
+    let profile = PROFILE.get_or_init(crate::offload::Profile::default_profile);
+    for e in explain(&flows, profile) {
+        let _ = e.to_string();
+    }
+}

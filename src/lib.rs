@@ -8,6 +8,7 @@ pub mod daemon;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod node;
+pub mod offload;
 pub mod openflow;
 #[doc(hidden)]
 pub mod oracle;

@@ -1,7 +1,7 @@
 //! The fuzz targets' properties (src/fuzzing.rs) over their seed corpus, in the ordinary suite:
 //! every golden message and every truncation and single-byte corruption of it, every golden
 //! flow text, frames built by the packet builders, OVS byte streams through the session under
-//! several schedules, policy files and REST requests.
+//! several schedules, policy files and REST requests, dpctl/dump-flows captures.
 //!
 //! With `SHARDFLOW_FUZZ_CORPUS=DIR` the seeds are also written to `DIR/<target>/` (what
 //! `scripts/fuzz-seeds.sh` does to start the fuzzers from them).
@@ -95,6 +95,26 @@ fn packet_parse_over_built_frames() {
         save_seed("packet_parse", &format!("frame-{i}"), &seed);
         variants(&seed, fuzzing::packet_parse);
     }
+}
+
+#[test]
+fn dpctl_text_over_captured_dumps() {
+    let files = golden("tests/golden/dpctl", "txt");
+    assert!(files.len() >= 3, "the dpctl captures are missing");
+    let mut n = 0;
+    for p in files {
+        let text = std::fs::read_to_string(&p).unwrap();
+        let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+        save_seed("dpctl_text", &name, text.as_bytes());
+        fuzzing::dpctl_text(text.as_bytes());
+        // Each line, its truncations and corruptions (every 10th line of OVS's test suite).
+        let step = if name.starts_with("ovs-testsuite") { 10 } else { 1 };
+        for line in text.lines().step_by(step) {
+            variants(line.as_bytes(), fuzzing::dpctl_text);
+            n += 1;
+        }
+    }
+    assert!(n >= 30, "{n}");
 }
 
 /// Writes a seed to `$SHARDFLOW_FUZZ_CORPUS/<target>/<name>` when scripts/fuzz-seeds.sh asks.
@@ -351,13 +371,14 @@ fn fuzz_findings_stay_fixed() {
     // Copied from fuzz/artifacts/<target>/ (the fuzzer's scratch output, not committed).
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/fuzz-findings");
     type Property = fn(&[u8]);
-    let targets: [(&str, Property); 6] = [
+    let targets: [(&str, Property); 7] = [
         ("openflow_decode", fuzzing::openflow_decode),
         ("flow_text", fuzzing::flow_text),
         ("packet_parse", fuzzing::packet_parse),
         ("session", fuzzing::session),
         ("policy_file", fuzzing::policy_file),
         ("rest", fuzzing::rest),
+        ("dpctl_text", fuzzing::dpctl_text),
     ];
     let mut replayed = 0;
     for (target, property) in targets {

@@ -2,6 +2,8 @@
 
 mod cnictl;
 mod flow;
+mod offload;
+mod offload_datapath;
 mod run;
 mod switch;
 
@@ -31,6 +33,9 @@ enum Command {
     Flow(flow::FlowCommand),
     /// The reference cni-ctl server: answers RouteService from a policy file (docs/policy.md).
     Cnictl(cnictl::CnictlArgs),
+    /// Smart-NIC offload analysis: which flows a NIC could run in hardware, and why not.
+    #[command(subcommand)]
+    Offload(offload::OffloadCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -41,6 +46,10 @@ pub fn main() -> ExitCode {
         Command::Flow(cmd) => {
             init_logging("warn", LogFormat::Plain);
             flow::run(cmd)
+        }
+        Command::Offload(cmd) => {
+            init_logging("warn", LogFormat::Plain);
+            offload::run(cmd)
         }
     }
 }

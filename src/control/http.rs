@@ -31,6 +31,7 @@
 //! | `GET /v1/switches` | JSON array of [`SwitchInfo`](super::api::SwitchInfo) |
 //! | `GET /v1/shards` | JSON array of [`ShardStats`](super::api::ShardStats) |
 //! | `GET /v1/switches/{dpid}/flows` | JSON array of `ovs-ofctl dump-flows` lines |
+//! | `GET /v1/switches/{dpid}/offload?profile=NAME&flows=blocked` | JSON [`Report`](crate::offload::report::Report): which of the switch's flows a NIC could offload, and why not (400 unknown profile; `flows=all|blocked|none`) |
 //! | `POST /v1/switches/{dpid}/flows?command=add&bundle=false` | body: one flow per line (`#` comments and blank lines skipped); JSON [`FlowModReply`](super::api::FlowModReply) |
 //! | `DELETE /v1/switches/{dpid}/flows?cookie=0x..&cookie_mask=0x..&table=N&force=false` | JSON [`FlowModReply`](super::api::FlowModReply); `cookie` without `cookie_mask` means an exact cookie; `cookie_mask` without `cookie` is a 400; 409 when the filter (or no filter) can reach the daemon's dispatch or pipeline flows, unless `force=true` |
 //! | `GET /readyz` | 200 `ready` when every shard listens and every connected bridge has its pipeline installed and intact; 503 naming the dpid otherwise |
@@ -272,6 +273,17 @@ pub fn handle(
                 Err(e) => Reply::from_api(e),
             }
         }
+        ["v1", "switches", dpid, "offload"] => {
+            *route = "/v1/switches/{dpid}/offload";
+            if *method != Method::Get {
+                return Reply::method_not_allowed("GET");
+            }
+            let dpid: Dpid = match dpid.parse() {
+                Ok(d) => d,
+                Err(e) => return Reply::error(400, e),
+            };
+            get_offload(ctx, dpid, query, deadline)
+        }
         ["v1", "switches", dpid, kind @ ("groups" | "meters")] => {
             *route = if *kind == "groups" { "/v1/switches/{dpid}/groups" } else { "/v1/switches/{dpid}/meters" };
             if !matches!(method, Method::Get | Method::Post) {
@@ -393,6 +405,39 @@ fn get_flows(ctx: &HttpContext, dpid: Dpid, query: &str, deadline: Instant) -> R
         Ok(f) => Reply::json(200, &f),
         Err(e) => Reply::from_api(e),
     }
+}
+
+/// `GET .../offload?profile=NAME&flows=blocked|all|none`: the offload report of the switch's
+/// flows (`offload::report`). Built-in profiles only: a caller cannot make the daemon read a
+/// file. Under the default profile it refreshes `shardflow_offloadable_flows_ratio`.
+fn get_offload(ctx: &HttpContext, dpid: Dpid, query: &str, deadline: Instant) -> Reply {
+    let q = match parse_query(query, &["profile", "flows"]) {
+        Ok(q) => q,
+        Err(e) => return Reply::error(400, e),
+    };
+    let get = |k: &str| q.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+    let profile = match crate::offload::Profile::builtin(get("profile").unwrap_or(crate::offload::DEFAULT_PROFILE)) {
+        Ok(p) => p,
+        Err(e) => return Reply::error(400, e.to_string()),
+    };
+    let keep = get("flows").unwrap_or("blocked");
+    if !matches!(keep, "blocked" | "all" | "none") {
+        return Reply::error(400, format!("bad flows {keep:?}: expected blocked, all or none"));
+    }
+    let lines = match ctx.api.dump_flows(dpid, deadline) {
+        Ok(l) => l,
+        Err(e) => return Reply::from_api(e),
+    };
+    let mut report = crate::offload::report::analyze_dump(&profile, &lines);
+    if profile.name == crate::offload::DEFAULT_PROFILE {
+        ctx.metrics.set_offloadable_ratios(report.tables.iter().map(|t| (t.table, t.share.ratio)));
+    }
+    match keep {
+        "none" => report.flows.clear(),
+        "blocked" => report.flows.retain(|f| !f.offloadable),
+        _ => {}
+    }
+    Reply::json(200, &report)
 }
 
 fn post_flows(ctx: &HttpContext, dpid: Dpid, query: &str, body: Body, deadline: Instant) -> Reply {

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
@@ -78,6 +78,11 @@ pub struct Metrics {
     pub http_connections_refused_total: IntCounter,
     /// `shardflow_http_accept_errors_total`: failed HTTP accepts (e.g. out of file descriptors).
     pub http_accept_errors_total: IntCounter,
+    /// `shardflow_offloadable_flows_ratio{table}`: the share of a table's flows the default
+    /// offload profile could put in hardware (`offload::report`): set at start from the
+    /// configured pipeline, refreshed by every `GET /v1/switches/{dpid}/offload` under the
+    /// default profile (which sees the installed flows, connection flows included).
+    pub offloadable_flows_ratio: GaugeVec,
     /// `shardflow_packet_in_dropped_total{shard,cause}`: packet-ins a shard refused (see
     /// [`PACKET_IN_DROP_CAUSES`]).
     pub packet_in_dropped_total: IntCounterVec,
@@ -158,8 +163,17 @@ impl Metrics {
             "Packet-ins a shard dropped without acting on them, by cause",
             &["shard", "cause"],
         )?;
+        let offloadable_flows_ratio = GaugeVec::new(
+            Opts::new(
+                "offloadable_flows_ratio",
+                "Share of a table's flows the default offload profile could run in hardware",
+            ),
+            &["table"],
+        )?;
+        registry.register(Box::new(offloadable_flows_ratio.clone()))?;
         Ok(Metrics {
             registry,
+            offloadable_flows_ratio,
             openflow_connections_refused_total,
             openflow_connections_closed_total,
             shard_dropped_total,
@@ -179,6 +193,15 @@ impl Metrics {
             http_accept_errors_total,
             packet_in_dropped_total,
         })
+    }
+
+    /// Sets `offloadable_flows_ratio{table}` to one report's (table, ratio) pairs; tables the
+    /// report does not have are dropped, so the gauge is always one report, never a mix.
+    pub fn set_offloadable_ratios(&self, tables: impl IntoIterator<Item = (u8, f64)>) {
+        self.offloadable_flows_ratio.reset();
+        for (t, r) in tables {
+            self.offloadable_flows_ratio.with_label_values(&[t.to_string().as_str()]).set(r);
+        }
     }
 
     /// The registry, to register more metrics from other components.

@@ -512,6 +512,9 @@ fn run_inner(cfg: Config, given_updates: Option<flume::Receiver<crate::node::Nod
     // changed one marks the old flows as stale.
     let generation = crate::pipeline::resync::generation_of(&desired_texts(&cfg, 0));
     let desired = desired_flows(&cfg, generation).map_err(DaemonError::Fatal)?;
+    // What of it could run in hardware (offload::report), until a REST report refreshes it.
+    let offload = crate::offload::report::analyze(&crate::offload::Profile::default_profile(), &desired);
+    metrics.set_offloadable_ratios(offload.tables.iter().map(|t| (t.table, t.share.ratio)));
     // The control plane needs the API, the API needs the shutdown signal of the control plane:
     // the API learns the shared state once it exists.
     let hosts = cfg.learning.max_hosts;

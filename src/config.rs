@@ -443,13 +443,16 @@ pub struct PolicyConfig {
 
 impl PolicyConfig {
     /// The TLS files of `[policy]`: none (plaintext) or all three; one or two alone is an error.
-    pub fn tls_paths(&self) -> Result<Option<crate::policy::tls::TlsPaths>, ConfigError> {
+    pub fn tls_paths(&self) -> Result<Option<crate::control::cnictl::tls::TlsPaths>, ConfigError> {
         let names = ["policy.tls_cert", "policy.tls_key", "policy.tls_ca"];
         match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
             (None, None, None) => Ok(None),
-            (Some(cert), Some(key), Some(ca)) => {
-                Ok(Some(crate::policy::tls::TlsPaths { cert: cert.clone(), key: key.clone(), ca: ca.clone(), names }))
-            }
+            (Some(cert), Some(key), Some(ca)) => Ok(Some(crate::control::cnictl::tls::TlsPaths {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+                names,
+            })),
             (cert, key, ca) => {
                 let missing = [cert.is_none(), key.is_none(), ca.is_none()];
                 let i = missing.iter().position(|m| *m).unwrap_or(0);

@@ -18,10 +18,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use shardflow::control::cnictl::proto::controller_service_client::ControllerServiceClient;
+use shardflow::control::cnictl::proto::Invalidation;
 use shardflow::packet::{build, MacAddr};
 use shardflow::pipeline::cookie::{self, Category};
-use shardflow::policy::proto::controller_service_client::ControllerServiceClient;
-use shardflow::policy::proto::Invalidation;
 use support::pipeline_env::{example_toml, ip4_at, mac, pcap_frames, PipelineEnv};
 use support::{free_port, wait_until, Cnictl};
 

@@ -13,14 +13,12 @@
 pub mod arp;
 pub mod decision;
 pub mod hot_syn;
-// cni-ctl: the gRPC API, client and servers, the policy file, the daemon's policy source.
-pub mod client;
+// Where answers come from: the policy file, its index, the source a shard asks; the one error.
+pub mod error;
 pub mod file;
 pub mod index;
-pub mod proto;
-pub mod server;
+pub mod machine;
 pub mod source;
-pub mod tls;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -28,15 +26,20 @@ use std::time::Duration;
 use crate::packet::{FlowKey, MacAddr};
 use crate::pipeline::default::Ipv4Cidr;
 
-pub use client::{ClientConfig, PolicyClient, PolicyClientHandle};
 pub use decision::{
     choose_endpoint, choose_endpoint_hashed, decide, decision_texts, plan, plan_hashed, Decided, Decision,
     DecisionContext, Location, Locator, Plan, Verdict, DEFAULT_CONN_IDLE_TIMEOUT, DEFAULT_DENY_IDLE_TIMEOUT,
     NAT_PRIORITY,
 };
+pub use error::PolicyError;
 pub use file::PolicyFile;
 pub use hot_syn::{classify, is_reply, mark, HotTarget};
-pub use source::{PolicyError, PolicySource};
+pub use machine::{DecisionMachine, Held, Label, Outcome, PendingSlot};
+pub use source::{PolicySource, RemotePolicy};
+
+/// How long an answer is cached when its source says nothing (cni-ctl's `ttl_ms` 0, a policy
+/// file without `ttl`).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 
 /// One backend of a service.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -1,12 +1,23 @@
 //! The Packet-In decision, sans-IO: what cni-ctl answers for a connection ([`NetworkPolicy`]),
-//! what the shard asks it ([`PolicyQuery`]), the reply-or-request guess ([`hot_syn`]) and the
-//! flows plus packet-out a shard sends back for one packet-in ([`decision::decide`]).
+//! what the shard asks it ([`PolicyQuery`]), the reply-or-request guess ([`hot_syn`]), the flows
+//! plus packet-out a shard sends back for one packet-in ([`decision::decide`]), and the state a
+//! shard keeps between packet-ins ([`machine`]: answer cache, fail-open/closed, flooding unknown
+//! destinations, the pending bound; time passed in).
 //!
 //! The order on a shard: `FlowKey::extract` -> [`hot_syn::classify`] (marks SYNs, guesses
 //! whether the packet is a reply) -> [`PolicyQuery::from_flow`] (oriented initiator first by the
-//! guess) -> cni-ctl `route/exist` -> [`decision::decide`] (from the packet as received: both
-//! directions are always installed, so a wrong guess cannot leave one direction out) -> the
-//! FlowManager sends the flows, then the packet-out, in order. Nothing here does IO.
+//! guess) -> the shard's cache or the [`PolicySource`] -> [`decision::decide`] (from the packet
+//! as received: both directions are always installed, so a wrong guess cannot leave one
+//! direction out) -> the FlowManager sends the flows, then the packet-out, in order.
+//!
+//! IO: none in the decision path. Two exceptions, both off the shards' decision path:
+//! [`PolicyFile::load`] reads the policy file (called by the daemon at start and by a reload,
+//! `daemon::reload`, never on a shard), and [`source::PolicyCell`] holds the current file behind
+//! a mutex that a reload takes for a pointer swap (a shard only *tries* it). The cni-ctl
+//! transport (gRPC client, servers, protobuf, TLS) lives in `control::cnictl` and reaches this
+//! layer as a [`RemotePolicy`]; the runtime part of a decision (awaiting cni-ctl's answer with a
+//! timer) is `daemon::decider`. This module imports only `openflow`, `packet`, `pipeline` and
+//! the `shards` crate.
 //!
 //! The exact flows of each case are documented on [`decision::decide`].
 

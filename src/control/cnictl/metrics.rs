@@ -14,11 +14,14 @@ use prometheus::{IntCounter, IntGauge, Opts, Registry};
 
 use super::client::PolicyClientHandle;
 
+/// Reads one counter out of a snapshot.
+type Get = fn(&super::client::StatsSnapshot) -> u64;
+
 /// A collector over one client's statistics: register it once
 /// ([`CnictlMetrics::register`]); each scrape copies the counters.
 pub struct CnictlMetrics {
     client: PolicyClientHandle,
-    counters: Vec<(IntCounter, fn(&super::client::StatsSnapshot) -> u64)>,
+    counters: Vec<(IntCounter, Get)>,
     in_flight: IntGauge,
     down: IntGauge,
 }
@@ -26,7 +29,6 @@ pub struct CnictlMetrics {
 impl CnictlMetrics {
     /// The collector for `client`.
     pub fn new(client: PolicyClientHandle) -> Result<CnictlMetrics, prometheus::Error> {
-        type Get = fn(&super::client::StatsSnapshot) -> u64;
         let defs: [(&str, &str, Get); 7] = [
             ("cnictl_queries_total", "Queries the shards asked cni-ctl", |s| s.queries),
             ("cnictl_rpcs_total", "RPCs sent to cni-ctl (retries included)", |s| s.rpcs),

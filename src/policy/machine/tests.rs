@@ -104,6 +104,14 @@ fn answer_for(
     m.answered(&k, 7, 2, q, answer, held, &Seen::default(), t)
 }
 
+/// The outcome of a decision expected at once (a cache hit, a file, the embedded policy).
+fn hit(r: Result<Outcome, PolicyQuery>, what: &str) -> Outcome {
+    match r {
+        Ok(o) => o,
+        Err(q) => panic!("{what}: a miss for {q:?}"),
+    }
+}
+
 fn flow_mods(o: &Outcome) -> Vec<&crate::openflow::flow::FlowMod> {
     o.messages
         .iter()
@@ -123,7 +131,7 @@ fn a_cached_answer_is_used_until_its_deadline_then_asked_again() {
     assert_eq!(flow_mods(&o).len(), 2, "both directions installed");
     assert_eq!(m.cached_answers(), 1);
     // Just before the deadline: decided from the cache, without the source.
-    let hit = now_for(&m, "10.244.1.4", 1000, t0 + Duration::from_millis(9_999)).ok().expect("a cache hit");
+    let hit = hit(now_for(&m, "10.244.1.4", 1000, t0 + Duration::from_millis(9_999)), "a cache hit");
     assert_eq!(hit.label, "allow");
     // At the deadline: a miss, and the stale entry is gone.
     assert!(now_for(&m, "10.244.1.4", 1000, t0 + Duration::from_secs(10)).is_err());
@@ -203,7 +211,7 @@ fn an_unlocated_pod_address_is_flooded_until_someone_locates_it() {
     let mut seen = Seen::default();
     seen.0.insert(ip("10.244.1.9"), Location { port: 6, mac: MacAddr([2, 0, 0, 0, 0, 9]) });
     let (k, held) = syn_to("10.244.1.9", 1000);
-    let o = m.decide_now(&k, 7, 2, 0, held, &seen, t0).ok().expect("cached");
+    let o = hit(m.decide_now(&k, 7, 2, 0, held, &seen, t0).map_err(|(q, _)| q), "cached");
     assert_eq!(o.label, "allow");
     assert_eq!(flow_mods(&o).len(), 2);
     // A denied connection to an unlocated address is not flooded: its drop flow is installed.
@@ -254,12 +262,12 @@ fn a_reloaded_policy_files_old_answers_are_misses() {
     let cell = Arc::new(PolicyCell::new(file("allow", 1)));
     let m = machine(SETTINGS, PolicySource::File(cell.clone()));
     let t0 = Instant::now();
-    let o = now_for(&m, "10.244.1.4", 1000, t0).ok().expect("a file answers at once");
+    let o = hit(now_for(&m, "10.244.1.4", 1000, t0), "a file answers at once");
     assert_eq!(o.label, "allow");
     assert_eq!(m.cached_answers(), 1, "a file's answer is cached (so invalidation works the same)");
     // The reload: the cached allow of generation 1 must not be used with generation 2.
     drop(cell.replace(Arc::new(file("deny", 2))));
-    let o = now_for(&m, "10.244.1.4", 1000, t0).ok().expect("a file answers at once");
+    let o = hit(now_for(&m, "10.244.1.4", 1000, t0), "a file answers at once");
     assert_eq!(o.label, "deny");
     assert_eq!(m.refresh_policy(), 2);
 }
@@ -267,7 +275,7 @@ fn a_reloaded_policy_files_old_answers_are_misses() {
 #[test]
 fn the_embedded_policy_answers_at_once_without_caching() {
     let m = machine(SETTINGS, PolicySource::Embedded);
-    let o = now_for(&m, "10.244.1.4", 1000, Instant::now()).ok().expect("embedded answers at once");
+    let o = hit(now_for(&m, "10.244.1.4", 1000, Instant::now()), "embedded answers at once");
     assert_eq!(o.label, "allow");
     assert_eq!(m.cached_answers(), 0);
 }

@@ -441,14 +441,25 @@ pub struct PolicyConfig {
     pub tls_server_name: Option<String>,
 }
 
+/// Where the three PEM files of a mutual-TLS identity are, and the names of the settings they
+/// came from (for errors). Read by `control::cnictl::tls::TlsFiles::load`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsPaths {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    /// Setting names for errors, in the order cert, key, ca.
+    pub names: [&'static str; 3],
+}
+
 impl PolicyConfig {
     /// The TLS files of `[policy]`: none (plaintext) or all three; one or two alone is an error.
-    pub fn tls_paths(&self) -> Result<Option<crate::policy::tls::TlsPaths>, ConfigError> {
+    pub fn tls_paths(&self) -> Result<Option<TlsPaths>, ConfigError> {
         let names = ["policy.tls_cert", "policy.tls_key", "policy.tls_ca"];
         match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
             (None, None, None) => Ok(None),
             (Some(cert), Some(key), Some(ca)) => {
-                Ok(Some(crate::policy::tls::TlsPaths { cert: cert.clone(), key: key.clone(), ca: ca.clone(), names }))
+                Ok(Some(TlsPaths { cert: cert.clone(), key: key.clone(), ca: ca.clone(), names }))
             }
             (cert, key, ca) => {
                 let missing = [cert.is_none(), key.is_none(), ca.is_none()];

@@ -10,13 +10,13 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use shardflow::control::cnictl::client::{ClientConfig, PolicyClient};
+use shardflow::control::cnictl::proto::controller_service_client::ControllerServiceClient;
+use shardflow::control::cnictl::proto::route_service_client::RouteServiceClient;
+use shardflow::control::cnictl::proto::{self, Invalidation as WireInvalidation};
+use shardflow::control::cnictl::server::{self, Invalidation, InvalidationReply, RouteState, Services};
 use shardflow::packet::MacAddr;
-use shardflow::policy::client::{ClientConfig, PolicyClient};
-use shardflow::policy::proto::controller_service_client::ControllerServiceClient;
-use shardflow::policy::proto::route_service_client::RouteServiceClient;
-use shardflow::policy::proto::{self, Invalidation as WireInvalidation};
-use shardflow::policy::server::{self, Invalidation, InvalidationReply, RouteState, Services};
-use shardflow::policy::{DstType, PolicyError, PolicyFile, PolicyQuery, PolicySource};
+use shardflow::policy::{DstType, PolicyError, PolicyFile, PolicyQuery};
 
 const POLICY: &str = r#"
 version = 9
@@ -156,7 +156,7 @@ fn client_gets_allow_deny_and_dnat_from_the_reference_server() {
     let ctl = Control::start();
     let srv = Server::routes(&ctl, any_port(), POLICY, Duration::ZERO);
     let client = ctl.client(srv.addr, ClientConfig::default());
-    let source = PolicySource::CniCtl(client.handle());
+    let source = client.source();
     assert!(source.answer_now(query("10.244.1.5", "10.244.2.6", 6, 40000, 80)).is_none());
 
     let p = wait(source.ask(query("10.244.1.5", "10.244.2.6", 6, 40000, 80))).unwrap();
@@ -208,7 +208,7 @@ fn many_distinct_queries_are_in_flight_together() {
 /// per query from then on; every query is answered.
 #[test]
 fn a_cnictl_without_exist_batch_gets_one_exist_per_query() {
-    use shardflow::policy::proto::route_service_server::{RouteService, RouteServiceServer};
+    use shardflow::control::cnictl::proto::route_service_server::{RouteService, RouteServiceServer};
     struct Old(Arc<std::sync::atomic::AtomicU64>);
     #[tonic::async_trait]
     impl RouteService for Old {

@@ -18,10 +18,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use shardflow::control::cnictl::proto::controller_service_client::ControllerServiceClient;
+use shardflow::control::cnictl::proto::Invalidation;
 use shardflow::packet::{build, MacAddr};
 use shardflow::pipeline::cookie::{self, Category};
-use shardflow::policy::proto::controller_service_client::ControllerServiceClient;
-use shardflow::policy::proto::Invalidation;
 use support::pipeline_env::{example_toml, ip4_at, mac, pcap_frames, PipelineEnv};
 use support::{free_port, wait_until, Cnictl};
 
@@ -401,6 +401,12 @@ fn cnictl_down_fails_closed_then_recovers() {
     let env = Env::start(&format!("source = \"cnictl\"\ncnictl = \"{}\"", srv.url()));
     let l = allowed_syn(&env, "cnictl up", 41100, 80);
     eprintln!("FIGURE cnictl up: first SYN delivered {l:?} after the inject started");
+    // The client's statistics on /metrics: one query, sent, answered.
+    let m = |name: &str| env.d.metric_sum(name, &[]) as u64;
+    assert!(m("shardflow_cnictl_queries_total") >= 1, "{}", env.d.get("/metrics").1);
+    assert!(m("shardflow_cnictl_rpcs_total") >= 1);
+    assert_eq!(m("shardflow_cnictl_errors_total"), 0);
+    assert_eq!(m("shardflow_cnictl_down"), 0);
 
     let st = srv.stop();
     assert!(st.success(), "cnictl exit status {st}");
@@ -418,6 +424,12 @@ fn cnictl_down_fails_closed_then_recovers() {
     eprintln!(
         "FIGURE cnictl down: SYN dropped (fail_closed) {fc_after:?} after the inject started; no flow; verdicts {}",
         verdicts(&env)
+    );
+    // The failed query is counted by the client (its deadline may end just after the shard's).
+    assert!(
+        wait_until(Duration::from_secs(3), || m("shardflow_cnictl_errors_total") >= 1),
+        "cnictl_errors_total counts the failed query: {}",
+        env.d.get("/metrics").1
     );
 
     // cni-ctl back on the same port; the SYN's retransmission (TCP: after 1 s) is decided.
@@ -450,6 +462,9 @@ fn cnictl_down_fails_closed_then_recovers() {
         verdicts(&env)
     );
     assert_eq!(tries, 1, "the first retransmission after cni-ctl is back is decided");
+    assert!(wait_until(Duration::from_secs(3), || m("shardflow_cnictl_in_flight") == 0), "nothing left in flight");
+    assert_eq!(m("shardflow_cnictl_down"), 0, "up again after an answer");
+    assert!(m("shardflow_cnictl_queries_total") >= 3, "{}", env.d.get("/metrics").1);
 }
 
 // === 4 ===

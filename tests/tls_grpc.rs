@@ -21,12 +21,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use shardflow::control::cnictl::client::{ClientConfig, PolicyClient};
+use shardflow::control::cnictl::proto::controller_service_client::ControllerServiceClient;
+use shardflow::control::cnictl::proto::route_service_client::RouteServiceClient;
+use shardflow::control::cnictl::proto::{Invalidation, RouteQuery};
+use shardflow::control::cnictl::tls::{TlsFiles, TlsPaths};
 use shardflow::packet::{build, MacAddr};
-use shardflow::policy::client::{ClientConfig, PolicyClient};
-use shardflow::policy::proto::controller_service_client::ControllerServiceClient;
-use shardflow::policy::proto::route_service_client::RouteServiceClient;
-use shardflow::policy::proto::{Invalidation, RouteQuery};
-use shardflow::policy::tls::{TlsFiles, TlsPaths};
 use shardflow::policy::PolicyQuery;
 use support::pipeline_env::{example_toml, PipelineEnv};
 use support::{free_port, wait_until, Cnictl};

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use clap::Args;
 use shardflow::config::LogFormat;
-use shardflow::policy::server::{self, RouteState, Services};
-use shardflow::policy::tls::{TlsFiles, TlsPaths};
+use shardflow::control::cnictl::server::{self, RouteState, Services};
+use shardflow::control::cnictl::tls::{TlsFiles, TlsPaths};
 use shardflow::policy::PolicyFile;
 
 /// Exit status when the address cannot be bound (sysexits EX_UNAVAILABLE).

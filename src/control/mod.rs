@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cnictl;
 pub mod http;
 pub mod metrics;
 pub mod node;

@@ -355,9 +355,9 @@ mod tests {
 
     #[test]
     fn grpc_invalidate_answers_deadline_exceeded() {
-        use crate::policy::proto::controller_service_client::ControllerServiceClient;
-        use crate::policy::proto::Invalidation as Wire;
-        use crate::policy::server::{serve, Services};
+        use crate::control::cnictl::proto::controller_service_client::ControllerServiceClient;
+        use crate::control::cnictl::proto::Invalidation as Wire;
+        use crate::control::cnictl::server::{serve, Services};
 
         let (api, _mesh) = stalled(2, true);
         let callback = crate::daemon::invalidate_callback(Arc::new(api), Duration::from_millis(300));

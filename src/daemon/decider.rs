@@ -1,119 +1,70 @@
-//! The Packet-In decision on the shard that owns a connection: reply guess (hot-SYN cache),
-//! the policy answer (this shard's cache, else the policy source), then the flows and the
-//! packet-out (`policy::plan`, then the typed flows). When the answer is at hand (cache hit,
-//! embedded policy, policy file) the decision is synchronous: no task, no await. A query to
-//! cni-ctl never blocks the shard: the packet waits in its own task (bounded by `max_pending`)
-//! while other packet-ins go on.
+//! The glommio adapter of the decision machine ([`crate::policy::machine`]): the same calls the
+//! shard always made, with the only runtime part here. When the answer is at hand (cache hit,
+//! embedded policy, policy file) [`Decider::decide_now`] is synchronous: no task, no await.
+//! Otherwise the shard's task calls [`Decider::decide_later`], which takes a place among the
+//! waiting packets (bounded by `policy.max_pending`), asks the source, races its answer against
+//! a glommio timer (`policy.timeout_ms`), and feeds the result back into the machine. The
+//! shard never blocks: other packet-ins go on while one waits.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shards::HotSynCache;
-
 use crate::config::PolicyConfig;
-use crate::openflow::message::{Message, PacketIn2};
-use crate::packet::FlowKey;
+use crate::openflow::flow::FlowMod;
+use crate::packet::{FlowKey, MacAddr};
 use crate::pipeline::default::PipelineConfig;
-use crate::policy::source::PolicyView;
-use crate::policy::{self, Decided, DecisionContext, HotTarget, NetworkPolicy, PolicyQuery, PolicySource, Verdict};
+use crate::policy::machine::{DecisionMachine, DecisionSettings};
+use crate::policy::{Decided, PolicyQuery, PolicySource};
 
-/// OFPP_FLOOD as an OpenFlow 1.3 port.
-const OFPP_FLOOD: u32 = 0xffff_fffb;
-const HOT_SYN_CAPACITY: usize = 65_536;
-const HOT_SYN_TTL: Duration = Duration::from_secs(30);
-const CACHE_MAX: usize = 100_000;
+pub use crate::policy::machine::{Held, Label, Outcome};
 
+/// A shard's decider: the sans-IO machine and the timeout of a cni-ctl query.
 pub struct Decider {
-    /// The bridge's pipeline as it is now: the configured (or zero-config) one with the node's
-    /// pods and ports (`pipeline::node::effective`), replaced when the node changes.
-    pipeline: RefCell<Arc<PipelineConfig>>,
-    generation: u16,
-    cfg: PolicyConfig,
-    answers: Arc<PolicySource>,
-    /// A policy file's snapshot on this shard (refreshed, never waited for, after a reload).
-    view: Option<PolicyView>,
-    /// Answers until their deadline, with the policy file generation they came from (0 for
-    /// cni-ctl): an answer of a replaced file is not used.
-    cache: RefCell<HashMap<PolicyQuery, (NetworkPolicy, Instant, u64), shards::FastBuild>>,
-    hot: RefCell<HotSynCache<HotTarget>>,
-    pending: Cell<usize>,
+    machine: DecisionMachine,
+    timeout: Duration,
 }
 
-/// What a decision did, for counters and logs.
-pub type Label = &'static str;
-
-/// The packet a decision is about: its bytes, and the paused packet-in to resume
-/// (`first_packet = "resume"`).
-pub type Held = (Vec<u8>, Option<Box<PacketIn2>>);
-
-/// A decision: its label, the decided connection (None when nothing was installed: flooded,
-/// fail-closed) and the messages to send, flows first, then the packet-out.
-pub struct Outcome {
-    pub label: Label,
-    pub decided: Option<Decided>,
-    pub messages: Vec<Message>,
+/// The machine's settings from `[policy]`.
+fn settings(cfg: &PolicyConfig) -> DecisionSettings {
+    DecisionSettings {
+        fail_open: cfg.fail_open,
+        conn_idle_timeout: cfg.conn_idle_timeout,
+        deny_idle_timeout: cfg.deny_idle_timeout,
+        max_pending: cfg.max_pending,
+    }
 }
 
 impl Decider {
     pub fn new(pipeline: PipelineConfig, generation: u16, cfg: PolicyConfig, answers: Arc<PolicySource>) -> Decider {
-        let view = answers.file().map(|cell| PolicyView::new(cell.clone()));
         Decider {
-            pipeline: RefCell::new(Arc::new(pipeline)),
-            generation,
-            cfg,
-            answers,
-            view,
-            cache: RefCell::new(HashMap::default()),
-            hot: RefCell::new(HotSynCache::new(HOT_SYN_CAPACITY, HOT_SYN_TTL)),
-            pending: Cell::new(0),
+            machine: DecisionMachine::new(pipeline, generation, settings(&cfg), answers),
+            timeout: Duration::from_millis(cfg.timeout_ms),
         }
     }
 
     /// The pipeline decisions are made for, now.
     pub fn pipeline(&self) -> Arc<PipelineConfig> {
-        self.pipeline.borrow().clone()
+        self.machine.pipeline()
     }
 
     /// Takes the node's current pipeline (its pods are located, its ports are infrastructure).
     pub fn set_pipeline(&self, p: Arc<PipelineConfig>) {
-        *self.pipeline.borrow_mut() = p;
+        self.machine.set_pipeline(p)
     }
 
-    /// Whether the pipeline can carry a decision for this packet: TCP, UDP, SCTP and ICMP over
-    /// IPv4, and over IPv6 when the pipeline has an IPv6 pod range; others are only recorded.
+    /// See [`DecisionMachine::supports`].
     pub fn supports(&self, key: &FlowKey) -> bool {
-        match key.ip_src {
-            IpAddr::V4(_) => matches!(key.ip_proto, 6 | 17 | 132 | 1),
-            IpAddr::V6(_) => self.pipeline.borrow().pod_cidr6.is_some() && matches!(key.ip_proto, 6 | 17 | 132 | 58),
-        }
+        self.machine.supports(key)
     }
 
-    /// Whether a packet-in is a new connection the pipeline asks the policy about: one that
-    /// missed the policy table after conntrack (table 0 marked it as from a local pod or the
-    /// gateway: reg0 bits 2 and 3), or the first packet of a service connection from a local
-    /// pod. Anything else (a table-0 miss: unknown port, spoofed source, other protocols) is
-    /// recorded but not decided: flows installed for it would never be reached.
+    /// See [`DecisionMachine::should_decide`].
     pub fn should_decide(&self, key: &FlowKey, in_port: u32, reg0: u32) -> bool {
-        if !self.supports(key) {
-            return false;
-        }
-        use crate::pipeline::default::reg0::{FROM_GATEWAY, FROM_LEARNING, FROM_POD};
-        let from_pod_or_gateway = reg0 & (FROM_POD | FROM_GATEWAY | FROM_LEARNING) != 0;
-        let pipeline = self.pipeline.borrow();
-        let service_from_pod = match key.ip_dst {
-            IpAddr::V4(d) => pipeline.service_cidr.contains(d) && pipeline.local_pods.iter().any(|p| p.port == in_port),
-            IpAddr::V6(_) => false,
-        };
-        from_pod_or_gateway || service_from_pod
+        self.machine.should_decide(key, in_port, reg0)
     }
 
-    /// Decides for one packet-in when the answer is at hand (this shard's cache, or a policy
-    /// source that answers without IO: the embedded policy, the policy file): no task, no
-    /// await. Otherwise hands the query back (with the packet) for [`Decider::decide_later`].
-    // The packet's facts travel as separate arguments: they come out of the handoff by move.
+    /// Decides at once when the answer is at hand; otherwise hands the query back (with the
+    /// packet) for [`Decider::decide_later`]. See [`DecisionMachine::decide_now`].
     #[allow(clippy::too_many_arguments)]
     pub fn decide_now(
         &self,
@@ -125,26 +76,7 @@ impl Decider {
         tracker: &crate::tracker::TrackerView<'_>,
         now: Instant,
     ) -> Result<Outcome, (PolicyQuery, Held)> {
-        let is_reply = policy::classify(key, ct_state, &mut self.hot.borrow_mut(), now);
-        let q = PolicyQuery::from_flow(key, is_reply, &self.pipeline.borrow().service_cidr);
-        // The embedded policy answers for free: nothing to cache. A policy file's answer (an
-        // index lookup) is cached like cni-ctl's, so that invalidation works the same way, and
-        // tagged with the file's generation: a reload makes the old answers misses.
-        let answer = match &self.view {
-            Some(view) => {
-                let gen = view.refresh();
-                Some(self.cached(&q, now, gen).unwrap_or_else(|| {
-                    let p = view.with(|f| f.evaluate(&q));
-                    self.remember(q, &p, now, gen);
-                    p
-                }))
-            }
-            None => self.cached(&q, now, 0).or_else(|| self.answers.answer_now(q)),
-        };
-        match answer {
-            Some(p) => Ok(self.conclude(key, conn_hash, in_port, &q, Ok(p), data, tracker)),
-            None => Err((q, data)),
-        }
+        self.machine.decide_now(key, conn_hash, in_port, ct_state, data, tracker, now)
     }
 
     /// Asks the policy source (cni-ctl) and decides; the packet waits in the caller's task.
@@ -157,115 +89,18 @@ impl Decider {
         data: Held,
         tracker: &crate::tracker::TrackerView<'_>,
     ) -> Outcome {
-        let fresh = self.ask(q).await;
-        if let Ok(p) = &fresh {
-            self.remember(q, p, Instant::now(), 0);
-        }
-        self.conclude(key, conn_hash, in_port, &q, fresh, data, tracker)
+        let answer = match self.machine.reserve() {
+            Ok(_slot) => self.ask(q).await,
+            Err(why) => Err(why),
+        };
+        self.machine.answered(key, conn_hash, in_port, q, answer, data, tracker, Instant::now())
     }
 
-    /// From the answer (or why there is none) to the messages.
-    #[allow(clippy::too_many_arguments)]
-    fn conclude(
-        &self,
-        key: &FlowKey,
-        conn_hash: u64,
-        in_port: u32,
-        q: &PolicyQuery,
-        answer: Result<NetworkPolicy, String>,
-        (data, paused): Held,
-        tracker: &crate::tracker::TrackerView<'_>,
-    ) -> Outcome {
-        let mut label_override = None;
-        let mut answer = match answer {
-            Ok(p) => p,
-            Err(why) if self.cfg.fail_open => {
-                tracing::warn!("policy unavailable ({why}): allowing (fail-open)");
-                label_override = Some("fail_open");
-                NetworkPolicy::allow()
-            }
-            Err(why) => {
-                // Fail closed: drop this packet, install nothing, so that the next packet of
-                // the connection asks again once the policy is back.
-                tracing::warn!("policy unavailable ({why}): dropping (fail-closed)");
-                return Outcome { label: "fail_closed", decided: None, messages: Vec::new() };
-            }
-        };
-        if q.nat && matches!(answer.dst_type, policy::DstType::Direct) && answer.allowed {
-            // A service address the policy knows no endpoints for: nothing to DNAT to. A short
-            // drop flow keeps the rest of the connection off the controller.
-            answer = NetworkPolicy::deny();
-            label_override = Some("no_endpoints");
-        }
-        // The configured pods first, then the policy file's static endpoints, then what the
-        // Tracker has seen on this switch.
-        let file: &dyn policy::Locator = match &self.view {
-            Some(v) => v,
-            None => &*self.answers,
-        };
-        let known = crate::tracker::Chain { first: file, second: tracker };
-        let pipeline = self.pipeline();
-        let locator = crate::tracker::Chain { first: &*pipeline, second: &known };
-        // A learning switch for the pod range: an allowed connection to a pod address nobody has
-        // seen yet is flooded, without flows, until the destination answers (the Tracker learns
-        // it from that answer) and the next packet is decided with a location.
-        if answer.allowed && matches!(answer.dst_type, policy::DstType::Direct) && !q.nat {
-            let in_pod_range = match key.ip_dst {
-                IpAddr::V4(d) => pipeline.pod_cidr.contains(d),
-                IpAddr::V6(d) => pipeline.pod_cidr6.as_ref().is_some_and(|c| c.contains(d)),
-            };
-            let is_gateway = (!pipeline.zero_config && key.ip_dst == IpAddr::V4(pipeline.gateway_ip))
-                || pipeline.gateway_ip6.is_some_and(|g| key.ip_dst == IpAddr::V6(g));
-            if in_pod_range && !is_gateway && policy::Locator::locate(&locator, key.ip_dst).is_none() {
-                let flood = crate::openflow::message::PacketOut {
-                    buffer_id: 0xffff_ffff,
-                    in_port,
-                    actions: vec![crate::openflow::action::Action::Output { port: OFPP_FLOOD, max_len: 0 }],
-                    data,
-                };
-                return Outcome { label: "flood_unknown", decided: None, messages: vec![Message::PacketOut(flood)] };
-            }
-        }
-        let conn_idle_timeout = match label_override {
-            // Let through while the policy was away: re-asked soon, not allowed for good.
-            Some("fail_open") => self.cfg.deny_idle_timeout,
-            _ => self.cfg.conn_idle_timeout,
-        };
-        let ctx = DecisionContext {
-            pipeline: &pipeline,
-            generation: self.generation,
-            conn_idle_timeout,
-            deny_idle_timeout: self.cfg.deny_idle_timeout,
-            locator: &locator,
-        };
-        let decided = policy::plan_hashed(key, conn_hash, in_port, &answer, &ctx);
-        let label = label_override.unwrap_or(match decided.verdict() {
-            Verdict::Allow => "allow",
-            Verdict::Service { .. } => "service",
-            Verdict::Deny => "deny",
-        });
-        let messages = match paused {
-            // The flows, then NXT_RESUME: OVS continues the paused pipeline, which looks the
-            // decided table up again (a denied packet meets its drop flow).
-            Some(p) => decided.messages_resume(&pipeline, *p),
-            None => decided.messages(&pipeline, data),
-        };
-        Outcome { label, decided: Some(decided), messages }
-    }
-
-    /// The flows of a decided connection, rebuilt (for a resync).
-    pub fn flows_of(&self, d: &Decided) -> Vec<crate::openflow::flow::FlowMod> {
-        d.flows(&self.pipeline.borrow())
-    }
-
-    async fn ask(&self, q: PolicyQuery) -> Result<NetworkPolicy, String> {
-        if self.pending.get() >= self.cfg.max_pending {
-            return Err(format!("{} packets already wait for the policy", self.pending.get()));
-        }
-        self.pending.set(self.pending.get() + 1);
-        let rx = self.answers.ask(q);
-        let timeout = Duration::from_millis(self.cfg.timeout_ms);
-        let r = futures_lite::future::race(
+    /// The source's answer, or why there is none within the timeout.
+    async fn ask(&self, q: PolicyQuery) -> Result<crate::policy::NetworkPolicy, String> {
+        let rx = self.machine.source().ask(q);
+        let timeout = self.timeout;
+        futures_lite::future::race(
             async {
                 match rx.recv_async().await {
                     Ok(r) => r.map_err(|e| e.to_string()),
@@ -277,84 +112,43 @@ impl Decider {
                 Err(format!("no answer within {} ms", timeout.as_millis()))
             },
         )
-        .await;
-        self.pending.set(self.pending.get() - 1);
-        r
+        .await
     }
 
-    /// A cached answer still valid at `now` and of policy file generation `gen`.
-    fn cached(&self, q: &PolicyQuery, now: Instant, gen: u64) -> Option<NetworkPolicy> {
-        let mut cache = self.cache.borrow_mut();
-        if cache.is_empty() {
-            return None;
-        }
-        match cache.get(q) {
-            Some((p, until, g)) if *until > now && *g == gen => Some(p.clone()),
-            Some(_) => {
-                cache.remove(q);
-                None
-            }
-            None => None,
-        }
+    /// The flows of a decided connection, rebuilt (for a resync).
+    pub fn flows_of(&self, d: &Decided) -> Vec<FlowMod> {
+        self.machine.flows_of(d)
     }
 
-    fn remember(&self, q: PolicyQuery, p: &NetworkPolicy, now: Instant, gen: u64) {
-        if p.ttl.is_zero() {
-            return;
-        }
-        let mut cache = self.cache.borrow_mut();
-        if cache.len() >= CACHE_MAX {
-            cache.retain(|_, (_, until, g)| *until > now && *g == gen);
-            if cache.len() >= CACHE_MAX {
-                cache.clear();
-            }
-        }
-        cache.insert(q, (p.clone(), now + p.ttl, gen));
-    }
-
-    /// Drops cached answers about `ips` (source or destination), of a version below
-    /// `below_version`, or all; returns the queries dropped.
+    /// See [`DecisionMachine::invalidate`].
     pub fn invalidate(&self, ips: &[IpAddr], below_version: u64, all: bool) -> Vec<PolicyQuery> {
-        let mut cache = self.cache.borrow_mut();
-        let mut dropped = Vec::new();
-        cache.retain(|q, (p, _, _)| {
-            let gone = all || ips.contains(&q.src_ip) || ips.contains(&q.dst_ip) || p.version < below_version;
-            if gone {
-                dropped.push(*q);
-            }
-            !gone
-        });
-        dropped
+        self.machine.invalidate(ips, below_version, all)
     }
 
-    /// Takes a reloaded policy file now (a shard's periodic tick: an idle shard must not keep
-    /// the old one alive). Returns the generation in use (0 without a file).
+    /// See [`DecisionMachine::refresh_policy`].
     pub fn refresh_policy(&self) -> u64 {
-        self.view.as_ref().map_or(0, PolicyView::refresh)
+        self.machine.refresh_policy()
     }
 
     pub fn cached_answers(&self) -> usize {
-        self.cache.borrow().len()
+        self.machine.cached_answers()
     }
 
     pub fn hot_syn_len(&self) -> usize {
-        self.hot.borrow().len()
+        self.machine.hot_syn_len()
     }
 
     /// The gateway MAC: ARP replies to it are ours, not to be flooded.
-    pub fn gateway_mac(&self) -> crate::packet::MacAddr {
-        self.pipeline.borrow().gateway_mac
+    pub fn gateway_mac(&self) -> MacAddr {
+        self.machine.gateway_mac()
     }
 
     /// Ports where remote addresses show up (their sources must not be located there).
     pub fn infrastructure_ports(&self) -> Vec<u32> {
-        let p = self.pipeline.borrow();
-        let mut v: Vec<u32> = [p.gateway_port, p.uplink_port].into_iter().filter(|p| *p != 0).collect();
-        v.extend(p.tunnel_port);
-        v
+        self.machine.infrastructure_ports()
     }
 
     pub fn pending(&self) -> usize {
-        self.pending.get()
+        self.machine.pending()
     }
 }

@@ -209,10 +209,12 @@ fn policy_source(
     cfg: &Config,
     runtime: tokio::runtime::Handle,
     file: Option<crate::policy::PolicyFile>,
-    tls: Option<crate::policy::tls::TlsFiles>,
+    tls: Option<crate::control::cnictl::tls::TlsFiles>,
+    metrics: &Metrics,
 ) -> Result<Arc<crate::policy::PolicySource>, DaemonError> {
     use crate::config::PolicySourceKind;
-    use crate::policy::{ClientConfig, PolicyClient, PolicyFile, PolicySource};
+    use crate::control::cnictl::{ClientConfig, PolicyClient};
+    use crate::policy::{PolicyFile, PolicySource};
     let p = &cfg.policy;
     Ok(Arc::new(match p.source {
         PolicySourceKind::Embedded => PolicySource::Embedded,
@@ -239,7 +241,10 @@ fn policy_source(
             };
             let client =
                 PolicyClient::new(cc, runtime).map_err(|e| DaemonError::Fatal(format!("cni-ctl client: {e}")))?;
-            PolicySource::CniCtl(client.handle())
+            // Its statistics on /metrics (`shardflow_cnictl_*`), read at each scrape.
+            crate::control::cnictl::metrics::CnictlMetrics::register(metrics.registry(), client.handle())
+                .map_err(|e| DaemonError::Metrics(e.to_string()))?;
+            client.source()
         }
     }))
 }
@@ -329,8 +334,8 @@ pub fn invalidate_status(e: &ApiError) -> tonic::Status {
 pub fn invalidate_callback(
     api: Arc<api::DaemonApi>,
     deadline: std::time::Duration,
-) -> crate::policy::server::InvalidateFn {
-    use crate::policy::server::InvalidationReply;
+) -> crate::control::cnictl::server::InvalidateFn {
+    use crate::control::cnictl::server::InvalidationReply;
     Arc::new(move |inv| {
         let api = api.clone();
         Box::pin(async move {
@@ -352,9 +357,9 @@ fn serve_controller_service(
     control: &ControlPlane,
     addr: SocketAddr,
     api: Arc<api::DaemonApi>,
-    tls: Option<crate::policy::tls::TlsFiles>,
+    tls: Option<crate::control::cnictl::tls::TlsFiles>,
 ) -> Result<(), DaemonError> {
-    use crate::policy::server::{serve_with_tls, Services};
+    use crate::control::cnictl::server::{serve_with_tls, Services};
     let std_listener = std::net::TcpListener::bind(addr)
         .and_then(|l| l.set_nonblocking(true).map(|_| l))
         .map_err(|e| DaemonError::Config(ConfigError::bind("policy.listen", addr, e)))?;
@@ -480,7 +485,7 @@ fn run_inner(cfg: Config, given_updates: Option<flume::Receiver<crate::node::Nod
     // The gRPC TLS files too: read and checked before any port is bound.
     let policy_tls = match cfg.policy.tls_paths()? {
         Some(paths) => Some(
-            crate::policy::tls::TlsFiles::load(&paths)
+            crate::control::cnictl::tls::TlsFiles::load(&paths)
                 .map_err(|e| ConfigError::Invalid { key: e.key().to_string(), reason: e.to_string() })?,
         ),
         None => None,
@@ -536,6 +541,8 @@ fn run_inner(cfg: Config, given_updates: Option<flume::Receiver<crate::node::Nod
         Some(rx) => Some(rx),
         None => start_node_agent(&control, &metrics, node_agent).inspect_err(|_| control.shutdown())?,
     };
+    let answers = policy_source(&cfg, control.runtime(), policy_file, policy_tls, &metrics)
+        .inspect_err(|_| control.shutdown())?;
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         of_tls,
@@ -546,7 +553,7 @@ fn run_inner(cfg: Config, given_updates: Option<flume::Receiver<crate::node::Nod
         trigger: control.shutdown_trigger(),
         generation,
         desired,
-        answers: policy_source(&cfg, control.runtime(), policy_file, policy_tls).inspect_err(|_| control.shutdown())?,
+        answers,
         tracker: tracker.clone(),
         max_switch_connections,
         heal,

@@ -26,7 +26,7 @@ use rustls::{RootCertStore, ServerConfig, ServerConnection};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::policy::tls::TlsError;
+use crate::control::cnictl::tls::TlsError;
 
 /// A switch that has not finished its TLS handshake by then is closed.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

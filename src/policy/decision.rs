@@ -51,6 +51,19 @@ pub trait Locator {
     fn locate(&self, ip: IpAddr) -> Option<Location>;
 }
 
+/// Tries `first`, then `second`: e.g. the configured pods, then the tracker.
+#[derive(Clone, Copy)]
+pub struct Chain<'a> {
+    pub first: &'a dyn Locator,
+    pub second: &'a dyn Locator,
+}
+
+impl Locator for Chain<'_> {
+    fn locate(&self, ip: IpAddr) -> Option<Location> {
+        self.first.locate(ip).or_else(|| self.second.locate(ip))
+    }
+}
+
 /// The configured local pods, by their IPv4 or IPv6 address.
 impl Locator for PipelineConfig {
     fn locate(&self, ip: IpAddr) -> Option<Location> {

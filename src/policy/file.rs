@@ -37,7 +37,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::decision::{Location, Locator};
-use super::source::PolicyError;
+use super::error::PolicyError;
 use super::{DstType, Endpoint, NetworkPolicy, PolicyQuery};
 use crate::packet::MacAddr;
 
@@ -290,7 +290,7 @@ impl Default for PolicyFile {
         PolicyFile {
             version: 0,
             default: RuleAction::Allow,
-            ttl: super::proto::DEFAULT_TTL,
+            ttl: super::DEFAULT_TTL,
             rules: Vec::new(),
             services: Vec::new(),
             endpoints: Vec::new(),
@@ -504,7 +504,7 @@ impl PolicyFile {
             Some(s) => action(s).map_err(entry("default".into()))?,
         };
         let ttl = match raw.ttl_ms {
-            None => super::proto::DEFAULT_TTL,
+            None => super::DEFAULT_TTL,
             Some(0) => return Err(entry("ttl_ms".into())("0 is not a cache time (leave it out for 30 s)".into())),
             Some(ms) => Duration::from_millis(ms),
         };

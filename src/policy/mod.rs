@@ -1,26 +1,35 @@
 //! The Packet-In decision, sans-IO: what cni-ctl answers for a connection ([`NetworkPolicy`]),
-//! what the shard asks it ([`PolicyQuery`]), the reply-or-request guess ([`hot_syn`]) and the
-//! flows plus packet-out a shard sends back for one packet-in ([`decision::decide`]).
+//! what the shard asks it ([`PolicyQuery`]), the reply-or-request guess ([`hot_syn`]), the flows
+//! plus packet-out a shard sends back for one packet-in ([`decision::decide`]), and the state a
+//! shard keeps between packet-ins ([`machine`]: answer cache, fail-open/closed, flooding unknown
+//! destinations, the pending bound; time passed in).
 //!
 //! The order on a shard: `FlowKey::extract` -> [`hot_syn::classify`] (marks SYNs, guesses
 //! whether the packet is a reply) -> [`PolicyQuery::from_flow`] (oriented initiator first by the
-//! guess) -> cni-ctl `route/exist` -> [`decision::decide`] (from the packet as received: both
-//! directions are always installed, so a wrong guess cannot leave one direction out) -> the
-//! FlowManager sends the flows, then the packet-out, in order. Nothing here does IO.
+//! guess) -> the shard's cache or the [`PolicySource`] -> [`decision::decide`] (from the packet
+//! as received: both directions are always installed, so a wrong guess cannot leave one
+//! direction out) -> the FlowManager sends the flows, then the packet-out, in order.
+//!
+//! IO: none in the decision path. Two exceptions, both off the shards' decision path:
+//! [`PolicyFile::load`] reads the policy file (called by the daemon at start and by a reload,
+//! `daemon::reload`, never on a shard), and [`source::PolicyCell`] holds the current file behind
+//! a mutex that a reload takes for a pointer swap (a shard only *tries* it). The cni-ctl
+//! transport (gRPC client, servers, protobuf, TLS) lives in `control::cnictl` and reaches this
+//! layer as a [`RemotePolicy`]; the runtime part of a decision (awaiting cni-ctl's answer with a
+//! timer) is `daemon::decider`. This module imports only `openflow`, `packet`, `pipeline` and
+//! the `shards` crate.
 //!
 //! The exact flows of each case are documented on [`decision::decide`].
 
 pub mod arp;
 pub mod decision;
 pub mod hot_syn;
-// cni-ctl: the gRPC API, client and servers, the policy file, the daemon's policy source.
-pub mod client;
+// Where answers come from: the policy file, its index, the source a shard asks; the one error.
+pub mod error;
 pub mod file;
 pub mod index;
-pub mod proto;
-pub mod server;
+pub mod machine;
 pub mod source;
-pub mod tls;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -28,15 +37,20 @@ use std::time::Duration;
 use crate::packet::{FlowKey, MacAddr};
 use crate::pipeline::default::Ipv4Cidr;
 
-pub use client::{ClientConfig, PolicyClient, PolicyClientHandle};
 pub use decision::{
     choose_endpoint, choose_endpoint_hashed, decide, decision_texts, plan, plan_hashed, Decided, Decision,
     DecisionContext, Location, Locator, Plan, Verdict, DEFAULT_CONN_IDLE_TIMEOUT, DEFAULT_DENY_IDLE_TIMEOUT,
     NAT_PRIORITY,
 };
+pub use error::PolicyError;
 pub use file::PolicyFile;
 pub use hot_syn::{classify, is_reply, mark, HotTarget};
-pub use source::{PolicyError, PolicySource};
+pub use machine::{DecisionMachine, Held, Label, Outcome, PendingSlot};
+pub use source::{PolicySource, RemotePolicy};
+
+/// How long an answer is cached when its source says nothing (cni-ctl's `ttl_ms` 0, a policy
+/// file without `ttl`).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 
 /// One backend of a service.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

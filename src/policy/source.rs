@@ -2,6 +2,9 @@
 //! over gRPC. The first two answer at once, without IO ([`PolicySource::answer_now`]); cni-ctl
 //! answers on a flume channel a glommio shard can await ([`PolicySource::ask`]).
 //!
+//! The transport is not imported here: cni-ctl's client (`control::cnictl::client`) implements
+//! [`RemotePolicy`] and the daemon injects it as [`PolicySource::CniCtl`].
+//!
 //! A policy file lives in a [`PolicyCell`]: replaced whole on a reload, read by the shards
 //! through a [`PolicyView`] that never waits (see there).
 
@@ -9,49 +12,23 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::client::PolicyClientHandle;
 use super::decision::{Location, Locator};
+use super::error::PolicyError;
 use super::file::PolicyFile;
 use super::index::IndexedPolicy;
 use super::{NetworkPolicy, PolicyQuery};
 
-/// Why a policy could not be loaded or an answer not obtained. `Clone`: one failed RPC answers
-/// every coalesced waiter.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PolicyError {
-    /// The policy file could not be read.
-    #[error("cannot read policy file {path}: {reason}")]
-    Io { path: String, reason: String },
-    /// The policy file is not valid (TOML syntax, or an entry, in `reason`).
-    #[error("policy file {path}: {reason}")]
-    Parse { path: String, reason: String },
-    /// One entry of a policy file is wrong; `key` names it (`rule[2].src`, 0-based).
-    #[error("{key}: {reason}")]
-    Entry { key: String, reason: String },
-    /// A client or server setting is wrong (bad endpoint URI ...).
-    #[error("cni-ctl: {0}")]
-    Config(String),
-    /// cni-ctl could not be reached (after the retries).
-    #[error("cni-ctl unavailable: {0}")]
-    Unavailable(String),
-    /// No answer within the per-call deadline.
-    #[error("cni-ctl: no answer within {0} ms")]
-    Timeout(u64),
-    /// cni-ctl answered with another gRPC error.
-    #[error("cni-ctl: {code}: {message}")]
-    Rpc { code: String, message: String },
-    /// cni-ctl's answer does not make sense (bad address, unknown dst_type ...).
-    #[error("cni-ctl answer: {0}")]
-    BadAnswer(String),
-    /// The client's runtime is gone (the daemon is stopping).
-    #[error("cni-ctl client stopped")]
-    Stopped,
-    /// Admission control: this many distinct queries already wait to be sent.
-    #[error("cni-ctl client overloaded: {0} queries already wait")]
-    Overloaded(usize),
-    /// The server could not run (bind, transport).
-    #[error("cni-ctl server: {0}")]
-    Server(String),
+/// A policy service reached over the network (cni-ctl): asked without blocking, answered on a
+/// channel. Implemented by the transport (`control::cnictl::PolicyClientHandle`), so this layer
+/// stays free of it.
+pub trait RemotePolicy: Send + Sync {
+    /// Sends the query; the answer (or why there is none) arrives on the returned channel.
+    /// Must not block: a glommio shard calls it.
+    fn query(&self, q: PolicyQuery) -> flume::Receiver<Result<NetworkPolicy, PolicyError>>;
+    /// The service is considered down (consecutive failures).
+    fn is_down(&self) -> bool;
+    /// Where it is, for logs.
+    fn endpoint(&self) -> &str;
 }
 
 /// The daemon's policy source.
@@ -61,8 +38,8 @@ pub enum PolicySource {
     Embedded,
     /// A policy file (indexed), evaluated in place; replaceable while the shards decide.
     File(Arc<PolicyCell>),
-    /// cni-ctl over gRPC.
-    CniCtl(PolicyClientHandle),
+    /// cni-ctl over gRPC (the transport, injected by the daemon).
+    CniCtl(Arc<dyn RemotePolicy>),
 }
 
 impl std::fmt::Debug for PolicySource {

@@ -423,15 +423,5 @@ impl Locator for TrackerView<'_> {
     }
 }
 
-/// Tries `first`, then `second`: e.g. the configured pods, then the tracker.
-#[derive(Clone, Copy)]
-pub struct Chain<'a> {
-    pub first: &'a dyn Locator,
-    pub second: &'a dyn Locator,
-}
-
-impl Locator for Chain<'_> {
-    fn locate(&self, ip: IpAddr) -> Option<Location> {
-        self.first.locate(ip).or_else(|| self.second.locate(ip))
-    }
-}
+/// Moved down to the policy layer (the decision machine chains locators too).
+pub use crate::policy::decision::Chain;

@@ -44,15 +44,9 @@ impl TlsError {
     }
 }
 
-/// Where the three PEM files are, and the names of the settings they came from (for errors).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsPaths {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub ca: PathBuf,
-    /// Setting names for errors, in the order cert, key, ca.
-    pub names: [&'static str; 3],
-}
+/// Where the three PEM files are: configuration, so it lives in `config` (which must not import
+/// this transport module).
+pub use crate::config::TlsPaths;
 
 /// The PEM contents, checked.
 #[derive(Clone, PartialEq, Eq)]

@@ -34,8 +34,8 @@ use tonic::Code;
 
 use super::proto::route_service_client::RouteServiceClient;
 use super::proto::{RouteQueries, RouteQuery};
-use super::source::PolicyError;
-use super::{NetworkPolicy, PolicyQuery};
+use crate::policy::PolicyError;
+use crate::policy::{NetworkPolicy, PolicyQuery};
 
 /// Client settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -376,6 +376,27 @@ impl PolicyClientHandle {
 
     pub fn config(&self) -> &ClientConfig {
         &self.inner.cfg
+    }
+}
+
+/// What the policy layer sees of the client: the shards ask through
+/// [`crate::policy::PolicySource::CniCtl`] without knowing the transport.
+impl crate::policy::RemotePolicy for PolicyClientHandle {
+    fn query(&self, q: PolicyQuery) -> flume::Receiver<Reply> {
+        PolicyClientHandle::query(self, q)
+    }
+    fn is_down(&self) -> bool {
+        PolicyClientHandle::is_down(self)
+    }
+    fn endpoint(&self) -> &str {
+        PolicyClientHandle::endpoint(self)
+    }
+}
+
+impl PolicyClientHandle {
+    /// This client as the policy source's transport.
+    pub fn source(&self) -> crate::policy::PolicySource {
+        crate::policy::PolicySource::CniCtl(Arc::new(self.clone()))
     }
 }
 

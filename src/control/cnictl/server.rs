@@ -19,12 +19,12 @@ use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
-use super::file::PolicyFile;
 use super::proto;
 use super::proto::controller_service_server::{ControllerService, ControllerServiceServer};
 use super::proto::route_service_server::{RouteService, RouteServiceServer};
-use super::source::PolicyError;
-use super::PolicyQuery;
+use crate::policy::PolicyError;
+use crate::policy::PolicyFile;
+use crate::policy::PolicyQuery;
 
 /// What cni-ctl asks the daemon to forget (`ControllerService/Invalidate`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -85,7 +85,6 @@
 //! error, like an unknown key in the file.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -95,8 +94,8 @@ use serde::{Deserialize, Serialize};
 
 /// glommio refuses to start an executor with less locked memory than this.
 pub const MIN_IO_MEMORY: usize = 512 * 1024;
-/// Upper bound on the number of shards (sanity, not a hard technical limit).
-pub const MAX_SHARDS: usize = 256;
+/// Upper bound on the number of shards: the packet-in dispatch (controller ids) defines it.
+pub use crate::pipeline::dispatch::MAX_SHARDS;
 /// Conventional exit status for a configuration error (`EX_USAGE` would be 64, `EX_CONFIG` 78;
 /// the style guide asks for 64).
 pub const EXIT_CONFIG: i32 = 64;
@@ -150,37 +149,7 @@ impl ConfigError {
 
 // === enums ===
 
-/// How switch connections are spread over the shards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Shard i listens on `base_port + i`; OVS connects to every port and each connection
-    /// narrows its packet-ins to the flows the shard owns.
-    #[default]
-    Fanout,
-    /// One port; packet-ins are handed to the shard that owns the flow.
-    Single,
-}
-
-impl FromStr for Mode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "fanout" => Ok(Mode::Fanout),
-            "single" => Ok(Mode::Single),
-            _ => Err(format!("unknown mode {s:?}, expected \"fanout\" or \"single\"")),
-        }
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Mode::Fanout => "fanout",
-            Mode::Single => "single",
-        })
-    }
-}
+pub use crate::pipeline::dispatch::Mode;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -130,8 +130,8 @@ pub fn describe(plan: &ResyncPlan) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::config::Mode;
     use crate::openflow::flow::FlowMod;
+    use crate::pipeline::dispatch::Mode;
     use crate::pipeline::resync::to_flow_mod;
 
     fn pipeline() -> Vec<FlowMod> {

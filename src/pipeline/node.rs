@@ -16,9 +16,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use crate::config::Mode;
 use crate::node::{NodeView, PortRole};
 use crate::openflow::flow::{FlowMod, FlowModCommand};
+use crate::pipeline::dispatch::Mode;
 
 use super::default::{flow_texts_mode, LocalPod, PipelineConfig, PipelineError, MAX_PORT};
 use super::resync::{FlowKey, ResyncPlan};

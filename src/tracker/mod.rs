@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use dashmap::{DashMap, DashSet};
 use serde::Serialize;
 
-use crate::control::api::Dpid;
+use crate::openflow::Dpid;
 use crate::packet::{FlowKey, MacAddr};
 use crate::policy::decision::{Location, Locator};
 

@@ -13,7 +13,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::Tracker;
-use crate::control::api::Dpid;
+use crate::openflow::Dpid;
 use crate::packet::{ConnKey, FlowKey};
 
 /// One place a connection's packets were seen.

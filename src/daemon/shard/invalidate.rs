@@ -20,7 +20,7 @@ impl Shard {
             all || doomed.contains(&hash)
                 || match r {
                     ConnRecord::Seen { key, .. } => {
-                        let touches = |e: crate::packet::key::Endpoint| match e.addr {
+                        let touches = |e: crate::packet::key::ConnEnd| match e.addr {
                             crate::packet::key::ConnAddr::Ip(ip) => ips.contains(&ip),
                             crate::packet::key::ConnAddr::Mac(_) => false,
                         };
@@ -66,12 +66,12 @@ impl Shard {
 
 /// The connection a cached policy query was about.
 pub(super) fn query_conn_key(q: &crate::policy::PolicyQuery) -> Option<ConnKey> {
-    use crate::packet::key::{ConnAddr, ConnFamily, Endpoint};
+    use crate::packet::key::{ConnAddr, ConnEnd, ConnFamily};
     let family = match q.src_ip {
         std::net::IpAddr::V4(_) => ConnFamily::Ipv4,
         std::net::IpAddr::V6(_) => ConnFamily::Ipv6,
     };
-    let src = Endpoint { addr: ConnAddr::Ip(q.src_ip), port: q.src_port };
-    let dst = Endpoint { addr: ConnAddr::Ip(q.dst_ip), port: q.dst_port };
+    let src = ConnEnd { addr: ConnAddr::Ip(q.src_ip), port: q.src_port };
+    let dst = ConnEnd { addr: ConnAddr::Ip(q.dst_ip), port: q.dst_port };
     Some(ConnKey::new(family, q.protocol, src, dst))
 }

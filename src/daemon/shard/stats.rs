@@ -63,7 +63,7 @@ impl Shard {
 
 /// `proto lo-addr:port <-> hi-addr:port`, the canonical (direction-free) order.
 pub fn conn_key_text(k: &ConnKey) -> String {
-    let ep = |e: crate::packet::key::Endpoint| match e.addr {
+    let ep = |e: crate::packet::key::ConnEnd| match e.addr {
         crate::packet::key::ConnAddr::Ip(std::net::IpAddr::V6(a)) => format!("[{a}]:{}", e.port),
         crate::packet::key::ConnAddr::Ip(a) => format!("{a}:{}", e.port),
         crate::packet::key::ConnAddr::Mac(m) => format!("{m}"),

@@ -242,11 +242,6 @@ impl FlowIdentity {
     }
 }
 
-/// Whether two matches are the same to OVS.
-pub fn same_match(a: &Match, b: &Match) -> bool {
-    MatchKey::new(a) == MatchKey::new(b)
-}
-
 /// Whether two instruction lists do the same: the same bytes, or failing that the same text
 /// in OVS's syntax (which is what OVS's normal form prints; e.g. an empty apply_actions and no
 /// instruction both print `drop`).

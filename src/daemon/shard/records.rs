@@ -99,6 +99,10 @@ impl Shard {
                 self.forget(Inserted::Replaced(r));
             }
             self.metrics.connections_live.set(self.keys.borrow().len() as i64);
+            // The mesh's queues: the inbox (handoffs, answers, control requests) and what waits
+            // in this shard's outbox for a full inbox elsewhere.
+            self.metrics.mesh_inbox_depth.set(self.shared.mesh.queued(self.ctx.id) as i64);
+            self.metrics.mesh_outbox_depth.set(self.outbox.queued_total() as i64);
             if n > 0 {
                 tracing::trace!(shard = self.id(), gone = n, "idle connections expired");
             }

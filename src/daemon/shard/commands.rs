@@ -2,6 +2,10 @@
 //! (optionally in a bundle), dump flows, groups and meters.
 
 use super::*;
+use crate::openflow::flow::FlowModCommand;
+use crate::openflow::message::try_encode;
+use crate::openflow::session::Refusal;
+use crate::openflow::text::{group::format_group_desc, meter::format_meter_config};
 
 impl Shard {
     pub(super) async fn command(self: &Rc<Self>, dpid: u64, cmd: Command) -> Result<CommandReply, ApiError> {
@@ -14,10 +18,7 @@ impl Shard {
             Command::Apply { msgs, bundle } => {
                 // A message that cannot be framed is the request's fault: refused before any is
                 // sent (the session would refuse it too, after the others went out).
-                if let Some((i, e)) = msgs
-                    .iter()
-                    .enumerate()
-                    .find_map(|(i, m)| crate::openflow::message::try_encode(m, 0).err().map(|e| (i, e)))
+                if let Some((i, e)) = msgs.iter().enumerate().find_map(|(i, m)| try_encode(m, 0).err().map(|e| (i, e)))
                 {
                     self.metrics.dropped("message_too_large", 1);
                     return Err(ApiError::BadRequest(format!("flow {}: {e}", i + 1)));
@@ -55,7 +56,7 @@ impl Shard {
             Command::DumpGroups => {
                 let lines = Self::multipart(&conn, MultipartRequestBody::GroupDesc, |b, out| {
                     if let MultipartReplyBody::GroupDesc(groups) = b {
-                        out.extend(groups.iter().map(crate::openflow::text::group::format_group_desc));
+                        out.extend(groups.iter().map(format_group_desc));
                     }
                 })
                 .await?;
@@ -65,7 +66,7 @@ impl Shard {
                 let body = MultipartRequestBody::MeterConfig { meter_id: 0xffff_ffff };
                 let lines = Self::multipart(&conn, body, |b, out| {
                     if let MultipartReplyBody::MeterConfig(meters) = b {
-                        out.extend(meters.iter().map(crate::openflow::text::meter::format_meter_config));
+                        out.extend(meters.iter().map(format_meter_config));
                     }
                 })
                 .await?;
@@ -97,7 +98,7 @@ pub(super) fn op_to_api(e: OpError) -> ApiError {
             ApiError::Refused { name: error.code.to_string(), detail: format!("flow {} of the request", index + 1) }
         }
         OpError::Timeout => ApiError::Timeout,
-        OpError::Local { index, reason: reason @ crate::openflow::session::Refusal::Encode(_) } => {
+        OpError::Local { index, reason: reason @ Refusal::Encode(_) } => {
             ApiError::BadRequest(format!("flow {}: {reason}", index + 1))
         }
         other => ApiError::Failed(other.to_string()),
@@ -105,8 +106,8 @@ pub(super) fn op_to_api(e: OpError) -> ApiError {
 }
 
 /// A flow of a flow-stats reply as `ovs-ofctl dump-flows --no-stats` prints it.
-pub fn flow_stats_line(fs: &crate::openflow::message::multipart::FlowStats) -> String {
-    let mut fm = FlowMod::new(crate::openflow::flow::FlowModCommand::Add);
+pub fn flow_stats_line(fs: &FlowStats) -> String {
+    let mut fm = FlowMod::new(FlowModCommand::Add);
     fm.cookie = fs.cookie;
     fm.table_id = fs.table_id;
     fm.priority = fs.priority;

@@ -4,6 +4,8 @@
 //! connection flows (see [`super::reconnect`]).
 
 use super::*;
+use crate::daemon::heal;
+use crate::daemon::tls::{SwitchStream, TlsStream, HANDSHAKE_TIMEOUT};
 
 impl Shard {
     /// Accepts switch connections: at most `max_switch_connections` at once (the rest are closed
@@ -34,7 +36,7 @@ impl Shard {
                     match self.shared.of_tls.clone() {
                         None => {
                             let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-                            self.clone().serve(crate::daemon::tls::SwitchStream::Plain(stream), peer)
+                            self.clone().serve(SwitchStream::Plain(stream), peer)
                         }
                         Some(tls) => self.clone().serve_tls(stream, tls),
                     }
@@ -57,23 +59,23 @@ impl Shard {
         let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let _ = stream.set_nodelay(true);
         glommio::spawn_local(async move {
-            let handshake = async { Some(crate::daemon::tls::TlsStream::accept(stream, tls).await) };
+            let handshake = async { Some(TlsStream::accept(stream, tls).await) };
             let timeout = async {
-                glommio::timer::sleep(crate::daemon::tls::HANDSHAKE_TIMEOUT).await;
+                glommio::timer::sleep(HANDSHAKE_TIMEOUT).await;
                 None
             };
             self.handshakes.set(self.handshakes.get() + 1);
             let done = futures_lite::future::race(handshake, timeout).await;
             self.handshakes.set(self.handshakes.get().saturating_sub(1));
             match done {
-                Some(Ok(s)) => self.serve(crate::daemon::tls::SwitchStream::Tls(Box::new(s)), peer),
+                Some(Ok(s)) => self.serve(SwitchStream::Tls(Box::new(s)), peer),
                 Some(Err(e)) => {
                     self.metrics.connection_refused("tls");
                     tracing::warn!(shard = self.id(), %peer, "switch refused: TLS handshake failed: {e}");
                 }
                 None => {
                     self.metrics.connection_refused("tls");
-                    tracing::warn!(shard = self.id(), %peer, "switch refused: no TLS handshake within {:?}", crate::daemon::tls::HANDSHAKE_TIMEOUT);
+                    tracing::warn!(shard = self.id(), %peer, "switch refused: no TLS handshake within {:?}", HANDSHAKE_TIMEOUT);
                 }
             }
         })
@@ -81,8 +83,8 @@ impl Shard {
     }
 
     /// Serves one accepted switch connection until it closes.
-    pub(super) fn serve(self: Rc<Self>, stream: crate::daemon::tls::SwitchStream, peer: SocketAddr) {
-        if let crate::daemon::tls::SwitchStream::Plain(s) = &stream {
+    pub(super) fn serve(self: Rc<Self>, stream: SwitchStream, peer: SocketAddr) {
+        if let SwitchStream::Plain(s) = &stream {
             let _ = s.set_nodelay(true);
         }
         let id = ((self.id() as u64) << 48) | self.next_conn.replace(self.next_conn.get() + 1);
@@ -300,11 +302,11 @@ impl Shard {
         glommio::spawn_local(async move {
             shard.install_pipeline(&conn, dpid, ready_at).await;
             // Then keep it in place for as long as the connection lives.
-            let desired: crate::daemon::heal::DesiredFn = {
+            let desired: heal::DesiredFn = {
                 let shard = shard.clone();
                 Rc::new(move || shard.desired_for(dpid))
             };
-            crate::daemon::heal::watch(shard.shared.clone(), conn, dpid, shard.id(), desired).await;
+            heal::watch(shard.shared.clone(), conn, dpid, shard.id(), desired).await;
         })
         .detach();
     }

@@ -1,6 +1,19 @@
 //! A shard: one pinned glommio executor with its listener, its switch connections, and the
 //! state it alone owns (the connections whose packet-ins it decides, their counters, the
 //! hot-SYN cache). Nothing here is shared with another thread except through the mesh inbox.
+//!
+//! This module holds the [`Shard`] state and its main task (listen, serve the inbox, expire,
+//! shut down); each concern is one submodule of `impl Shard`:
+//! - [`lifecycle`]: accepting switch connections (cap, TLS), session events, the datapath-id
+//!   claim and routing a connection to its switch;
+//! - [`reconnect`]: a switch brought in line on (re)connect: pipeline resync, restored flows;
+//! - [`packet_in`]: the packet-in path, handoff to the owning shard, deciding, answering;
+//! - [`records`]: the table of live connections (one record each), its counts and expiry;
+//! - [`inbox`]: the mesh inbox, each message to its handler;
+//! - [`invalidate`]: policy invalidation (cached answers, records, flows by cookie);
+//! - [`commands`]: REST commands for a switch (apply, dump flows/groups/meters);
+//! - [`stats`]: `/v1/shards`;
+//! - [`node`]: the node's bridge (pods coming and going).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};

@@ -3,16 +3,13 @@
 //! policy source) and send the answer on the connection it came from.
 
 use super::*;
+use crate::openflow::message::PacketIn2;
+use crate::policy::arp::{arp_answer_for, ArpDecision};
 
 impl Shard {
     // === packet-in path ===
 
-    pub(super) fn on_packet_in(
-        self: &Rc<Self>,
-        conn: &Rc<Conn>,
-        pi: PacketIn,
-        paused: Option<Box<crate::openflow::message::PacketIn2>>,
-    ) {
+    pub(super) fn on_packet_in(self: &Rc<Self>, conn: &Rc<Conn>, pi: PacketIn, paused: Option<Box<PacketIn2>>) {
         let t0 = self.batch_now.get();
         self.packet_ins.set(self.packet_ins.get() + 1);
         // Only the dpid's routed connection speaks for it: the Tracker never moves an address,
@@ -129,11 +126,11 @@ impl Shard {
         // The configured pods and the node's (from its database), then what was learned.
         let pods = decider.pipeline();
         let chain = crate::tracker::Chain { first: &*pods, second: &view };
-        let decision = crate::policy::arp::arp_answer_for(key, in_port, &chain, &[decider.gateway_mac()]);
+        let decision = arp_answer_for(key, in_port, &chain, &[decider.gateway_mac()]);
         let label = match &decision {
-            crate::policy::arp::ArpDecision::Reply(_) => "arp_reply",
-            crate::policy::arp::ArpDecision::Flood(_) => "arp_flood",
-            crate::policy::arp::ArpDecision::Nothing => "arp_nothing",
+            ArpDecision::Reply(_) => "arp_reply",
+            ArpDecision::Flood(_) => "arp_flood",
+            ArpDecision::Nothing => "arp_nothing",
         };
         self.metrics.decision(label);
         if let Some(m) = decision.message(frame) {

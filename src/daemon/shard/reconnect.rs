@@ -3,6 +3,7 @@
 //! decided put back from their records in slices.
 
 use super::*;
+use crate::daemon::meter_sync;
 
 impl Shard {
     /// Resyncs `dpid`'s pipeline on connect (one bundle), then restores this shard's live
@@ -24,7 +25,7 @@ impl Shard {
                 }
             };
             // The packet-in meters the flows name go first (meter mods cannot be bundled).
-            let meters = match crate::daemon::meter_sync::sync_meters(&shard.shared, &conn, shard.id()).await {
+            let meters = match meter_sync::sync_meters(&shard.shared, &conn, shard.id()).await {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::error!(shard = shard.id(), dpid = %format!("{dpid:016x}"), "installing the packet-in meters failed (pipeline.meters rates of 0 run without them): {e}");
@@ -90,7 +91,7 @@ impl Shard {
             return;
         }
         let t0 = Instant::now();
-        let present: std::collections::HashSet<u64> = actual
+        let present: HashSet<u64> = actual
             .iter()
             .filter(|f| cookie::category(f.cookie) == Some(cookie::Category::Connection))
             .map(|f| f.cookie)

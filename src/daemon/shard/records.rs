@@ -2,6 +2,7 @@
 //! with what it installed), counted per switch without a scan, and expired a slice at a time.
 
 use super::*;
+use crate::policy::Plan;
 
 impl Shard {
     pub(super) fn now_secs(&self, now: Instant) -> u32 {
@@ -113,7 +114,7 @@ impl Shard {
 /// How many flows a decided connection has on the switch.
 pub(super) fn flow_count(d: &Decided) -> u64 {
     match d.plan {
-        crate::policy::Plan::Deny { .. } => 1,
+        Plan::Deny { .. } => 1,
         _ => 2,
     }
 }

@@ -1,12 +1,16 @@
 //! `/v1/shards`: the shard's counters, decision latency quantiles and its connections as text.
 
 use super::*;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::packet::key::{ConnAddr, ConnEnd, ConnFamily};
 
 impl Shard {
     pub(super) fn stats(&self) -> ShardStats {
         let h = self.decision_us.borrow();
         let keys = self.keys.borrow();
-        let mut extra = std::collections::BTreeMap::new();
+        let mut extra = BTreeMap::new();
         // The connections this shard decides, for operators and tests (bounded).
         let conns: Vec<serde_json::Value> = keys
             .iter()
@@ -63,14 +67,14 @@ impl Shard {
 
 /// `proto lo-addr:port <-> hi-addr:port`, the canonical (direction-free) order.
 pub fn conn_key_text(k: &ConnKey) -> String {
-    let ep = |e: crate::packet::key::ConnEnd| match e.addr {
-        crate::packet::key::ConnAddr::Ip(std::net::IpAddr::V6(a)) => format!("[{a}]:{}", e.port),
-        crate::packet::key::ConnAddr::Ip(a) => format!("{a}:{}", e.port),
-        crate::packet::key::ConnAddr::Mac(m) => format!("{m}"),
+    let ep = |e: ConnEnd| match e.addr {
+        ConnAddr::Ip(IpAddr::V6(a)) => format!("[{a}]:{}", e.port),
+        ConnAddr::Ip(a) => format!("{a}:{}", e.port),
+        ConnAddr::Mac(m) => format!("{m}"),
     };
     let proto = match (k.family(), k.proto()) {
-        (crate::packet::key::ConnFamily::Arp, _) => "arp".to_string(),
-        (crate::packet::key::ConnFamily::L2, _) => "l2".to_string(),
+        (ConnFamily::Arp, _) => "arp".to_string(),
+        (ConnFamily::L2, _) => "l2".to_string(),
         (_, 6) => "tcp".to_string(),
         (_, 17) => "udp".to_string(),
         (_, 132) => "sctp".to_string(),

@@ -12,7 +12,7 @@
 //! - [`inbox`]: the mesh inbox, each message to its handler;
 //! - [`invalidate`]: policy invalidation (cached answers, records, flows by cookie);
 //! - [`commands`]: REST commands for a switch (apply, dump flows/groups/meters);
-//! - [`stats`]: `/v1/shards`;
+//! - [`stats`]: the answer to `/v1/shards`;
 //! - [`node`]: the node's bridge (pods coming and going).
 
 use std::cell::{Cell, RefCell};

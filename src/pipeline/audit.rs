@@ -135,11 +135,8 @@ mod tests {
     use crate::pipeline::resync::to_flow_mod;
 
     fn pipeline() -> Vec<FlowMod> {
-        let toml = include_str!("../../docs/pipeline.md");
-        let start = toml.find("```toml\n").unwrap() + 8;
-        let end = toml[start..].find("```").unwrap() + start;
-        let cfg = crate::config::Config::from_toml(&toml[start..end]).unwrap();
-        crate::pipeline::default::generate_mode(cfg.pipeline.as_ref().unwrap(), Mode::Fanout, 2, 0x1234).unwrap()
+        let cfg = crate::pipeline::doc_example();
+        crate::pipeline::default::generate_mode(&cfg, Mode::Fanout, 2, 0x1234).unwrap()
     }
 
     /// The switch's view of `flows`, as flow stats.

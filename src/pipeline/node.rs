@@ -189,10 +189,7 @@ mod tests {
 
     /// docs/pipeline.md's example configuration.
     fn configured() -> PipelineConfig {
-        let doc = include_str!("../../docs/pipeline.md");
-        let start = doc.find("```toml\n").unwrap() + 8;
-        let end = doc[start..].find("```").unwrap() + start;
-        crate::config::Config::from_toml(&doc[start..end]).unwrap().pipeline.unwrap()
+        crate::pipeline::doc_example()
     }
 
     fn texts(cfg: &PipelineConfig) -> BTreeSet<String> {

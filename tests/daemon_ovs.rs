@@ -112,7 +112,7 @@ fn test_conns(n: usize) -> Vec<TestConn> {
         .collect()
 }
 
-/// The daemon's text for a key (`conn_key_text` in src/daemon/shard.rs).
+/// The daemon's text for a key (`conn_key_text` in src/daemon/shard/stats.rs).
 fn key_text(k: &ConnKey) -> String {
     let ep = |e: ConnEnd| match e.addr {
         ConnAddr::Ip(IpAddr::V6(a)) => format!("[{a}]:{}", e.port),

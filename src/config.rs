@@ -85,7 +85,6 @@
 //! error, like an unknown key in the file.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -95,8 +94,8 @@ use serde::{Deserialize, Serialize};
 
 /// glommio refuses to start an executor with less locked memory than this.
 pub const MIN_IO_MEMORY: usize = 512 * 1024;
-/// Upper bound on the number of shards (sanity, not a hard technical limit).
-pub const MAX_SHARDS: usize = 256;
+/// Upper bound on the number of shards: the packet-in dispatch (controller ids) defines it.
+pub use crate::pipeline::dispatch::MAX_SHARDS;
 /// Conventional exit status for a configuration error (`EX_USAGE` would be 64, `EX_CONFIG` 78;
 /// the style guide asks for 64).
 pub const EXIT_CONFIG: i32 = 64;
@@ -150,37 +149,7 @@ impl ConfigError {
 
 // === enums ===
 
-/// How switch connections are spread over the shards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Shard i listens on `base_port + i`; OVS connects to every port and each connection
-    /// narrows its packet-ins to the flows the shard owns.
-    #[default]
-    Fanout,
-    /// One port; packet-ins are handed to the shard that owns the flow.
-    Single,
-}
-
-impl FromStr for Mode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "fanout" => Ok(Mode::Fanout),
-            "single" => Ok(Mode::Single),
-            _ => Err(format!("unknown mode {s:?}, expected \"fanout\" or \"single\"")),
-        }
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Mode::Fanout => "fanout",
-            Mode::Single => "single",
-        })
-    }
-}
+pub use crate::pipeline::dispatch::Mode;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -633,25 +602,14 @@ pub fn config_path(env: &[(String, String)], flags: &Overrides) -> Option<PathBu
         .or_else(|| env.iter().rev().find(|(k, _)| k == "SHARDFLOW_CONFIG").map(|(_, v)| PathBuf::from(v)))
 }
 
-/// Parse a CPU list: `"0,2,3"`, `"0-3"` or a mix (`"0-1,4"`). Order is kept (shard i -> i-th CPU).
-pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
-    let mut out = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        if let Some((a, b)) = part.split_once('-') {
-            let a: usize = a.trim().parse().map_err(|_| format!("{part:?} is not a CPU range"))?;
-            let b: usize = b.trim().parse().map_err(|_| format!("{part:?} is not a CPU range"))?;
-            if a > b || b - a > 4096 {
-                return Err(format!("{part:?} is not an ascending CPU range"));
-            }
-            out.extend(a..=b);
-        } else {
-            out.push(part.parse().map_err(|_| format!("{part:?} is not a CPU number"))?);
-        }
+/// `shards.cpus`, `SHARDFLOW_SHARDS_CPUS`, `--cpus`: [`shards::parse_cpu_list`] (order kept,
+/// shard i gets the i-th CPU), with the configuration's refusal of an empty list.
+pub fn cpu_list_setting(s: &str) -> Result<Vec<usize>, String> {
+    match shards::parse_cpu_list(s) {
+        Ok(v) if v.is_empty() => Err("empty CPU list".to_string()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(e.to_string()),
     }
-    if out.is_empty() {
-        return Err("empty CPU list".to_string());
-    }
-    Ok(out)
 }
 
 /// Number of cores this process may run on (at least 1).
@@ -663,7 +621,7 @@ pub fn available_cores() -> usize {
 pub fn online_cpus() -> BTreeSet<usize> {
     std::fs::read_to_string("/sys/devices/system/cpu/online")
         .ok()
-        .and_then(|s| parse_cpu_list(s.trim()).ok())
+        .and_then(|s| shards::parse_cpu_set(&s).ok().filter(|v| !v.is_empty()))
         .map(|v| v.into_iter().collect())
         .unwrap_or_else(|| (0..available_cores()).collect())
 }
@@ -706,7 +664,7 @@ impl Config {
             match key {
                 "CONFIG" => {}
                 "SHARDS" | "SHARDS_COUNT" => self.shards.count = parse_num(v).map_err(bad)?,
-                "SHARDS_CPUS" => self.shards.cpus = Some(parse_cpu_list(v).map_err(bad)?),
+                "SHARDS_CPUS" => self.shards.cpus = Some(cpu_list_setting(v).map_err(bad)?),
                 "SHARDS_SPIN_BEFORE_PARK_US" => self.shards.spin_before_park_us = Some(parse_num(v).map_err(bad)?),
                 "SHARDS_IO_MEMORY" => self.shards.io_memory = parse_num(v).map_err(bad)?,
                 "SHARDS_MAX_CONNECTIONS" => self.shards.max_connections = parse_num(v).map_err(bad)?,
@@ -1328,10 +1286,12 @@ mod tests {
 
     #[test]
     fn cpu_list_parsing() {
-        assert_eq!(parse_cpu_list("0,2-4, 7").unwrap(), vec![0, 2, 3, 4, 7]);
-        assert!(parse_cpu_list("").is_err());
-        assert!(parse_cpu_list("a").is_err());
-        assert!(parse_cpu_list("4-2").is_err());
+        assert_eq!(cpu_list_setting("0,2-4, 7").unwrap(), vec![0, 2, 3, 4, 7]);
+        assert_eq!(cpu_list_setting("3,1"), Ok(vec![3, 1]), "shard i gets the i-th CPU: order kept");
+        assert_eq!(cpu_list_setting("").unwrap_err(), "empty CPU list");
+        assert_eq!(cpu_list_setting(" , ").unwrap_err(), "empty CPU list");
+        assert_eq!(cpu_list_setting("a").unwrap_err(), "\"a\" is not a CPU number");
+        assert_eq!(cpu_list_setting("4-2").unwrap_err(), "\"4-2\" is not an ascending CPU range");
         assert!(online_cpus().contains(&0));
     }
 

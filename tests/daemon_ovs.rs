@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shardflow::packet::build;
-use shardflow::packet::key::{ConnAddr, ConnKey, Endpoint, FlowKey};
+use shardflow::packet::key::{ConnAddr, ConnEnd, ConnKey, FlowKey};
 use shardflow::packet::MacAddr;
 use support::{wait_until, Daemon, Ovs};
 
@@ -112,9 +112,9 @@ fn test_conns(n: usize) -> Vec<TestConn> {
         .collect()
 }
 
-/// The daemon's text for a key (`conn_key_text` in src/daemon/shard.rs).
+/// The daemon's text for a key (`conn_key_text` in src/daemon/shard/stats.rs).
 fn key_text(k: &ConnKey) -> String {
-    let ep = |e: Endpoint| match e.addr {
+    let ep = |e: ConnEnd| match e.addr {
         ConnAddr::Ip(IpAddr::V6(a)) => format!("[{a}]:{}", e.port),
         ConnAddr::Ip(a) => format!("{a}:{}", e.port),
         ConnAddr::Mac(m) => format!("{m}"),

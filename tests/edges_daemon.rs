@@ -508,3 +508,23 @@ fn listen_on_an_address_not_on_this_host_says_so() {
     assert!(stderr.contains("8.8.8.8") && stderr.contains("not available on this host"), "{stderr}");
     assert!(!stderr.contains("already in use"), "{stderr}");
 }
+
+/// The mesh's queues are exported per shard (`mesh_inbox_depth`, `mesh_outbox_depth`): one
+/// series per shard once the first sweep ran, and nothing waits in an idle daemon. (That the
+/// gauges follow a queue that fills is `shards::mesh`'s outbox test.)
+#[test]
+fn mesh_queue_depths_are_exported_per_shard() {
+    let d = Daemon::start(2, &[]);
+    let series = |name: &str| -> Vec<String> {
+        let (st, body) = d.get("/metrics");
+        assert_eq!(st, 200, "GET /metrics: {body}");
+        body.lines().filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{')).map(str::to_string).collect()
+    };
+    for name in ["shardflow_mesh_inbox_depth", "shardflow_mesh_outbox_depth"] {
+        assert!(wait_until(Duration::from_secs(5), || series(name).len() == 2), "{name}: {:?}", series(name));
+        for shard in ["0", "1"] {
+            let line = series(name).into_iter().find(|l| l.contains(&format!("shard=\"{shard}\"")));
+            assert_eq!(line.as_deref().and_then(|l| l.rsplit(' ').next()), Some("0"), "{name} shard {shard}");
+        }
+    }
+}

@@ -383,9 +383,9 @@ fn changed_flow_is_replaced_in_place() {
     );
     // Traffic through the changed flow, so that a delete + add would show (counter back to 0).
     let pkt = "in_port(1),eth(src=50:54:00:00:00:01,dst=50:54:00:00:00:02),eth_type(0x0800),ipv4(src=10.0.0.7,dst=10.0.0.2,proto=6,tos=0,ttl=64,frag=no),tcp(src=1234,dst=80)";
-    let key = resync::FlowKey::of_flow_mod(&desired[6]);
+    let key = resync::FlowIdentity::of_flow_mod(&desired[6]);
     let count = |client: &mut Client| {
-        client.flows().iter().find(|f| resync::FlowKey::of_stats(f) == key).map(|f| f.packet_count).unwrap_or(0)
+        client.flows().iter().find(|f| resync::FlowIdentity::of_stats(f) == key).map(|f| f.packet_count).unwrap_or(0)
     };
     for _ in 0..3 {
         ovs.ok("ovs-appctl", &["netdev-dummy/receive", "br0-p1", pkt]);

@@ -40,7 +40,9 @@ pub use hot_syn::HotSynCache;
 pub use jump::jump_consistent_hash;
 pub use mesh::{Mesh, MeshError, Outbox, OutboxFull};
 pub use pool::{Pool, PoolConfig, PoolError, ShardCtx, ShardFailure, DEFAULT_IO_MEMORY, MIN_IO_MEMORY};
-pub use procfs::{memlock_limit, parse_cpu_list, process_allowed_cpus, thread_allowed_cpus};
+pub use procfs::{
+    memlock_limit, parse_cpu_list, parse_cpu_set, process_allowed_cpus, thread_allowed_cpus, CpuListError,
+};
 
 use std::fmt;
 

@@ -208,6 +208,11 @@ impl<M: Send + 'static> Outbox<M> {
         self.queues.borrow().get(to.0).map_or(0, |q| q.waiting.len() + usize::from(q.in_hand))
     }
 
+    /// Messages waiting for room towards every shard together (the shard's `mesh_outbox_depth`).
+    pub fn queued_total(&self) -> usize {
+        self.queues.borrow().iter().map(|q| q.waiting.len() + usize::from(q.in_hand)).sum()
+    }
+
     /// Sends `msg` to shard `to` without waiting: into its inbox, or behind what already waits
     /// for it. `Err` hands the message back when the queue is full (or `to` is unknown).
     /// Must run on a glommio executor (it may spawn the draining task).
@@ -296,6 +301,8 @@ mod tests {
                 assert!(out.send(to, i).is_ok(), "{i}");
             }
             assert_eq!(out.queued(to), 3);
+            assert_eq!(out.queued_total(), 3, "the depth exported as mesh_outbox_depth");
+            assert_eq!(mesh.queued(to), 2, "the depth exported as mesh_inbox_depth");
             let back = out.send(to, 5).expect_err("queue full");
             assert_eq!((back.msg, back.error), (5, MeshError::Full { shard: to }));
             assert!(out.send(to, 6).is_err());

@@ -57,15 +57,6 @@ impl PoolConfig {
         }
     }
 
-    /// One shard per CPU this process may run on, each pinned to its CPU. Falls back to
-    /// `available_parallelism` unpinned shards when the affinity mask cannot be read.
-    pub fn for_machine() -> PoolConfig {
-        match cpus::process_allowed_cpus() {
-            Ok(cpus) if !cpus.is_empty() => PoolConfig { cpus: Some(cpus.clone()), ..PoolConfig::new(cpus.len()) },
-            _ => PoolConfig::new(std::thread::available_parallelism().map_or(1, |n| n.get())),
-        }
-    }
-
     /// Checks the configuration before any thread starts: at least one shard, enough IO memory
     /// for glommio, and when CPUs are given, one per shard, distinct, and each one this process
     /// may run on.
@@ -107,12 +98,6 @@ impl PoolConfig {
             Some(list) => list.get(shard).map_or(Placement::Unbound, |&c| Placement::Fixed(c)),
             None => Placement::Unbound,
         }
-    }
-}
-
-impl Default for PoolConfig {
-    fn default() -> Self {
-        PoolConfig::for_machine()
     }
 }
 

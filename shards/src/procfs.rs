@@ -12,30 +12,52 @@
 use std::io;
 use std::path::Path;
 
-/// Parses a kernel CPU list (`"0-3,8,10-11"`) into sorted, distinct CPU numbers.
-/// `None` when the text is not such a list (an empty list is valid and gives `Some(vec![])`).
-pub fn parse_cpu_list(text: &str) -> Option<Vec<usize>> {
-    let text = text.trim();
+/// Why a CPU list (`"0-3,8"`) did not parse; the text of the offending part is kept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CpuListError {
+    #[error("{0:?} is not a CPU range")]
+    BadRange(String),
+    #[error("{0:?} is not an ascending CPU range")]
+    NotAscending(String),
+    #[error("{0:?} is not a CPU number")]
+    BadNumber(String),
+}
+
+/// Widest range accepted (`a-b` with `b - a` above this is refused): a typo such as
+/// `0-99999999` must not allocate a hundred million entries.
+const MAX_RANGE: usize = 1 << 16;
+
+/// The one CPU-list parser, for the kernel's lists (`Cpus_allowed_list`,
+/// `/sys/devices/system/cpu/online`) and the operator's (`shards.cpus`, `--cpus`):
+/// `"0-3,8,10-11"`, spaces and empty parts ignored. The CPUs come in the order written, duplicates
+/// kept, because `shards.cpus` maps shard i to the i-th entry and its validation names a CPU
+/// listed twice; callers that want a set sort and dedup. An empty text gives an empty list (the
+/// configuration refuses that at its edge).
+pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, CpuListError> {
     let mut out = Vec::new();
-    if text.is_empty() {
-        return Some(out);
-    }
-    for part in text.split(',') {
-        let part = part.trim();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.split_once('-') {
             Some((a, b)) => {
-                let (a, b): (usize, usize) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
-                if b < a || b - a > 1 << 16 {
-                    return None;
+                let bad = || CpuListError::BadRange(part.to_string());
+                let (a, b): (usize, usize) =
+                    (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+                if b < a || b - a > MAX_RANGE {
+                    return Err(CpuListError::NotAscending(part.to_string()));
                 }
                 out.extend(a..=b);
             }
-            None => out.push(part.parse().ok()?),
+            None => out.push(part.parse().map_err(|_| CpuListError::BadNumber(part.to_string()))?),
         }
     }
+    Ok(out)
+}
+
+/// [`parse_cpu_list`] as a set: sorted, each CPU once (the kernel's lists are sets).
+pub fn parse_cpu_set(text: &str) -> Result<Vec<usize>, CpuListError> {
+    let mut out = parse_cpu_list(text)?;
     out.sort_unstable();
     out.dedup();
-    Some(out)
+    Ok(out)
 }
 
 /// The `Cpus_allowed_list` of a procfs `status` file.
@@ -45,7 +67,7 @@ fn allowed_in(path: &Path) -> io::Result<Vec<usize>> {
         .lines()
         .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Cpus_allowed_list line"))?;
-    parse_cpu_list(line).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad CPU list {line:?}")))
+    parse_cpu_set(line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad CPU list {line:?}: {e}")))
 }
 
 /// CPUs the whole process may run on (its affinity mask, which a cgroup cpuset or `taskset`
@@ -87,14 +109,26 @@ mod tests {
 
     #[test]
     fn parses_kernel_lists() {
-        assert_eq!(parse_cpu_list("0-3,8,10-11\n"), Some(vec![0, 1, 2, 3, 8, 10, 11]));
-        assert_eq!(parse_cpu_list("5"), Some(vec![5]));
-        assert_eq!(parse_cpu_list("3,1,1-2"), Some(vec![1, 2, 3]));
-        assert_eq!(parse_cpu_list(""), Some(vec![]));
-        assert_eq!(parse_cpu_list("3-1"), None);
-        assert_eq!(parse_cpu_list("a"), None);
-        assert_eq!(parse_cpu_list("1,,2"), None);
-        assert_eq!(parse_cpu_list("0-99999999"), None);
+        assert_eq!(parse_cpu_set("0-3,8,10-11\n"), Ok(vec![0, 1, 2, 3, 8, 10, 11]));
+        assert_eq!(parse_cpu_set("5"), Ok(vec![5]));
+        assert_eq!(parse_cpu_set("3,1,1-2"), Ok(vec![1, 2, 3]));
+        assert_eq!(parse_cpu_set(""), Ok(vec![]));
+        assert_eq!(parse_cpu_set("3-1"), Err(CpuListError::NotAscending("3-1".into())));
+        assert_eq!(parse_cpu_set("a"), Err(CpuListError::BadNumber("a".into())));
+        assert_eq!(parse_cpu_set("0-99999999"), Err(CpuListError::NotAscending("0-99999999".into())));
+        assert_eq!(parse_cpu_set("0-x"), Err(CpuListError::BadRange("0-x".into())));
+    }
+
+    /// The operator's lists (`shards.cpus`): order as written (shard i gets the i-th CPU),
+    /// duplicates kept for the configuration to name, spaces and empty parts ignored.
+    #[test]
+    fn parses_operator_lists_in_order() {
+        assert_eq!(parse_cpu_list("0,2-4, 7"), Ok(vec![0, 2, 3, 4, 7]));
+        assert_eq!(parse_cpu_list("3,1,1"), Ok(vec![3, 1, 1]));
+        assert_eq!(parse_cpu_list("1,,2,"), Ok(vec![1, 2]));
+        assert_eq!(parse_cpu_list(" "), Ok(vec![]));
+        assert_eq!(parse_cpu_list("4-2").unwrap_err().to_string(), "\"4-2\" is not an ascending CPU range");
+        assert_eq!(parse_cpu_list("x").unwrap_err().to_string(), "\"x\" is not a CPU number");
     }
 
     #[test]

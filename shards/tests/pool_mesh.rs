@@ -92,17 +92,6 @@ fn unpinned_shards_may_use_every_cpu() {
 }
 
 #[test]
-fn for_machine_is_valid_and_pinned() {
-    let c = PoolConfig::for_machine();
-    c.validate().expect("valid");
-    let allowed = shards::process_allowed_cpus().expect("procfs");
-    assert_eq!(c.shards, allowed.len());
-    assert_eq!(c.cpus.as_deref(), Some(&allowed[..]));
-    assert_eq!(c.io_memory, 1 << 20);
-    assert_eq!(c.memlock_needed(), allowed.len() as u64 * (1 << 20));
-}
-
-#[test]
 fn bad_configs_are_refused_before_starting() {
     let start = |c: &PoolConfig| Pool::start(c, |_| async {}).map(|_| ()).expect_err("refused");
     assert_eq!(start(&cfg(0)), PoolError::NoShards);

@@ -94,5 +94,5 @@ pub fn run(args: RunArgs) -> ExitCode {
 struct CpuList(Vec<usize>);
 
 fn parse_cpus(s: &str) -> Result<CpuList, String> {
-    config::parse_cpu_list(s).map(CpuList)
+    config::cpu_list_setting(s).map(CpuList)
 }

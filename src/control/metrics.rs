@@ -59,6 +59,13 @@ pub struct Metrics {
     pub decisions_total: IntCounterVec,
     /// `shardflow_connections_live{shard}`: connection records a shard keeps now.
     pub connections_live: IntGaugeVec,
+    /// `shardflow_mesh_inbox_depth{shard}`: messages waiting in a shard's mesh inbox (handoffs,
+    /// answers, control requests; at most 4,096 each), set on every sweep tick.
+    pub mesh_inbox_depth: IntGaugeVec,
+    /// `shardflow_mesh_outbox_depth{shard}`: messages a shard holds for other shards whose inbox
+    /// was full (bounded per target, drops counted in `shard_dropped_total`), set on every
+    /// sweep tick.
+    pub mesh_outbox_depth: IntGaugeVec,
     /// `shardflow_connections_evicted_total{shard}`: records dropped because the shard's table
     /// (`shards.max_connections`) was full.
     pub connections_evicted_total: IntCounterVec,
@@ -130,6 +137,14 @@ impl Metrics {
         let connections_live =
             IntGaugeVec::new(Opts::new("connections_live", "Connection records a shard keeps"), &["shard"])?;
         registry.register(Box::new(connections_live.clone()))?;
+        let mesh_inbox_depth =
+            IntGaugeVec::new(Opts::new("mesh_inbox_depth", "Messages waiting in a shard's mesh inbox"), &["shard"])?;
+        registry.register(Box::new(mesh_inbox_depth.clone()))?;
+        let mesh_outbox_depth = IntGaugeVec::new(
+            Opts::new("mesh_outbox_depth", "Messages a shard holds for other shards whose inbox is full"),
+            &["shard"],
+        )?;
+        registry.register(Box::new(mesh_outbox_depth.clone()))?;
         let connections_evicted_total = counter(
             "connections_evicted_total",
             "Connection records evicted because the shard's table was full",
@@ -188,6 +203,8 @@ impl Metrics {
             http_requests_total,
             decisions_total,
             connections_live,
+            mesh_inbox_depth,
+            mesh_outbox_depth,
             connections_evicted_total,
             http_connections_refused_total,
             http_accept_errors_total,
@@ -234,6 +251,8 @@ impl Metrics {
                     .collect(),
             ),
             connections_live: self.connections_live.with_label_values(&[s.as_str()]),
+            mesh_inbox_depth: self.mesh_inbox_depth.with_label_values(&[s.as_str()]),
+            mesh_outbox_depth: self.mesh_outbox_depth.with_label_values(&[s.as_str()]),
             connections_evicted: self.connections_evicted_total.with_label_values(&[s.as_str()]),
             packet_in_decision: self.packet_in_decision_seconds.with_label_values(&[s.as_str()]),
             flow_install: self.flow_install_seconds.clone(),
@@ -303,6 +322,10 @@ pub struct ShardMetrics {
     decisions: Arc<Vec<(&'static str, IntCounter)>>,
     /// `connections_live{shard}`, set on every sweep tick.
     pub connections_live: IntGauge,
+    /// `mesh_inbox_depth{shard}`, set on every sweep tick.
+    pub mesh_inbox_depth: IntGauge,
+    /// `mesh_outbox_depth{shard}`, set on every sweep tick.
+    pub mesh_outbox_depth: IntGauge,
     /// `connections_evicted_total{shard}`.
     pub connections_evicted: IntCounter,
     /// `packet_in_decision_seconds{shard}`.

@@ -13,13 +13,13 @@ use std::collections::HashMap;
 use crate::openflow::flow::{FlowMod, FlowModCommand};
 use crate::openflow::message::Message;
 use crate::pipeline::cookie::{self, Category};
-use crate::pipeline::resync::FlowKey;
+use crate::pipeline::resync::FlowIdentity;
 
 const ALL_TABLES: u8 = 0xff;
 
 #[derive(Debug, Default)]
 pub struct LiveFlows {
-    by_dpid: HashMap<u64, HashMap<FlowKey, FlowMod>>,
+    by_dpid: HashMap<u64, HashMap<FlowIdentity, FlowMod>>,
 }
 
 impl LiveFlows {
@@ -32,7 +32,7 @@ impl LiveFlows {
             if matches!(cookie::category(fm.cookie), Some(Category::Dispatch | Category::Pipeline)) {
                 continue;
             }
-            let key = FlowKey::of_flow_mod(fm);
+            let key = FlowIdentity::of_flow_mod(fm);
             match fm.command {
                 FlowModCommand::Add => {
                     let mut add = fm.clone();
@@ -69,7 +69,7 @@ impl LiveFlows {
         let flows = self.by_dpid.entry(dpid).or_default();
         let mut n = 0;
         for f in found {
-            flows.entry(FlowKey::of_flow_mod(&f)).or_insert_with(|| {
+            flows.entry(FlowIdentity::of_flow_mod(&f)).or_insert_with(|| {
                 n += 1;
                 f
             });
@@ -134,7 +134,7 @@ fn cookie_matches(cookie: u64, fm: &FlowMod) -> bool {
 /// Whether a loose MODIFY/DELETE `fm` (whose own identity is `fm_key`) selects the remembered
 /// flow `f`: same table (or all tables for a delete), cookie under the mask, and a match that
 /// is empty (all flows) or identical. The priority does not matter to a loose command.
-fn loose_selects(k: &FlowKey, f: &FlowMod, fm: &FlowMod, fm_key: &FlowKey) -> bool {
+fn loose_selects(k: &FlowIdentity, f: &FlowMod, fm: &FlowMod, fm_key: &FlowIdentity) -> bool {
     let table_ok = fm.table_id == ALL_TABLES || fm.table_id == k.table_id;
     let match_ok = fm.r#match.entries.is_empty() || fm_key.r#match == k.r#match;
     table_ok && match_ok && cookie_matches(f.cookie, fm)

@@ -209,10 +209,6 @@ impl Registry {
         out.sort_by_key(|s| s.dpid);
         out
     }
-
-    pub fn pipeline_time(&self, dpid: u64) -> Option<Duration> {
-        self.switches.get(&dpid).and_then(|r| r.pipeline_installed_in)
-    }
 }
 
 #[cfg(test)]

@@ -108,11 +108,6 @@ impl NodeView {
             _ => None,
         })
     }
-
-    /// The port with this OpenFlow number.
-    pub fn by_ofport(&self, ofport: u32) -> Option<&NodePort> {
-        self.ports.values().find(|p| p.ofport == ofport)
-    }
 }
 
 /// A new view and how it differs from the one before, as the OVSDB client hands it to the
@@ -165,6 +160,5 @@ mod tests {
         );
         assert!(after.diff(&after).is_empty());
         assert_eq!(after.pods().map(|(p, _)| p.ofport).collect::<Vec<_>>(), vec![2, 5]);
-        assert_eq!(after.by_ofport(3).map(|p| p.name.as_str()), Some("b"));
     }
 }

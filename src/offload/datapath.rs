@@ -252,11 +252,6 @@ impl DpFlow {
         }
     }
 
-    /// True when the whole flow already runs in hardware.
-    pub fn is_offloaded(&self) -> bool {
-        self.offloaded == Offloaded::Yes
-    }
-
     /// The key named `name` (top level), if present.
     pub fn key(&self, name: &str) -> Option<&DpKey> {
         self.keys.iter().find(|k| k.name == name)

@@ -3,6 +3,7 @@
 
 pub mod action;
 pub mod check;
+pub mod dpid;
 pub mod error;
 pub mod field;
 pub mod flow;
@@ -13,5 +14,6 @@ pub mod session;
 pub mod text;
 pub mod wire;
 
+pub use dpid::Dpid;
 pub use error::{DecodeError, ErrorCode, TextError};
 pub use field::{Field, Subfield, Value};

@@ -982,12 +982,6 @@ impl MatchParser {
         MatchParser { m: Match::new(), tci: None, l3: [None, None], proto: None, l4: [None, None], regs: [None; 16] }
     }
 
-    /// Whether `key` (with no value) is a protocol shortcut.
-    #[allow(dead_code)]
-    pub(crate) fn is_shortcut(key: &str) -> bool {
-        SHORTCUTS.iter().any(|(n, _, _)| *n == key)
-    }
-
     /// Applies one `key[=value]` item.
     pub(crate) fn apply(&mut self, key: &str, value: Option<&str>) -> Result<(), TextError> {
         let Some(val) = value else {

@@ -136,12 +136,6 @@ impl<'a> Reader<'a> {
         Ok(u16::from_be_bytes([self.buf[p], self.buf[p + 1]]))
     }
 
-    pub fn peek_u32(&self, offset: usize) -> Result<u32, DecodeError> {
-        self.need(offset + 4)?;
-        let p = self.pos + offset;
-        Ok(u32::from_be_bytes([self.buf[p], self.buf[p + 1], self.buf[p + 2], self.buf[p + 3]]))
-    }
-
     /// An error in this reader's context.
     pub fn error(&self, detail: impl Into<String>) -> DecodeError {
         DecodeError::new(self.code, self.what, detail)

@@ -292,14 +292,16 @@ pub enum ConnAddr {
     Mac(MacAddr),
 }
 
+/// One end of a connection (address and port), as a [`ConnKey`] holds two of them. Not a
+/// service's backend: that is `policy::Endpoint`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Endpoint {
+pub struct ConnEnd {
     pub addr: ConnAddr,
     /// Transport port; the echo identifier for ICMP echo; 0 otherwise.
     pub port: u16,
 }
 
-impl Endpoint {
+impl ConnEnd {
     /// The 16 canonical address bytes: IPv4 and MAC left-aligned and zero-padded (the family
     /// byte of the key tells them apart).
     fn addr_bytes(&self) -> [u8; 16] {
@@ -312,7 +314,7 @@ impl Endpoint {
         b
     }
 
-    fn order(&self, other: &Endpoint) -> Ordering {
+    fn order(&self, other: &ConnEnd) -> Ordering {
         (self.addr_bytes(), self.port).cmp(&(other.addr_bytes(), other.port))
     }
 }
@@ -337,8 +339,8 @@ pub enum ConnFamily {
 pub struct ConnKey {
     family: ConnFamily,
     proto: u8,
-    lo: Endpoint,
-    hi: Endpoint,
+    lo: ConnEnd,
+    hi: ConnEnd,
     forward: bool,
 }
 
@@ -361,14 +363,14 @@ pub const CONN_KEY_BYTES: usize = 38;
 
 impl ConnKey {
     /// Builds the key of a conversation from `src` to `dst`.
-    pub fn new(family: ConnFamily, proto: u8, src: Endpoint, dst: Endpoint) -> ConnKey {
+    pub fn new(family: ConnFamily, proto: u8, src: ConnEnd, dst: ConnEnd) -> ConnKey {
         let forward = src.order(&dst) != Ordering::Greater;
         let (lo, hi) = if forward { (src, dst) } else { (dst, src) };
         ConnKey { family, proto, lo, hi, forward }
     }
 
     pub fn from_flow(k: &FlowKey) -> ConnKey {
-        let ep = |addr, port| Endpoint { addr, port };
+        let ep = |addr, port| ConnEnd { addr, port };
         if k.is_ip() {
             let family = if k.ip_src.is_ipv4() { ConnFamily::Ipv4 } else { ConnFamily::Ipv6 };
             let icmp = matches!(IpProtocol::from(k.ip_proto), IpProtocol::Icmp | IpProtocol::Icmpv6);
@@ -391,11 +393,11 @@ impl ConnKey {
     }
 
     /// The endpoint that sorts first.
-    pub fn lo(&self) -> Endpoint {
+    pub fn lo(&self) -> ConnEnd {
         self.lo
     }
 
-    pub fn hi(&self) -> Endpoint {
+    pub fn hi(&self) -> ConnEnd {
         self.hi
     }
 
@@ -405,7 +407,7 @@ impl ConnKey {
     }
 
     /// Source of the frame this key came from.
-    pub fn src(&self) -> Endpoint {
+    pub fn src(&self) -> ConnEnd {
         if self.forward {
             self.lo
         } else {
@@ -413,7 +415,7 @@ impl ConnKey {
         }
     }
 
-    pub fn dst(&self) -> Endpoint {
+    pub fn dst(&self) -> ConnEnd {
         if self.forward {
             self.hi
         } else {
@@ -834,8 +836,8 @@ mod tests {
         // if these change, every deployed shard assignment changes.
         assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
-        let src = Endpoint { addr: ConnAddr::Ip(ip("10.0.0.2")), port: 80 };
-        let dst = Endpoint { addr: ConnAddr::Ip(ip("10.0.0.1")), port: 1234 };
+        let src = ConnEnd { addr: ConnAddr::Ip(ip("10.0.0.2")), port: 80 };
+        let dst = ConnEnd { addr: ConnAddr::Ip(ip("10.0.0.1")), port: 1234 };
         let k = ConnKey::new(ConnFamily::Ipv4, 6, src, dst);
         assert!(!k.is_forward());
         let mut want = [0u8; CONN_KEY_BYTES];

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::ethernet::Frame;
-use super::key::{ConnAddr, ConnFamily, ConnKey, Endpoint, FlowKey};
+use super::key::{ConnAddr, ConnEnd, ConnFamily, ConnKey, FlowKey};
 use super::types::{be16, IpProtocol, Result};
 use super::{ipv4, ipv6};
 
@@ -95,7 +95,7 @@ fn quoted(frame: &[u8]) -> Option<ConnKey> {
         IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Sctp | IpProtocol::Icmp | IpProtocol::Icmpv6 => return None,
         _ => (0, 0),
     };
-    let ep = |a, p| Endpoint { addr: ConnAddr::Ip(a), port: p };
+    let ep = |a, p| ConnEnd { addr: ConnAddr::Ip(a), port: p };
     Some(ConnKey::new(family, proto, ep(src, ports.0), ep(dst, ports.1)))
 }
 

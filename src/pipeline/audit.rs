@@ -22,7 +22,7 @@ use crate::openflow::flow::{FlowMod, FlowModCommand};
 use crate::openflow::message::multipart::{FlowStats, FlowStatsRequest};
 
 use super::cookie::{self, Category};
-use super::resync::{delete_strict, difference, FlowKey, ResyncPlan, ALL_TABLES};
+use super::resync::{delete_strict, difference, FlowIdentity, ResyncPlan, ALL_TABLES};
 
 /// The categories the audit keeps in place: the packet-in dispatch and the default pipeline.
 /// (Connection flows come and go with traffic and idle timeouts; learned flows are the
@@ -32,8 +32,8 @@ pub const AUDITED: [Category; 2] = [Category::Dispatch, Category::Pipeline];
 /// The desired owned flows, indexed by identity once.
 #[derive(Debug, Clone, Default)]
 pub struct Expected {
-    want: Vec<(FlowKey, FlowMod)>,
-    index: HashMap<FlowKey, usize>,
+    want: Vec<(FlowIdentity, FlowMod)>,
+    index: HashMap<FlowIdentity, usize>,
 }
 
 impl Expected {
@@ -49,7 +49,7 @@ impl Expected {
             }
             let mut fm = d.clone();
             fm.command = FlowModCommand::Add;
-            let key = FlowKey::of_flow_mod(&fm);
+            let key = FlowIdentity::of_flow_mod(&fm);
             match e.index.get(&key) {
                 Some(&i) => e.want[i].1 = fm,
                 None => {
@@ -90,7 +90,7 @@ impl Expected {
             if !audited || a.table_id == ALL_TABLES {
                 continue;
             }
-            match self.index.get(&FlowKey::of_stats(a)) {
+            match self.index.get(&FlowIdentity::of_stats(a)) {
                 Some(&i) => {
                     seen[i] = true;
                     match difference(&self.want[i].1, a) {
@@ -130,16 +130,13 @@ pub fn describe(plan: &ResyncPlan) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::config::Mode;
     use crate::openflow::flow::FlowMod;
+    use crate::pipeline::dispatch::Mode;
     use crate::pipeline::resync::to_flow_mod;
 
     fn pipeline() -> Vec<FlowMod> {
-        let toml = include_str!("../../docs/pipeline.md");
-        let start = toml.find("```toml\n").unwrap() + 8;
-        let end = toml[start..].find("```").unwrap() + start;
-        let cfg = crate::config::Config::from_toml(&toml[start..end]).unwrap();
-        crate::pipeline::default::generate_mode(cfg.pipeline.as_ref().unwrap(), Mode::Fanout, 2, 0x1234).unwrap()
+        let cfg = crate::pipeline::doc_example();
+        crate::pipeline::default::generate_mode(&cfg, Mode::Fanout, 2, 0x1234).unwrap()
     }
 
     /// The switch's view of `flows`, as flow stats.
@@ -186,7 +183,7 @@ mod tests {
         actual.push(conn);
         let plan = e.check(&actual);
         assert_eq!(plan.adds.len(), 1);
-        assert_eq!(FlowKey::of_flow_mod(&plan.adds[0]), FlowKey::of_stats(&gone));
+        assert_eq!(FlowIdentity::of_flow_mod(&plan.adds[0]), FlowIdentity::of_stats(&gone));
         assert_eq!(plan.changed.len(), 1);
         assert_eq!(plan.changed[0].1, "instructions");
         assert_eq!(plan.deletes.len(), 1);
@@ -199,7 +196,7 @@ mod tests {
         let mut repaired: Vec<FlowStats> = actual.iter().filter(|a| a.priority != 4242).cloned().collect();
         repaired.extend(stats(&plan.adds));
         let fixed = stats(&[plan.changed[0].0.clone()]).remove(0);
-        let at = repaired.iter().position(|a| FlowKey::of_stats(a) == FlowKey::of_stats(&fixed)).unwrap();
+        let at = repaired.iter().position(|a| FlowIdentity::of_stats(a) == FlowIdentity::of_stats(&fixed)).unwrap();
         repaired[at] = fixed;
         assert!(e.check(&repaired).is_empty(), "{:?}", describe(&e.check(&repaired)));
         // A round trip through to_flow_mod changes nothing either.

@@ -35,8 +35,8 @@ pub use config::{
     TunnelRoute, MAX_PORT,
 };
 
-use crate::config::Mode;
 use crate::openflow::flow::{FlowMod, FlowModCommand};
+use crate::pipeline::dispatch::Mode;
 
 use super::cookie::{self, Category};
 use super::dispatch;
@@ -143,10 +143,13 @@ fn dispatch_actions(mode: Mode, shards: usize, generation: u16, pause: bool) -> 
 }
 
 fn check_shards(shards: usize) -> Result<(), PipelineError> {
-    if shards == 0 || shards > crate::config::MAX_SHARDS {
+    if shards == 0 || shards > crate::pipeline::dispatch::MAX_SHARDS {
         return Err(PipelineError::Invalid {
             key: "shards.count".into(),
-            reason: format!("{shards} shards: the packet-in dispatch needs 1-{}", crate::config::MAX_SHARDS),
+            reason: format!(
+                "{shards} shards: the packet-in dispatch needs 1-{}",
+                crate::pipeline::dispatch::MAX_SHARDS
+            ),
         });
     }
     Ok(())

@@ -10,11 +10,51 @@
 //! In single mode there is one connection (controller id 0) and a plain `CONTROLLER` output;
 //! the receiving shard hands a packet-in to the shard that owns its key.
 
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
 use crate::openflow::flow::{FlowMod, FlowModCommand};
 use crate::openflow::TextError;
 
 use super::cookie::{self, Category};
-pub use crate::config::Mode;
+
+/// Upper bound on the number of shards (sanity, not a hard technical limit): the
+/// configuration checks `shards.count` against it, the dispatch flows too.
+pub const MAX_SHARDS: usize = 256;
+
+/// How switch connections are spread over the shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Shard i listens on `base_port + i`; OVS connects to every port and each connection
+    /// narrows its packet-ins to the flows the shard owns.
+    #[default]
+    Fanout,
+    /// One port; packet-ins are handed to the shard that owns the flow.
+    Single,
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fanout" => Ok(Mode::Fanout),
+            "single" => Ok(Mode::Single),
+            _ => Err(format!("unknown mode {s:?}, expected \"fanout\" or \"single\"")),
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Fanout => "fanout",
+            Mode::Single => "single",
+        })
+    }
+}
 
 /// The table the table-miss flow resubmits to after hashing.
 pub const DISPATCH_TABLE: u8 = 250;

@@ -16,12 +16,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use crate::config::Mode;
 use crate::node::{NodeView, PortRole};
 use crate::openflow::flow::{FlowMod, FlowModCommand};
+use crate::pipeline::dispatch::Mode;
 
 use super::default::{flow_texts_mode, LocalPod, PipelineConfig, PipelineError, MAX_PORT};
-use super::resync::{FlowKey, ResyncPlan};
+use super::resync::{FlowIdentity, ResyncPlan};
 
 /// A pod of the view that did not become part of the pipeline, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,17 +125,17 @@ pub fn flows(cfg: &PipelineConfig, mode: Mode, shards: usize, generation: u16) -
 /// new or changed flows, DELETE_STRICTs (by cookie) of the flows that went. Sent as one bundle.
 pub fn change_plan(old: &[FlowMod], new: &[FlowMod]) -> ResyncPlan {
     let mut plan = ResyncPlan::default();
-    let before: HashMap<FlowKey, &FlowMod> = old.iter().map(|f| (FlowKey::of_flow_mod(f), f)).collect();
-    let after: HashMap<FlowKey, &FlowMod> = new.iter().map(|f| (FlowKey::of_flow_mod(f), f)).collect();
+    let before: HashMap<FlowIdentity, &FlowMod> = old.iter().map(|f| (FlowIdentity::of_flow_mod(f), f)).collect();
+    let after: HashMap<FlowIdentity, &FlowMod> = new.iter().map(|f| (FlowIdentity::of_flow_mod(f), f)).collect();
     for f in new {
-        match before.get(&FlowKey::of_flow_mod(f)) {
+        match before.get(&FlowIdentity::of_flow_mod(f)) {
             Some(o) if *o == f => plan.unchanged += 1,
             Some(_) => plan.changed.push((f.clone(), "flow")),
             None => plan.adds.push(f.clone()),
         }
     }
     for f in old {
-        if !after.contains_key(&FlowKey::of_flow_mod(f)) {
+        if !after.contains_key(&FlowIdentity::of_flow_mod(f)) {
             let mut d = FlowMod::new(FlowModCommand::DeleteStrict);
             d.table_id = f.table_id;
             d.priority = f.priority;
@@ -189,10 +189,7 @@ mod tests {
 
     /// docs/pipeline.md's example configuration.
     fn configured() -> PipelineConfig {
-        let doc = include_str!("../../docs/pipeline.md");
-        let start = doc.find("```toml\n").unwrap() + 8;
-        let end = doc[start..].find("```").unwrap() + start;
-        crate::config::Config::from_toml(&doc[start..end]).unwrap().pipeline.unwrap()
+        crate::pipeline::doc_example()
     }
 
     fn texts(cfg: &PipelineConfig) -> BTreeSet<String> {

@@ -219,31 +219,27 @@ impl MatchKey {
     }
 }
 
-/// A flow's identity as OVS defines it: table, priority and match.
+/// A flow entry's identity as OVS defines it: table, priority and match (what a strict
+/// modify or delete names). Not a packet's flow key: that is `packet::FlowKey`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct FlowKey {
+pub struct FlowIdentity {
     pub table_id: u8,
     pub priority: u16,
     pub r#match: MatchKey,
 }
 
-impl FlowKey {
-    pub fn new(table_id: u8, priority: u16, m: &Match) -> FlowKey {
-        FlowKey { table_id, priority, r#match: MatchKey::new(m) }
+impl FlowIdentity {
+    pub fn new(table_id: u8, priority: u16, m: &Match) -> FlowIdentity {
+        FlowIdentity { table_id, priority, r#match: MatchKey::new(m) }
     }
 
-    pub fn of_flow_mod(f: &FlowMod) -> FlowKey {
-        FlowKey::new(f.table_id, f.priority, &f.r#match)
+    pub fn of_flow_mod(f: &FlowMod) -> FlowIdentity {
+        FlowIdentity::new(f.table_id, f.priority, &f.r#match)
     }
 
-    pub fn of_stats(f: &FlowStats) -> FlowKey {
-        FlowKey::new(f.table_id, f.priority, &f.r#match)
+    pub fn of_stats(f: &FlowStats) -> FlowIdentity {
+        FlowIdentity::new(f.table_id, f.priority, &f.r#match)
     }
-}
-
-/// Whether two matches are the same to OVS.
-pub fn same_match(a: &Match, b: &Match) -> bool {
-    MatchKey::new(a) == MatchKey::new(b)
 }
 
 /// Whether two instruction lists do the same: the same bytes, or failing that the same text
@@ -334,8 +330,8 @@ pub fn difference(desired: &FlowMod, actual: &FlowStats) -> &'static str {
 pub fn plan(desired: &[FlowMod], actual: &[FlowStats], policy: &ResyncPolicy) -> ResyncPlan {
     let mut out = ResyncPlan::default();
     // Desired flows by identity, the last of duplicates winning, kept in first-seen order.
-    let mut want: Vec<(FlowKey, FlowMod)> = Vec::with_capacity(desired.len());
-    let mut index: HashMap<FlowKey, usize> = HashMap::with_capacity(desired.len());
+    let mut want: Vec<(FlowIdentity, FlowMod)> = Vec::with_capacity(desired.len());
+    let mut index: HashMap<FlowIdentity, usize> = HashMap::with_capacity(desired.len());
     for d in desired {
         if d.table_id == ALL_TABLES {
             out.skipped.push(d.clone());
@@ -343,7 +339,7 @@ pub fn plan(desired: &[FlowMod], actual: &[FlowStats], policy: &ResyncPolicy) ->
         }
         let mut fm = d.clone();
         fm.command = FlowModCommand::Add;
-        let key = FlowKey::of_flow_mod(&fm);
+        let key = FlowIdentity::of_flow_mod(&fm);
         match index.get(&key) {
             Some(&i) => want[i].1 = fm,
             None => {
@@ -352,12 +348,12 @@ pub fn plan(desired: &[FlowMod], actual: &[FlowStats], policy: &ResyncPolicy) ->
             }
         }
     }
-    let mut have: HashMap<FlowKey, &FlowStats> = HashMap::with_capacity(actual.len());
+    let mut have: HashMap<FlowIdentity, &FlowStats> = HashMap::with_capacity(actual.len());
     for a in actual {
         if a.table_id == ALL_TABLES {
             continue;
         }
-        let key = FlowKey::of_stats(a);
+        let key = FlowIdentity::of_stats(a);
         if index.contains_key(&key) {
             have.insert(key, a);
         } else if policy.may_delete(a.cookie) {

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use dashmap::{DashMap, DashSet};
 use serde::Serialize;
 
-use crate::control::api::Dpid;
+use crate::openflow::Dpid;
 use crate::packet::{FlowKey, MacAddr};
 use crate::policy::decision::{Location, Locator};
 
@@ -367,15 +367,7 @@ impl Tracker {
         removed
     }
 
-    /// Forgets everything learned on switch `dpid` (it disconnected).
-    pub fn forget_switch(&self, dpid: u64) {
-        self.ips.retain(|_, e| e.dpid != dpid);
-        self.n_ips.store(self.ips.len(), Ordering::Relaxed);
-        self.macs.retain(|_, e| e.dpid != dpid);
-        self.n_macs.store(self.macs.len(), Ordering::Relaxed);
-    }
-
-    /// Forgets what was learned on one port (port deleted or down).
+    /// Forgets what was learned on one port (a pod's port removed: `daemon::node_router`).
     pub fn forget_port(&self, dpid: u64, port: u32) {
         self.ips.retain(|_, e| !(e.dpid == dpid && e.port == port));
         self.n_ips.store(self.ips.len(), Ordering::Relaxed);

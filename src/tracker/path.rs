@@ -13,8 +13,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::Tracker;
-use crate::control::api::Dpid;
-use crate::packet::{ConnKey, FlowKey};
+use crate::openflow::Dpid;
+use crate::packet::FlowKey;
 
 /// One place a connection's packets were seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,8 +134,10 @@ impl Tracker {
         self.record_path(dpid, in_port, shard, key, now);
     }
 
-    /// The hops of one connection (either direction's key), in the order first seen.
-    pub fn path_of(&self, key: &ConnKey) -> Option<Vec<Hop>> {
+    /// The hops of one connection (either direction's key), in the order first seen. For the
+    /// tests: operators read [`Tracker::path`].
+    #[cfg(test)]
+    pub(super) fn path_of(&self, key: &crate::packet::ConnKey) -> Option<Vec<Hop>> {
         self.paths.get(key).map(|p| p.hops.clone())
     }
 

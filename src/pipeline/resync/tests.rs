@@ -3,6 +3,11 @@ use crate::openflow::field::Value;
 use crate::openflow::oxm::MatchEntry;
 use crate::pipeline::cookie::make;
 
+/// Whether two matches are the same to OVS (what [`FlowIdentity`] compares).
+fn same_match(a: &Match, b: &Match) -> bool {
+    MatchKey::new(a) == MatchKey::new(b)
+}
+
 fn fm(text: &str) -> FlowMod {
     FlowMod::parse(text, FlowModCommand::Add).unwrap_or_else(|e| panic!("{text}: {e}"))
 }

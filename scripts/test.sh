@@ -25,4 +25,4 @@ echo "== capturing OpenFlow messages from a real OVS"
 scripts/capture-ovs-messages.py target/ovs-captures
 
 echo "== cargo test"
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --features shardflow/ovs "$@"

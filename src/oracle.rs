@@ -28,7 +28,7 @@ pub fn parse_flow_with(flow: &str, extra: &[&str]) -> Result<OvsFlow, String> {
         .args(extra)
         .args(["parse-flow", flow])
         .output()
-        .map_err(|e| format!("cannot run ovs-ofctl: {e}"))?;
+        .map_err(cannot_run)?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
@@ -53,7 +53,7 @@ pub fn parse_group(group: &str) -> Result<OvsFlow, String> {
     let out = Command::new("ovs-ofctl")
         .args(["-O", "OpenFlow13", "-mmmmm", "parse-group", group])
         .output()
-        .map_err(|e| format!("cannot run ovs-ofctl: {e}"))?;
+        .map_err(cannot_run)?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
@@ -94,16 +94,21 @@ pub fn ofp_print(bytes: &[u8]) -> Result<String, String> {
 /// accepted by ovs-ofctl).
 pub fn ofp_print_with(bytes: &[u8], extra: &[&str]) -> Result<String, String> {
     let hex = crate::openflow::wire::to_hex(bytes);
-    let out = Command::new("ovs-ofctl")
-        .args(extra)
-        .args(["ofp-print", &hex])
-        .output()
-        .map_err(|e| format!("cannot run ovs-ofctl: {e}"))?;
+    let out = Command::new("ovs-ofctl").args(extra).args(["ofp-print", &hex]).output().map_err(cannot_run)?;
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
 }
+
+/// The error when `ovs-ofctl` cannot be started: names what to install.
+fn cannot_run(e: std::io::Error) -> String {
+    format!("{NEEDS_OVS}: cannot run ovs-ofctl: {e}")
+}
+
+/// What a test that uses this oracle needs, and how to get it.
+pub const NEEDS_OVS: &str = "this test needs Open vSwitch's ovs-ofctl (Debian: apt-get install openvswitch-common; \
+                             scripts/install-ovs.sh installs it)";
 
 /// Whether `ovs-ofctl` can be run here (tests say clearly when it cannot).
 pub fn available() -> bool {
@@ -115,6 +120,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
     fn oracle_reads_ovs_bytes() {
         assert!(available(), "ovs-ofctl is needed: scripts/test.sh installs Open vSwitch");
         let f = parse_flow("table=3,priority=100,tcp,actions=drop").expect("OVS parses this flow");
@@ -127,6 +133,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
     #[allow(clippy::unwrap_used)]
     fn oracle_reads_ovs_group_mods() {
         assert!(available(), "ovs-ofctl is needed: scripts/test.sh installs Open vSwitch");

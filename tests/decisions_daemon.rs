@@ -197,7 +197,7 @@ fn first_packet_and_reply(
     let f = env.last_frame(B_PORT);
     assert_eq!(mac(&f[0..6]), B_MAC.to_string(), "{what}: reply eth_dst = pod B's MAC");
     assert_eq!((ip4_at(&f, 26), ip4_at(&f, 30)), (A, B), "{what}");
-    std::thread::sleep(Duration::from_millis(200));
+    env.settle();
     assert_eq!(env.decisions(), dec0 + 1, "{what}: the reply caused no decision");
     assert_eq!(env.packet_ins(), pi0 + 1, "{what}: the reply caused no packet-in");
     eprintln!("FIGURE {what}: first packet delivered {latency:?} after the inject started (inject process included); conntrack: {}", line.trim());
@@ -225,7 +225,7 @@ fn allowed_tcp_fanout() {
     let a0 = env.count(A_PORT);
     env.inject(B_PORT, &[build::tcp_ack(B_MAC, GW_MAC, b(), a(), 40000, 80)]);
     assert_eq!(env.wait_count(A_PORT, a0 + 1, Duration::from_secs(3)), a0 + 1, "the ACK reaches pod A");
-    std::thread::sleep(Duration::from_millis(200));
+    env.settle();
     assert_eq!((env.decisions(), env.packet_ins()), (dec, pi), "the ACK stays in the switch");
     let line = ct_line(&env, &["sport=40000", "ESTABLISHED"]);
     eprintln!("FIGURE tcp: after SYN/SYN-ACK/ACK: {}", line.trim());
@@ -332,7 +332,7 @@ fn retransmitted_syn_and_early_ack() {
     // The same SYN again (a retransmission): handled in the switch.
     env.inject(B_PORT, std::slice::from_ref(&syn));
     assert_eq!(env.wait_count(A_PORT, a0 + 2, Duration::from_secs(3)), a0 + 2, "the retransmitted SYN reaches pod A");
-    std::thread::sleep(Duration::from_millis(200));
+    env.settle();
     assert_eq!(env.decisions(), dec0 + 1, "no second decision for the retransmitted SYN");
     assert_eq!(env.packet_ins(), pi0 + 1, "no second packet-in for the retransmitted SYN");
     let line = ct_line(&env, &["sport=40100"]);
@@ -495,7 +495,7 @@ fn decided_flows_survive_vswitchd_restart() {
     assert_eq!(env.wait_count(B_PORT, b1 + 1, Duration::from_secs(3)), b1 + 1, "the SYN-ACK reaches pod B");
     let synack_latency = t.elapsed();
     assert_eq!(mac(&env.last_frame(B_PORT)[0..6]), B_MAC.to_string());
-    std::thread::sleep(Duration::from_millis(200));
+    env.settle();
     assert_eq!((env.decisions(), env.packet_ins()), (dec1, pi1), "no new packet-in/decision after the restart");
     let line = ct_line(&env, &["sport=40200"]);
     eprintln!("FIGURE vswitchd restart: retransmitted SYN + SYN-ACK forwarded with no packet-in (SYN-ACK {synack_latency:?}); {}", line.trim());
@@ -568,7 +568,7 @@ fn malformed_packet_in_costs_nothing() {
     // From pod B's port: OVS cannot read its IPv4 header (no nw_src), so the anti-spoof flow
     // (table 0 priority 40) drops it before any packet-in.
     env.inject(B_PORT, std::slice::from_ref(&bad));
-    std::thread::sleep(Duration::from_millis(300));
+    env.settle();
     let pi_port4 = env.packet_ins();
     eprintln!("FIGURE malformed: from port 4: packet_ins {pi0} -> {pi_port4} (anti-spoof drop in table 0)");
 
@@ -579,11 +579,12 @@ fn malformed_packet_in_costs_nothing() {
         "the malformed frames reach the daemon: packet_ins {pi_port4} -> {}",
         env.packet_ins()
     );
-    std::thread::sleep(Duration::from_millis(300));
+    env.settle();
     assert_eq!(env.packet_ins(), pi_port4 + 2, "exactly the two packet-ins");
     assert_eq!(env.decisions(), dec0, "no decision for a malformed frame");
     assert_eq!(env.d.get("/healthz").0, 200);
-    let invalid = env.d.metric_sum("shardflow_packet_in_total", &["kind=\"invalid\""]) as u64;
+    // settle()'s sentinels are invalid packet-ins too.
+    let invalid = env.d.metric_sum("shardflow_packet_in_total", &["kind=\"invalid\""]) as u64 - env.sentinels();
     assert_eq!(invalid, 2, "both counted as invalid packet-ins");
     eprintln!(
         "FIGURE malformed: packet_ins -> {}, decisions {dec0} -> {}, packet_ins_total{{..invalid}}={invalid}",
@@ -615,15 +616,16 @@ fn non_pod_cases() -> Vec<(&'static str, u32, Vec<u8>)> {
     ]
 }
 
-/// (packet-ins, decisions, tx per port 1..6) after sending the packet once, then twice.
+/// (packet-ins, decisions, tx per port 1..6) after sending the packet once, then twice; each
+/// snapshot once the daemon has read the packet-ins before it ([`PipelineEnv::settle`]).
 fn send_twice(env: &Env, port: u32, frame: &[u8]) -> [(u64, u64, Vec<usize>); 3] {
     let snap = |env: &Env| (env.packet_ins(), env.decisions(), (1..=6).map(|p| env.count(p)).collect::<Vec<_>>());
     let s0 = snap(env);
     env.inject(port, &[frame.to_vec()]);
-    std::thread::sleep(Duration::from_secs(1));
+    env.settle();
     let s1 = snap(env);
     env.inject(port, &[frame.to_vec()]);
-    std::thread::sleep(Duration::from_secs(1));
+    env.settle();
     [s0, s1, snap(env)]
 }
 

@@ -147,7 +147,7 @@ fn ipv6_conn(env: &Env, what: &str, proto: &str, fwd: Vec<u8>, reply: Vec<u8>, c
     let f = env.last_frame(B_PORT);
     assert_eq!(mac(&f[0..6]), B_MAC.to_string(), "{what}: reply eth_dst = pod B's MAC");
     assert_eq!((ip6_at(&f, 22), ip6_at(&f, 38)), (A6, B6), "{what}");
-    std::thread::sleep(Duration::from_millis(200));
+    env.settle();
     assert_eq!((env.decisions(), env.packet_ins()), (dec0 + 1, pi0 + 1), "{what}: the reply stays in the switch");
     eprintln!(
         "FIGURE {what}: first packet delivered in {latency:?} (inject included); flows:\n  {}\n  {}\n  conntrack: {}",
@@ -191,7 +191,7 @@ fn neighbour_discovery_is_switched() {
     assert_eq!(env.wait_count(A_PORT, c0[1] + 1, Duration::from_secs(3)), c0[1] + 1, "the NS reaches pod A");
     let f = env.last_frame(A_PORT);
     assert_eq!(f, ns, "delivered unchanged (NORMAL)");
-    std::thread::sleep(Duration::from_millis(300));
+    env.settle();
     let c1 = env.counts();
     assert_eq!((env.decisions(), env.packet_ins()), (dec0, pi0), "ND is never a packet-in");
     eprintln!("FIGURE ND: solicitation from pod B for {A6}: tx per port 1-6 {c0:?} -> {c1:?}, packet_ins {pi0}, decisions {dec0}");
@@ -200,7 +200,7 @@ fn neighbour_discovery_is_switched() {
     let b0 = env.count(B_PORT);
     env.inject(A_PORT, std::slice::from_ref(&na));
     assert_eq!(env.wait_count(B_PORT, b0 + 1, Duration::from_secs(3)), b0 + 1, "the NA reaches pod B");
-    std::thread::sleep(Duration::from_millis(200));
+    env.settle();
     assert_eq!((env.decisions(), env.packet_ins()), (dec0, pi0), "NA is never a packet-in");
 }
 
@@ -234,7 +234,7 @@ fn arp_controller_mode() {
     let arp = parse_arp(&f);
     assert_eq!(arp, (2, A_MAC.to_string(), A4, B_MAC.to_string(), B4), "the ARP reply");
     assert!(wait_until(Duration::from_secs(2), || env.verdict("arp_reply") == rep0 + 1), "arp_reply +1");
-    std::thread::sleep(Duration::from_millis(200));
+    env.settle();
     let c1 = env.counts();
     assert_eq!(env.verdict("arp_flood"), fl0);
     assert_eq!(env.packet_ins(), pi0 + 1);
@@ -261,7 +261,7 @@ fn arp_controller_mode() {
         assert_eq!(&f[..req.len()], &req[..], "port {p}: the original request");
     }
     assert!(wait_until(Duration::from_secs(2), || env.verdict("arp_flood") == fl0 + 1), "arp_flood +1");
-    std::thread::sleep(Duration::from_millis(200));
+    env.settle();
     let c1 = env.counts();
     assert_eq!(c1[3], c0[3], "not back to the asker");
     assert_eq!(env.verdict("arp_reply"), rep0);
@@ -273,7 +273,7 @@ fn arp_controller_mode() {
     assert_eq!(env.wait_count(B_PORT, b0 + 1, Duration::from_secs(3)), b0 + 1, "the gateway's reply");
     let arp = parse_arp(&env.last_frame(B_PORT));
     assert_eq!(arp, (2, GW_MAC.to_string(), GW4, B_MAC.to_string(), B4));
-    std::thread::sleep(Duration::from_millis(300));
+    env.settle();
     assert_eq!((env.decisions(), env.packet_ins()), (dec0, pi0), "the gateway's ARP stays in the switch");
 
     // (d) a pod the config does not know (port 6) sends IP: the Tracker learns it, and the

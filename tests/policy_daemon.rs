@@ -248,12 +248,12 @@ fn policy_file_denies_allows_and_dnats() {
         "the deny flow (cookie {c22:#x})"
     );
     assert_eq!(env.all_flows_of(c22).len(), 1, "only the drop flow: {:#?}", env.all_flows_of(c22));
-    std::thread::sleep(Duration::from_millis(300));
+    env.settle();
     assert_eq!(env.count(A_PORT), a0, "the denied SYN is not delivered");
     // Its retransmission is dropped in the switch: no packet-in, no decision.
     let (pi, dec) = (env.packet_ins(), env.decisions(None));
     env.inject(B_PORT, std::slice::from_ref(&syn22));
-    std::thread::sleep(Duration::from_millis(300));
+    env.settle();
     assert_eq!((env.packet_ins(), env.decisions(None)), (pi, dec), "the drop flow handles the retransmission");
     assert_eq!(env.count(A_PORT), a0, "the retransmitted SYN is not delivered either");
     eprintln!("FIGURE file deny: {}", drop_flow[0].trim());
@@ -310,7 +310,7 @@ fn policy_file_denies_allows_and_dnats() {
     assert_eq!((ip4_at(&f, 26), ip4_at(&f, 30)), (VIP, B), "source back to the VIP");
     assert_eq!(ports_of(&f), (80, 40443), "source port back to 80");
     assert_eq!(f[47] & 0x12, 0x12, "a SYN-ACK");
-    std::thread::sleep(Duration::from_millis(200));
+    env.settle();
     assert_eq!((env.packet_ins(), env.decisions(None)), (pi, dec), "the reply caused no packet-in");
     let line = ct_line(&env, &["sport=40443", "state_reply=SYN_SENT"]);
     eprintln!(
@@ -372,7 +372,7 @@ fn slow_cnictl_does_not_block_the_shard() {
         );
     };
     assert_eq!(env.wait_decisions(Some("allow"), allow0 + u64::from(N)), allow0 + u64::from(N), "{N} allow decisions");
-    std::thread::sleep(Duration::from_millis(200));
+    env.settle();
     assert_eq!(env.count(A_PORT), a0 + usize::from(N), "each SYN delivered once");
     let mut got: Vec<u16> = pcap_frames(&env.pcap(A_PORT))[a0..].iter().map(|f| ports_of(f).0).collect();
     got.sort_unstable();
@@ -417,7 +417,7 @@ fn cnictl_down_fails_closed_then_recovers() {
     env.inject(B_PORT, std::slice::from_ref(&syn));
     assert_eq!(env.wait_decisions(Some("fail_closed"), fc0 + 1), fc0 + 1, "fail_closed counted\n{}", env.d.stderr());
     let fc_after = t.elapsed();
-    std::thread::sleep(Duration::from_millis(300));
+    env.settle();
     assert_eq!(env.decisions(None), dec0 + 1, "one decision: {}", verdicts(&env));
     assert_eq!(env.count(A_PORT), a0, "nothing delivered while cni-ctl is down");
     assert!(env.all_flows_of(c).is_empty(), "no flow installed: {:#?}", env.all_flows_of(c));

@@ -527,6 +527,7 @@ mod tests {
     /// `move` action is written with the field's NXM header (its OXM header when it has no NXM
     /// one), so OVS's bytes for `move:NAME[0..0]->NXM_NX_REG0[0..0]` show the header it assigns.
     #[test]
+    #[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
     fn headers_match_ovs() {
         let mut problems = Vec::new();
         let mut checked = 0;

@@ -539,6 +539,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
     fn flow_mods_match_ovs() {
         check("table=3,priority=100,cookie=0xff00000000000001,idle_timeout=30,hard_timeout=40,send_flow_rem,check_overlap,reset_counts,no_packet_counts,no_byte_counts,tcp,actions=output:2");
         check("priority=5 actions=drop");
@@ -549,6 +550,7 @@ mod tests {
     /// Matches OVS's text parser never writes (NXM headers, xxreg, masked VLAN, ...), built by
     /// hand: our printing of them must still equal what `ofp-print` makes of our bytes.
     #[test]
+    #[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
     fn hand_built_matches_print_like_ovs() {
         use crate::openflow::oxm::Match;
         let cases = vec![
@@ -613,6 +615,7 @@ mod tests {
 
     /// Modify and delete cannot come from `parse-flow`; `ofp-print` of our bytes checks them.
     #[test]
+    #[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
     fn modify_and_delete_print_like_ovs() {
         let cases = [
             ("cookie=0x5/0xff,out_port=5,out_group=7,table=3,priority=100,tcp,actions=drop", FlowModCommand::Modify),

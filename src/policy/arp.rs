@@ -181,6 +181,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
     fn request_for_a_known_ip_is_answered_out_of_in_port() {
         let req = build::arp_request(A_MAC, v4("10.244.1.2"), v4("10.244.1.4"));
         let d = arp_answer(&key(&req, 2), 2, &Known);
@@ -209,6 +210,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
     fn a_tagged_request_gets_a_tagged_reply() {
         let req = build::push_vlan(&build::arp_request(A_MAC, v4("10.244.1.2"), v4("10.244.1.4")), 0x8100, 10).unwrap();
         let d = arp_answer(&key(&req, 2), 2, &Known);
@@ -221,6 +223,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
     fn request_for_an_unknown_ip_is_flooded() {
         let req = build::arp_request(A_MAC, v4("10.244.1.2"), v4("10.244.1.77"));
         let d = arp_answer(&key(&req, 2), 2, &Known);
@@ -255,6 +258,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
     fn reply_is_flooded_unless_it_is_for_us() {
         let r = build::arp_reply(B_MAC, v4("10.244.1.4"), A_MAC, v4("10.244.1.2"));
         let d = arp_answer(&key(&r, 4), 4, &Known);

@@ -103,6 +103,7 @@ fn allowed_po(d: &Decision, in_port: u32) {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn allowed_tcp_pod_to_pod_installs_both_directions_in_table_3() {
     let k = syn("10.244.1.2", "10.244.1.4", 33333, 8080);
     let (d, t) = run(&k, 2, &NetworkPolicy::allow());
@@ -130,6 +131,7 @@ fn allowed_tcp_pod_to_pod_installs_both_directions_in_table_3() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn allowed_to_a_remote_address_goes_out_of_the_gateway() {
     let k = syn("10.244.1.2", "10.244.2.9", 40000, 443);
     let (_, t) = run(&k, 2, &NetworkPolicy::allow());
@@ -138,6 +140,7 @@ fn allowed_to_a_remote_address_goes_out_of_the_gateway() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn allowed_to_another_nodes_pod_goes_into_the_tunnel_with_tun_dst() {
     use crate::pipeline::default::TunnelRoute;
     let mut c = cfg();
@@ -174,6 +177,7 @@ fn allowed_to_another_nodes_pod_goes_into_the_tunnel_with_tun_dst() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn allowed_udp_sctp_icmp_and_other_protocols() {
     let (a, b) = (ip("10.244.1.2"), ip("10.244.1.4"));
     let udp = key(&build::udp(A_MAC, B_MAC, a, b, 5353, 53, b"q"), 2);
@@ -207,6 +211,7 @@ fn allowed_udp_sctp_icmp_and_other_protocols() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn allowed_ipv6() {
     let (a, b) = (ip("fd00::2"), ip("fd00::4"));
     let k = key(&build::tcp_syn(A_MAC, B_MAC, a, b, 40000, 80), 2);
@@ -239,6 +244,7 @@ fn ep(s: &str, port: u16, weight: u32) -> Endpoint {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn service_with_one_endpoint_is_dnated_in_table_0() {
     let k = syn("10.244.1.2", "10.96.0.10", 33333, 80);
     let q = PolicyQuery::from_flow(&k, false, &cfg().service_cidr);
@@ -269,6 +275,7 @@ fn service_with_one_endpoint_is_dnated_in_table_0() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn service_with_three_endpoints_is_consistent_and_stable() {
     let eps = vec![ep("10.244.1.4", 8080, 1), ep("10.244.2.5", 8080, 1), ep("10.244.3.6", 8080, 1)];
     let k = syn("10.244.1.2", "10.96.0.10", 33333, 80);
@@ -316,6 +323,7 @@ fn service_with_three_endpoints_is_consistent_and_stable() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn src_port_translation_and_snat() {
     let k = syn("10.244.1.2", "10.244.2.9", 33333, 443);
     let p = NetworkPolicy { src_port: Some(40001), ..NetworkPolicy::allow() };
@@ -344,6 +352,7 @@ fn src_port_translation_and_snat() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn denied_installs_one_drop_flow_and_no_packet_out() {
     let k = syn("10.244.1.2", "10.244.1.4", 33333, 9999);
     let (d, t) = run(&k, 2, &NetworkPolicy::deny());

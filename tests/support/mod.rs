@@ -287,9 +287,18 @@ impl Daemon {
     /// [`Daemon::start_on`] on fresh free ports, picked again when the daemon finds one taken:
     /// a port probed free can still be taken by someone else before the daemon binds it.
     fn start_fresh(shards: u16, extra: &[&str]) -> Daemon {
+        Daemon::start_fresh_env(shards, extra, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables for the daemon (e.g. `RUST_LOG`).
+    pub fn start_env(shards: u16, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_fresh_env(shards, extra, env)
+    }
+
+    fn start_fresh_env(shards: u16, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         for _ in 0..3 {
             let (base, http) = free_ports(shards);
-            match Daemon::try_start_on(shards, base, http, extra) {
+            match Daemon::try_start_on(shards, base, http, extra, env) {
                 Ok(d) => return d,
                 Err(log) if log.contains("Address already in use") => {
                     eprintln!("a port was taken before the daemon bound it; picking others:\n{log}");
@@ -298,16 +307,22 @@ impl Daemon {
             }
         }
         let (base, http) = free_ports(shards);
-        Daemon::start_on(shards, base, http, extra)
+        Daemon::try_start_on(shards, base, http, extra, env).unwrap_or_else(|log| panic!("{log}"))
     }
 
     /// Same on given ports (a restart on the ports of a stopped daemon).
     pub fn start_on(shards: u16, base_port: u16, http_port: u16, extra: &[&str]) -> Daemon {
-        Daemon::try_start_on(shards, base_port, http_port, extra).unwrap_or_else(|log| panic!("{log}"))
+        Daemon::try_start_on(shards, base_port, http_port, extra, &[]).unwrap_or_else(|log| panic!("{log}"))
     }
 
     /// [`Daemon::start_on`], or the daemon's log when it exited before answering.
-    fn try_start_on(shards: u16, base_port: u16, http_port: u16, extra: &[&str]) -> Result<Daemon, String> {
+    fn try_start_on(
+        shards: u16,
+        base_port: u16,
+        http_port: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Daemon, String> {
         let dir = std::env::temp_dir().join(format!(
             "shardflow-daemon-{}-{}",
             std::process::id(),
@@ -324,6 +339,7 @@ impl Daemon {
             .args(["run", "--shards", &shards.to_string(), "--base-port", &base_port.to_string()])
             .args(["--http", &format!("127.0.0.1:{http_port}"), "--log-level", "info"])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(err))

@@ -126,6 +126,10 @@ pub struct PipelineEnv {
     pub d: Daemon,
     pub generation: u16,
     pub cfg: Config,
+    /// One connection (`--mode single`) rather than one per shard.
+    pub single: bool,
+    /// Sentinel packet-ins sent by [`PipelineEnv::settle`] so far (left out of the counts).
+    sentinels: std::cell::Cell<u64>,
 }
 
 impl PipelineEnv {
@@ -144,7 +148,7 @@ impl PipelineEnv {
         let d = Daemon::start_with_config_args(SHARDS, toml, args);
         d.attach(&ovs, "br0", single);
         wait_pipeline(&d, if single { 1 } else { u64::from(SHARDS) }, Duration::from_secs(10));
-        PipelineEnv { ovs, d, generation, cfg }
+        PipelineEnv { ovs, d, generation, cfg, single, sentinels: std::cell::Cell::new(0) }
     }
 
     /// Injects `frames` as received on `port`.
@@ -182,9 +186,63 @@ impl PipelineEnv {
         self.d.json("/v1/shards").as_array().unwrap().clone()
     }
 
-    /// Packet-ins over all shards (`/v1/shards` packet_ins).
+    /// Packet-ins over all shards (`/v1/shards` packet_ins), [`PipelineEnv::settle`]'s
+    /// sentinels left out.
     pub fn packet_ins(&self) -> u64 {
-        self.shards().iter().map(|s| s["packet_ins"].as_u64().unwrap()).sum()
+        self.shards().iter().map(|s| s["packet_ins"].as_u64().unwrap()).sum::<u64>() - self.sentinels.get()
+    }
+
+    /// The sentinel packet-ins [`PipelineEnv::settle`] has sent (each counted by the daemon as a
+    /// packet-in of kind `invalid`).
+    pub fn sentinels(&self) -> u64 {
+        self.sentinels.get()
+    }
+
+    /// Returns once the daemon has read every packet-in OVS queued before this call, on every
+    /// controller connection of br0: the event a "nothing more happened" assertion waits for,
+    /// instead of a sleep.
+    ///
+    /// OVS sends a connection's packet-ins in order, and the packet-in of a packet-out's
+    /// `controller(id=K)` action is queued behind those of the packets OVS already processed
+    /// (one list, flushed in order by its main loop). So one sentinel sent now to each
+    /// connection K arrives behind anything earlier on it. The sentinel is a frame the daemon
+    /// cannot parse (an IPv4 header cut short, a multicast source MAC): a packet-in of kind
+    /// `invalid`, dropped before the Tracker, the connection table or a decision. The sentinels
+    /// are left out of [`PipelineEnv::packet_ins`]; a test counting `invalid` packet-ins
+    /// subtracts [`PipelineEnv::sentinels`].
+    pub fn settle(&self) {
+        let mut frame = vec![0xff; 6];
+        frame.extend_from_slice(&[0x03, 0, 0, 0, 0x5e, 0x01]); // multicast source: never learned
+        frame.extend_from_slice(&[0x08, 0x00, 0x4f, 0x00, 0x00, 0x14]); // IHL 15, 20 bytes: cut short
+        frame.resize(34, 0);
+        let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+        let invalid = |shard: Option<u16>| {
+            let s = shard.map(|i| format!("shard=\"{i}\""));
+            let mut needles = vec!["kind=\"invalid\""];
+            if let Some(s) = &s {
+                needles.push(s);
+            }
+            self.d.metric_sum("shardflow_packet_in_total", &needles) as u64
+        };
+        // Fan-out: shard i's connection has controller id i + 1; single: one connection, no id.
+        let targets: Vec<Option<u16>> = if self.single { vec![None] } else { (0..SHARDS).map(Some).collect() };
+        let before: Vec<u64> = targets.iter().map(|t| invalid(*t)).collect();
+        for t in &targets {
+            let action = match t {
+                Some(i) => format!("controller(id={})", i + 1),
+                None => "controller".to_string(),
+            };
+            let out = format!("in_port=controller packet={hex} actions={action}");
+            self.ovs.ok("ovs-ofctl", &["-O", "OpenFlow13", "packet-out", "br0", &out]);
+        }
+        self.sentinels.set(self.sentinels.get() + targets.len() as u64);
+        let settled = wait_until(Duration::from_secs(5), || targets.iter().zip(&before).all(|(t, b)| invalid(*t) > *b));
+        assert!(
+            settled,
+            "the sentinel packet-ins did not reach every shard within 5 s: invalid packet-ins {before:?} -> {:?}\n{}",
+            targets.iter().map(|t| invalid(*t)).collect::<Vec<_>>(),
+            self.d.stderr()
+        );
     }
 
     /// `ovs-appctl dpctl/dump-conntrack -m`.

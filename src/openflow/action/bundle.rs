@@ -227,6 +227,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
     fn bundle_matches_ovs() {
         for (kw, flow) in [
             ("bundle", "actions=bundle(eth_src,0,active_backup,ofport,members:1,2)"),

@@ -111,6 +111,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
     fn conjunction_matches_ovs() {
         for flow in [
             "ip,actions=conjunction(1,2/3)",

@@ -636,6 +636,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
     fn ct_and_nat_match_ovs() {
         for flow in PLAIN {
             check(flow);
@@ -643,6 +644,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
     fn ct_exec_matches_ovs() {
         for flow in EXEC {
             check(flow);

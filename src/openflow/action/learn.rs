@@ -531,6 +531,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
     fn learn_matches_ovs() {
         for flow in FLOWS {
             check_against_ovs(flow, Learn::parse, decode_nx, |a, out| a.encode(out), "learn");
@@ -554,6 +555,7 @@ mod tests {
     /// Found by the byte-mutation test: OVS accepts a spec header with unused bits set (0xc430)
     /// and prints it as if they were clear; we accept it too and keep the bits.
     #[test]
+    #[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
     fn spec_header_unused_bits_are_ignored_like_ovs() {
         let flow = "actions=learn(table=6,eth_type=0x800)";
         let mut ovs = crate::oracle::parse_flow(flow).expect("OVS parses it").bytes;

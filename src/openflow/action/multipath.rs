@@ -200,6 +200,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
     fn multipath_matches_ovs() {
         for flow in [
             "ip,actions=multipath(symmetric_l3l4+udp,0,hrw,2,0,NXM_NX_REG0[0..15])",

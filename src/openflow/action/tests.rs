@@ -115,6 +115,7 @@ fn golden_flows() -> impl Iterator<Item = &'static str> {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn golden_flows_match_ovs() {
     assert!(oracle::available(), "ovs-ofctl is needed: scripts/test.sh installs Open vSwitch");
     let mut failures = Vec::new();
@@ -141,6 +142,7 @@ fn golden_flows_match_ovs() {
 /// The flows whose actions the ct/learn helper writes (ct, nat, learn, multipath, bundle,
 /// conjunction), through this module's framework.
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn foreign_golden_flows_match_ovs() {
     let mut failures = Vec::new();
     for flow in golden_flows().filter(|f| FOREIGN.iter().any(|k| f.contains(k))) {
@@ -154,6 +156,7 @@ fn foreign_golden_flows_match_ovs() {
 /// Mutates OVS's bytes at pseudo-random places: decoding must never panic, and whatever decodes
 /// must re-encode to bytes that decode to the same thing.
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn mutated_bytes_never_panic() {
     let mut corpus = Vec::new();
     for flow in golden_flows().filter(|f| !FOREIGN.iter().any(|k| f.contains(k))).step_by(3) {
@@ -319,6 +322,7 @@ fn flow_mod_with(instructions: &[u8]) -> Vec<u8> {
 /// CONTROLLER2 with nothing that needs it, OUTPUT_REG2 on a register, SAMPLE2 without a port):
 /// OVS must print them as we do, and they must survive decode -> encode.
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn unusual_wire_forms_print_like_ovs() {
     let sf = |f: Field, ofs, n_bits| Subfield { field: f, ofs, n_bits };
     let cases = vec![
@@ -359,6 +363,7 @@ fn unusual_wire_forms_print_like_ovs() {
 /// reports an action/instruction length or type error we report an error. Slow-ish (one
 /// `ovs-ofctl` per case), so a modest count.
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn mutations_agree_with_ovs() {
     let mut corpus = Vec::new();
     // Flows with an empty match (so OVS checks no prerequisites); learn's are in (its spec
@@ -433,6 +438,7 @@ fn mutations_agree_with_ovs() {
 /// what OVS accepts: OVS reads numbers with `strtoull` and ignores trailing garbage
 /// (`0xde/adbeef`), and forgives a missing `)` at the end; we do not.
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn mutated_text_agrees_with_ovs() {
     let flows: Vec<&str> = golden_flows().filter(|f| !FOREIGN.iter().any(|k| f.contains(k))).collect();
     let alphabet: &[u8] = b"0123456789abcdefx:,()[]._->=/ ";

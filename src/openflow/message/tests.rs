@@ -101,6 +101,7 @@ fn impossible_lengths() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn hello() {
     check(&Message::Hello(Hello::default()));
     let b = check(&Message::Hello(Hello::with_bitmap(1 << 4)));
@@ -128,6 +129,7 @@ fn hello() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn echo_features_config_barrier() {
     check(&Message::EchoRequest(b"abcd".to_vec()));
     check(&Message::EchoReply(vec![]));
@@ -150,6 +152,7 @@ fn echo_features_config_barrier() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn role_and_async() {
     for role in 0..4 {
         check(&Message::RoleRequest(Role { role, generation_id: 10 }));
@@ -163,6 +166,7 @@ fn role_and_async() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn errors() {
     // The data is (a prefix of) the offending request; OVS prints it decoded.
     let req = encode(&Message::Hello(Hello::with_bitmap(0x10)), 0xff);
@@ -181,6 +185,7 @@ fn errors() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn nicira_and_onf() {
     check(&Message::SetControllerId(7));
     for f in 0..3 {
@@ -200,6 +205,7 @@ fn nicira_and_onf() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn packet_in2_without_metadata() {
     let p = PacketIn2 {
         packet: Some(hex("ffffffffffff0000000000010800")),
@@ -237,6 +243,7 @@ fn sample_ports() -> Vec<Port> {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn port_status_and_mod() {
     for (i, port) in sample_ports().into_iter().enumerate() {
         check(&Message::PortStatus(PortStatus { reason: (i % 3) as u8, port }));
@@ -264,6 +271,7 @@ fn output(port: u32) -> Action {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn packet_in() {
     let p = PacketIn {
         buffer_id: 0xffff_ffff,
@@ -286,6 +294,7 @@ fn packet_in() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn packet_in2_with_metadata() {
     let p = PacketIn2 {
         packet: Some(frame()),
@@ -301,6 +310,7 @@ fn packet_in2_with_metadata() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn packet_out() {
     let p = PacketOut { buffer_id: 0xffff_ffff, in_port: 0xffff_fffd, actions: vec![output(2)], data: frame() };
     same_text(&round_trip(&Message::PacketOut(p.clone())), 1);
@@ -311,6 +321,7 @@ fn packet_out() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn flow_removed() {
     let f = FlowRemoved {
         cookie: 0x99,
@@ -338,6 +349,7 @@ fn flow_removed() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn multipart_requests() {
     use MultipartRequestBody as B;
     for body in [
@@ -373,6 +385,7 @@ fn multipart_requests() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn multipart_replies() {
     use MultipartReplyBody as B;
     let desc = Desc::new("Nicira, Inc.", "Open vSwitch", "3.1.0", "None", "None");
@@ -480,6 +493,7 @@ fn sample_buckets() -> Vec<Bucket> {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn group_mod_and_replies() {
     use group::group_type as t;
     check(&Message::GroupMod(GroupMod { command: 0, group_type: t::SELECT, group_id: 1, buckets: sample_buckets() }));
@@ -525,6 +539,7 @@ fn group_mod_and_replies() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn meter_mod_and_replies() {
     use meter::*;
     let drop = MeterBand::Drop { rate: 1000, burst_size: 100 };
@@ -572,6 +587,7 @@ fn meter_mod_and_replies() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn flow_mod_and_bundle_add() {
     use crate::openflow::flow::FlowModCommand;
     let mut fm = FlowMod::new(FlowModCommand::Add);
@@ -599,6 +615,7 @@ fn flow_mod_and_bundle_add() {
 /// Messages captured from a real OVS 3.1 session (tests/golden/messages/*.hex, one message per
 /// file): each decodes, re-encodes byte for byte, and prints as OVS prints it.
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn golden_messages_from_ovs() {
     // The committed captures, and the fresh ones `scripts/test.sh` takes from the OVS installed
     // here (`target/ovs-captures`), when present.
@@ -654,12 +671,14 @@ fn golden_messages_from_ovs() {
 const GOLDEN_FIRST_LINE_ONLY: &[&str] = &["packet_in2.hex"];
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn table_mod() {
     check(&Message::TableMod(TableMod { table_id: 1, config: 0 }));
     check(&Message::TableMod(TableMod { table_id: 0xff, config: 3 }));
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn helpers() {
     // Negotiation: OVS's 1.3-only hello, a 1.5 hello without bitmap, a 1.0-only peer.
     assert_eq!(Hello::with_bitmap(1 << 4).negotiate(4, 1 << 4), Some(4));
@@ -742,6 +761,7 @@ const FRAMES: &[(&str, &str)] = &[
 ];
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn packet_flow_lines_match_ovs() {
     let mut failures = Vec::new();
     for (name, h) in FRAMES {
@@ -775,6 +795,7 @@ fn packet_flow_lines_match_ovs() {
 
 /// Truncated packets: when we print a flow line it is OVS's; the first line always is.
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn truncated_packet_flow_lines() {
     let mut failures = Vec::new();
     let mut described = 0;
@@ -807,6 +828,7 @@ fn truncated_packet_flow_lines() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
 fn error_carrying_a_truncated_flow_mod() {
     use crate::openflow::flow::FlowModCommand;
     let mut fm = FlowMod::new(FlowModCommand::Add);

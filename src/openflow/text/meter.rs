@@ -240,6 +240,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "ovs"), ignore = "needs Open vSwitch (ovs-ofctl): cargo test --features ovs")]
     fn meter_mods_print_as_ovs_prints_them() {
         assert!(oracle::available(), "ovs-ofctl is needed: scripts/test.sh installs Open vSwitch");
         use MeterCommand::*;

@@ -341,8 +341,8 @@ impl Default for HttpConfig {
 
 impl HttpConfig {
     /// The HTTP server's bounds.
-    pub fn limits(&self) -> crate::control::http::HttpLimits {
-        crate::control::http::HttpLimits {
+    pub fn limits(&self) -> HttpLimits {
+        HttpLimits {
             max_connections: self.max_connections.max(1),
             max_in_flight: self.max_in_flight.max(1),
             header_timeout: Duration::from_millis(self.header_timeout_ms.max(1)),
@@ -977,6 +977,26 @@ fn fmt_set(s: &BTreeSet<usize>) -> String {
     s.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
 }
 
+/// The HTTP server's bounds (`[http]` in the configuration; served by `control::http`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Connections open at once; one more is answered 503 and closed
+    /// (`shardflow_http_connections_refused_total`).
+    pub max_connections: usize,
+    /// Heavy requests (everything but `/healthz`, `/readyz`, `/metrics`) handled at once; more
+    /// wait for a slot until their deadline, then get 503.
+    pub max_in_flight: usize,
+    /// Time to receive a request head, counted from the first poll for it (an idle kept-alive
+    /// connection is closed after it too); past it hyper closes the connection.
+    pub header_timeout: std::time::Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> HttpLimits {
+        HttpLimits { max_connections: 256, max_in_flight: 16, header_timeout: std::time::Duration::from_secs(5) }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -1331,7 +1351,11 @@ mod tests {
         assert!(err.to_string().contains(&port.to_string()), "{err}");
         assert_eq!(err.exit_code(), EXIT_UNAVAILABLE);
         drop(held);
-        c.check_ports_free().unwrap();
+        // Free again. (Parallel tests bind ephemeral ports: one of them may take another port of
+        // this configuration meanwhile, so only the released one is checked.)
+        if let Err(ConfigError::PortInUse { addr, .. }) = c.check_ports_free() {
+            assert_ne!(addr.port(), port, "the released port is still reported taken");
+        }
 
         // The HTTP port is probed too.
         let held = TcpListener::bind("127.0.0.1:0").unwrap();

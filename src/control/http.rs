@@ -659,25 +659,7 @@ pub fn blocking_threads(limits: &HttpLimits) -> usize {
     limits.max_in_flight.max(1) + LIGHT_IN_FLIGHT + 4
 }
 
-/// The server's bounds (`[http]` in the configuration).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpLimits {
-    /// Connections open at once; one more is answered 503 and closed
-    /// (`shardflow_http_connections_refused_total`).
-    pub max_connections: usize,
-    /// Heavy requests (everything but `/healthz`, `/readyz`, `/metrics`) handled at once; more
-    /// wait for a slot until their deadline, then get 503.
-    pub max_in_flight: usize,
-    /// Time to receive a request head, counted from the first poll for it (an idle kept-alive
-    /// connection is closed after it too); past it hyper closes the connection.
-    pub header_timeout: Duration,
-}
-
-impl Default for HttpLimits {
-    fn default() -> HttpLimits {
-        HttpLimits { max_connections: 256, max_in_flight: 16, header_timeout: Duration::from_secs(5) }
-    }
-}
+pub use crate::config::HttpLimits;
 
 /// A bound HTTP listener, not yet serving: binding happens before the control thread starts,
 /// so a port in use is a start-up error, and serving runs on the control runtime.

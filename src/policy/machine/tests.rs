@@ -209,7 +209,7 @@ fn an_unlocated_pod_address_is_flooded_until_someone_locates_it() {
     }
     // The Tracker has seen it answer on port 6: the next packet (a cache hit) gets flows to it.
     let mut seen = Seen::default();
-    seen.0.insert(ip("10.244.1.9"), Location { port: 6, mac: MacAddr([2, 0, 0, 0, 0, 9]) });
+    seen.0.insert(ip("10.244.1.9"), Location { port: 6, mac: MacAddr([2, 0, 0, 0, 0, 9]), tun_dst: None });
     let (k, held) = syn_to("10.244.1.9", 1000);
     let o = hit(m.decide_now(&k, 7, 2, 0, held, &seen, t0).map_err(|(q, _)| q), "cached");
     assert_eq!(o.label, "allow");

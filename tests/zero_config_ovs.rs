@@ -127,3 +127,41 @@ fn learned_hosts_are_bounded_and_refusals_counted() {
     assert!(tr["stats"]["ips_dropped"].as_u64().unwrap() >= 1, "{tr:#}");
     assert_eq!(d.metric_sum("shardflow_tracker_hosts", &[]), 1.0);
 }
+
+#[test]
+fn a_host_that_never_arps_is_asked_for_and_then_decided() {
+    // Warm neighbour caches (a restarted daemon, static entries): A sends its SYN to B without
+    // any ARP. B is unknown: the SYN is flooded, and with it an ARP request for B on A's behalf,
+    // whose reply teaches the Tracker where B is; A's retransmission is then decided.
+    let ovs = Ovs::start(&["br0"]);
+    let d = Daemon::start(1, &["--zero-config", "true"]);
+    d.attach(&ovs, "br0", false);
+    wait_pipeline(&d, 1, Duration::from_secs(10));
+
+    let syn = build::tcp_syn(A_MAC, B_MAC, A.into(), B.into(), 40001, 8080);
+    inject(&ovs, 1, std::slice::from_ref(&syn));
+    let probe = |k: &FlowKey| k.is_arp() && k.arp_op == 1 && k.arp_spa == A && k.arp_tpa == B && k.arp_sha == A_MAC;
+    let ok = wait_until(Duration::from_secs(5), || {
+        frames_with(&ovs, 2, |k| k.ip_proto == 6) >= 1 && frames_with(&ovs, 2, probe) >= 1
+    });
+    assert!(ok, "port 2 did not get the flooded SYN and an ARP request for B:\n{}", d.stderr());
+    assert!(ovs.flows("br0").iter().all(|f| !f.contains("table=3, idle_timeout")), "decided before B was known");
+
+    // B answers the probe (to A's MAC): the reply comes to the controller, B is learned.
+    inject(&ovs, 2, &[build::arp_reply(B_MAC, B, A_MAC, A)]);
+    let ok = wait_until(Duration::from_secs(3), || {
+        let tr = d.json("/v1/tracker");
+        tr["addresses"].as_array().is_some_and(|a| a.iter().any(|e| e["ip"] == B.to_string() && e["port"] == 2))
+    });
+    assert!(ok, "B was not learned from its ARP reply:\n{}", d.stderr());
+
+    // A retransmits its SYN: now decided, forward and reverse flows in table 3.
+    inject(&ovs, 1, &[syn]);
+    let fwd = format!("tcp,nw_src={A},nw_dst={B},tp_src=40001,tp_dst=8080 actions=ct(commit,zone=1),set_field:{B_MAC}->eth_dst,output:2");
+    let mut flows = Vec::new();
+    let ok = wait_until(Duration::from_secs(5), || {
+        flows = ovs.flows("br0");
+        flows.iter().any(|f| f.ends_with(fwd.as_str()))
+    });
+    assert!(ok, "the retransmitted SYN was not decided: {flows:#?}\n{}", d.stderr());
+}

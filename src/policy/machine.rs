@@ -286,13 +286,24 @@ impl DecisionMachine {
             let is_gateway = (!pipeline.zero_config && key.ip_dst == IpAddr::V4(pipeline.gateway_ip))
                 || pipeline.gateway_ip6.is_some_and(|g| key.ip_dst == IpAddr::V6(g));
             if in_pod_range && !is_gateway && locator.locate(key.ip_dst).is_none() {
-                let flood = PacketOut {
-                    buffer_id: 0xffff_ffff,
-                    in_port,
-                    actions: vec![Action::Output { port: OFPP_FLOOD, max_len: 0 }],
-                    data,
+                let flood = |data| {
+                    Message::PacketOut(PacketOut {
+                        buffer_id: 0xffff_ffff,
+                        in_port,
+                        actions: vec![Action::Output { port: OFPP_FLOOD, max_len: 0 }],
+                        data,
+                    })
                 };
-                return Outcome { label: "flood_unknown", decided: None, messages: vec![Message::PacketOut(flood)] };
+                let mut messages = vec![flood(data)];
+                // Without configuration, ARP replies come to the controller: ask for the
+                // destination on the sender's behalf, so that a host that never ARPs (a warm
+                // neighbour cache, a static entry) is learned from its reply. Otherwise its answer
+                // to the flooded packet is invalid to conntrack (no committed connection), never
+                // reaches us, and the destination stays unknown for ever.
+                if let (true, IpAddr::V4(src), IpAddr::V4(dst)) = (pipeline.zero_config, key.ip_src, key.ip_dst) {
+                    messages.push(flood(crate::packet::build::arp_request(key.eth_src, src, dst)));
+                }
+                return Outcome { label: "flood_unknown", decided: None, messages };
             }
         }
         let conn_idle_timeout = match label_override {

@@ -220,6 +220,28 @@ fn an_unlocated_pod_address_is_flooded_until_someone_locates_it() {
 }
 
 #[test]
+fn without_configuration_an_unknown_destination_is_also_asked_for_by_arp() {
+    // Zero-config: ARP replies come to the controller, so the flood goes with an ARP request on
+    // the sender's behalf (a host with a warm neighbour cache never ARPs by itself).
+    let m = DecisionMachine::new(PipelineConfig::zero_config(), 1, SETTINGS, Arc::new(remote()));
+    let o = answer_for(&m, "192.168.7.9", 1000, Ok(policy(true, 1, Duration::from_secs(10))), Instant::now());
+    assert_eq!(o.label, "flood_unknown");
+    match o.messages.as_slice() {
+        [Message::PacketOut(syn), Message::PacketOut(probe)] => {
+            for po in [syn, probe] {
+                assert_eq!(po.actions, vec![Action::Output { port: OFPP_FLOOD, max_len: 0 }]);
+                assert_eq!(po.in_port, 2);
+            }
+            let expected = build::arp_request(A_MAC, Ipv4Addr::new(10, 244, 1, 2), Ipv4Addr::new(192, 168, 7, 9));
+            assert_eq!(probe.data, expected);
+            assert_ne!(syn.data, expected);
+        }
+        other => panic!("the flood and an ARP probe, got {} messages", other.len()),
+    }
+    // With a configured pipeline (ARP replies switched by OVS) there is no probe: the first test.
+}
+
+#[test]
 fn a_service_address_without_endpoints_gets_a_drop_flow() {
     let m = machine(SETTINGS, remote());
     let t0 = Instant::now();

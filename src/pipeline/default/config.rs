@@ -519,17 +519,7 @@ impl PipelineConfig {
         if let Some(t) = self.tunnel_port {
             ports.push(("pipeline.tunnel_port".into(), t));
         }
-        for (i, p) in self.local_pods.iter().enumerate() {
-            ports.push((format!("pipeline.local_pods[{i}].port"), p.port));
-        }
-        for (i, (key, port)) in ports.iter().enumerate() {
-            if *port == 0 || *port > MAX_PORT {
-                return Err(invalid(key.clone(), format!("{port} is not an OpenFlow port number (1-{MAX_PORT})")));
-            }
-            if let Some((other, _)) = ports[..i].iter().find(|(_, q)| q == port) {
-                return Err(invalid(key.clone(), format!("port {port} is already {other}")));
-            }
-        }
+        self.check_ports(ports)?;
 
         let mut ips = BTreeSet::from([self.gateway_ip]);
         let mut macs = BTreeSet::from([self.gateway_mac]);
@@ -576,17 +566,9 @@ impl PipelineConfig {
         Ok(())
     }
 
-    /// The zero-config pipeline: no addresses to check; ports (0 = none), zones and timeouts.
-    fn validate_zero_config(&self) -> Result<(), PipelineError> {
-        let mut ports: Vec<(String, u32)> = Vec::new();
-        for (key, p) in [("pipeline.uplink_port", self.uplink_port), ("pipeline.gateway_port", self.gateway_port)] {
-            if p != 0 {
-                ports.push((key.into(), p));
-            }
-        }
-        if let Some(t) = self.tunnel_port {
-            ports.push(("pipeline.tunnel_port".into(), t));
-        }
+    /// `ports` (the infrastructure ports, named by key) and the pods' ports: each an OpenFlow
+    /// port number, no two the same.
+    fn check_ports(&self, mut ports: Vec<(String, u32)>) -> Result<(), PipelineError> {
         for (i, p) in self.local_pods.iter().enumerate() {
             ports.push((format!("pipeline.local_pods[{i}].port"), p.port));
         }
@@ -598,6 +580,21 @@ impl PipelineConfig {
                 return Err(invalid(key.clone(), format!("port {port} is already {other}")));
             }
         }
+        Ok(())
+    }
+
+    /// The zero-config pipeline: no addresses to check; ports (0 = none), zones and timeouts.
+    fn validate_zero_config(&self) -> Result<(), PipelineError> {
+        let mut ports: Vec<(String, u32)> = Vec::new();
+        for (key, p) in [("pipeline.uplink_port", self.uplink_port), ("pipeline.gateway_port", self.gateway_port)] {
+            if p != 0 {
+                ports.push((key.into(), p));
+            }
+        }
+        if let Some(t) = self.tunnel_port {
+            ports.push(("pipeline.tunnel_port".into(), t));
+        }
+        self.check_ports(ports)?;
         if self.pod_zone == 0 || self.service_zone == 0 || self.pod_zone == self.service_zone {
             return Err(invalid("pipeline.pod_zone", "zones must be non-zero and distinct"));
         }
